@@ -70,7 +70,7 @@ impl ConnectionType {
 
 /// What a command does. The order of variants carries no meaning; use [`Operation::is_write`]
 /// and [`Operation::danger`] for policy questions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Operation {
     Select,
@@ -93,6 +93,7 @@ pub enum Operation {
     Commit,
     Rollback,
     Other,
+    #[default]
     Unknown,
 }
 
@@ -195,11 +196,6 @@ pub struct Statement {
     pub functions: Vec<String>,
 }
 
-impl Default for Operation {
-    fn default() -> Self {
-        Operation::Unknown
-    }
-}
 
 /// The classification of one command, produced by a real parser for its dialect.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -32,7 +32,7 @@ pub struct ConnectionMatch {
 }
 
 /// A guardrail, compiled from a `[[rules]]` section.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
     pub identities: Vec<String>,
