@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub mod policy;
+pub mod review;
 
 /// Who acts through the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +71,9 @@ impl ConnectionType {
 
 /// What a command does. The order of variants carries no meaning; use [`Operation::is_write`]
 /// and [`Operation::danger`] for policy questions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Operation {
     Select,
@@ -195,7 +198,6 @@ pub struct Statement {
     /// Functions called (lower-cased, schema-qualified when written so).
     pub functions: Vec<String>,
 }
-
 
 /// The classification of one command, produced by a real parser for its dialect.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -1,1 +1,457 @@
-//! placeholder
+//! The PostgreSQL adapter: wire bytes in, commands to the gate, bytes out.
+//!
+//! It authenticates clients with their airlock token (sent as the password), opens the upstream
+//! with the held credential, and relays the session (see [`relay`]). It never decides anything
+//! itself: every statement goes to [`airlock_gate::SessionGate`].
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+pub mod codec;
+pub mod relay;
+pub mod stream;
+pub mod tls;
+pub mod upstream;
+
+use crate::codec::{
+    decode_startup, put_auth_request, put_backend_key, put_error, put_ready, split_message,
+    split_startup, ErrorFields, Reader, StartupPacket,
+};
+use crate::stream::PgStream;
+use airlock_gate::{Gate, GateError};
+use bytes::{BufMut, BytesMut};
+use rand::Rng;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn, Instrument};
+
+/// How long a client may take to finish startup and authentication.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Startup parameters passed on to the upstream. `user` and `database` are replaced by the
+/// connection's; `replication` is refused (the replication protocol carries no SQL to judge);
+/// `options` is dropped because it can change server settings before any statement is seen.
+const PASSED_PARAMS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "timezone",
+    "extra_float_digits",
+    "intervalstyle",
+    "search_path",
+];
+
+pub struct PgListenerConfig {
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub allow_plaintext_tokens: bool,
+    pub max_message_bytes: usize,
+}
+
+/// Maps the (pid, key) pairs the gateway hands to clients to the upstream backends.
+#[derive(Default)]
+pub struct CancelRegistry {
+    map: Mutex<HashMap<(u32, u32), CancelTarget>>,
+}
+
+#[derive(Clone)]
+struct CancelTarget {
+    address: String,
+    pid: u32,
+    key: Vec<u8>,
+}
+
+impl CancelRegistry {
+    fn register(&self, target: CancelTarget) -> (u32, u32) {
+        let mut rng = rand::rng();
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let ids = (rng.random::<u32>() & 0x7fff_ffff, rng.random::<u32>());
+            if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(ids) {
+                slot.insert(target);
+                return ids;
+            }
+        }
+    }
+
+    fn remove(&self, ids: (u32, u32)) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ids);
+    }
+
+    fn get(&self, ids: (u32, u32)) -> Option<CancelTarget> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&ids)
+            .cloned()
+    }
+}
+
+/// Serves the PostgreSQL listener until the task is dropped.
+pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<PgListenerConfig>) {
+    let cancels = Arc::new(CancelRegistry::default());
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "postgres listener accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let gate = gate.clone();
+        let config = config.clone();
+        let cancels = cancels.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle_client(tcp, peer, gate, config, cancels).await {
+                debug!(%peer, error = %e, "postgres client ended with an error");
+            }
+        });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("{0}")]
+    Client(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+async fn send_fatal(stream: &mut PgStream, f: &ErrorFields) -> SessionError {
+    let mut out = BytesMut::new();
+    put_error(&mut out, f);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.flush().await;
+    let _ = stream.shutdown().await;
+    SessionError::Client(f.message.clone())
+}
+
+async fn read_startup(stream: &mut PgStream, buf: &mut BytesMut) -> Result<StartupPacket, SessionError> {
+    loop {
+        match split_startup(buf) {
+            Ok(Some(body)) => {
+                return decode_startup(&body).map_err(|e| SessionError::Client(e.to_string()));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(send_fatal(stream, &ErrorFields::fatal("08P01", e.to_string())).await)
+            }
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(SessionError::Client(
+                "client closed the connection during startup".into(),
+            ));
+        }
+    }
+}
+
+async fn handle_client(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    gate: Arc<Gate>,
+    config: Arc<PgListenerConfig>,
+    cancels: Arc<CancelRegistry>,
+) -> Result<(), SessionError> {
+    let mut stream = PgStream::Plain(tcp);
+    let mut buf = BytesMut::with_capacity(1024);
+    let startup = tokio::time::timeout(STARTUP_TIMEOUT, async {
+        loop {
+            match read_startup(&mut stream, &mut buf).await? {
+                StartupPacket::Ssl => match &config.tls {
+                    Some(tls) if !stream.is_tls() => {
+                        // Bytes sent before the handshake would be trusted as if encrypted
+                        // (CVE-2021-23214): refuse them.
+                        if !buf.is_empty() {
+                            return Err(send_fatal(
+                                &mut stream,
+                                &ErrorFields::fatal("08P01", "unencrypted data after SSLRequest"),
+                            )
+                            .await);
+                        }
+                        stream.write_all(b"S").await?;
+                        stream = upgrade(stream, tls.clone()).await?;
+                    }
+                    _ => stream.write_all(b"N").await?,
+                },
+                StartupPacket::GssEnc => stream.write_all(b"N").await?,
+                other => return Ok(other),
+            }
+        }
+    })
+    .await
+    .map_err(|_| SessionError::Client("startup timed out".into()))??;
+
+    let params = match startup {
+        StartupPacket::Cancel { pid, key } => {
+            handle_cancel(&cancels, pid, &key).await;
+            return Ok(());
+        }
+        StartupPacket::Startup { params } => params,
+        StartupPacket::Unsupported { code } => {
+            return Err(send_fatal(
+                &mut stream,
+                &ErrorFields::fatal(
+                    "0A000",
+                    format!(
+                        "unsupported frontend protocol {}.{}: airlock speaks 3.0",
+                        code >> 16,
+                        code & 0xffff
+                    ),
+                ),
+            )
+            .await)
+        }
+        StartupPacket::Ssl | StartupPacket::GssEnc => unreachable_plain()?,
+    };
+
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let user = get("user").unwrap_or_default();
+    let database = get("database").unwrap_or_else(|| user.clone());
+    if get("replication").is_some_and(|v| v != "false" && v != "0" && v != "off") {
+        return Err(send_fatal(
+            &mut stream,
+            &ErrorFields::fatal(
+                "0A000",
+                "replication connections are not supported through airlock",
+            ),
+        )
+        .await);
+    }
+    if !stream.is_tls() && !peer.ip().is_loopback() && !config.allow_plaintext_tokens {
+        return Err(send_fatal(
+            &mut stream,
+            &ErrorFields::fatal(
+                "28000",
+                "airlock refuses tokens over unencrypted connections from non-loopback addresses",
+            )
+            .with_hint("connect with sslmode=require, or set [gateway] allow_plaintext_tokens = true"),
+        )
+        .await);
+    }
+
+    // The token travels as the password.
+    let mut out = BytesMut::new();
+    put_auth_request(&mut out, 3, &[]);
+    stream.write_all(&out).await?;
+    let token = tokio::time::timeout(STARTUP_TIMEOUT, read_password(&mut stream, &mut buf))
+        .await
+        .map_err(|_| SessionError::Client("authentication timed out".into()))??;
+
+    let identity = match gate.authenticate(&user, &token, peer) {
+        Ok(identity) => identity,
+        Err(e) => return Err(send_fatal(&mut stream, &gate_error(&e)).await),
+    };
+    let session = match gate.open_session(identity, &database, airlock_core::ConnectionType::Postgres, peer, stream.is_tls()) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return Err(send_fatal(&mut stream, &gate_error(&e)).await),
+    };
+    let span = tracing::info_span!("pg_session", session = %session.id(), identity = %session.identity().name, connection = %session.connection_name());
+    run_session(stream, buf, session, params, config, cancels)
+        .instrument(span)
+        .await
+}
+
+fn unreachable_plain<T>() -> Result<T, SessionError> {
+    Err(SessionError::Client("internal: unexpected stream state".into()))
+}
+
+async fn upgrade(stream: PgStream, tls: Arc<rustls::ServerConfig>) -> Result<PgStream, SessionError> {
+    match stream {
+        PgStream::Plain(tcp) => {
+            let tls = tokio_rustls::TlsAcceptor::from(tls).accept(tcp).await?;
+            Ok(PgStream::ServerTls(Box::new(tls)))
+        }
+        other => Ok(other),
+    }
+}
+
+async fn read_password(stream: &mut PgStream, buf: &mut BytesMut) -> Result<String, SessionError> {
+    loop {
+        match split_message(buf, 16 * 1024) {
+            Ok(Some(m)) if m.tag == b'p' => {
+                let token = Reader::new(&m.body, "PasswordMessage")
+                    .cstr()
+                    .map_err(|e| SessionError::Client(e.to_string()))?;
+                return Ok(token.to_owned());
+            }
+            Ok(Some(m)) => {
+                return Err(send_fatal(
+                    stream,
+                    &ErrorFields::fatal(
+                        "08P01",
+                        format!("expected a password message, got `{}`", m.tag as char),
+                    ),
+                )
+                .await)
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(send_fatal(stream, &ErrorFields::fatal("08P01", e.to_string())).await)
+            }
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(SessionError::Client(
+                "client closed the connection during authentication".into(),
+            ));
+        }
+    }
+}
+
+/// The native error for a gate refusal.
+pub fn gate_error(e: &GateError) -> ErrorFields {
+    let code = match e {
+        GateError::BadCredentials { .. } | GateError::RateLimited { .. } => "28P01",
+        GateError::UnknownConnection { .. } => "3D000",
+        GateError::NotAllowed { .. } | GateError::WrongProtocol { .. } => "42501",
+        GateError::AuditUnavailable(_) => "58030",
+    };
+    ErrorFields::fatal(code, e.to_string())
+}
+
+async fn run_session(
+    mut client: PgStream,
+    leftover: BytesMut,
+    session: Arc<airlock_gate::SessionGate>,
+    params: Vec<(String, String)>,
+    config: Arc<PgListenerConfig>,
+    cancels: Arc<CancelRegistry>,
+) -> Result<(), SessionError> {
+    let spec = session.upstream().clone();
+    let passed: Vec<(String, String)> = params
+        .into_iter()
+        .filter(|(k, _)| PASSED_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(k)))
+        .collect();
+    let target = upstream::UpstreamTarget {
+        connection: session.connection_name(),
+        address: &spec.address,
+        database: &spec.database,
+        user: &spec.user,
+        password: spec.password.as_deref(),
+        sslmode: tls::SslMode::parse(&spec.sslmode).unwrap_or(tls::SslMode::Prefer),
+        ca_file: spec.ca_file.as_deref(),
+        params: &passed,
+    };
+    let up = match upstream::connect(&target).await {
+        Ok(up) => up,
+        Err(f) => {
+            session.close(&f.message);
+            return Err(send_fatal(&mut client, &f).await);
+        }
+    };
+    let ids = cancels.register(CancelTarget {
+        address: spec.address.clone(),
+        pid: up.backend_pid,
+        key: up.backend_key.clone(),
+    });
+
+    let mut out = BytesMut::new();
+    put_auth_request(&mut out, 0, &[]);
+    out.extend_from_slice(&up.replay);
+    put_backend_key(&mut out, ids.0, ids.1);
+    put_ready(&mut out, b'I');
+    client.write_all(&out).await?;
+    info!(upstream_tls = up.tls, "session open");
+
+    let (client_r, client_w) = tokio::io::split(client);
+    let (up_r, up_w) = tokio::io::split(up.stream);
+    let client_w: relay::ClientWriter = Arc::new(tokio::sync::Mutex::new(client_w));
+    let queue = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+    // Bytes the client sent right after its password (pipelined queries) must not be lost.
+    let client_r = Prefixed::new(leftover, client_r);
+
+    let limits = || relay::Limits {
+        max_message_bytes: config.max_message_bytes,
+    };
+    let c2u = relay::client_to_upstream(
+        client_r,
+        up_w,
+        client_w.clone(),
+        session.clone(),
+        queue.clone(),
+        limits(),
+    );
+    let u2c = relay::upstream_to_client(up_r, client_w.clone(), session.clone(), queue, limits());
+    let outcome = tokio::select! {
+        r = c2u => r.err().map(|e| format!("client side: {e}")),
+        r = u2c => match r {
+            Ok(()) => Some("the upstream closed the connection".to_string()),
+            Err(e) => Some(format!("upstream side: {e}")),
+        },
+    };
+    cancels.remove(ids);
+    let mut w = client_w.lock().await;
+    let _ = w.shutdown().await;
+    drop(w);
+    let reason = outcome.unwrap_or_else(|| "client disconnected".into());
+    info!(%reason, "session closed");
+    session.close(&reason);
+    Ok(())
+}
+
+async fn handle_cancel(cancels: &CancelRegistry, pid: u32, key: &[u8]) {
+    let Ok(key) = <[u8; 4]>::try_from(key) else {
+        return;
+    };
+    match cancels.get((pid, u32::from_be_bytes(key))) {
+        Some(t) => {
+            if let Err(e) = upstream::send_cancel(&t.address, t.pid, &t.key).await {
+                warn!(error = %e, "forwarding a cancel request failed");
+            } else {
+                info!(upstream_pid = t.pid, "cancel request forwarded");
+            }
+        }
+        // As PostgreSQL does: no answer either way, so keys cannot be probed.
+        None => debug!("cancel request for an unknown session"),
+    }
+}
+
+/// A reader that first yields bytes already buffered during startup.
+pub struct Prefixed<R> {
+    prefix: BytesMut,
+    inner: R,
+}
+
+impl<R> Prefixed<R> {
+    pub fn new(prefix: BytesMut, inner: R) -> Self {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<R> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+/// Where the listener's self-signed certificate lives, for `airlock serve` to print.
+pub fn default_cert_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("tls").join("gateway-cert.pem")
+}
+

@@ -1,1 +1,26 @@
-//! placeholder
+//! airlock's durable state: the append-only, hash-chained audit log and its SQLite index.
+//!
+//! The log file is the source of truth ("No execution without a record", SPEC.md): the gateway
+//! appends a command's event with [`AuditLog::append`] and forwards the command only after it
+//! returned `Ok`. The SQLite [`Index`] is derived from the log, may lag behind it, and can be
+//! rebuilt from it at any time.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod chain;
+mod error;
+mod event;
+mod index;
+mod log;
+
+pub use chain::{verify_log, VerifyReport, GENESIS_PREV};
+pub use error::StoreError;
+pub use event::{AuditEvent, CommandRecord, EventKind};
+pub use index::{
+    spawn_indexer, CommandRow, Index, IndexerHandle, SessionDetail, SessionFilter, SessionRow,
+};
+pub use log::{AuditLog, AuditOptions, AuditStats, Recovery};

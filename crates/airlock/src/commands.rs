@@ -1,0 +1,345 @@
+//! The offline subcommands: check, policy test, sessions, audit.
+
+use crate::StateArgs;
+use airlock_core::policy::{ConnectionRef, Request};
+use airlock_store::{Index, SessionFilter};
+use anyhow::{anyhow, Context};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    match airlock_config::load_file(path) {
+        Ok(config) => {
+            for w in &config.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("{}", config.summary());
+            println!("{}: OK", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", path.display(), errors.len());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Exit codes let CI pipelines lint migrations: 0 allow, 3 review, 4 deny.
+pub fn policy_test(
+    config_path: &Path,
+    identity: &str,
+    connection: &str,
+    sql: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = airlock_config::load_file(config_path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    let Some(sa) = config.service_account(identity) else {
+        let known: Vec<&str> = config.service_accounts.iter().map(|s| s.name.as_str()).collect();
+        return Err(anyhow!("identity `{identity}` not found; known: {}", known.join(", ")));
+    };
+    let Some(conn) = config.connection(connection) else {
+        let known: Vec<&str> = config.connections.iter().map(|c| c.name.as_str()).collect();
+        return Err(anyhow!("connection `{connection}` not found; known: {}", known.join(", ")));
+    };
+    let identity = sa.identity();
+    let may_use = conn.allows(&identity) && sa.limited_to(&conn.name);
+    let classification = airlock_sql::classify_pg(sql);
+    let policy = airlock_gate::compile_policy(&config);
+    let (minute_of_day, weekday) = airlock_core::policy::utc_clock(unix_secs());
+    let decision = policy.decide(&Request {
+        identity: &identity,
+        connection: ConnectionRef { name: &conn.name, tags: Some(&conn.tags) },
+        classification: &classification,
+        text: sql,
+        minute_of_day,
+        weekday,
+    });
+    if json {
+        let out = serde_json::json!({
+            "identity": identity.name,
+            "connection": conn.name,
+            "may_use_connection": may_use,
+            "classification": classification,
+            "decision": decision,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("identity:   {} ({}, groups: {}{})", identity.name, identity.kind.as_str(), identity.groups.join(", "), if identity.agent { ", agent" } else { "" });
+        println!("connection: {} (may use: {})", conn.name, if may_use { "yes" } else { "NO: the session would be refused" });
+        if classification.unparsed {
+            println!("parse:      FAILED ({}); treated as the most dangerous class", classification.parse_error.as_deref().unwrap_or("?"));
+        }
+        let flags = classification.flags();
+        if !flags.is_empty() {
+            println!("flags:      {}", flags.join(", "));
+        }
+        for (i, s) in classification.statements.iter().enumerate() {
+            println!(
+                "statement {}: {}{}{} reads [{}] writes [{}]{}",
+                i + 1,
+                s.operation,
+                if s.writes_data { " (writes)" } else { "" },
+                if s.dynamic_sql { " (dynamic sql)" } else { "" },
+                s.reads.join(", "),
+                s.writes.join(", "),
+                if s.has_where { "" } else { " without WHERE" }
+            );
+        }
+        println!("matched:    {}", if decision.matched.is_empty() { "no rule".to_string() } else { decision.matched.join(", ") });
+        println!(
+            "decision:   {}{}{}",
+            decision.action,
+            decision.rule.as_deref().map(|r| format!(" by rule `{r}`")).unwrap_or_else(|| " (default action)".into()),
+            decision.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::from(match decision.action {
+        airlock_core::Action::Allow => 0,
+        airlock_core::Action::Review => 3,
+        airlock_core::Action::Deny => 4,
+    }))
+}
+
+fn unix_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Data dir and audit log path for the offline commands.
+fn state_paths(state: &StateArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
+    if let Some(dir) = &state.data_dir {
+        return Ok((dir.clone(), dir.join("audit.log")));
+    }
+    if let Some(path) = &state.config {
+        let config = airlock_config::load_file(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+        return Ok((config.gateway.data_dir, config.audit.path));
+    }
+    let dir = PathBuf::from("./airlock-data");
+    Ok((dir.clone(), dir.join("audit.log")))
+}
+
+/// Opens the index and brings it up to date with the log, so listings are never stale.
+fn open_index(state: &StateArgs) -> anyhow::Result<Index> {
+    let (dir, log) = state_paths(state)?;
+    if !log.exists() {
+        return Err(anyhow!(
+            "no audit log at {}; pass --data-dir or --config of a gateway that has run",
+            log.display()
+        ));
+    }
+    let index = Index::open(&dir.join("state.db")).with_context(|| format!("opening {}", dir.join("state.db").display()))?;
+    index.catch_up(&log).context("indexing the audit log")?;
+    Ok(index)
+}
+
+pub fn sessions_list(
+    state: &StateArgs,
+    identity: Option<String>,
+    connection: Option<String>,
+    since: Option<String>,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let index = open_index(state)?;
+    let since_us = since.as_deref().map(crate::commands::parse_since).transpose()?;
+    let rows = index.sessions(SessionFilter { identity, connection, since_us, limit: Some(limit) })?;
+    if json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| serde_json::json!({
+                "id": r.id, "identity": r.identity, "connection": r.connection,
+                "started_us": r.started_us, "ended_us": r.ended_us, "peer": r.peer,
+                "statements": r.statements, "denied": r.denied,
+            }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<28} {:<20} {:<16} {:<20} {:>6} {:>6}  ended", "SESSION", "IDENTITY", "CONNECTION", "STARTED (UTC)", "STMTS", "DENIED")?;
+    for r in &rows {
+        writeln!(
+            out,
+            "{:<28} {:<20} {:<16} {:<20} {:>6} {:>6}  {}",
+            r.id,
+            r.identity.as_deref().unwrap_or("-"),
+            r.connection.as_deref().unwrap_or("-"),
+            r.started_us.map(fmt_time).unwrap_or_default(),
+            r.statements,
+            r.denied,
+            r.ended_us.map(fmt_time).unwrap_or_else(|| "open".into())
+        )?;
+    }
+    if rows.is_empty() {
+        writeln!(out, "(no sessions)")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn sessions_show(state: &StateArgs, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let index = open_index(state)?;
+    let Some(d) = index.session(id)? else {
+        return Err(anyhow!("session `{id}` not found; list them with `airlock sessions list`"));
+    };
+    if json {
+        let cmds: Vec<serde_json::Value> = d.commands.iter().map(|c| serde_json::json!({
+            "seq": c.seq, "ts_us": c.ts_us, "text": c.text, "operation": c.operation,
+            "reads": c.reads, "writes": c.writes, "flags": c.flags, "decision": c.decision,
+            "rule": c.rule, "message": c.message, "rows": c.rows, "error": c.error,
+            "duration_us": c.duration_us,
+        })).collect();
+        let s = &d.session;
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({
+            "id": s.id, "identity": s.identity, "connection": s.connection, "peer": s.peer,
+            "started_us": s.started_us, "ended_us": s.ended_us, "statements": s.statements,
+            "denied": s.denied, "commands": cmds,
+        }))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = &d.session;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "session    {}", s.id)?;
+    writeln!(out, "identity   {}", s.identity.as_deref().unwrap_or("-"))?;
+    writeln!(out, "connection {}", s.connection.as_deref().unwrap_or("-"))?;
+    writeln!(out, "peer       {}", s.peer.as_deref().unwrap_or("-"))?;
+    writeln!(out, "started    {}", s.started_us.map(fmt_time).unwrap_or_default())?;
+    writeln!(out, "ended      {}", s.ended_us.map(fmt_time).unwrap_or_else(|| "still open".into()))?;
+    writeln!(out, "statements {} ({} denied)\n", s.statements, s.denied)?;
+    for c in &d.commands {
+        let outcome = match (&c.error, c.rows) {
+            (Some(e), _) => format!("error {e}"),
+            (None, Some(r)) => format!("{r} rows"),
+            (None, None) => String::new(),
+        };
+        writeln!(
+            out,
+            "#{:<4} {} {:<8} {:<6}{} {}{}",
+            c.seq,
+            c.ts_us.map(fmt_time).unwrap_or_default(),
+            c.operation.as_deref().unwrap_or("?"),
+            c.decision.as_deref().unwrap_or("?"),
+            c.rule.as_deref().map(|r| format!(" [{r}]")).unwrap_or_default(),
+            outcome,
+            c.duration_us.map(|d| format!(" in {:.3} ms", d as f64 / 1000.0)).unwrap_or_default(),
+        )?;
+        writeln!(out, "      {}", c.text.as_deref().unwrap_or("").replace('\n', "\n      "))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn audit_verify(state: &StateArgs) -> anyhow::Result<ExitCode> {
+    let (dir, log) = state_paths(state)?;
+    let report = airlock_store::verify_log(&log).with_context(|| format!("reading {}", log.display()))?;
+    let mut ok = report.is_ok();
+    match &report.first_broken {
+        None => println!("audit log {}: {} events, chain intact (head {})", log.display(), report.events, report.last_hash),
+        Some((seq, why)) => println!("audit log {}: BROKEN at event {seq}: {why}", log.display()),
+    }
+    let db = dir.join("state.db");
+    if db.exists() {
+        let index = Index::open(&db)?;
+        let r = index.verify()?;
+        match &r.first_broken {
+            None => println!("audit index {}: {} events, chain intact", db.display(), r.events),
+            Some((seq, why)) => {
+                ok = false;
+                println!("audit index {}: BROKEN at event {seq}: {why}", db.display());
+            }
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+pub fn audit_export(state: &StateArgs, since: Option<String>, format: &str) -> anyhow::Result<ExitCode> {
+    if format != "jsonl" {
+        return Err(anyhow!("--format {format}: only jsonl is available in this build (ocsf is tracked as issue #5)"));
+    }
+    let (_, log) = state_paths(state)?;
+    let since_us = since.as_deref().map(parse_since).transpose()?;
+    let file = std::fs::File::open(&log).with_context(|| format!("opening {}", log.display()))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        if let Some(since) = since_us {
+            let v: serde_json::Value = match serde_json::from_str(&line) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            if v["event"]["ts_us"].as_i64().unwrap_or(0) < since {
+                continue;
+            }
+        }
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `2026-11-23T10:00:00Z`, `2026-11-23`, or a duration ago: `90s`, `15m`, `2h`, `7d`.
+pub fn parse_since(s: &str) -> anyhow::Result<i64> {
+    let now_us = unix_secs() * 1_000_000;
+    if let Some(n) = s.strip_suffix(['s', 'm', 'h', 'd']) {
+        if let Ok(n) = n.parse::<i64>() {
+            let unit = match s.as_bytes().last() {
+                Some(b's') => 1,
+                Some(b'm') => 60,
+                Some(b'h') => 3600,
+                _ => 86_400,
+            };
+            return Ok(now_us - n * unit * 1_000_000);
+        }
+    }
+    let bad = || anyhow!("cannot read time `{s}`: use RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23), or a duration ago (15m, 2h, 7d)");
+    let (date, time) = s.split_once('T').unwrap_or((s, "00:00:00Z"));
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    let time = time.trim_end_matches('Z');
+    let t: Vec<i64> = time.split(':').map(|p| p.split('.').next().unwrap_or("0").parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    let (&[y, mo, day], &[h, mi, sec]) = (d.as_slice(), t.as_slice()) else {
+        return Err(bad());
+    };
+    Ok((days_from_civil(y, mo, day) * 86_400 + h * 3600 + mi * 60 + sec) * 1_000_000)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+pub fn fmt_time(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_round_trip() {
+        let us = parse_since("2026-11-23T10:20:30Z").unwrap();
+        assert_eq!(fmt_time(us), "2026-11-23 10:20:30");
+        assert_eq!(fmt_time(0), "1970-01-01 00:00:00");
+        assert!(parse_since("yesterday").is_err());
+        let ago = parse_since("2h").unwrap();
+        assert!((unix_secs() * 1_000_000 - ago - 7_200_000_000).abs() < 5_000_000);
+    }
+}

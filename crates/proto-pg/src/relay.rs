@@ -1,0 +1,528 @@
+//! The relay between an authenticated client and its upstream.
+//!
+//! Two tasks per session. `client_to_upstream` reads frontend messages, has every statement
+//! judged by the gate, writes the audit records *before* forwarding, and substitutes denied
+//! statements. `upstream_to_client` relays backend messages and uses a queue of expected
+//! responses (one entry per forwarded frontend message) to know which response belongs to
+//! which command: for row counts and errors in the audit trail, and to splice the gateway's
+//! own ErrorResponse into the stream at exactly the right place.
+//!
+//! Denials are substituted, not dropped: a denied statement is replaced by a constant
+//! `DO` block that raises on the upstream. That keeps the response order and the upstream's
+//! transaction state (`ReadyForQuery` status, aborted transaction blocks) identical to what the
+//! client sees, with no bookkeeping of our own. The upstream's error is then replaced by the
+//! gateway's ErrorResponse (SQLSTATE 42501, naming the rule), so no text of ours is ever
+//! interpolated into SQL.
+
+use crate::codec::{
+    self, peek_message, put_error, put_message, put_query, rows_from_tag, ErrorFields, FrameError,
+    Reader,
+};
+use crate::stream::PgStream;
+use airlock_core::Action;
+use airlock_gate::{GateError, Judged, SessionGate};
+use bytes::{Buf, BufMut, BytesMut};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+
+/// The statement every denial is replaced with. Constant: nothing user-controlled is spliced in.
+pub const DENY_SQL: &str = "DO $airlock$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'airlock: denied'; END$airlock$";
+
+/// What the upstream owes us for one forwarded frontend message.
+#[derive(Debug)]
+enum Expect {
+    /// A simple `Query`: everything up to and including ReadyForQuery.
+    Query(Tracked),
+    /// A substituted denial. `extended`: we sent Parse+Bind+Execute, so swallow the
+    /// ParseComplete and BindComplete the client never asked for.
+    Denied { error: ErrorFields, extended: bool },
+    Parse,
+    Bind,
+    DescribeStatement,
+    DescribePortal,
+    Execute(Tracked),
+    Close,
+    Sync,
+}
+
+/// A command whose outcome goes into the audit trail.
+#[derive(Debug)]
+struct Tracked {
+    seq: u64,
+    started: Instant,
+    rows: Option<u64>,
+    error: Option<String>,
+}
+
+impl Tracked {
+    fn new(seq: u64) -> Self {
+        Tracked {
+            seq,
+            started: Instant::now(),
+            rows: None,
+            error: None,
+        }
+    }
+
+    fn add_rows(&mut self, tag_body: &[u8]) {
+        if let Some(n) = rows_from_tag(tag_body) {
+            self.rows = Some(self.rows.unwrap_or(0) + n);
+        }
+    }
+}
+
+type Queue = Arc<Mutex<VecDeque<Expect>>>;
+pub type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<PgStream>>>;
+
+/// What a prepared statement was judged to be when it was parsed.
+struct Prepared {
+    text: Arc<str>,
+    judged: Judged,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("client protocol error: {0}")]
+    Frame(#[from] FrameError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("unsupported frontend message type `{0}`")]
+    UnknownMessage(char),
+    #[error("{0}")]
+    Gate(#[from] GateError),
+}
+
+pub struct Limits {
+    pub max_message_bytes: usize,
+}
+
+/// Reads frontend messages until the client leaves. Returns `Ok(())` on a clean Terminate.
+pub async fn client_to_upstream<R: AsyncRead + Unpin>(
+    mut client: R,
+    mut upstream: WriteHalf<PgStream>,
+    client_writer: ClientWriter,
+    session: Arc<SessionGate>,
+    queue: Queue,
+    limits: Limits,
+) -> Result<(), RelayError> {
+    let mut buf = BytesMut::with_capacity(8192);
+    let mut out = BytesMut::with_capacity(8192);
+    let mut expects: Vec<Expect> = Vec::new();
+    let mut statements: HashMap<String, Arc<Prepared>> = HashMap::new();
+    let mut portals: HashMap<String, Arc<Prepared>> = HashMap::new();
+    loop {
+        let n = client.read_buf(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.clear();
+        let mut records: Vec<(u64, Arc<str>, Judged)> = Vec::new();
+        let mut terminate = false;
+        loop {
+            let msg = match codec::split_message(&mut buf, limits.max_message_bytes) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    fatal(&client_writer, &ErrorFields::fatal("08P01", e.to_string())).await;
+                    return Err(e.into());
+                }
+            };
+            match msg.tag {
+                b'Q' => {
+                    let text = Reader::new(&msg.body, "Query").cstr()?;
+                    let judged = session.judge(text);
+                    let seq = session.next_seq();
+                    if let Some(error) = denial(&session, &judged) {
+                        put_query(&mut out, DENY_SQL);
+                        expects.push(Expect::Denied {
+                            error,
+                            extended: false,
+                        });
+                    } else {
+                        copy_message(&mut out, msg.tag, &msg.body);
+                        expects.push(Expect::Query(Tracked::new(seq)));
+                    }
+                    records.push((seq, Arc::from(text), judged));
+                }
+                b'P' => {
+                    let mut r = Reader::new(&msg.body, "Parse");
+                    let name = r.cstr()?;
+                    let text = r.cstr()?;
+                    let judged = session.judge(text);
+                    if let Some(error) = denial(&session, &judged) {
+                        // Parse, bind and run the raising DO block on the unnamed statement; the
+                        // upstream then skips everything up to the client's Sync, as it would
+                        // after any error.
+                        put_message(&mut out, b'P', |o| {
+                            o.put_u8(0);
+                            codec::put_cstr(o, DENY_SQL);
+                            o.put_u16(0);
+                        });
+                        put_message(&mut out, b'B', |o| {
+                            o.put_u8(0);
+                            o.put_u8(0);
+                            o.put_u16(0);
+                            o.put_u16(0);
+                            o.put_u16(0);
+                        });
+                        put_message(&mut out, b'E', |o| {
+                            o.put_u8(0);
+                            o.put_u32(0);
+                        });
+                        expects.push(Expect::Denied {
+                            error,
+                            extended: true,
+                        });
+                        // A denial is recorded when it happens, with its own sequence number.
+                        records.push((session.next_seq(), Arc::from(text), judged));
+                        statements.remove(name);
+                    } else {
+                        statements.insert(
+                            name.to_owned(),
+                            Arc::new(Prepared {
+                                text: Arc::from(text),
+                                judged,
+                            }),
+                        );
+                        copy_message(&mut out, msg.tag, &msg.body);
+                        expects.push(Expect::Parse);
+                    }
+                }
+                b'B' => {
+                    let mut r = Reader::new(&msg.body, "Bind");
+                    let portal = r.cstr()?;
+                    let statement = r.cstr()?;
+                    match statements.get(statement) {
+                        Some(p) => {
+                            portals.insert(portal.to_owned(), p.clone());
+                        }
+                        None => {
+                            portals.remove(portal);
+                        }
+                    }
+                    copy_message(&mut out, msg.tag, &msg.body);
+                    expects.push(Expect::Bind);
+                }
+                b'E' => {
+                    let portal = Reader::new(&msg.body, "Execute").cstr()?;
+                    let seq = session.next_seq();
+                    // Executing a portal runs the statement it was bound from: that is the
+                    // command the audit event is for. A portal we never saw bound (unknown to
+                    // the upstream too) gets an event with no text; the upstream will refuse it.
+                    match portals.get(portal) {
+                        Some(p) => records.push((seq, p.text.clone(), p.judged.clone())),
+                        None => records.push((seq, Arc::from(""), session.judge(""))),
+                    }
+                    copy_message(&mut out, msg.tag, &msg.body);
+                    expects.push(Expect::Execute(Tracked::new(seq)));
+                }
+                b'D' => {
+                    let kind = Reader::new(&msg.body, "Describe").u8()?;
+                    copy_message(&mut out, msg.tag, &msg.body);
+                    expects.push(if kind == b'S' {
+                        Expect::DescribeStatement
+                    } else {
+                        Expect::DescribePortal
+                    });
+                }
+                b'C' => {
+                    let mut r = Reader::new(&msg.body, "Close");
+                    let kind = r.u8()?;
+                    let name = r.cstr()?;
+                    if kind == b'S' {
+                        statements.remove(name);
+                    } else {
+                        portals.remove(name);
+                    }
+                    copy_message(&mut out, msg.tag, &msg.body);
+                    expects.push(Expect::Close);
+                }
+                b'S' => {
+                    copy_message(&mut out, msg.tag, &msg.body);
+                    expects.push(Expect::Sync);
+                    // The unnamed portal does not survive the end of the implicit transaction.
+                    portals.remove("");
+                }
+                b'H' | b'd' | b'c' | b'f' => copy_message(&mut out, msg.tag, &msg.body),
+                b'F' => {
+                    // FunctionCall runs a function by OID: no SQL to judge, so it is refused.
+                    let seq = session.next_seq();
+                    let text = "<FunctionCall protocol message>";
+                    let mut judged = session.judge(text);
+                    judged.force_deny(
+                        "the FunctionCall protocol message is not supported through airlock",
+                    );
+                    let error = denial(&session, &judged).unwrap_or_else(|| {
+                        ErrorFields::error("42501", "airlock: FunctionCall is not supported")
+                    });
+                    put_query(&mut out, DENY_SQL);
+                    expects.push(Expect::Denied {
+                        error,
+                        extended: false,
+                    });
+                    records.push((seq, Arc::from(text), judged));
+                }
+                b'X' => {
+                    copy_message(&mut out, msg.tag, &msg.body);
+                    terminate = true;
+                    break;
+                }
+                other => {
+                    let e = RelayError::UnknownMessage(other as char);
+                    fatal(&client_writer, &ErrorFields::fatal("08P01", e.to_string())).await;
+                    return Err(e);
+                }
+            }
+        }
+        if !records.is_empty() {
+            let refs: Vec<(u64, &str, &Judged)> = records
+                .iter()
+                .map(|(seq, text, j)| (*seq, &**text, j))
+                .collect();
+            if let Err(e) = session.record(&refs) {
+                // No execution without a record: nothing of this batch is forwarded.
+                fatal(
+                    &client_writer,
+                    &ErrorFields::fatal("58030", e.to_string())
+                        .with_hint("the gateway's audit log cannot be written; ask an operator to check the gateway's disk"),
+                )
+                .await;
+                return Err(e.into());
+            }
+        }
+        if !expects.is_empty() {
+            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.extend(expects.drain(..));
+        }
+        if !out.is_empty() {
+            upstream.write_all(&out).await?;
+        }
+        if terminate {
+            let _ = upstream.shutdown().await;
+            return Ok(());
+        }
+    }
+}
+
+fn copy_message(out: &mut BytesMut, tag: u8, body: &[u8]) {
+    out.reserve(5 + body.len());
+    out.put_u8(tag);
+    out.put_u32(body.len() as u32 + 4);
+    out.extend_from_slice(body);
+}
+
+/// The ErrorResponse for a command the gate did not allow, or `None` to forward it.
+fn denial(session: &SessionGate, judged: &Judged) -> Option<ErrorFields> {
+    let d = &judged.decision;
+    match d.action {
+        Action::Allow => None,
+        Action::Deny => {
+            let rule = d.rule.as_deref().unwrap_or("default_action");
+            let message = d
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("denied by rule `{rule}`"));
+            Some(
+                ErrorFields::error("42501", format!("airlock: {message}"))
+                    .with_detail(format!(
+                        "rule `{rule}` denied this statement for identity `{}` on connection `{}`",
+                        session.identity().name,
+                        session.connection_name()
+                    )),
+            )
+        }
+        Action::Review => {
+            let rule = d.rule.as_deref().unwrap_or("default_action");
+            Some(
+                ErrorFields::error(
+                    "42501",
+                    format!("airlock: rule `{rule}` requires a review for this statement, and just-in-time reviews are not available in this build; the statement was not run"),
+                )
+                .with_hint("ask an administrator to run it, or change the rule's action"),
+            )
+        }
+    }
+}
+
+pub async fn fatal(writer: &ClientWriter, f: &ErrorFields) {
+    let mut out = BytesMut::new();
+    put_error(&mut out, f);
+    let mut w = writer.lock().await;
+    let _ = w.write_all(&out).await;
+    let _ = w.flush().await;
+}
+
+enum Step {
+    Pass,
+    Swallow,
+    Replace(ErrorFields),
+}
+
+/// Relays backend messages until the upstream closes.
+pub async fn upstream_to_client(
+    mut upstream: ReadHalf<PgStream>,
+    client: ClientWriter,
+    session: Arc<SessionGate>,
+    queue: Queue,
+    limits: Limits,
+) -> Result<(), RelayError> {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut out = BytesMut::new();
+    loop {
+        let n = upstream.read_buf(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        // Most chunks pass through untouched: then the original bytes are written as they came.
+        let mut rewritten = false;
+        let mut pos = 0usize;
+        {
+            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+            while let Some((tag, len)) = peek_message(buf.get(pos..).unwrap_or_default(), limits.max_message_bytes)? {
+                let body = buf.get(pos + 5..pos + len).unwrap_or_default();
+                let step = match tag {
+                    // Asynchronous messages belong to no request.
+                    b'N' | b'A' | b'S' => Step::Pass,
+                    _ => on_response(&mut q, tag, body, &session),
+                };
+                match step {
+                    Step::Pass => {
+                        if rewritten {
+                            out.extend_from_slice(buf.get(pos..pos + len).unwrap_or_default());
+                        }
+                    }
+                    Step::Swallow | Step::Replace(_) => {
+                        if !rewritten {
+                            rewritten = true;
+                            out.clear();
+                            out.extend_from_slice(buf.get(..pos).unwrap_or_default());
+                        }
+                        if let Step::Replace(f) = step {
+                            put_error(&mut out, &f);
+                        }
+                    }
+                }
+                pos += len;
+            }
+        }
+        let mut w = client.lock().await;
+        if rewritten {
+            w.write_all(&out).await?;
+        } else {
+            w.write_all(buf.get(..pos).unwrap_or_default()).await?;
+        }
+        drop(w);
+        buf.advance(pos);
+    }
+}
+
+/// Matches one backend message to the request it answers.
+fn on_response(q: &mut VecDeque<Expect>, tag: u8, body: &[u8], session: &SessionGate) -> Step {
+    let Some(front) = q.front_mut() else {
+        // Nothing outstanding (e.g. a FATAL error when the server shuts down): pass it on.
+        return Step::Pass;
+    };
+    let mut done = false;
+    let mut failed = false;
+    let step = match front {
+        Expect::Query(t) => match tag {
+            b'C' => {
+                t.add_rows(body);
+                Step::Pass
+            }
+            b'E' => {
+                t.error = Some(codec::decode_error(body).code);
+                Step::Pass
+            }
+            b'Z' => {
+                session.record_result(t.seq, t.rows, t.error.take(), t.started.elapsed());
+                done = true;
+                Step::Pass
+            }
+            _ => Step::Pass,
+        },
+        Expect::Denied { error, extended } => match tag {
+            b'1' | b'2' if *extended => Step::Swallow,
+            b'E' => {
+                let f = error.clone();
+                if *extended {
+                    done = true;
+                    failed = true;
+                }
+                Step::Replace(f)
+            }
+            b'Z' if !*extended => {
+                done = true;
+                Step::Pass
+            }
+            _ => Step::Pass,
+        },
+        Expect::Parse => simple_completion(tag, b'1', &mut done, &mut failed),
+        Expect::Bind => simple_completion(tag, b'2', &mut done, &mut failed),
+        Expect::Close => simple_completion(tag, b'3', &mut done, &mut failed),
+        Expect::DescribeStatement | Expect::DescribePortal => match tag {
+            b'T' | b'n' => {
+                done = true;
+                Step::Pass
+            }
+            b'E' => {
+                done = true;
+                failed = true;
+                Step::Pass
+            }
+            _ => Step::Pass,
+        },
+        Expect::Execute(t) => match tag {
+            b'C' => {
+                t.add_rows(body);
+                session.record_result(t.seq, t.rows, None, t.started.elapsed());
+                done = true;
+                Step::Pass
+            }
+            b'I' | b's' => {
+                session.record_result(t.seq, t.rows, None, t.started.elapsed());
+                done = true;
+                Step::Pass
+            }
+            b'E' => {
+                let code = codec::decode_error(body).code;
+                session.record_result(t.seq, t.rows, Some(code), t.started.elapsed());
+                done = true;
+                failed = true;
+                Step::Pass
+            }
+            _ => Step::Pass,
+        },
+        Expect::Sync => {
+            if tag == b'Z' {
+                done = true;
+            }
+            Step::Pass
+        }
+    };
+    if done {
+        q.pop_front();
+    }
+    if failed {
+        // After an error in the extended protocol the server discards messages until Sync.
+        while let Some(e) = q.front() {
+            if matches!(e, Expect::Sync | Expect::Query(_)) {
+                break;
+            }
+            q.pop_front();
+        }
+    }
+    step
+}
+
+fn simple_completion(tag: u8, ok: u8, done: &mut bool, failed: &mut bool) -> Step {
+    if tag == ok {
+        *done = true;
+    } else if tag == b'E' {
+        *done = true;
+        *failed = true;
+    }
+    Step::Pass
+}

@@ -1,0 +1,324 @@
+//! Statement classification on top of the real PostgreSQL grammar (libpg_query).
+
+use airlock_core::{Classification, Operation, Statement};
+use pg_query::protobuf::{self, TransactionStmtKind, VariableSetKind};
+use pg_query::NodeEnum;
+
+use crate::walk;
+
+/// Settings whose change alters the privileges the session acts with.
+const PRIVILEGE_SETTINGS: &[&str] = &["role", "session_authorization"];
+
+/// Classifies PostgreSQL text (one or more statements). Never fails: text the grammar rejects,
+/// or anything the classifier cannot follow, becomes [`Classification::unparsed`].
+pub fn classify_pg(sql: &str) -> Classification {
+    // libpg_query is C behind an FFI boundary and `ParseResult::new` indexes into the tree; a
+    // panic there must fail closed for this one command, not take the session down.
+    let parsed = std::panic::catch_unwind(|| pg_query::parse(sql, 0));
+    let result = match parsed {
+        Ok(Ok(result)) => result,
+        Ok(Err(error)) => return Classification::unparsed(error.to_string()),
+        Err(_) => return Classification::unparsed("the SQL parser panicked"),
+    };
+    let mut statements = Vec::with_capacity(result.protobuf.stmts.len());
+    for raw in &result.protobuf.stmts {
+        let Some(node) = raw.stmt.as_ref().and_then(|stmt| stmt.node.as_ref()) else {
+            return Classification::unparsed("empty statement node in parse tree");
+        };
+        match classify_statement(node) {
+            Ok(statement) => statements.push(statement),
+            Err(error) => return Classification::unparsed(error),
+        }
+    }
+    Classification {
+        multi_statement: statements.len() > 1,
+        statements,
+        unparsed: false,
+        parse_error: None,
+    }
+}
+
+fn classify_statement(node: &NodeEnum) -> Result<Statement, String> {
+    let tree = serde_json::to_value(node).map_err(|e| format!("parse tree: {e}"))?;
+    let scan = walk::scan(&tree);
+    let kind = kind_of(node);
+
+    if !kind.executed {
+        // Plain EXPLAIN plans the inner statement without running it, so the inner statement's
+        // writes do not happen: its targets are reported as reads. Function calls still count:
+        // the planner evaluates functions marked IMMUTABLE while folding constants, and a
+        // function's marking is not something we can verify.
+        let mut reads = scan.reads();
+        for written in scan.writes() {
+            if !reads.contains(&written) {
+                reads.push(written);
+            }
+        }
+        return Ok(Statement {
+            operation: Operation::Select,
+            reads,
+            writes: Vec::new(),
+            has_where: true,
+            writes_data: scan.unknown_function,
+            dynamic_sql: scan.dynamic_function,
+            functions: scan.functions(),
+        });
+    }
+
+    let mut operation = kind.op;
+    if operation == Operation::Select {
+        // A SELECT that carries a data-modifying CTE is named after that modification, so
+        // operation-based rules ("no DELETE without WHERE") see it; SELECT INTO is CREATE TABLE AS.
+        if let Some((nested, _)) = scan.modifying.first() {
+            operation = *nested;
+        } else if scan.select_into {
+            operation = Operation::Create;
+        }
+    }
+    let mut writes = scan.writes();
+    for extra in kind.extra_writes {
+        if !writes.contains(&extra) {
+            writes.push(extra);
+        }
+    }
+    Ok(Statement {
+        operation,
+        reads: scan.reads(),
+        writes,
+        // Any UPDATE/DELETE anywhere in the statement (e.g. in a CTE) without WHERE makes the
+        // whole statement unbounded. For other statements the question does not apply: true.
+        has_where: scan.modifying.iter().all(|(_, bounded)| *bounded),
+        writes_data: kind.writes
+            || !scan.modifying.is_empty()
+            || scan.select_into
+            || scan.unknown_function
+            || scan.execute,
+        dynamic_sql: kind.dynamic || scan.dynamic_function || scan.execute,
+        functions: scan.functions(),
+    })
+}
+
+/// What the statement type alone says.
+struct Kind {
+    op: Operation,
+    writes: bool,
+    dynamic: bool,
+    /// `false` only for plain EXPLAIN, which does not run its statement.
+    executed: bool,
+    /// Objects named outside `RangeVar`s (DROP, COMMENT ON).
+    extra_writes: Vec<String>,
+}
+
+impl Kind {
+    fn new(op: Operation, writes: bool) -> Kind {
+        Kind { op, writes, dynamic: false, executed: true, extra_writes: Vec::new() }
+    }
+    fn dynamic(mut self) -> Kind {
+        self.dynamic = true;
+        self
+    }
+}
+
+fn kind_of(node: &NodeEnum) -> Kind {
+    use NodeEnum as N;
+    use Operation as Op;
+    match node {
+        N::SelectStmt(_) => Kind::new(Op::Select, false),
+        N::InsertStmt(_) => Kind::new(Op::Insert, true),
+        N::UpdateStmt(_) => Kind::new(Op::Update, true),
+        N::DeleteStmt(_) => Kind::new(Op::Delete, true),
+        N::MergeStmt(_) => Kind::new(Op::Merge, true),
+        N::TruncateStmt(_) => Kind::new(Op::Truncate, true),
+        N::CallStmt(_) => Kind::new(Op::Call, true),
+        N::DoStmt(_) => Kind::new(Op::Do, true).dynamic(),
+        // The prepared statement's text was given earlier (or over the extended protocol); here
+        // we only see its name.
+        N::ExecuteStmt(_) => Kind::new(Op::Other, true).dynamic(),
+        N::PrepareStmt(s) => {
+            let inner = s.query.as_ref().and_then(|q| q.node.as_ref());
+            match inner {
+                Some(inner) => kind_of(inner).dynamic(),
+                None => Kind::new(Op::Unknown, true).dynamic(),
+            }
+        }
+        N::DeclareCursorStmt(s) => match s.query.as_ref().and_then(|q| q.node.as_ref()) {
+            Some(inner) => kind_of(inner),
+            None => Kind::new(Op::Unknown, true),
+        },
+        N::ExplainStmt(s) => {
+            let inner = s.query.as_ref().and_then(|q| q.node.as_ref());
+            let mut kind = match inner {
+                Some(inner) => kind_of(inner),
+                None => Kind::new(Op::Unknown, true),
+            };
+            // Any ANALYZE option counts, whatever its argument: `EXPLAIN (ANALYZE off)` is
+            // treated as executing. This keeps the classification independent of literal values
+            // ('off' is a string literal), which the classifier cache relies on.
+            kind.executed = s.options.iter().any(|option| {
+                matches!(&option.node, Some(N::DefElem(d)) if d.defname.eq_ignore_ascii_case("analyze"))
+            });
+            kind
+        }
+        N::CopyStmt(s) => {
+            // COPY ... TO a server file or PROGRAM writes files or runs commands on the server;
+            // only COPY ... TO STDOUT is a pure read.
+            Kind::new(Op::Copy, s.is_from || s.is_program || !s.filename.is_empty())
+        }
+        N::VariableSetStmt(s) => {
+            let reset_all = s.kind == VariableSetKind::VarResetAll as i32;
+            let privileges = PRIVILEGE_SETTINGS.iter().any(|p| s.name.eq_ignore_ascii_case(p));
+            Kind::new(Op::Set, reset_all || privileges)
+        }
+        N::VariableShowStmt(_) => Kind::new(Op::Show, false),
+        N::TransactionStmt(s) => {
+            let op = match TransactionStmtKind::try_from(s.kind) {
+                Ok(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart) => {
+                    Op::Begin
+                }
+                Ok(
+                    TransactionStmtKind::TransStmtCommit
+                    | TransactionStmtKind::TransStmtCommitPrepared,
+                ) => Op::Commit,
+                Ok(
+                    TransactionStmtKind::TransStmtRollback
+                    | TransactionStmtKind::TransStmtRollbackPrepared,
+                ) => Op::Rollback,
+                // SAVEPOINT, RELEASE, ROLLBACK TO, PREPARE TRANSACTION
+                _ => Op::Other,
+            };
+            Kind::new(op, false)
+        }
+        N::GrantStmt(s) => Kind::new(if s.is_grant { Op::Grant } else { Op::Revoke }, true),
+        N::GrantRoleStmt(s) => Kind::new(if s.is_grant { Op::Grant } else { Op::Revoke }, true),
+        N::AlterDefaultPrivilegesStmt(s) => {
+            let grant = s.action.as_ref().is_some_and(|a| a.is_grant);
+            Kind::new(if grant { Op::Grant } else { Op::Revoke }, true)
+        }
+        N::DropStmt(s) => {
+            let mut kind = Kind::new(Op::Drop, true);
+            kind.extra_writes = s.objects.iter().filter_map(object_name).collect();
+            kind
+        }
+        N::DropdbStmt(_)
+        | N::DropRoleStmt(_)
+        | N::DropTableSpaceStmt(_)
+        | N::DropUserMappingStmt(_)
+        | N::DropSubscriptionStmt(_)
+        | N::DropOwnedStmt(_) => Kind::new(Op::Drop, true),
+        N::CreateStmt(_)
+        | N::CreateTableAsStmt(_)
+        | N::ViewStmt(_)
+        | N::IndexStmt(_)
+        | N::CreateSchemaStmt(_)
+        | N::CreateSeqStmt(_)
+        | N::CreateFunctionStmt(_)
+        | N::CreateTrigStmt(_)
+        | N::CreateEventTrigStmt(_)
+        | N::RuleStmt(_)
+        | N::CreatePolicyStmt(_)
+        | N::CreateRoleStmt(_)
+        | N::CreatedbStmt(_)
+        | N::CreateTableSpaceStmt(_)
+        | N::CreateExtensionStmt(_)
+        | N::CreateFdwStmt(_)
+        | N::CreateForeignServerStmt(_)
+        | N::CreateForeignTableStmt(_)
+        | N::CreateUserMappingStmt(_)
+        | N::ImportForeignSchemaStmt(_)
+        | N::CreateAmStmt(_)
+        | N::CreatePlangStmt(_)
+        | N::DefineStmt(_)
+        | N::CreateDomainStmt(_)
+        | N::CreateOpClassStmt(_)
+        | N::CreateOpFamilyStmt(_)
+        | N::CreateStatsStmt(_)
+        | N::CompositeTypeStmt(_)
+        | N::CreateEnumStmt(_)
+        | N::CreateRangeStmt(_)
+        | N::CreateConversionStmt(_)
+        | N::CreateCastStmt(_)
+        | N::CreateTransformStmt(_)
+        | N::CreatePublicationStmt(_)
+        | N::CreateSubscriptionStmt(_) => Kind::new(Op::Create, true),
+        N::AlterTableStmt(_)
+        | N::AlterCollationStmt(_)
+        | N::AlterDomainStmt(_)
+        | N::AlterTableSpaceOptionsStmt(_)
+        | N::AlterTableMoveAllStmt(_)
+        | N::AlterExtensionStmt(_)
+        | N::AlterExtensionContentsStmt(_)
+        | N::AlterFdwStmt(_)
+        | N::AlterForeignServerStmt(_)
+        | N::AlterUserMappingStmt(_)
+        | N::AlterPolicyStmt(_)
+        | N::AlterEventTrigStmt(_)
+        | N::AlterRoleStmt(_)
+        | N::AlterRoleSetStmt(_)
+        | N::AlterSeqStmt(_)
+        | N::AlterOpFamilyStmt(_)
+        | N::AlterStatsStmt(_)
+        | N::AlterFunctionStmt(_)
+        | N::RenameStmt(_)
+        | N::AlterObjectDependsStmt(_)
+        | N::AlterObjectSchemaStmt(_)
+        | N::AlterOwnerStmt(_)
+        | N::AlterOperatorStmt(_)
+        | N::AlterTypeStmt(_)
+        | N::AlterEnumStmt(_)
+        | N::AlterDatabaseStmt(_)
+        | N::AlterDatabaseRefreshCollStmt(_)
+        | N::AlterDatabaseSetStmt(_)
+        | N::AlterTsdictionaryStmt(_)
+        | N::AlterTsconfigurationStmt(_)
+        | N::AlterPublicationStmt(_)
+        | N::AlterSubscriptionStmt(_)
+        | N::ReassignOwnedStmt(_) => Kind::new(Op::Alter, true),
+        N::CommentStmt(s) => {
+            let mut kind = Kind::new(Op::Other, true);
+            kind.extra_writes = s.object.as_deref().and_then(object_name).into_iter().collect();
+            kind
+        }
+        N::SecLabelStmt(s) => {
+            let mut kind = Kind::new(Op::Other, true);
+            kind.extra_writes = s.object.as_deref().and_then(object_name).into_iter().collect();
+            kind
+        }
+        // NOTIFY is counted as a write: other sessions act on the message (cache invalidation,
+        // job queues), so it has effects outside this session just like a row change.
+        N::NotifyStmt(_) => Kind::new(Op::Other, true),
+        // Only affect this session, or read a cursor that was classified when declared.
+        N::ListenStmt(_)
+        | N::UnlistenStmt(_)
+        | N::DiscardStmt(_)
+        | N::DeallocateStmt(_)
+        | N::FetchStmt(_)
+        | N::ClosePortalStmt(_)
+        | N::ConstraintsSetStmt(_) => Kind::new(Op::Other, false),
+        // LOCK, VACUUM/ANALYZE, CLUSTER, REINDEX, REFRESH MATERIALIZED VIEW, ALTER SYSTEM,
+        // CHECKPOINT, LOAD, and anything not listed above: may change state, fail closed.
+        _ => Kind::new(Op::Other, true),
+    }
+}
+
+/// The dotted name of an object in DROP/COMMENT ON (`List` of strings, a bare name, a type or a
+/// function signature).
+fn object_name(node: &protobuf::Node) -> Option<String> {
+    let join = |parts: &[protobuf::Node]| -> String {
+        parts
+            .iter()
+            .filter_map(|p| match &p.node {
+                Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let name = match node.node.as_ref()? {
+        NodeEnum::List(list) => join(&list.items),
+        NodeEnum::String(s) => s.sval.clone(),
+        NodeEnum::TypeName(t) => join(&t.names),
+        NodeEnum::ObjectWithArgs(o) => join(&o.objname),
+        _ => return None,
+    };
+    (!name.is_empty()).then_some(name)
+}

@@ -1,0 +1,108 @@
+use serde::{Deserialize, Serialize};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What an audit event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    SessionStart,
+    SessionEnd,
+    Command,
+    CommandResult,
+    AuthFailure,
+    ConfigLoaded,
+    GatewayStart,
+    GatewayStop,
+    Other,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::SessionStart => "session_start",
+            EventKind::SessionEnd => "session_end",
+            EventKind::Command => "command",
+            EventKind::CommandResult => "command_result",
+            EventKind::AuthFailure => "auth_failure",
+            EventKind::ConfigLoaded => "config_loaded",
+            EventKind::GatewayStart => "gateway_start",
+            EventKind::GatewayStop => "gateway_stop",
+            EventKind::Other => "other",
+        }
+    }
+}
+
+/// One audit event. Serialized compactly (absent fields are omitted) because one is written
+/// per SQL statement on the hot path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Unix time in microseconds, set by the caller (see [`AuditEvent::now_us`]).
+    pub ts_us: i64,
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// Set for kinds `command` and `command_result`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandRecord>,
+    /// Free-form context: peer address, error, TLS parameters, ... The index reads
+    /// `detail.peer` (a string) of `session_start` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+impl AuditEvent {
+    pub fn new(kind: EventKind) -> Self {
+        AuditEvent {
+            ts_us: Self::now_us(),
+            kind,
+            session_id: None,
+            identity: None,
+            connection: None,
+            command: None,
+            detail: None,
+        }
+    }
+
+    /// The current wall-clock time in unix microseconds (0 if the clock is before 1970).
+    pub fn now_us() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// A command (`command` event) or its outcome (`command_result` event); both carry the same
+/// `seq` and are joined on (session_id, seq).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    /// Statement number within the session.
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    /// `allow`, `deny` or `review`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+}
