@@ -22,7 +22,7 @@ use crate::codec::{
 };
 use crate::stream::PgStream;
 use airlock_gate::{Gate, GateError};
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use rand::Rng;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -164,32 +164,8 @@ async fn handle_client(
     config: Arc<PgListenerConfig>,
     cancels: Arc<CancelRegistry>,
 ) -> Result<(), SessionError> {
-    let mut stream = PgStream::Plain(tcp);
     let mut buf = BytesMut::with_capacity(1024);
-    let startup = tokio::time::timeout(STARTUP_TIMEOUT, async {
-        loop {
-            match read_startup(&mut stream, &mut buf).await? {
-                StartupPacket::Ssl => match &config.tls {
-                    Some(tls) if !stream.is_tls() => {
-                        // Bytes sent before the handshake would be trusted as if encrypted
-                        // (CVE-2021-23214): refuse them.
-                        if !buf.is_empty() {
-                            return Err(send_fatal(
-                                &mut stream,
-                                &ErrorFields::fatal("08P01", "unencrypted data after SSLRequest"),
-                            )
-                            .await);
-                        }
-                        stream.write_all(b"S").await?;
-                        stream = upgrade(stream, tls.clone()).await?;
-                    }
-                    _ => stream.write_all(b"N").await?,
-                },
-                StartupPacket::GssEnc => stream.write_all(b"N").await?,
-                other => return Ok(other),
-            }
-        }
-    })
+    let (mut stream, startup) = tokio::time::timeout(STARTUP_TIMEOUT, negotiate(PgStream::Plain(tcp), &mut buf, &config))
     .await
     .map_err(|_| SessionError::Client("startup timed out".into()))??;
 
@@ -266,6 +242,36 @@ async fn handle_client(
     run_session(stream, buf, session, params, config, cancels)
         .instrument(span)
         .await
+}
+
+
+async fn negotiate(
+    mut stream: PgStream,
+    buf: &mut BytesMut,
+    config: &PgListenerConfig,
+) -> Result<(PgStream, StartupPacket), SessionError> {
+    loop {
+            match read_startup(&mut stream, buf).await? {
+                StartupPacket::Ssl => match &config.tls {
+                    Some(tls) if !stream.is_tls() => {
+                        // Bytes sent before the handshake would be trusted as if encrypted
+                        // (CVE-2021-23214): refuse them.
+                        if !buf.is_empty() {
+                            return Err(send_fatal(
+                                &mut stream,
+                                &ErrorFields::fatal("08P01", "unencrypted data after SSLRequest"),
+                            )
+                            .await);
+                        }
+                        stream.write_all(b"S").await?;
+                        stream = upgrade(stream, tls.clone()).await?;
+                    }
+                    _ => stream.write_all(b"N").await?,
+                },
+                StartupPacket::GssEnc => stream.write_all(b"N").await?,
+                other => return Ok((stream, other)),
+            }
+        }
 }
 
 fn unreachable_plain<T>() -> Result<T, SessionError> {

@@ -32,7 +32,7 @@ pub const DENY_SQL: &str = "DO $airlock$BEGIN RAISE EXCEPTION USING ERRCODE = '4
 
 /// What the upstream owes us for one forwarded frontend message.
 #[derive(Debug)]
-enum Expect {
+pub(crate) enum Expect {
     /// A simple `Query`: everything up to and including ReadyForQuery.
     Query(Tracked),
     /// A substituted denial. `extended`: we sent Parse+Bind+Execute, so swallow the
@@ -49,7 +49,7 @@ enum Expect {
 
 /// A command whose outcome goes into the audit trail.
 #[derive(Debug)]
-struct Tracked {
+pub(crate) struct Tracked {
     seq: u64,
     started: Instant,
     rows: Option<u64>,
@@ -73,11 +73,11 @@ impl Tracked {
     }
 }
 
-type Queue = Arc<Mutex<VecDeque<Expect>>>;
+pub(crate) type Queue = Arc<Mutex<VecDeque<Expect>>>;
 pub type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<PgStream>>>;
 
 /// What a prepared statement was judged to be when it was parsed.
-struct Prepared {
+pub(crate) struct Prepared {
     text: Arc<str>,
     judged: Judged,
 }
@@ -99,7 +99,7 @@ pub struct Limits {
 }
 
 /// Reads frontend messages until the client leaves. Returns `Ok(())` on a clean Terminate.
-pub async fn client_to_upstream<R: AsyncRead + Unpin>(
+pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     mut client: R,
     mut upstream: WriteHalf<PgStream>,
     client_writer: ClientWriter,
@@ -361,7 +361,7 @@ enum Step {
 }
 
 /// Relays backend messages until the upstream closes.
-pub async fn upstream_to_client(
+pub(crate) async fn upstream_to_client(
     mut upstream: ReadHalf<PgStream>,
     client: ClientWriter,
     session: Arc<SessionGate>,

@@ -92,7 +92,9 @@ impl PgClassifier {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave a HashMap of finished values inconsistent.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `N` + normalized text, or `E` + exact text.
@@ -233,7 +235,10 @@ mod tests {
             "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;",
             "SELECT abalance FROM pgbench_accounts WHERE aid = 7;"
         ));
-        assert!(same_key("select * from t where name = 'bob'", "select * from t where name = 'it''s'"));
+        assert!(same_key(
+            "select * from t where name = 'bob'",
+            "select * from t where name = 'it''s'"
+        ));
         assert!(same_key("select 1.5", "select 2.75e-3"));
     }
 
@@ -286,7 +291,11 @@ mod tests {
         for n in 0..500 {
             classifier.classify(&format!("select * from t{n}"));
         }
-        assert!(classifier.len() <= 32 + SHARDS, "{} entries", classifier.len());
+        assert!(
+            classifier.len() <= 32 + SHARDS,
+            "{} entries",
+            classifier.len()
+        );
         let uncached = PgClassifier::new(0);
         uncached.classify("select 1");
         assert!(uncached.is_empty());

@@ -111,7 +111,13 @@ struct Kind {
 
 impl Kind {
     fn new(op: Operation, writes: bool) -> Kind {
-        Kind { op, writes, dynamic: false, executed: true, extra_writes: Vec::new() }
+        Kind {
+            op,
+            writes,
+            dynamic: false,
+            executed: true,
+            extra_writes: Vec::new(),
+        }
     }
     fn dynamic(mut self) -> Kind {
         self.dynamic = true;
@@ -162,11 +168,16 @@ fn kind_of(node: &NodeEnum) -> Kind {
         N::CopyStmt(s) => {
             // COPY ... TO a server file or PROGRAM writes files or runs commands on the server;
             // only COPY ... TO STDOUT is a pure read.
-            Kind::new(Op::Copy, s.is_from || s.is_program || !s.filename.is_empty())
+            Kind::new(
+                Op::Copy,
+                s.is_from || s.is_program || !s.filename.is_empty(),
+            )
         }
         N::VariableSetStmt(s) => {
             let reset_all = s.kind == VariableSetKind::VarResetAll as i32;
-            let privileges = PRIVILEGE_SETTINGS.iter().any(|p| s.name.eq_ignore_ascii_case(p));
+            let privileges = PRIVILEGE_SETTINGS
+                .iter()
+                .any(|p| s.name.eq_ignore_ascii_case(p));
             Kind::new(Op::Set, reset_all || privileges)
         }
         N::VariableShowStmt(_) => Kind::new(Op::Show, false),
@@ -275,12 +286,22 @@ fn kind_of(node: &NodeEnum) -> Kind {
         | N::ReassignOwnedStmt(_) => Kind::new(Op::Alter, true),
         N::CommentStmt(s) => {
             let mut kind = Kind::new(Op::Other, true);
-            kind.extra_writes = s.object.as_deref().and_then(object_name).into_iter().collect();
+            kind.extra_writes = s
+                .object
+                .as_deref()
+                .and_then(object_name)
+                .into_iter()
+                .collect();
             kind
         }
         N::SecLabelStmt(s) => {
             let mut kind = Kind::new(Op::Other, true);
-            kind.extra_writes = s.object.as_deref().and_then(object_name).into_iter().collect();
+            kind.extra_writes = s
+                .object
+                .as_deref()
+                .and_then(object_name)
+                .into_iter()
+                .collect();
             kind
         }
         // NOTIFY is counted as a write: other sessions act on the message (cache invalidation,

@@ -41,6 +41,11 @@ pub const READ_ONLY_FUNCTIONS: &[&str] = &[
     "is_normalized", "unistr", "to_char", "to_number", "to_date", "to_timestamp", "textlen",
     "like_escape", "similar_to_escape", "similar_escape", "convert_from", "convert_to",
     "pg_collation_for", "string_to_table",
+    // full text search
+    "to_tsvector", "to_tsquery", "plainto_tsquery", "phraseto_tsquery", "websearch_to_tsquery",
+    "ts_rank", "ts_rank_cd", "ts_headline", "setweight", "strip", "tsvector_to_array",
+    "array_to_tsvector", "numnode", "querytree", "ts_lexize", "ts_debug", "ts_parse",
+    "ts_token_type", "get_current_ts_config",
     // date and time
     "now", "clock_timestamp", "statement_timestamp", "transaction_timestamp", "timeofday",
     "date_trunc", "date_part", "extract", "age", "make_date", "make_time", "make_timestamp",
@@ -72,7 +77,7 @@ pub const READ_ONLY_FUNCTIONS: &[&str] = &[
     "current_user", "session_user", "pg_backend_pid", "pg_postmaster_start_time",
     "pg_conf_load_time", "pg_is_in_recovery", "pg_current_wal_lsn", "pg_last_wal_receive_lsn",
     "pg_last_wal_replay_lsn", "pg_encoding_to_char", "pg_char_to_encoding",
-    "pg_client_encoding", "pg_jit_available", "txid_current_if_assigned",
+    "pg_client_encoding", "getdatabaseencoding", "pg_jit_available", "txid_current_if_assigned",
     "pg_current_xact_id_if_assigned", "pg_is_other_temp_schema", "pg_my_temp_schema",
     // privileges (read-only checks)
     "has_table_privilege", "has_schema_privilege", "has_database_privilege",

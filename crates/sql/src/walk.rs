@@ -155,8 +155,12 @@ fn visit_tagged<'v>(
         "MergeStmt" => out.modifying.push((Operation::Merge, true)),
         // Only the presence of a WHERE is checked: `WHERE true` counts, predicates are not
         // evaluated.
-        "UpdateStmt" => out.modifying.push((Operation::Update, present(map, "where_clause"))),
-        "DeleteStmt" => out.modifying.push((Operation::Delete, present(map, "where_clause"))),
+        "UpdateStmt" => out
+            .modifying
+            .push((Operation::Update, present(map, "where_clause"))),
+        "DeleteStmt" => out
+            .modifying
+            .push((Operation::Delete, present(map, "where_clause"))),
         "SelectStmt" => out.select_into |= present(map, "into_clause"),
         "ExecuteStmt" => out.execute = true,
         "CopyStmt" if map.get("is_from").and_then(Value::as_bool) == Some(true) => {
@@ -195,11 +199,20 @@ fn visit_struct<'v>(
         enter_with_clause(with_clause, own_tag, cte_scope, out);
     }
     for (field, value) in map {
-        if (field == "with_clause" && with_clause.is_some()) || (is_func_call && field == "funcname")
+        if (field == "with_clause" && with_clause.is_some())
+            || (is_func_call && field == "funcname")
         {
             continue;
         }
-        walk(value, Ctx { tag: own_tag, field }, cte_scope, out);
+        walk(
+            value,
+            Ctx {
+                tag: own_tag,
+                field,
+            },
+            cte_scope,
+            out,
+        );
     }
     cte_scope.truncate(outer_scope_len);
 }
@@ -228,7 +241,10 @@ fn enter_with_clause<'v>(
         })
         .collect();
     let base = cte_scope.len();
-    let ctx = Ctx { tag: own_tag, field: "with_clause" };
+    let ctx = Ctx {
+        tag: own_tag,
+        field: "with_clause",
+    };
     for (i, cte) in ctes.iter().enumerate() {
         let visible = if recursive { names.len() } else { i };
         cte_scope.extend(names.iter().take(visible));
@@ -241,7 +257,10 @@ fn enter_with_clause<'v>(
 fn range_var(map: &Map<String, Value>, parent: Ctx<'_>, cte_scope: &[&str], out: &mut Scan) {
     let part = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or_default();
     let (catalog, schema, relname) = (part("catalogname"), part("schemaname"), part("relname"));
-    let location = map.get("location").and_then(Value::as_i64).unwrap_or(i64::MAX);
+    let location = map
+        .get("location")
+        .and_then(Value::as_i64)
+        .unwrap_or(i64::MAX);
     let name = [catalog, schema, relname]
         .iter()
         .filter(|p| !p.is_empty())
@@ -265,12 +284,19 @@ fn func_call(map: &Map<String, Value>, out: &mut Scan) {
         .map(|parts| {
             parts
                 .iter()
-                .map(|p| p.pointer("/node/String/sval").and_then(Value::as_str).unwrap_or("?"))
+                .map(|p| {
+                    p.pointer("/node/String/sval")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                })
                 .collect::<Vec<_>>()
                 .join(".")
         })
         .unwrap_or_default();
-    let location = map.get("location").and_then(Value::as_i64).unwrap_or(i64::MAX);
+    let location = map
+        .get("location")
+        .and_then(Value::as_i64)
+        .unwrap_or(i64::MAX);
     if functions::runs_sql_text(&name) {
         out.dynamic_function = true;
     }

@@ -27,7 +27,12 @@ fn empty_text_has_no_statements() {
 
 #[test]
 fn unparseable_text_fails_closed() {
-    for sql in ["selec 1", "drop table", "select 'unterminated", "select 1\0; drop table x"] {
+    for sql in [
+        "selec 1",
+        "drop table",
+        "select 'unterminated",
+        "select 1\0; drop table x",
+    ] {
         let c = classify_pg(sql);
         assert!(c.unparsed, "{sql}");
         assert!(c.parse_error.is_some());
@@ -61,7 +66,9 @@ fn cte_names_are_not_relations_but_shadowed_tables_are() {
     // a CTE in a subquery does not hide the outer table of the same name
     let s = one("SELECT * FROM accounts, (WITH accounts AS (SELECT 1) SELECT * FROM accounts) x");
     assert_eq!(s.reads, strs(&["accounts"]));
-    let s = one("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM r WHERE n < 5) SELECT * FROM r");
+    let s = one(
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM r WHERE n < 5) SELECT * FROM r",
+    );
     assert!(s.reads.is_empty(), "{:?}", s.reads);
 }
 
@@ -121,10 +128,8 @@ fn insert_update_delete_merge() {
     assert!(s.has_where);
     assert_eq!(s.reads, strs(&["u"]));
 
-    let s = one(
-        "MERGE INTO target t USING source s ON t.id = s.id \
-         WHEN MATCHED THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.v)",
-    );
+    let s = one("MERGE INTO target t USING source s ON t.id = s.id \
+         WHEN MATCHED THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.v)");
     assert_eq!(s.operation, Operation::Merge);
     assert_eq!(s.writes, strs(&["target"]));
     assert_eq!(s.reads, strs(&["source"]));
@@ -171,10 +176,16 @@ fn ddl() {
     assert_eq!(s.writes, strs(&["t"]));
     assert_eq!(s.reads, strs(&["parent"]));
     let s = one("ALTER TABLE t ADD COLUMN c int");
-    assert_eq!((s.operation, s.writes.clone()), (Operation::Alter, strs(&["t"])));
+    assert_eq!(
+        (s.operation, s.writes.clone()),
+        (Operation::Alter, strs(&["t"]))
+    );
     let s = one("CREATE VIEW v AS SELECT * FROM base");
     assert_eq!(s.operation, Operation::Create);
-    assert_eq!((s.writes.clone(), s.reads.clone()), (strs(&["v"]), strs(&["base"])));
+    assert_eq!(
+        (s.writes.clone(), s.reads.clone()),
+        (strs(&["v"]), strs(&["base"]))
+    );
     let s = one("CREATE RULE r AS ON INSERT TO t DO INSTEAD DELETE FROM u");
     assert_eq!(s.operation, Operation::Create);
     assert!(s.writes.contains(&"t".to_string()) && s.writes.contains(&"u".to_string()));
@@ -289,7 +300,10 @@ fn set_show_and_privileges() {
 #[test]
 fn transactions() {
     assert_eq!(one("BEGIN").operation, Operation::Begin);
-    assert_eq!(one("START TRANSACTION READ ONLY").operation, Operation::Begin);
+    assert_eq!(
+        one("START TRANSACTION READ ONLY").operation,
+        Operation::Begin
+    );
     assert_eq!(one("COMMIT").operation, Operation::Commit);
     assert_eq!(one("END").operation, Operation::Commit);
     assert_eq!(one("ROLLBACK").operation, Operation::Rollback);
@@ -320,7 +334,13 @@ fn utility_statements() {
     }
     assert_eq!(one("LOCK TABLE t").writes, strs(&["t"]));
     assert_eq!(one("COMMENT ON TABLE s.t IS 'x'").writes, strs(&["s.t"]));
-    for sql in ["LISTEN chan", "UNLISTEN *", "DISCARD ALL", "FETCH 10 FROM c", "CLOSE c"] {
+    for sql in [
+        "LISTEN chan",
+        "UNLISTEN *",
+        "DISCARD ALL",
+        "FETCH 10 FROM c",
+        "CLOSE c",
+    ] {
         assert!(!one(sql).writes_data, "{sql}");
     }
 }
