@@ -166,7 +166,9 @@ impl Gate {
         let mut ev = AuditEvent::new(EventKind::AuthFailure);
         ev.identity = Some(user.to_owned());
         ev.detail = Some(serde_json::json!({ "peer": peer.to_string(), "reason": reason }));
-        self.audit.append_deferred(ev);
+        if let Err(e) = self.audit.append(&[ev]) {
+            tracing::error!(error = %e, "could not audit a failed authentication");
+        }
     }
 
     /// May `identity` use `connection` over `protocol`? On success the session is open and its
@@ -208,7 +210,9 @@ impl Gate {
             ev.identity = Some(identity.name.clone());
             ev.connection = Some(conn.name.clone());
             ev.detail = Some(serde_json::json!({"refused": "connection not allowed", "peer": peer.to_string()}));
-            self.audit.append_deferred(ev);
+            if let Err(e) = self.audit.append(&[ev]) {
+                tracing::error!(error = %e, "could not audit a refused session");
+            }
             return Err(GateError::NotAllowed {
                 identity: identity.name,
                 connection: conn.name.clone(),

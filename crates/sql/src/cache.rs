@@ -8,7 +8,8 @@
 //! Why this is sound: the classification never depends on a literal's *value*. Relations,
 //! functions, operations and flags come from identifiers, keywords and the tree's shape; the one
 //! place a value could matter (`EXPLAIN (ANALYZE off)`) is deliberately classified without
-//! looking at the value. What can depend on a literal is its *token class* (the grammar accepts
+//! looking at the value, and the one place emptiness matters (`COPY t TO ''` parses like
+//! `COPY t TO STDOUT`) is handled by keeping `''` in the key. What can depend on a literal is its *token class* (the grammar accepts
 //! `FETCH 5` but not `FETCH 'a'` or `FETCH 1.5`), so integers, decimals and strings get distinct
 //! placeholders, and integers too long to be sure they fit an int4 (which the lexer would turn
 //! into a numeric token) are kept as written. The lexer below is deliberately small: whenever the
@@ -180,7 +181,14 @@ pub(crate) fn normalize(sql: &str) -> Option<String> {
                 return None;
             }
             i = skip_quoted(bytes, i, b'\'')?;
-            out.push(STRING_PLACEHOLDER);
+            // The empty string stays: `COPY t TO ''` has the same tree as `COPY t TO STDOUT`
+            // (an empty file name), so emptiness is the one property of a string the
+            // classification can see.
+            if i == start + 2 {
+                out.push_str("''");
+            } else {
+                out.push(STRING_PLACEHOLDER);
+            }
         } else if b == b'"' {
             if out.ends_with('&') {
                 return None;
@@ -249,6 +257,7 @@ mod tests {
         assert!(!same_key("select 1", "select 12345678901"));
         assert!(!same_key("select * from t1", "select * from t2"));
         assert!(!same_key("select $1", "select $2"));
+        assert!(!same_key("copy t to ''", "copy t to 'x'"));
         assert!(!same_key(r#"select "a1""#, r#"select "a2""#));
     }
 
@@ -310,6 +319,8 @@ mod tests {
             "explain (analyze 'off') delete from t",
             "explain (analyze 'on') delete from t",
             "select 1; drop table x",
+            "copy t to ''",
+            "copy t to '/tmp/x'",
         ] {
             assert_eq!(*classifier.classify(sql), classify_pg(sql), "{sql}");
         }

@@ -5,6 +5,23 @@
 //! relations read and written, functions called, whether UPDATE/DELETE are bounded by WHERE, and
 //! the fail-closed flags `writes_data` / `dynamic_sql`. Text the grammar rejects is `unparsed`.
 //!
+//! Decisions worth knowing (details at the code that makes them):
+//! - `writes_data` fails closed: any function not on [`functions::READ_ONLY_FUNCTIONS`], DO,
+//!   CALL, EXECUTE, LOCK/VACUUM/ANALYZE/CLUSTER/REINDEX/REFRESH/COMMENT/SECURITY LABEL/ALTER
+//!   SYSTEM/CHECKPOINT/LOAD, NOTIFY (other sessions act on it), `SET ROLE` / `SET SESSION
+//!   AUTHORIZATION` / `RESET ROLE` / `RESET ALL`, `COPY ... FROM` and `COPY ... TO` a server file
+//!   or program (only `COPY ... TO STDOUT` reads), and every statement type not known to be
+//!   harmless. LISTEN/UNLISTEN, DISCARD, DEALLOCATE, FETCH/MOVE/CLOSE, SAVEPOINT/RELEASE and
+//!   `SET CONSTRAINTS` are `other` and not writes.
+//! - Plain `EXPLAIN <stmt>` does not run the statement: operation `select`, its targets are
+//!   reported as reads, only its function calls can make it a write. Any `ANALYZE` option (even
+//!   `ANALYZE off`) makes it the inner statement's classification.
+//! - `PREPARE p AS <stmt>` is classified as `<stmt>` plus `dynamic_sql`; `EXECUTE p` is an
+//!   `other` write with `dynamic_sql` (the text is not visible here).
+//! - A SELECT with a data-modifying CTE takes that modification's operation; `SELECT ... INTO`
+//!   is `create`. `has_where` is false if any UPDATE/DELETE in the statement lacks a WHERE;
+//!   predicates are not evaluated (`WHERE true` counts); MERGE always has its ON condition.
+//!
 //! What the classifier cannot see, by design: the bodies of functions, views, rules and
 //! triggers that a statement reaches, and user-defined operators and casts. A `SELECT` from a view
 //! whose definition calls a writing function is classified by its text alone.

@@ -161,7 +161,6 @@ fn visit_tagged<'v>(
         "DeleteStmt" => out
             .modifying
             .push((Operation::Delete, present(map, "where_clause"))),
-        "SelectStmt" => out.select_into |= present(map, "into_clause"),
         "ExecuteStmt" => out.execute = true,
         "CopyStmt" if map.get("is_from").and_then(Value::as_bool) == Some(true) => {
             own_tag = COPY_FROM
@@ -187,6 +186,10 @@ fn visit_struct<'v>(
     if map.contains_key("relname") && map.contains_key("relpersistence") {
         range_var(map, parent, cte_scope, out);
         return;
+    }
+    // Also the untagged SelectStmts of UNION/INTERSECT/EXCEPT (`larg`/`rarg`).
+    if own_tag == "SelectStmt" && present(map, "into_clause") {
+        out.select_into = true;
     }
     let is_func_call = map.contains_key("funcname") && map.contains_key("agg_star");
     if is_func_call {

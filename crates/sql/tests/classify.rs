@@ -155,6 +155,9 @@ fn select_into_and_create_table_as() {
     assert!(s.writes_data);
     assert_eq!(s.writes, strs(&["newt"]));
     assert_eq!(s.reads, strs(&["old"]));
+    let s = one("SELECT a INTO newt FROM t UNION SELECT a FROM u");
+    assert!(s.writes_data, "INTO in a set operation");
+    assert_eq!(s.writes, strs(&["newt"]));
     let s = one("CREATE TABLE copy AS SELECT * FROM src");
     assert_eq!(s.operation, Operation::Create);
     assert_eq!(s.writes, strs(&["copy"]));
@@ -368,4 +371,28 @@ fn deep_nesting_is_seen() {
     for t in ["inner_t", "lateral_t", "outer_t"] {
         assert!(s.reads.contains(&t.to_string()), "{t} in {:?}", s.reads);
     }
+}
+
+#[test]
+fn twenty_joins_and_very_deep_nesting() {
+    let mut sql = String::from("SELECT 1 FROM t0");
+    for i in 1..=20 {
+        sql.push_str(&format!(" JOIN t{i} ON t{i}.id = t{}.id", i - 1));
+    }
+    let s = one(&sql);
+    assert_eq!(s.reads.len(), 21);
+    assert!(!s.writes_data);
+
+    // Far deeper than any real query: must not crash, and whatever the result it fails closed
+    // or sees the write.
+    let deep = format!("SELECT {}evil(){}", "(".repeat(5000), ")".repeat(5000));
+    let c = classify_pg(&deep);
+    assert!(c.writes_data(), "{:?}", c.parse_error);
+    let deep_subqueries = format!(
+        "SELECT * FROM {}t{}",
+        "(SELECT * FROM ".repeat(300),
+        ") x".repeat(300)
+    );
+    let c = classify_pg(&deep_subqueries);
+    assert!(c.unparsed || c.reads().any(|r| r == "t"));
 }
