@@ -170,8 +170,15 @@ pub fn psql(conninfo: &str, script: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("psql is installed");
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    // Fed from a thread: psql may stop reading (e.g. after a FATAL error) while we write.
+    let mut stdin = child.stdin.take().unwrap();
+    let script = script.to_owned();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(script.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = feeder.join();
+    out
 }
 
 pub fn text(o: &Output) -> String {
