@@ -18,12 +18,13 @@ ratios airlock/direct and airlock/pgbouncer:
 
 Options:
   --scale N          pgbench scale factor of the airlock_bench database (default 10)
-  --transactions N   transactions per client per run, pgbench -t (default 25000)
+  --transactions N   transactions per client per run, pgbench -t (default 35000, about
+                     15-20 s per run on 2 shared cores)
   --rounds N         rounds; every round runs each target once (default 3)
   --mode M           pgbench query mode: simple | extended | prepared (default simple)
   --clients N        pgbench -c (default 8)
   --threads N        pgbench -j (default 2)
-  --quick            smoke run of about a minute: 1 round, 3000 transactions per client
+  --quick            smoke run of well under a minute: 1 round, 10000 transactions per client
   --no-masking       leave the masking policy out of the airlock config
   --sslmode M        libpq sslmode of the clients for every target (default disable, so that
                      no target pays for TLS and the others do not)
@@ -48,7 +49,7 @@ note() { echo "bench-postgres: $*" >&2; }
 
 # ---------------------------------------------------------------- options
 scale=10
-transactions=25000
+transactions=35000
 rounds=3
 mode=simple
 clients=8
@@ -78,7 +79,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 if $quick; then
-    $transactions_set || transactions=3000
+    $transactions_set || transactions=10000
     $rounds_set || rounds=1
 fi
 for pair in "scale:$scale" "transactions:$transactions" "rounds:$rounds" "clients:$clients" "threads:$threads"; do
@@ -355,6 +356,7 @@ $(tail -15 "$log")$extra"
 }
 
 note "targets: direct $pg_host:$pg_port, pgbouncer 127.0.0.1:$bouncer_port, airlock 127.0.0.1:$airlock_port"
+load_before=$(cut -d" " -f1-3 /proc/loadavg)
 note "pgbench -S -n -M $mode -c $clients -j $threads -t $transactions, $rounds round(s), sslmode=$sslmode, masking=$masking"
 
 # Warm-up: connections, caches and the proxies' first-use paths, not timed.
@@ -394,6 +396,7 @@ kill -0 "$airlock_pid" 2>/dev/null || die "airlock exited during the benchmark; 
 $(tail -20 "$work_dir/airlock/airlock.log")"
 audit_log="$work_dir/airlock/data/audit.log"
 audit_bytes=$(stat -c %s "$audit_log" 2>/dev/null || echo 0)
+load_after=$(cut -d" " -f1-3 /proc/loadavg)
 airlock_rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$airlock_pid/status" 2>/dev/null || echo "?")
 
 # ---------------------------------------------------------------- 5. the table
@@ -423,5 +426,6 @@ awk -v a="${med_tps[airlock]}" -v d="${med_tps[direct]}" -v b="${med_tps[pgbounc
     printf "airlock/pgbouncer = %.3f\n", a / b
 }'
 echo "airlock: audit log $audit_bytes bytes after the runs, RSS ${airlock_rss_kib} KiB"
+echo "load average (1/5/15 min): $load_before before, $load_after after"
 echo "per-round tps: direct [${tps_list[direct]% }]  pgbouncer [${tps_list[pgbouncer]% }]  airlock [${tps_list[airlock]% }]"
 exit 0

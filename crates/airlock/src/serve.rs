@@ -24,6 +24,18 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
         None => config.gateway.log_format == airlock_config::LogFormat::Json,
     };
     init_tracing(json);
+    if !config.masking.is_empty() {
+        // Fail closed: an operator who configured masking must not get unmasked data.
+        let names: Vec<&str> = config.masking.iter().map(|m| m.name.as_str()).collect();
+        return Err(anyhow!(
+            "masking policies are configured ({}) but masking is not enforced in this build yet (issue #4); \
+             airlock will not start and pass data it was told to mask. Remove the [[masking]] sections to run without masking.",
+            names.join(", ")
+        ));
+    }
+    if config.gateway.state_url.is_some() {
+        return Err(anyhow!("[gateway] state_url (shared PostgreSQL state for several replicas) is not supported in this build yet; remove it to use the embedded state in data_dir"));
+    }
 
     let data_dir = config.gateway.data_dir.clone();
     std::fs::create_dir_all(&data_dir)

@@ -12,9 +12,10 @@ pub(crate) fn before(v: &[u8], i: usize) -> u8 {
     i.checked_sub(1).map_or(0, |j| at(v, j))
 }
 
+/// `v[start..end]` with `end` clamped to the length; empty when `start` is past it.
 #[inline(always)]
 pub(crate) fn slice(v: &[u8], start: usize, end: usize) -> &[u8] {
-    v.get(start..end).unwrap_or_default()
+    v.get(start..end.min(v.len())).unwrap_or_default()
 }
 
 #[inline(always)]

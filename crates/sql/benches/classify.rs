@@ -40,10 +40,6 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(classify_pg(black_box(PGBENCH))))
     });
     let joins = twenty_joins();
-    c.bench_function("parse only (20-join)", |b| b.iter(|| black_box(pg_query::parse(black_box(&joins), 0).map(|r| r.protobuf.stmts.len()))));
-    let parsed = pg_query::parse(&joins, 0).unwrap();
-    let node = parsed.protobuf.stmts[0].stmt.as_ref().unwrap().node.as_ref().unwrap();
-    c.bench_function("to_value only (20-join)", |b| b.iter(|| black_box(serde_json::to_value(black_box(node)).map(|v| v.is_null()))));
     c.bench_function("miss (20-join query)", |b| {
         b.iter(|| black_box(classify_pg(black_box(&joins))))
     });

@@ -292,6 +292,28 @@ mod tests {
     }
 
     #[test]
+    fn shareable_between_sessions() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<PgClassifier>();
+        let classifier = Arc::new(PgClassifier::new(64));
+        let threads: Vec<_> = (0..4)
+            .map(|n| {
+                let classifier = Arc::clone(&classifier);
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let c = classifier.classify(&format!("delete from t{n} where id = {i}"));
+                        assert!(c.writes_data());
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            assert!(thread.join().is_ok());
+        }
+        assert_eq!(classifier.len(), 4);
+    }
+
+    #[test]
     fn cache_hits_and_stays_bounded() {
         let classifier = PgClassifier::new(32);
         let first = classifier.classify("select * from a where id = 1");
