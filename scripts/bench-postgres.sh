@@ -329,7 +329,9 @@ declare -A host=([direct]=$pg_host [pgbouncer]=127.0.0.1 [airlock]=127.0.0.1)
 declare -A user=([direct]=$pg_user [pgbouncer]=$pg_user [airlock]=bench-agent)
 declare -A password=([direct]="" [pgbouncer]="" [airlock]=$AIRLOCK_BENCH_TOKEN)
 declare -A proxy_pid=([direct]="" [pgbouncer]=$pgbouncer_pid [airlock]=$airlock_pid)
-declare -A tps_list lat_list cpu_list
+declare -A tps_list lat_list cpu_list round_tps
+ratio_direct_list=""
+ratio_bouncer_list=""
 
 # Generous bound: a run far slower than 200 tps total is broken, not slow.
 run_timeout=$((clients * transactions / 200 + 60))
@@ -385,11 +387,16 @@ for ((round = 1; round <= rounds; round++)); do
         # Proxy CPU per transaction, in microseconds.
         cpu_us=$(awk -v t=$((cpu_after - cpu_before)) -v hz="$clk_tck" -v n=$((clients * transactions)) \
             'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+        round_tps[$target]=$tps
         tps_list[$target]+="$tps "
         lat_list[$target]+="$lat "
         cpu_list[$target]+="$cpu_us "
         printf 'round %d/%d  %-9s  %10.1f tps  %8.3f ms avg latency\n' "$round" "$rounds" "$target" "$tps" "$lat"
     done
+    # Runs of one round are close in time and share the machine's state more than runs of
+    # different rounds, so their ratios are steadier than ratios of medians.
+    ratio_direct_list+="$(awk -v a="${round_tps[airlock]}" -v d="${round_tps[direct]}" 'BEGIN { printf "%.3f", a / d }') "
+    ratio_bouncer_list+="$(awk -v a="${round_tps[airlock]}" -v b="${round_tps[pgbouncer]}" 'BEGIN { printf "%.3f", a / b }') "
 done
 
 kill -0 "$airlock_pid" 2>/dev/null || die "airlock exited during the benchmark; its log:
@@ -421,10 +428,14 @@ for target in "${targets[@]}"; do
         }'
 done
 echo
-awk -v a="${med_tps[airlock]}" -v d="${med_tps[direct]}" -v b="${med_tps[pgbouncer]}" 'BEGIN {
-    printf "airlock/direct    = %.3f\n", a / d
-    printf "airlock/pgbouncer = %.3f\n", a / b
+med_ratio_direct=$(tr ' ' '\n' <<<"$ratio_direct_list" | grep . | median)
+med_ratio_bouncer=$(tr ' ' '\n' <<<"$ratio_bouncer_list" | grep . | median)
+awk -v a="${med_tps[airlock]}" -v d="${med_tps[direct]}" -v b="${med_tps[pgbouncer]}" \
+    -v rd="$med_ratio_direct" -v rb="$med_ratio_bouncer" 'BEGIN {
+    printf "airlock/direct    = %.3f (ratio of medians), %.3f (median of per-round ratios)\n", a / d, rd
+    printf "airlock/pgbouncer = %.3f (ratio of medians), %.3f (median of per-round ratios)\n", a / b, rb
 }'
+echo "per-round airlock/direct [${ratio_direct_list% }]  airlock/pgbouncer [${ratio_bouncer_list% }]"
 echo "airlock: audit log $audit_bytes bytes after the runs, RSS ${airlock_rss_kib} KiB"
 echo "load average (1/5/15 min): $load_before before, $load_after after"
 echo "per-round tps: direct [${tps_list[direct]% }]  pgbouncer [${tps_list[pgbouncer]% }]  airlock [${tps_list[airlock]% }]"

@@ -56,7 +56,12 @@ fn frame_client_stream(data: &[u8], chunk: usize) -> Framed {
         buf.extend_from_slice(piece);
         loop {
             match phase {
-                Phase::Closed => return Framed { frames, error: None },
+                Phase::Closed => {
+                    return Framed {
+                        frames,
+                        error: None,
+                    }
+                }
                 Phase::Startup => match split_startup(&mut buf) {
                     Ok(Some(body)) => {
                         phase = match decode_startup(&body) {
@@ -67,7 +72,12 @@ fn frame_client_stream(data: &[u8], chunk: usize) -> Framed {
                         frames.push(Frame::Startup(body));
                     }
                     Ok(None) => break,
-                    Err(e) => return Framed { frames, error: Some(e) },
+                    Err(e) => {
+                        return Framed {
+                            frames,
+                            error: Some(e),
+                        }
+                    }
                 },
                 Phase::Password | Phase::Relay => {
                     let limit = if phase == Phase::Password {
@@ -90,7 +100,12 @@ fn frame_client_stream(data: &[u8], chunk: usize) -> Framed {
                             frames.push(Frame::Message(m));
                         }
                         Ok(None) => break,
-                        Err(e) => return Framed { frames, error: Some(e) },
+                        Err(e) => {
+                            return Framed {
+                                frames,
+                                error: Some(e),
+                            }
+                        }
                     }
                 }
             }
@@ -109,7 +124,11 @@ fn check_peek_matches_split(
     match (peeked, split) {
         (Ok(Some((tag, total))), Ok(Some(m))) => {
             assert_eq!(*tag, m.tag, "peek and split disagree on the tag");
-            assert_eq!(*total, 5 + m.body.len(), "peek and split disagree on the length");
+            assert_eq!(
+                *total,
+                5 + m.body.len(),
+                "peek and split disagree on the length"
+            );
         }
         (Ok(None), Ok(None)) => {}
         (Err(a), Err(b)) => assert_eq!(a, b, "peek and split fail differently"),
@@ -202,7 +221,11 @@ pub fn startup(data: &[u8]) {
     check_startup_body(data);
     let mut buf = BytesMut::from(data);
     while let Ok(Some(body)) = split_startup(&mut buf) {
-        assert!(body.len() >= 4, "split_startup returned a {}-byte body", body.len());
+        assert!(
+            body.len() >= 4,
+            "split_startup returned a {}-byte body",
+            body.len()
+        );
         check_startup_body(&body);
     }
 }
@@ -233,7 +256,11 @@ fn check_startup_body(body: &[u8]) {
             );
         }
         Ok(StartupPacket::Cancel { key, .. }) => {
-            assert!(!key.is_empty() && key.len() <= 256, "cancel key of {} bytes", key.len());
+            assert!(
+                !key.is_empty() && key.len() <= 256,
+                "cancel key of {} bytes",
+                key.len()
+            );
         }
         Ok(_) | Err(_) => {}
     }

@@ -34,14 +34,25 @@ pub fn policy_test(
     sql: &str,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let config = airlock_config::load_file(config_path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    let config = airlock_config::load_file(config_path)
+        .map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
     let Some(sa) = config.service_account(identity) else {
-        let known: Vec<&str> = config.service_accounts.iter().map(|s| s.name.as_str()).collect();
-        return Err(anyhow!("identity `{identity}` not found; known: {}", known.join(", ")));
+        let known: Vec<&str> = config
+            .service_accounts
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        return Err(anyhow!(
+            "identity `{identity}` not found; known: {}",
+            known.join(", ")
+        ));
     };
     let Some(conn) = config.connection(connection) else {
         let known: Vec<&str> = config.connections.iter().map(|c| c.name.as_str()).collect();
-        return Err(anyhow!("connection `{connection}` not found; known: {}", known.join(", ")));
+        return Err(anyhow!(
+            "connection `{connection}` not found; known: {}",
+            known.join(", ")
+        ));
     };
     let identity = sa.identity();
     let may_use = conn.allows(&identity) && sa.limited_to(&conn.name);
@@ -50,7 +61,10 @@ pub fn policy_test(
     let (minute_of_day, weekday) = airlock_core::policy::utc_clock(unix_secs());
     let decision = policy.decide(&Request {
         identity: &identity,
-        connection: ConnectionRef { name: &conn.name, tags: Some(&conn.tags) },
+        connection: ConnectionRef {
+            name: &conn.name,
+            tags: Some(&conn.tags),
+        },
         classification: &classification,
         text: sql,
         minute_of_day,
@@ -66,10 +80,27 @@ pub fn policy_test(
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("identity:   {} ({}, groups: {}{})", identity.name, identity.kind.as_str(), identity.groups.join(", "), if identity.agent { ", agent" } else { "" });
-        println!("connection: {} (may use: {})", conn.name, if may_use { "yes" } else { "NO: the session would be refused" });
+        println!(
+            "identity:   {} ({}, groups: {}{})",
+            identity.name,
+            identity.kind.as_str(),
+            identity.groups.join(", "),
+            if identity.agent { ", agent" } else { "" }
+        );
+        println!(
+            "connection: {} (may use: {})",
+            conn.name,
+            if may_use {
+                "yes"
+            } else {
+                "NO: the session would be refused"
+            }
+        );
         if classification.unparsed {
-            println!("parse:      FAILED ({}); treated as the most dangerous class", classification.parse_error.as_deref().unwrap_or("?"));
+            println!(
+                "parse:      FAILED ({}); treated as the most dangerous class",
+                classification.parse_error.as_deref().unwrap_or("?")
+            );
         }
         let flags = classification.flags();
         if !flags.is_empty() {
@@ -87,12 +118,27 @@ pub fn policy_test(
                 if s.has_where { "" } else { " without WHERE" }
             );
         }
-        println!("matched:    {}", if decision.matched.is_empty() { "no rule".to_string() } else { decision.matched.join(", ") });
+        println!(
+            "matched:    {}",
+            if decision.matched.is_empty() {
+                "no rule".to_string()
+            } else {
+                decision.matched.join(", ")
+            }
+        );
         println!(
             "decision:   {}{}{}",
             decision.action,
-            decision.rule.as_deref().map(|r| format!(" by rule `{r}`")).unwrap_or_else(|| " (default action)".into()),
-            decision.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+            decision
+                .rule
+                .as_deref()
+                .map(|r| format!(" by rule `{r}`"))
+                .unwrap_or_else(|| " (default action)".into()),
+            decision
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
         );
     }
     Ok(ExitCode::from(match decision.action {
@@ -115,7 +161,8 @@ fn state_paths(state: &StateArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
         return Ok((dir.clone(), dir.join("audit.log")));
     }
     if let Some(path) = &state.config {
-        let config = airlock_config::load_file(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+        let config =
+            airlock_config::load_file(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
         return Ok((config.gateway.data_dir, config.audit.path));
     }
     let dir = PathBuf::from("./airlock-data");
@@ -131,7 +178,8 @@ fn open_index(state: &StateArgs) -> anyhow::Result<Index> {
             log.display()
         ));
     }
-    let index = Index::open(&dir.join("state.db")).with_context(|| format!("opening {}", dir.join("state.db").display()))?;
+    let index = Index::open(&dir.join("state.db"))
+        .with_context(|| format!("opening {}", dir.join("state.db").display()))?;
     index.catch_up(&log).context("indexing the audit log")?;
     Ok(index)
 }
@@ -145,22 +193,36 @@ pub fn sessions_list(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let index = open_index(state)?;
-    let since_us = since.as_deref().map(crate::commands::parse_since).transpose()?;
-    let rows = index.sessions(SessionFilter { identity, connection, since_us, limit: Some(limit) })?;
+    let since_us = since
+        .as_deref()
+        .map(crate::commands::parse_since)
+        .transpose()?;
+    let rows = index.sessions(SessionFilter {
+        identity,
+        connection,
+        since_us,
+        limit: Some(limit),
+    })?;
     if json {
         let v: Vec<serde_json::Value> = rows
             .iter()
-            .map(|r| serde_json::json!({
-                "id": r.id, "identity": r.identity, "connection": r.connection,
-                "started_us": r.started_us, "ended_us": r.ended_us, "peer": r.peer,
-                "statements": r.statements, "denied": r.denied,
-            }))
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id, "identity": r.identity, "connection": r.connection,
+                    "started_us": r.started_us, "ended_us": r.ended_us, "peer": r.peer,
+                    "statements": r.statements, "denied": r.denied,
+                })
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{:<28} {:<20} {:<16} {:<20} {:>6} {:>6}  ended", "SESSION", "IDENTITY", "CONNECTION", "STARTED (UTC)", "STMTS", "DENIED")?;
+    writeln!(
+        out,
+        "{:<28} {:<20} {:<16} {:<20} {:>6} {:>6}  ended",
+        "SESSION", "IDENTITY", "CONNECTION", "STARTED (UTC)", "STMTS", "DENIED"
+    )?;
     for r in &rows {
         writeln!(
             out,
@@ -183,21 +245,32 @@ pub fn sessions_list(
 pub fn sessions_show(state: &StateArgs, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     let index = open_index(state)?;
     let Some(d) = index.session(id)? else {
-        return Err(anyhow!("session `{id}` not found; list them with `airlock sessions list`"));
+        return Err(anyhow!(
+            "session `{id}` not found; list them with `airlock sessions list`"
+        ));
     };
     if json {
-        let cmds: Vec<serde_json::Value> = d.commands.iter().map(|c| serde_json::json!({
-            "seq": c.seq, "ts_us": c.ts_us, "text": c.text, "operation": c.operation,
-            "reads": c.reads, "writes": c.writes, "flags": c.flags, "decision": c.decision,
-            "rule": c.rule, "message": c.message, "rows": c.rows, "error": c.error,
-            "duration_us": c.duration_us,
-        })).collect();
+        let cmds: Vec<serde_json::Value> = d
+            .commands
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "seq": c.seq, "ts_us": c.ts_us, "text": c.text, "operation": c.operation,
+                    "reads": c.reads, "writes": c.writes, "flags": c.flags, "decision": c.decision,
+                    "rule": c.rule, "message": c.message, "rows": c.rows, "error": c.error,
+                    "duration_us": c.duration_us,
+                })
+            })
+            .collect();
         let s = &d.session;
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({
-            "id": s.id, "identity": s.identity, "connection": s.connection, "peer": s.peer,
-            "started_us": s.started_us, "ended_us": s.ended_us, "statements": s.statements,
-            "denied": s.denied, "commands": cmds,
-        }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "id": s.id, "identity": s.identity, "connection": s.connection, "peer": s.peer,
+                "started_us": s.started_us, "ended_us": s.ended_us, "statements": s.statements,
+                "denied": s.denied, "commands": cmds,
+            }))?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let s = &d.session;
@@ -206,8 +279,18 @@ pub fn sessions_show(state: &StateArgs, id: &str, json: bool) -> anyhow::Result<
     writeln!(out, "identity   {}", s.identity.as_deref().unwrap_or("-"))?;
     writeln!(out, "connection {}", s.connection.as_deref().unwrap_or("-"))?;
     writeln!(out, "peer       {}", s.peer.as_deref().unwrap_or("-"))?;
-    writeln!(out, "started    {}", s.started_us.map(fmt_time).unwrap_or_default())?;
-    writeln!(out, "ended      {}", s.ended_us.map(fmt_time).unwrap_or_else(|| "still open".into()))?;
+    writeln!(
+        out,
+        "started    {}",
+        s.started_us.map(fmt_time).unwrap_or_default()
+    )?;
+    writeln!(
+        out,
+        "ended      {}",
+        s.ended_us
+            .map(fmt_time)
+            .unwrap_or_else(|| "still open".into())
+    )?;
     writeln!(out, "statements {} ({} denied)\n", s.statements, s.denied)?;
     for c in &d.commands {
         let outcome = match (&c.error, c.rows) {
@@ -222,21 +305,36 @@ pub fn sessions_show(state: &StateArgs, id: &str, json: bool) -> anyhow::Result<
             c.ts_us.map(fmt_time).unwrap_or_default(),
             c.operation.as_deref().unwrap_or("?"),
             c.decision.as_deref().unwrap_or("?"),
-            c.rule.as_deref().map(|r| format!(" [{r}]")).unwrap_or_default(),
+            c.rule
+                .as_deref()
+                .map(|r| format!(" [{r}]"))
+                .unwrap_or_default(),
             outcome,
-            c.duration_us.map(|d| format!(" in {:.3} ms", d as f64 / 1000.0)).unwrap_or_default(),
+            c.duration_us
+                .map(|d| format!(" in {:.3} ms", d as f64 / 1000.0))
+                .unwrap_or_default(),
         )?;
-        writeln!(out, "      {}", c.text.as_deref().unwrap_or("").replace('\n', "\n      "))?;
+        writeln!(
+            out,
+            "      {}",
+            c.text.as_deref().unwrap_or("").replace('\n', "\n      ")
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn audit_verify(state: &StateArgs) -> anyhow::Result<ExitCode> {
     let (dir, log) = state_paths(state)?;
-    let report = airlock_store::verify_log(&log).with_context(|| format!("reading {}", log.display()))?;
+    let report =
+        airlock_store::verify_log(&log).with_context(|| format!("reading {}", log.display()))?;
     let mut ok = report.is_ok();
     match &report.first_broken {
-        None => println!("audit log {}: {} events, chain intact (head {})", log.display(), report.events, report.last_hash),
+        None => println!(
+            "audit log {}: {} events, chain intact (head {})",
+            log.display(),
+            report.events,
+            report.last_hash
+        ),
         Some((seq, why)) => println!("audit log {}: BROKEN at event {seq}: {why}", log.display()),
     }
     let db = dir.join("state.db");
@@ -244,17 +342,29 @@ pub fn audit_verify(state: &StateArgs) -> anyhow::Result<ExitCode> {
         let index = Index::open(&db)?;
         let r = index.verify()?;
         match &r.first_broken {
-            None => println!("audit index {}: {} events, chain intact", db.display(), r.events),
+            None => println!(
+                "audit index {}: {} events, chain intact",
+                db.display(),
+                r.events
+            ),
             Some((seq, why)) => {
                 ok = false;
                 println!("audit index {}: BROKEN at event {seq}: {why}", db.display());
             }
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
-pub fn audit_export(state: &StateArgs, since: Option<String>, format: &str) -> anyhow::Result<ExitCode> {
+pub fn audit_export(
+    state: &StateArgs,
+    since: Option<String>,
+    format: &str,
+) -> anyhow::Result<ExitCode> {
     if format != "jsonl" {
         return Err(anyhow!("--format {format}: only jsonl is available in this build (ocsf is tracked as issue #5)"));
     }
@@ -293,11 +403,25 @@ pub fn parse_since(s: &str) -> anyhow::Result<i64> {
             return Ok(now_us - n * unit * 1_000_000);
         }
     }
-    let bad = || anyhow!("cannot read time `{s}`: use RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23), or a duration ago (15m, 2h, 7d)");
+    let bad = || {
+        anyhow!("cannot read time `{s}`: use RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23), or a duration ago (15m, 2h, 7d)")
+    };
     let (date, time) = s.split_once('T').unwrap_or((s, "00:00:00Z"));
-    let d: Vec<i64> = date.split('-').map(|p| p.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
     let time = time.trim_end_matches('Z');
-    let t: Vec<i64> = time.split(':').map(|p| p.split('.').next().unwrap_or("0").parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    let t: Vec<i64> = time
+        .split(':')
+        .map(|p| {
+            p.split('.')
+                .next()
+                .unwrap_or("0")
+                .parse()
+                .map_err(|_| bad())
+        })
+        .collect::<Result<_, _>>()?;
     let (&[y, mo, day], &[h, mi, sec]) = (d.as_slice(), t.as_slice()) else {
         return Err(bad());
     };
@@ -326,7 +450,12 @@ pub fn fmt_time(us: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

@@ -40,8 +40,13 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
     let data_dir = config.gateway.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data_dir {}", data_dir.display()))?;
-    let audit = AuditLog::open(&config.audit.path, AuditOptions { fsync: config.audit.fsync })
-        .with_context(|| format!("opening the audit log {}", config.audit.path.display()))?;
+    let audit = AuditLog::open(
+        &config.audit.path,
+        AuditOptions {
+            fsync: config.audit.fsync,
+        },
+    )
+    .with_context(|| format!("opening the audit log {}", config.audit.path.display()))?;
     if let Some(r) = audit.recovered() {
         warn!(truncated_to = r.truncated_to, dropped_bytes = r.dropped_bytes, "the audit log ended in a partial line (crash during a write); it was cut back to the last complete event");
     }
@@ -52,8 +57,11 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
     )
     .context("starting the audit indexer")?;
     let mut start = AuditEvent::new(EventKind::GatewayStart);
-    start.detail = Some(serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "config": config.origin}));
-    audit.append(&[start]).context("writing the first audit event")?;
+    start.detail =
+        Some(serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "config": config.origin}));
+    audit
+        .append(&[start])
+        .context("writing the first audit event")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -81,7 +89,9 @@ fn load(path: Option<&Path>) -> anyhow::Result<Config> {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -89,7 +99,11 @@ fn init_tracing(json: bool) {
     }
 }
 
-async fn serve(config: Config, config_path: Option<PathBuf>, audit: AuditLog) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    config_path: Option<PathBuf>,
+    audit: AuditLog,
+) -> anyhow::Result<()> {
     let gate = Gate::new(config.clone(), audit);
     let tls = airlock_proto_pg::tls::server_config(
         config.tls.cert_file.as_deref(),
@@ -109,7 +123,9 @@ async fn serve(config: Config, config_path: Option<PathBuf>, audit: AuditLog) ->
             max_message_bytes: MAX_MESSAGE_BYTES,
         });
         tokio::spawn(airlock_proto_pg::serve(listener, gate.clone(), pg));
-        banner.push_str(&format!("airlock: postgres listener on {addr} (TLS available, sslmode=require)\n"));
+        banner.push_str(&format!(
+            "airlock: postgres listener on {addr} (TLS available, sslmode=require)\n"
+        ));
         banner.push_str(&connect_hints(&config, addr));
     }
     for (proto, addr) in config.listeners.enabled() {
@@ -165,14 +181,20 @@ fn reload(gate: &Gate, path: Option<&Path>) {
             gate.reload(config);
             info!(config = %path.display(), "configuration reloaded; open sessions keep running under the new rules");
         }
-        Err(e) => error!(config = %path.display(), errors = %e, "configuration reload rejected; keeping the previous configuration"),
+        Err(e) => {
+            error!(config = %path.display(), errors = %e, "configuration reload rejected; keeping the previous configuration")
+        }
     }
 }
 
 /// How to connect, for every (service account, postgres connection) pair the config allows.
 fn connect_hints(config: &Config, addr: std::net::SocketAddr) -> String {
     let mut out = String::new();
-    for conn in config.connections.iter().filter(|c| c.kind == airlock_core::ConnectionType::Postgres) {
+    for conn in config
+        .connections
+        .iter()
+        .filter(|c| c.kind == airlock_core::ConnectionType::Postgres)
+    {
         for sa in &config.service_accounts {
             if !conn.allows(&sa.identity()) || !sa.limited_to(&conn.name) {
                 continue;

@@ -77,12 +77,18 @@ fn malformed_startup_packets_close_only_that_connection() {
     let mut s = raw(&gw);
     s.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]).unwrap();
     let reply = drain(s);
-    assert!(String::from_utf8_lossy(&reply).contains("exceeds the gateway limit"), "{reply:?}");
+    assert!(
+        String::from_utf8_lossy(&reply).contains("exceeds the gateway limit"),
+        "{reply:?}"
+    );
     // A negative length.
     let mut s = raw(&gw);
     s.write_all(&[0x80, 0, 0, 0]).unwrap();
     let reply = drain(s);
-    assert!(String::from_utf8_lossy(&reply).contains("invalid message length"), "{reply:?}");
+    assert!(
+        String::from_utf8_lossy(&reply).contains("invalid message length"),
+        "{reply:?}"
+    );
     // A truncated startup packet, then the client goes away.
     let mut s = raw(&gw);
     s.write_all(&[0, 0, 0, 40, 0, 3]).unwrap();
@@ -91,10 +97,14 @@ fn malformed_startup_packets_close_only_that_connection() {
     let mut s = raw(&gw);
     s.write_all(&[0, 0, 0, 8, 0, 2, 0, 0]).unwrap();
     let reply = drain(s);
-    assert!(String::from_utf8_lossy(&reply).contains("unsupported frontend protocol 2.0"), "{reply:?}");
+    assert!(
+        String::from_utf8_lossy(&reply).contains("unsupported frontend protocol 2.0"),
+        "{reply:?}"
+    );
     // Parameters that are not NUL-terminated.
     let mut s = raw(&gw);
-    s.write_all(&[0, 0, 0, 12, 0, 3, 0, 0, b'u', b's', b'e', b'r']).unwrap();
+    s.write_all(&[0, 0, 0, 12, 0, 3, 0, 0, b'u', b's', b'e', b'r'])
+        .unwrap();
     drop(drain(s));
     // A replication connection is refused: that protocol carries no SQL to judge.
     let mut s = raw(&gw);
@@ -105,7 +115,10 @@ fn malformed_startup_packets_close_only_that_connection() {
     pkt[..4].copy_from_slice(&len);
     s.write_all(&pkt).unwrap();
     let reply = drain(s);
-    assert!(String::from_utf8_lossy(&reply).contains("replication connections are not supported"), "{reply:?}");
+    assert!(
+        String::from_utf8_lossy(&reply).contains("replication connections are not supported"),
+        "{reply:?}"
+    );
     assert!(gw.alive());
     still_serving(&gw);
 }
@@ -117,20 +130,30 @@ fn hostile_messages_after_login_close_only_that_session() {
     let mut s = logged_in(&gw);
     s.write_all(&[b'Q', 0x80, 0, 0, 0]).unwrap();
     let reply = drain(s);
-    assert!(String::from_utf8_lossy(&reply).contains("08P01"), "{reply:?}");
+    assert!(
+        String::from_utf8_lossy(&reply).contains("08P01"),
+        "{reply:?}"
+    );
     // A message just over the gateway limit (64 MiB) is refused before it is buffered.
     let mut s = logged_in(&gw);
     s.write_all(&[b'Q', 0x04, 0, 0, 0x10]).unwrap();
     let reply = drain(s);
-    assert!(String::from_utf8_lossy(&reply).contains("exceeds the gateway limit"), "{reply:?}");
+    assert!(
+        String::from_utf8_lossy(&reply).contains("exceeds the gateway limit"),
+        "{reply:?}"
+    );
     // An unknown message type.
     let mut s = logged_in(&gw);
     s.write_all(&[b'!', 0, 0, 0, 4]).unwrap();
     let reply = drain(s);
-    assert!(String::from_utf8_lossy(&reply).contains("unsupported frontend message type"), "{reply:?}");
+    assert!(
+        String::from_utf8_lossy(&reply).contains("unsupported frontend message type"),
+        "{reply:?}"
+    );
     // A Query whose text is not NUL-terminated.
     let mut s = logged_in(&gw);
-    s.write_all(&[b'Q', 0, 0, 0, 8, b's', b'e', b'l', b'e']).unwrap();
+    s.write_all(&[b'Q', 0, 0, 0, 8, b's', b'e', b'l', b'e'])
+        .unwrap();
     drop(drain(s));
     // A truncated frame, then the client vanishes.
     let mut s = logged_in(&gw);
@@ -138,10 +161,14 @@ fn hostile_messages_after_login_close_only_that_session() {
     drop(s);
     // The FunctionCall message runs a function by OID with no SQL to judge: refused.
     let mut s = logged_in(&gw);
-    s.write_all(&[b'F', 0, 0, 0, 14, 0, 0, 0x04, 0x2e, 0, 0, 0, 0, 0, 0]).unwrap();
+    s.write_all(&[b'F', 0, 0, 0, 14, 0, 0, 0x04, 0x2e, 0, 0, 0, 0, 0, 0])
+        .unwrap();
     s.write_all(&[b'X', 0, 0, 0, 4]).unwrap();
     let reply = drain(s);
-    assert!(String::from_utf8_lossy(&reply).contains("FunctionCall"), "{reply:?}");
+    assert!(
+        String::from_utf8_lossy(&reply).contains("FunctionCall"),
+        "{reply:?}"
+    );
     assert!(gw.alive());
     still_serving(&gw);
 }
@@ -186,7 +213,10 @@ allow_groups = ["ai-agents"]
     let gw = Gateway::start_with(&upstream, "", None);
     let o = psql(&gw.conninfo("agent", TOKEN, "pg-down"), "select 1;\n");
     let s = text(&o);
-    assert!(s.contains("could not open upstream connection `pg-down`"), "{s}");
+    assert!(
+        s.contains("could not open upstream connection `pg-down`"),
+        "{s}"
+    );
     assert!(!s.contains(TOKEN));
     still_serving(&gw);
 }
@@ -211,7 +241,10 @@ fn upstream_dying_mid_query_closes_only_that_session() {
     assert!(killed, "victim query never showed up upstream");
     let out = victim.join().unwrap();
     let s = text(&out);
-    assert!(s.contains("terminating connection") || s.contains("closed"), "{s}");
+    assert!(
+        s.contains("terminating connection") || s.contains("closed"),
+        "{s}"
+    );
     still_serving(&gw);
 }
 
@@ -224,16 +257,28 @@ fn statements_are_refused_when_the_audit_log_cannot_be_written() {
     direct(&format!("create table {t} (id int)"));
     let mut script = String::new();
     for i in 0..5000 {
-        script.push_str(&format!("insert into {t} values ({i}); -- {}\n", "x".repeat(100)));
+        script.push_str(&format!(
+            "insert into {t} values ({i}); -- {}\n",
+            "x".repeat(100)
+        ));
     }
     let out = psql(&gw.agent(), &script);
     let s = text(&out);
-    assert!(s.contains("audit log cannot be written"), "{}", &s[s.len().saturating_sub(2000)..]);
+    assert!(
+        s.contains("audit log cannot be written"),
+        "{}",
+        &s[s.len().saturating_sub(2000)..]
+    );
     // Every row that reached the table has its command event in the log.
-    let rows: usize = direct(&format!("select count(*) from {t}")).parse().unwrap();
+    let rows: usize = direct(&format!("select count(*) from {t}"))
+        .parse()
+        .unwrap();
     assert!(rows < 5000, "all inserts ran although the log was full");
     let log = gw.audit_log();
     let recorded = log.matches(&format!("insert into {t} values")).count();
-    assert!(recorded >= rows, "{rows} rows but only {recorded} audit events");
+    assert!(
+        recorded >= rows,
+        "{rows} rows but only {recorded} audit events"
+    );
     direct(&format!("drop table {t}"));
 }

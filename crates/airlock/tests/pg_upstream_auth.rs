@@ -34,21 +34,74 @@ impl Cluster {
         let dir = root.join("cluster");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir));
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir));
         let data = dir.join("data");
-        run(as_postgres(&bin, "initdb").arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8"]));
+        run(as_postgres(&bin, "initdb").arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ]));
         // A CA and a server certificate it signs, valid for 127.0.0.1, for upstream TLS.
         let ca_key = dir.join("ca.key");
-        run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=airlock-test-ca"])
-            .arg("-keyout").arg(&ca_key).arg("-out").arg(dir.join("ca.crt")));
-        run(Command::new("openssl").args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"])
-            .arg("-keyout").arg(data.join("server.key")).arg("-out").arg(dir.join("server.csr")));
-        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
-        run(Command::new("openssl").args(["x509", "-req", "-days", "2", "-CAcreateserial"])
-            .arg("-in").arg(dir.join("server.csr")).arg("-CA").arg(dir.join("ca.crt")).arg("-CAkey").arg(&ca_key)
-            .arg("-extfile").arg(dir.join("san.ext")).arg("-out").arg(data.join("server.crt")));
-        run(Command::new("chown").args(["postgres:postgres"]).arg(data.join("server.key")).arg(data.join("server.crt")));
-        std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=airlock-test-ca",
+            ])
+            .arg("-keyout")
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(dir.join("ca.crt")));
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(data.join("server.key"))
+            .arg("-out")
+            .arg(dir.join("server.csr")));
+        std::fs::write(
+            dir.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+            .arg("-in")
+            .arg(dir.join("server.csr"))
+            .arg("-CA")
+            .arg(dir.join("ca.crt"))
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .arg("-extfile")
+            .arg(dir.join("san.ext"))
+            .arg("-out")
+            .arg(data.join("server.crt")));
+        run(Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(data.join("server.key"))
+            .arg(data.join("server.crt")));
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         let port = free_port();
         let conf = format!(
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nssl = on\npassword_encryption = 'scram-sha-256'\n",
@@ -66,7 +119,12 @@ impl Cluster {
              host all clear_user 127.0.0.1/32 password\n",
         )
         .unwrap();
-        run(as_postgres(&bin, "pg_ctl").arg("-D").arg(&data).arg("-l").arg(dir.join("log")).args(["-w", "start"]));
+        run(as_postgres(&bin, "pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.join("log"))
+            .args(["-w", "start"]));
         let c = Cluster { dir, bin, port };
         c.sql("create user scram_user password 'scram-secret-1'; create user tls_user password 'tls-secret-1'; create user clear_user password 'clear-secret-1'; set password_encryption = 'md5'; create user md5_user password 'md5-secret-1';");
         c
@@ -76,13 +134,26 @@ impl Cluster {
         run(as_postgres(&self.bin, "psql")
             .args(["-X", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.dir)
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql]));
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ]));
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = as_postgres(&self.bin, "pg_ctl").arg("-D").arg(self.dir.join("data")).args(["-m", "immediate", "stop"]).output();
+        let _ = as_postgres(&self.bin, "pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
     }
 }
 
@@ -118,17 +189,29 @@ fn held_credentials_work_for_every_upstream_auth_method() {
         let s = text(&o);
         assert!(s.contains(user), "{name}: {s}");
         if name.starts_with("pg-tls") {
-            assert!(s.contains(" t\n") || s.contains("| t"), "{name}: upstream connection not encrypted: {s}");
+            assert!(
+                s.contains(" t\n") || s.contains("| t"),
+                "{name}: upstream connection not encrypted: {s}"
+            );
         }
-        assert!(!s.contains(password), "{name}: the held secret leaked to the client");
+        assert!(
+            !s.contains(password),
+            "{name}: the held secret leaked to the client"
+        );
     }
     let o = psql(&gw.conninfo("agent", TOKEN, "pg-wrong"), "select 1;\n");
     let s = text(&o);
-    assert!(s.contains("could not open upstream connection `pg-wrong`") && s.contains("28P01"), "{s}");
+    assert!(
+        s.contains("could not open upstream connection `pg-wrong`") && s.contains("28P01"),
+        "{s}"
+    );
     assert!(!s.contains("not-the-password"), "{s}");
     // The held secrets never reach the audit log.
     let log = gw.audit_log();
     for (_, _, password, _) in cases {
-        assert!(!log.contains(password), "secret {password} in the audit log");
+        assert!(
+            !log.contains(password),
+            "secret {password} in the audit log"
+        );
     }
 }

@@ -203,7 +203,8 @@ fn quickstart_example_loads() {
     assert!(pg.password.is_none());
     assert_eq!(pg.sslmode, SslMode::Disable);
     assert_eq!(config.service_accounts[0].name, "demo-agent");
-    assert!(!config.masking.is_empty());
+    // Masking is commented out until it is enforced (issue #4): serve refuses it.
+    assert!(config.masking.is_empty());
     assert!(config.warnings.is_empty(), "{:#?}", config.warnings);
 }
 

@@ -122,10 +122,17 @@ impl Gate {
 
     /// Token → identity. `user` must name the service account the token belongs to, so a
     /// leaked token cannot be replayed under another account's name in logs.
-    pub fn authenticate(&self, user: &str, token: &str, peer: SocketAddr) -> Result<Identity, GateError> {
+    pub fn authenticate(
+        &self,
+        user: &str,
+        token: &str,
+        peer: SocketAddr,
+    ) -> Result<Identity, GateError> {
         if self.rate_limited(peer.ip()) {
             self.audit_auth_failure(user, peer, "rate limited");
-            return Err(GateError::RateLimited { source_ip: peer.ip() });
+            return Err(GateError::RateLimited {
+                source_ip: peer.ip(),
+            });
         }
         let rt = self.runtime.load();
         let found = rt
@@ -138,7 +145,9 @@ impl Gate {
             None => {
                 self.note_failure(peer.ip());
                 self.audit_auth_failure(user, peer, "invalid token");
-                Err(GateError::BadCredentials { user: user.to_owned() })
+                Err(GateError::BadCredentials {
+                    user: user.to_owned(),
+                })
             }
         }
     }
@@ -209,7 +218,9 @@ impl Gate {
             let mut ev = AuditEvent::new(EventKind::Other);
             ev.identity = Some(identity.name.clone());
             ev.connection = Some(conn.name.clone());
-            ev.detail = Some(serde_json::json!({"refused": "connection not allowed", "peer": peer.to_string()}));
+            ev.detail = Some(
+                serde_json::json!({"refused": "connection not allowed", "peer": peer.to_string()}),
+            );
             if let Err(e) = self.audit.append(&[ev]) {
                 tracing::error!(error = %e, "could not audit a refused session");
             }
@@ -407,7 +418,13 @@ impl SessionGate {
 
     /// The outcome of a forwarded command. It does not have to precede anything, so it is
     /// queued and written with the next append (or within 200 ms).
-    pub fn record_result(&self, seq: u64, rows: Option<u64>, error: Option<String>, elapsed: Duration) {
+    pub fn record_result(
+        &self,
+        seq: u64,
+        rows: Option<u64>,
+        error: Option<String>,
+        elapsed: Duration,
+    ) {
         let mut ev = self.event(EventKind::CommandResult);
         ev.command = Some(CommandRecord {
             seq,

@@ -63,7 +63,10 @@ pub(crate) fn at_sign(v: &[u8], at_pos: usize) -> Option<Found> {
     if count < 2 || !tld_ok {
         return None;
     }
-    if FILE_EXTENSIONS.iter().any(|ext| last.eq_ignore_ascii_case(ext)) {
+    if FILE_EXTENSIONS
+        .iter()
+        .any(|ext| last.eq_ignore_ascii_case(ext))
+    {
         return None;
     }
     Some(Found::builtin(start, end, Detector::Email))

@@ -37,8 +37,14 @@ const ASSIGN_WORDS: &[&str] = &[
     "access_key",
 ];
 
+/// Below this length the automaton's SIMD prefilter cannot run (it falls back to Rabin-Karp),
+/// so a bigram gate decides first whether any keyword can start in the value at all.
+const SHORT_VALUE: usize = 64;
+
 pub(crate) struct Keywords {
     ac: AhoCorasick,
+    /// Bit `(a << 8) | b` is set when some pattern starts with the bytes `a b`.
+    starts: Vec<u64>,
     kinds: Vec<Kind>,
 }
 
@@ -80,13 +86,26 @@ impl Keywords {
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostFirst)
             .build(&patterns)?;
-        Ok(Keywords { ac, kinds })
+        let mut starts = vec![0u64; 65536 / 64];
+        for p in &patterns {
+            if let [a, b, ..] = p.as_bytes() {
+                let bit = usize::from(*a) << 8 | usize::from(*b);
+                if let Some(word) = starts.get_mut(bit / 64) {
+                    *word |= 1 << (bit % 64);
+                }
+            }
+        }
+        Ok(Keywords { ac, starts, kinds })
     }
 
     pub(crate) fn scan(&self, enabled: u16, v: &[u8], out: &mut Vec<Found>) {
+        if v.len() < SHORT_VALUE && !self.may_start(v) {
+            return;
+        }
+        let ac = &self.ac;
         let mut pos = 0;
         while pos < v.len() {
-            let Some(m) = self.ac.find(Input::new(v).range(pos..)) else {
+            let Some(m) = ac.find(Input::new(v).range(pos..)) else {
                 break;
             };
             let kind = self.kinds.get(m.pattern().as_usize()).copied();
@@ -109,6 +128,18 @@ impl Keywords {
                 None => m.end(),
             };
         }
+    }
+}
+
+impl Keywords {
+    fn may_start(&self, v: &[u8]) -> bool {
+        v.windows(2).any(|w| {
+            let bit = usize::from(w.first().copied().unwrap_or(0)) << 8
+                | usize::from(w.get(1).copied().unwrap_or(0));
+            self.starts
+                .get(bit / 64)
+                .is_some_and(|word| word & (1 << (bit % 64)) != 0)
+        })
     }
 }
 
@@ -281,7 +312,8 @@ fn secret(enabled: u16, v: &[u8], kw_start: usize, kw_end: usize, kind: Kind) ->
         && value
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'/' || *b == b'+')
-        && (contains_ignore_case(key, b"aws") || contains_ignore_case(key, b"secretaccess")
+        && (contains_ignore_case(key, b"aws")
+            || contains_ignore_case(key, b"secretaccess")
             || contains_ignore_case(key, b"secret_access"));
     if aws_secret && enabled & AWS != 0 {
         return Some(Found {
@@ -311,7 +343,9 @@ pub(crate) fn looks_secret(value: &[u8]) -> bool {
         return false;
     }
     let not_a_word = value.iter().any(|b| {
-        b.is_ascii_digit() || b.is_ascii_uppercase() || !(b.is_ascii_lowercase() || b"_-.".contains(b))
+        b.is_ascii_digit()
+            || b.is_ascii_uppercase()
+            || !(b.is_ascii_lowercase() || b"_-.".contains(b))
     });
     not_a_word && entropy(value) >= (0.85 * (value.len() as f64).log2()).min(3.0)
 }

@@ -458,8 +458,7 @@ impl Masker {
             enabled,
             strategy: spec.strategy,
             max_value_bytes: spec.max_value_bytes,
-            keywords: keyword::Keywords::new()
-                .map_err(|e| MaskError::Internal(e.to_string()))?,
+            keywords: keyword::Keywords::new().map_err(|e| MaskError::Internal(e.to_string()))?,
             custom,
             hmac,
         })
@@ -486,7 +485,10 @@ impl Masker {
                 end: f.end,
                 entity: match f.entity {
                     Entity::Builtin(d) => d.as_str().to_owned(),
-                    Entity::Custom(i) => self.custom.get(i).map_or_else(String::new, |c| c.name.clone()),
+                    Entity::Custom(i) => self
+                        .custom
+                        .get(i)
+                        .map_or_else(String::new, |c| c.name.clone()),
                 },
             })
             .collect()

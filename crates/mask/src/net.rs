@@ -17,6 +17,10 @@ fn is_v6(b: u8) -> bool {
 /// (so the caller checks each token once). Parsing is `std`'s, so `12:34:56` (a time) or
 /// `00:1a:2b:3c:4d:5e` (a MAC address) are rejected; `::` alone is not an address worth masking.
 pub(crate) fn ipv6_around(v: &[u8], colon: usize) -> (Option<Found>, usize) {
+    // `"key":"value"`, `key: value`: no hex digit or colon on either side.
+    if !is_v6(before(v, colon)) && !is_v6(at(v, colon + 1)) {
+        return (None, colon + 1);
+    }
     let mut start = colon;
     while start > 0 && colon - start <= MAX_TOKEN && is_v6(before(v, start)) {
         start -= 1;
@@ -28,23 +32,31 @@ pub(crate) fn ipv6_around(v: &[u8], colon: usize) -> (Option<Found>, usize) {
     if end - start > MAX_TOKEN || !right_ok(v, end) {
         return (None, end);
     }
-    // Try the whole token, then the rest after each single colon: in `key:fe80::1` the token
-    // starts at the `e` of `key`.
+    let token = slice(v, start, end);
+    let colons = token.iter().filter(|&&b| b == b':').count();
+    // Without `::` an address has exactly 7 colons (6 before an IPv4 tail): this rejects
+    // times and MAC addresses before any parsing.
+    let compressed = memchr::memmem::find(token, b"::").is_some();
+    if colons < 2 || (!compressed && colons != 7 && colons != 6) {
+        return (None, end);
+    }
+    if let Some(e) = parse_at(v, start, end) {
+        return (Some(Found::builtin(start, e, Detector::Ipv6)), end);
+    }
+    // A token glued to a word (`key:fe80::1` starts at the `e`): retry after each single colon.
+    if !is_alnum(before(v, start)) {
+        return (None, end);
+    }
     let mut s = start;
-    loop {
+    while let Some(p) =
+        (s..end).find(|&p| at(v, p) == b':' && at(v, p + 1) != b':' && before(v, p) != b':')
+    {
+        s = p + 1;
         if let Some(e) = parse_at(v, s, end) {
             return (Some(Found::builtin(s, e, Detector::Ipv6)), end);
         }
-        let next = (s..end)
-            .find(|&p| at(v, p) == b':' && at(v, p + 1) != b':' && before(v, p) != b':');
-        match next {
-            Some(p) => s = p + 1,
-            None => return (None, end),
-        }
-        if s >= end {
-            return (None, end);
-        }
     }
+    (None, end)
 }
 
 fn right_ok(v: &[u8], end: usize) -> bool {

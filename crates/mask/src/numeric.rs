@@ -16,7 +16,7 @@ const MAX_GROUP_LEN: usize = 20;
 /// `192.168.0.1`.
 struct Groups {
     start: [usize; MAX_GROUPS],
-    len: [usize; MAX_GROUPS],
+    len: [u8; MAX_GROUPS],
     /// The separator after each group (0 after the last).
     sep: [u8; MAX_GROUPS],
     count: usize,
@@ -37,7 +37,7 @@ impl Groups {
                 p += 1;
             }
             set(&mut g.start, k, s);
-            set(&mut g.len, k, p - s);
+            set(&mut g.len, k, (p - s) as u8);
             g.count = k + 1;
             let sep = at(v, p);
             if matches!(sep, b' ' | b'-' | b'.') && is_digit(at(v, p + 1)) && k + 1 < MAX_GROUPS {
@@ -51,7 +51,7 @@ impl Groups {
     }
 
     fn len(&self, k: usize) -> usize {
-        self.len.get(k).copied().unwrap_or(0)
+        usize::from(self.len.get(k).copied().unwrap_or(0))
     }
 
     fn sep(&self, k: usize) -> u8 {
@@ -100,6 +100,16 @@ const GLUE: &[u8] = b"-./";
 /// All digit-started entities at a token start `i`.
 pub(crate) fn at_digit(enabled: u16, v: &[u8], i: usize) -> Option<Found> {
     if !left_ok(v, i) {
+        return None;
+    }
+    // Fast path for the common case, a lone number (an amount, an id, a year): only a bare card
+    // or a bare SSN can be one group, so anything shorter than 9 digits is done.
+    let mut run_end = i;
+    while is_digit(at(v, run_end)) && run_end - i <= MAX_GROUP_LEN {
+        run_end += 1;
+    }
+    let grouped = matches!(at(v, run_end), b' ' | b'-' | b'.') && is_digit(at(v, run_end + 1));
+    if !grouped && !(9..=19).contains(&(run_end - i)) {
         return None;
     }
     let g = Groups::parse(v, i);
@@ -261,9 +271,7 @@ fn card(v: &[u8], g: &Groups) -> Option<usize> {
         if !(13..=19).contains(&total) {
             continue;
         }
-        if last > 0
-            && ((0..last).any(|k| !(3..=6).contains(&g.len(k))) || g.len(last) > 6)
-        {
+        if last > 0 && ((0..last).any(|k| !(3..=6).contains(&g.len(k))) || g.len(last) > 6) {
             continue;
         }
         let end = g.end(last);
@@ -342,19 +350,94 @@ fn known_issuer(d: &[u8]) -> bool {
 
 /// IBAN lengths by country (ISO 13616 registry).
 const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
-    (b"AD", 24), (b"AE", 23), (b"AL", 28), (b"AT", 20), (b"AZ", 28), (b"BA", 20), (b"BE", 16),
-    (b"BG", 22), (b"BH", 22), (b"BI", 27), (b"BR", 29), (b"BY", 28), (b"CH", 21), (b"CR", 22),
-    (b"CY", 28), (b"CZ", 24), (b"DE", 22), (b"DJ", 27), (b"DK", 18), (b"DO", 28), (b"EE", 20),
-    (b"EG", 29), (b"ES", 24), (b"FI", 18), (b"FK", 18), (b"FO", 18), (b"FR", 27), (b"GB", 22),
-    (b"GE", 22), (b"GI", 23), (b"GL", 18), (b"GR", 27), (b"GT", 28), (b"HR", 21), (b"HU", 28),
-    (b"IE", 22), (b"IL", 23), (b"IQ", 23), (b"IS", 26), (b"IT", 27), (b"JO", 30), (b"KW", 30),
-    (b"KZ", 20), (b"LB", 28), (b"LC", 32), (b"LI", 21), (b"LT", 20), (b"LU", 20), (b"LV", 21),
-    (b"LY", 25), (b"MC", 27), (b"MD", 24), (b"ME", 22), (b"MK", 19), (b"MN", 20), (b"MR", 27),
-    (b"MT", 31), (b"MU", 30), (b"NI", 28), (b"NL", 18), (b"NO", 15), (b"OM", 23), (b"PK", 24),
-    (b"PL", 28), (b"PS", 29), (b"PT", 25), (b"QA", 29), (b"RO", 24), (b"RS", 22), (b"RU", 33),
-    (b"SA", 24), (b"SC", 31), (b"SD", 18), (b"SE", 24), (b"SI", 19), (b"SK", 24), (b"SM", 27),
-    (b"SO", 23), (b"ST", 25), (b"SV", 28), (b"TL", 23), (b"TN", 24), (b"TR", 26), (b"UA", 29),
-    (b"VA", 22), (b"VG", 24), (b"XK", 20), (b"YE", 30),
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BI", 27),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DJ", 27),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FK", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"LY", 25),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MN", 20),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NI", 28),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"OM", 23),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"RU", 33),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SD", 18),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"SO", 23),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+    (b"YE", 30),
 ];
 
 /// An IBAN at `i`: country code, two check digits, the country's length, mod-97 == 1.

@@ -120,7 +120,12 @@ fn normalise(detector: Option<Detector>, value: &[u8], buf: &mut Vec<u8>) {
 }
 
 /// HMAC-SHA256 over the normalised value, as `HASH_HEX` lower-case hex digits.
-pub(crate) fn hash(out: &mut Vec<u8>, key: Option<&Hmac<Sha256>>, d: Option<Detector>, value: &[u8]) {
+pub(crate) fn hash(
+    out: &mut Vec<u8>,
+    key: Option<&Hmac<Sha256>>,
+    d: Option<Detector>,
+    value: &[u8],
+) {
     let Some(key) = key else {
         // Unreachable by construction (a Hash masker always has a key); never emit the value.
         out.extend_from_slice(&[b'0'; HASH_HEX]);
@@ -128,7 +133,16 @@ pub(crate) fn hash(out: &mut Vec<u8>, key: Option<&Hmac<Sha256>>, d: Option<Dete
     };
     let mut mac = key.clone();
     let mut buf = Vec::new();
-    let normalised: &[u8] = if matches!(d, None | Some(Detector::Secret | Detector::Jwt | Detector::PrivateKey | Detector::AwsKey | Detector::Ipv4)) {
+    let normalised: &[u8] = if matches!(
+        d,
+        None | Some(
+            Detector::Secret
+                | Detector::Jwt
+                | Detector::PrivateKey
+                | Detector::AwsKey
+                | Detector::Ipv4
+        )
+    ) {
         value
     } else {
         normalise(d, value, &mut buf);

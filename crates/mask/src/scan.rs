@@ -27,9 +27,7 @@ pub(crate) enum Shape {
 pub(crate) fn shape_of(d: Detector) -> Shape {
     match d {
         Detector::Email => Shape::Email,
-        Detector::CreditCard | Detector::Iban | Detector::Ssn | Detector::Phone => {
-            Shape::KeepLast4
-        }
+        Detector::CreditCard | Detector::Iban | Detector::Ssn | Detector::Phone => Shape::KeepLast4,
         Detector::Ipv4 | Detector::Ipv6 | Detector::AwsKey => Shape::MaskAll,
         Detector::PrivateKey | Detector::Jwt | Detector::Secret => Shape::Tag,
     }
@@ -104,6 +102,51 @@ const CLASS: [u8; 256] = {
     t
 };
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swar_range_matches_the_table() {
+        for b in 0..=255u8 {
+            let x = u64::from(b) << 24 | 0x6161_6161_0061_6161; // surrounded by `a` and NUL
+            let hit = between(x, 0x27, 0x2C) | between(x, 0x2F, 0x3B) | between(x, 0x3F, 0x5B) != 0;
+            assert_eq!(
+                hit,
+                matches!(b, 0x28..=0x2B | 0x30..=0x3A | 0x40..=0x5A),
+                "{b:#x}"
+            );
+            assert!(
+                !INTERESTING[usize::from(b)] || hit,
+                "{b:#x} must stop the skip"
+            );
+        }
+    }
+
+    /// A chunk the skip passes over must hold no interesting byte, whatever its neighbours.
+    #[test]
+    fn swar_never_skips_an_interesting_byte() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Bias towards the boundaries of the ranges.
+            let bytes = state.to_le_bytes().map(|b| {
+                if b & 1 == 0 {
+                    b
+                } else {
+                    0x26 + (b >> 2) % 0x38
+                }
+            });
+            let x = u64::from_le_bytes(bytes);
+            let hit = between(x, 0x27, 0x2C) | between(x, 0x2F, 0x3B) | between(x, 0x3F, 0x5B) != 0;
+            let any = bytes.iter().any(|&b| INTERESTING[usize::from(b)]);
+            assert!(hit || !any, "{bytes:?}");
+        }
+    }
+}
+
 #[inline(always)]
 fn class(b: u8) -> u8 {
     CLASS.get(b as usize).copied().unwrap_or(C_OTHER)
@@ -119,16 +162,34 @@ pub(crate) fn scan(enabled: u16, keywords: &Keywords, v: &[u8], out: &mut Vec<Fo
     }
 }
 
+/// Bytes that can start an anchor; everything else (lower-case letters, spaces, most
+/// punctuation, non-ASCII) is skipped by a tight search loop.
+const INTERESTING: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = CLASS[b] != C_OTHER && CLASS[b] != C_LOWER;
+        b += 1;
+    }
+    t
+};
+
 fn anchors(enabled: u16, v: &[u8], out: &mut Vec<Found>) {
     let n = v.len();
     let mut i = 0;
     // One IPv6 check per maximal hex-and-colon token, however many colons it has.
     let mut v6_checked_until = 0;
     while i < n {
+        i = skip_boring_words(v, i);
+        match v
+            .get(i..)
+            .and_then(|rest| rest.iter().position(|&b| INTERESTING[usize::from(b)]))
+        {
+            Some(off) => i += off,
+            None => break,
+        }
         let b = at(v, i);
         match class(b) {
-            C_OTHER => i += 1,
-            C_LOWER => i = skip_alnum(v, i + 1),
             C_DIGIT => {
                 if enabled & NUMERIC != 0 && !is_alnum(before(v, i)) {
                     if let Some(f) = numeric::at_digit(enabled, v, i) {
@@ -147,7 +208,9 @@ fn anchors(enabled: u16, v: &[u8], out: &mut Vec<Found>) {
                         continue;
                     }
                 }
-                i = skip_alnum(v, i + 1);
+                // Usually a capitalised word: its lower-case rest is skipped in bulk, and any
+                // digit or capital inside it is not at a token start.
+                i += 1;
             }
             C_AT => {
                 if enabled & EMAIL != 0 {
@@ -194,6 +257,35 @@ fn anchors(enabled: u16, v: &[u8], out: &mut Vec<Found>) {
             _ => i += 1,
         }
     }
+}
+
+const LANES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Bytes of `x` strictly between `m` and `n` (0 ≤ m < n ≤ 128) get their high bit set; bytes
+/// at or above 0x80 never match. (The "hasbetween" bit trick.)
+#[inline(always)]
+const fn between(x: u64, m: u64, n: u64) -> u64 {
+    let low = x & (LANES * 127);
+    (LANES * (127 + n)).wrapping_sub(low) & !x & low.wrapping_add(LANES * (127 - m)) & HIGH
+}
+
+/// Skips 8-byte chunks holding no byte that can start an anchor (lower-case words, spaces,
+/// most punctuation, non-ASCII text). A chunk with one falls through to the byte loop.
+#[inline(always)]
+fn skip_boring_words(v: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = v.get(i..i + 8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let x = u64::from_le_bytes(bytes);
+        // `(` `)` `*` `+`, digits and `:`, `@` and capitals: a superset of INTERESTING.
+        if between(x, 0x27, 0x2C) | between(x, 0x2F, 0x3B) | between(x, 0x3F, 0x5B) != 0 {
+            break;
+        }
+        i += 8;
+    }
+    i
 }
 
 #[inline(always)]

@@ -34,23 +34,40 @@ fn found(m: &Masker, text: &str) -> Vec<String> {
 fn assert_positives(d: Detector, cases: &[(&str, &str)]) {
     let m = masker(d);
     for (text, want) in cases {
-        assert_eq!(found(&m, text), vec![want.to_string()], "{d:?} should find {want:?} in {text:?}");
+        assert_eq!(
+            found(&m, text),
+            vec![want.to_string()],
+            "{d:?} should find {want:?} in {text:?}"
+        );
     }
 }
 
 fn assert_negatives(d: Detector, cases: &[&str]) {
     let m = masker(d);
     for text in cases {
-        assert!(found(&m, text).is_empty(), "{d:?} must not fire on {text:?}: {:?}", found(&m, text));
+        assert!(
+            found(&m, text).is_empty(),
+            "{d:?} must not fire on {text:?}: {:?}",
+            found(&m, text)
+        );
     }
 }
 
 const EMAIL_POS: &[(&str, &str)] = &[
     ("ada@example.com", "ada@example.com"),
-    ("Contact: John.Doe+news@mail.example.co.uk.", "John.Doe+news@mail.example.co.uk"),
+    (
+        "Contact: John.Doe+news@mail.example.co.uk.",
+        "John.Doe+news@mail.example.co.uk",
+    ),
     ("{\"email\":\"a@b.co\"}", "a@b.co"),
-    ("mailto:ops_team@corp-internal.io?subject=x", "ops_team@corp-internal.io"),
-    ("<first.last@xn--bcher-kva.example>", "first.last@xn--bcher-kva.example"),
+    (
+        "mailto:ops_team@corp-internal.io?subject=x",
+        "ops_team@corp-internal.io",
+    ),
+    (
+        "<first.last@xn--bcher-kva.example>",
+        "first.last@xn--bcher-kva.example",
+    ),
     ("name,ada@example.org,42", "ada@example.org"),
 ];
 const EMAIL_NEG: &[&str] = &[
@@ -123,7 +140,17 @@ fn random_16_digit_numbers_failing_luhn_are_not_cards() {
             .iter()
             .rev()
             .enumerate()
-            .map(|(k, &d)| if k % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+            .map(|(k, &d)| {
+                if k % 2 == 1 {
+                    if d * 2 > 9 {
+                        d * 2 - 9
+                    } else {
+                        d * 2
+                    }
+                } else {
+                    d
+                }
+            })
             .sum();
         if sum % 10 == 0 {
             continue;
@@ -135,8 +162,14 @@ fn random_16_digit_numbers_failing_luhn_are_not_cards() {
 
 const IBAN_POS: &[(&str, &str)] = &[
     ("DE89370400440532013000", "DE89370400440532013000"),
-    ("pay to GB82 WEST 1234 5698 7654 32 today", "GB82 WEST 1234 5698 7654 32"),
-    ("{\"iban\":\"FR1420041010050500013M02606\"}", "FR1420041010050500013M02606"),
+    (
+        "pay to GB82 WEST 1234 5698 7654 32 today",
+        "GB82 WEST 1234 5698 7654 32",
+    ),
+    (
+        "{\"iban\":\"FR1420041010050500013M02606\"}",
+        "FR1420041010050500013M02606",
+    ),
     ("NL91ABNA0417164300", "NL91ABNA0417164300"),
 ];
 const IBAN_NEG: &[&str] = &[
@@ -247,7 +280,10 @@ fn ipv4() {
 const IPV6_POS: &[(&str, &str)] = &[
     ("2001:db8::1", "2001:db8::1"),
     ("fe80::1ff:fe23:4567:890a", "fe80::1ff:fe23:4567:890a"),
-    ("[2001:db8:85a3::8a2e:370:7334]:443", "2001:db8:85a3::8a2e:370:7334"),
+    (
+        "[2001:db8:85a3::8a2e:370:7334]:443",
+        "2001:db8:85a3::8a2e:370:7334",
+    ),
     ("addr=::ffff:192.0.2.128.", "::ffff:192.0.2.128"),
     ("{\"ip\":\"::1\"}", "::1"),
     ("key:fe80::1", "fe80::1"),
@@ -270,8 +306,14 @@ fn ipv6() {
 const AWS_POS: &[(&str, &str)] = &[
     ("AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
     ("key=ASIAY34FZKBOKMUTVV7A;", "ASIAY34FZKBOKMUTVV7A"),
-    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-    ("{\"SecretAccessKey\": \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"}", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    (
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    ),
+    (
+        "{\"SecretAccessKey\": \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"}",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    ),
 ];
 const AWS_NEG: &[&str] = &[
     "ASIA PACIFIC REGION",
@@ -296,7 +338,8 @@ const PEM_NEG: &[&str] = &[
     "----- BEGIN NOTES -----",
 ];
 
-const PEM_KEY: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7bq1\nq9Zx==\n-----END RSA PRIVATE KEY-----";
+const PEM_KEY: &str =
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7bq1\nq9Zx==\n-----END RSA PRIVATE KEY-----";
 
 #[test]
 fn private_key() {
@@ -307,7 +350,10 @@ fn private_key() {
     let json = "{\"private_key\":\"-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNz\\n-----END OPENSSH PRIVATE KEY-----\\n\"}";
     assert_eq!(
         found(&m, json),
-        vec!["-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNz\\n-----END OPENSSH PRIVATE KEY-----".to_owned()]
+        vec![
+            "-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNz\\n-----END OPENSSH PRIVATE KEY-----"
+                .to_owned()
+        ]
     );
     // Truncated: masked to the end of the value.
     let cut = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC";
@@ -342,13 +388,31 @@ fn jwt() {
 
 const SECRET_POS: &[(&str, &str)] = &[
     ("password=Tr0ub4dor3x", "Tr0ub4dor3x"),
-    ("{\"api_key\":\"sk_9fQ2xL7pZ3mN8vR1tY6wK4\"}", "sk_9fQ2xL7pZ3mN8vR1tY6wK4"),
+    (
+        "{\"api_key\":\"sk_9fQ2xL7pZ3mN8vR1tY6wK4\"}",
+        "sk_9fQ2xL7pZ3mN8vR1tY6wK4",
+    ),
     ("DB_PASSWORD: 'hunter22'", "hunter22"),
-    ("clientSecret = \"Zm9vYmFyYmF6cXV4MTIz\"", "Zm9vYmFyYmF6cXV4MTIz"),
-    ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
-    ("curl -H 'Bearer 8f2a9c1e7b4d3f60a5e9' x", "8f2a9c1e7b4d3f60a5e9"),
-    ("https://x.io/cb?access_token=AbC123xYz789QwE&state=1", "AbC123xYz789QwE"),
-    ("{\\\"token\\\":\\\"Q7d9Kf2Lm8Np4Rs6\\\"}", "Q7d9Kf2Lm8Np4Rs6"),
+    (
+        "clientSecret = \"Zm9vYmFyYmF6cXV4MTIz\"",
+        "Zm9vYmFyYmF6cXV4MTIz",
+    ),
+    (
+        "Authorization: Basic dXNlcjpwYXNzd29yZA==",
+        "dXNlcjpwYXNzd29yZA==",
+    ),
+    (
+        "curl -H 'Bearer 8f2a9c1e7b4d3f60a5e9' x",
+        "8f2a9c1e7b4d3f60a5e9",
+    ),
+    (
+        "https://x.io/cb?access_token=AbC123xYz789QwE&state=1",
+        "AbC123xYz789QwE",
+    ),
+    (
+        "{\\\"token\\\":\\\"Q7d9Kf2Lm8Np4Rs6\\\"}",
+        "Q7d9Kf2Lm8Np4Rs6",
+    ),
 ];
 const SECRET_NEG: &[&str] = &[
     "password: ********",
@@ -378,7 +442,10 @@ fn custom_regex() {
         ..MaskSpec::default()
     })
     .unwrap();
-    assert_eq!(found(&m, "owner EMP-004211, EMP-12"), vec!["EMP-004211".to_owned()]);
+    assert_eq!(
+        found(&m, "owner EMP-004211, EMP-12"),
+        vec!["EMP-004211".to_owned()]
+    );
     assert_eq!(m.detections(b"EMP-004211")[0].entity, "employee_id");
 }
 
@@ -407,8 +474,14 @@ fn precision_summary() {
         (Detector::Ipv4, labelled(IPV4_POS, IPV4_NEG)),
         (Detector::Ipv6, labelled(IPV6_POS, IPV6_NEG)),
         (Detector::AwsKey, labelled(AWS_POS, AWS_NEG)),
-        (Detector::PrivateKey, with_negatives(vec![(pem, true)], PEM_NEG)),
-        (Detector::Jwt, with_negatives(vec![(jwt_text, true)], JWT_NEG)),
+        (
+            Detector::PrivateKey,
+            with_negatives(vec![(pem, true)], PEM_NEG),
+        ),
+        (
+            Detector::Jwt,
+            with_negatives(vec![(jwt_text, true)], JWT_NEG),
+        ),
         (Detector::Secret, labelled(SECRET_POS, SECRET_NEG)),
     ];
     let mut report = String::new();

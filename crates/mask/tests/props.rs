@@ -25,7 +25,11 @@ fn luhn_complete(body: &[u8]) -> Vec<u8> {
             let x = u32::from(b - b'0');
             if k % 2 == 0 {
                 let y = x * 2;
-                if y > 9 { y - 9 } else { y }
+                if y > 9 {
+                    y - 9
+                } else {
+                    y
+                }
             } else {
                 x
             }

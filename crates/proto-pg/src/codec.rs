@@ -21,7 +21,10 @@ pub enum FrameError {
     #[error("message of {len} bytes exceeds the gateway limit of {limit} bytes")]
     TooLarge { len: usize, limit: usize },
     #[error("malformed {what} message: {why}")]
-    Malformed { what: &'static str, why: &'static str },
+    Malformed {
+        what: &'static str,
+        why: &'static str,
+    },
 }
 
 /// One regular protocol message: type byte and body (without the length word).
@@ -34,11 +37,10 @@ pub struct Message {
 /// Takes one complete typed message off the front of `buf`, or `None` if more bytes are needed.
 /// `limit` bounds the body length so a hostile peer cannot make us buffer without end.
 pub fn split_message(buf: &mut BytesMut, limit: usize) -> Result<Option<Message>, FrameError> {
-    let Some(header) = buf.get(..5) else {
+    let Some(&[tag, a, b, c, d]) = buf.get(..5) else {
         return Ok(None);
     };
-    let tag = header[0];
-    let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+    let len = i32::from_be_bytes([a, b, c, d]);
     if len < 4 {
         return Err(FrameError::BadLength(len.into()));
     }
@@ -61,10 +63,10 @@ pub fn split_message(buf: &mut BytesMut, limit: usize) -> Result<Option<Message>
 /// Reports the extent of the next complete message without copying: `(tag, total_len)`.
 /// Used by the relay, which forwards most messages untouched.
 pub fn peek_message(buf: &[u8], limit: usize) -> Result<Option<(u8, usize)>, FrameError> {
-    let Some(header) = buf.get(..5) else {
+    let Some(&[tag, a, b, c, d]) = buf.get(..5) else {
         return Ok(None);
     };
-    let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+    let len = i32::from_be_bytes([a, b, c, d]);
     if len < 4 {
         return Err(FrameError::BadLength(len.into()));
     }
@@ -78,15 +80,15 @@ pub fn peek_message(buf: &[u8], limit: usize) -> Result<Option<(u8, usize)>, Fra
     if buf.len() < 5 + body_len {
         return Ok(None);
     }
-    Ok(Some((header[0], 5 + body_len)))
+    Ok(Some((tag, 5 + body_len)))
 }
 
 /// Takes one startup-phase packet (length word includes itself, no type byte).
 pub fn split_startup(buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-    let Some(header) = buf.get(..4) else {
+    let Some(&[a, b, c, d]) = buf.get(..4) else {
         return Ok(None);
     };
-    let len = i32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    let len = i32::from_be_bytes([a, b, c, d]);
     if len < 8 {
         return Err(FrameError::BadLength(len.into()));
     }
@@ -173,12 +175,12 @@ impl<'a> Reader<'a> {
 
     pub fn u16(&mut self) -> Result<u16, FrameError> {
         let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        Ok(u16::from_be_bytes(b.try_into().map_err(|_| self.short())?))
     }
 
     pub fn u32(&mut self) -> Result<u32, FrameError> {
         let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_be_bytes(b.try_into().map_err(|_| self.short())?))
     }
 
     pub fn i32(&mut self) -> Result<i32, FrameError> {
@@ -378,7 +380,7 @@ pub fn rows_from_tag(body: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

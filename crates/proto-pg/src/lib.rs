@@ -138,7 +138,10 @@ async fn send_fatal(stream: &mut PgStream, f: &ErrorFields) -> SessionError {
     SessionError::Client(f.message.clone())
 }
 
-async fn read_startup(stream: &mut PgStream, buf: &mut BytesMut) -> Result<StartupPacket, SessionError> {
+async fn read_startup(
+    stream: &mut PgStream,
+    buf: &mut BytesMut,
+) -> Result<StartupPacket, SessionError> {
     loop {
         match split_startup(buf) {
             Ok(Some(body)) => {
@@ -165,7 +168,10 @@ async fn handle_client(
     cancels: Arc<CancelRegistry>,
 ) -> Result<(), SessionError> {
     let mut buf = BytesMut::with_capacity(1024);
-    let (mut stream, startup) = tokio::time::timeout(STARTUP_TIMEOUT, negotiate(PgStream::Plain(tcp), &mut buf, &config))
+    let (mut stream, startup) = tokio::time::timeout(
+        STARTUP_TIMEOUT,
+        negotiate(PgStream::Plain(tcp), &mut buf, &config),
+    )
     .await
     .map_err(|_| SessionError::Client("startup timed out".into()))??;
 
@@ -217,7 +223,9 @@ async fn handle_client(
                 "28000",
                 "airlock refuses tokens over unencrypted connections from non-loopback addresses",
             )
-            .with_hint("connect with sslmode=require, or set [gateway] allow_plaintext_tokens = true"),
+            .with_hint(
+                "connect with sslmode=require, or set [gateway] allow_plaintext_tokens = true",
+            ),
         )
         .await);
     }
@@ -234,7 +242,13 @@ async fn handle_client(
         Ok(identity) => identity,
         Err(e) => return Err(send_fatal(&mut stream, &gate_error(&e)).await),
     };
-    let session = match gate.open_session(identity, &database, airlock_core::ConnectionType::Postgres, peer, stream.is_tls()) {
+    let session = match gate.open_session(
+        identity,
+        &database,
+        airlock_core::ConnectionType::Postgres,
+        peer,
+        stream.is_tls(),
+    ) {
         Ok(s) => Arc::new(s),
         Err(e) => return Err(send_fatal(&mut stream, &gate_error(&e)).await),
     };
@@ -244,41 +258,45 @@ async fn handle_client(
         .await
 }
 
-
 async fn negotiate(
     mut stream: PgStream,
     buf: &mut BytesMut,
     config: &PgListenerConfig,
 ) -> Result<(PgStream, StartupPacket), SessionError> {
     loop {
-            match read_startup(&mut stream, buf).await? {
-                StartupPacket::Ssl => match &config.tls {
-                    Some(tls) if !stream.is_tls() => {
-                        // Bytes sent before the handshake would be trusted as if encrypted
-                        // (CVE-2021-23214): refuse them.
-                        if !buf.is_empty() {
-                            return Err(send_fatal(
-                                &mut stream,
-                                &ErrorFields::fatal("08P01", "unencrypted data after SSLRequest"),
-                            )
-                            .await);
-                        }
-                        stream.write_all(b"S").await?;
-                        stream = upgrade(stream, tls.clone()).await?;
+        match read_startup(&mut stream, buf).await? {
+            StartupPacket::Ssl => match &config.tls {
+                Some(tls) if !stream.is_tls() => {
+                    // Bytes sent before the handshake would be trusted as if encrypted
+                    // (CVE-2021-23214): refuse them.
+                    if !buf.is_empty() {
+                        return Err(send_fatal(
+                            &mut stream,
+                            &ErrorFields::fatal("08P01", "unencrypted data after SSLRequest"),
+                        )
+                        .await);
                     }
-                    _ => stream.write_all(b"N").await?,
-                },
-                StartupPacket::GssEnc => stream.write_all(b"N").await?,
-                other => return Ok((stream, other)),
-            }
+                    stream.write_all(b"S").await?;
+                    stream = upgrade(stream, tls.clone()).await?;
+                }
+                _ => stream.write_all(b"N").await?,
+            },
+            StartupPacket::GssEnc => stream.write_all(b"N").await?,
+            other => return Ok((stream, other)),
         }
+    }
 }
 
 fn unreachable_plain<T>() -> Result<T, SessionError> {
-    Err(SessionError::Client("internal: unexpected stream state".into()))
+    Err(SessionError::Client(
+        "internal: unexpected stream state".into(),
+    ))
 }
 
-async fn upgrade(stream: PgStream, tls: Arc<rustls::ServerConfig>) -> Result<PgStream, SessionError> {
+async fn upgrade(
+    stream: PgStream,
+    tls: Arc<rustls::ServerConfig>,
+) -> Result<PgStream, SessionError> {
     match stream {
         PgStream::Plain(tcp) => {
             let tls = tokio_rustls::TlsAcceptor::from(tls).accept(tcp).await?;
@@ -460,4 +478,3 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<R> {
 pub fn default_cert_path(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("tls").join("gateway-cert.pem")
 }
-

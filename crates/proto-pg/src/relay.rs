@@ -37,7 +37,10 @@ pub(crate) enum Expect {
     Query(Tracked),
     /// A substituted denial. `extended`: we sent Parse+Bind+Execute, so swallow the
     /// ParseComplete and BindComplete the client never asked for.
-    Denied { error: ErrorFields, extended: bool },
+    Denied {
+        error: ErrorFields,
+        extended: bool,
+    },
     Parse,
     Bind,
     DescribeStatement,
@@ -325,12 +328,11 @@ fn denial(session: &SessionGate, judged: &Judged) -> Option<ErrorFields> {
                 .clone()
                 .unwrap_or_else(|| format!("denied by rule `{rule}`"));
             Some(
-                ErrorFields::error("42501", format!("airlock: {message}"))
-                    .with_detail(format!(
-                        "rule `{rule}` denied this statement for identity `{}` on connection `{}`",
-                        session.identity().name,
-                        session.connection_name()
-                    )),
+                ErrorFields::error("42501", format!("airlock: {message}")).with_detail(format!(
+                    "rule `{rule}` denied this statement for identity `{}` on connection `{}`",
+                    session.identity().name,
+                    session.connection_name()
+                )),
             )
         }
         Action::Review => {
@@ -380,7 +382,9 @@ pub(crate) async fn upstream_to_client(
         let mut pos = 0usize;
         {
             let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
-            while let Some((tag, len)) = peek_message(buf.get(pos..).unwrap_or_default(), limits.max_message_bytes)? {
+            while let Some((tag, len)) =
+                peek_message(buf.get(pos..).unwrap_or_default(), limits.max_message_bytes)?
+            {
                 let body = buf.get(pos + 5..pos + len).unwrap_or_default();
                 let step = match tag {
                     // Asynchronous messages belong to no request.

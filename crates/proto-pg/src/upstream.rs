@@ -1,7 +1,9 @@
 //! Opening the upstream connection with the credential airlock holds: TLS per `sslmode`,
 //! then trust, cleartext, MD5 or SCRAM-SHA-256 authentication. The client never sees any of it.
 
-use crate::codec::{self, put_message, put_startup, split_message, ErrorFields, Reader, SSL_REQUEST};
+use crate::codec::{
+    self, put_message, put_startup, split_message, ErrorFields, Reader, SSL_REQUEST,
+};
 use crate::stream::PgStream;
 use crate::tls::{client_config, SslMode};
 use bytes::{BufMut, BytesMut};
@@ -108,8 +110,10 @@ pub async fn connect(t: &UpstreamTarget<'_>) -> Result<Upstream, ErrorFields> {
                                 "the server offers no SASL mechanism airlock supports (SCRAM-SHA-256)",
                             ));
                         }
-                        let s =
-                            ScramSha256::new(password(t)?.as_bytes(), ChannelBinding::unsupported());
+                        let s = ScramSha256::new(
+                            password(t)?.as_bytes(),
+                            ChannelBinding::unsupported(),
+                        );
                         put_message(&mut out, b'p', |o| {
                             codec::put_cstr(o, "SCRAM-SHA-256");
                             o.put_i32(s.message().len() as i32);
@@ -205,7 +209,8 @@ async fn negotiate_tls(
         .map_err(|e| upstream_error(t.connection, e))?;
     match answer {
         b'S' => {
-            let config = client_config(mode, t.ca_file).map_err(|e| upstream_error(t.connection, e))?;
+            let config =
+                client_config(mode, t.ca_file).map_err(|e| upstream_error(t.connection, e))?;
             let host = t
                 .address
                 .rsplit_once(':')
@@ -231,7 +236,11 @@ async fn negotiate_tls(
     }
 }
 
-async fn write(stream: &mut PgStream, bytes: &[u8], t: &UpstreamTarget<'_>) -> Result<(), ErrorFields> {
+async fn write(
+    stream: &mut PgStream,
+    bytes: &[u8],
+    t: &UpstreamTarget<'_>,
+) -> Result<(), ErrorFields> {
     stream
         .write_all(bytes)
         .await
@@ -244,9 +253,7 @@ async fn read_message(
     t: &UpstreamTarget<'_>,
 ) -> Result<codec::Message, ErrorFields> {
     loop {
-        if let Some(m) =
-            split_message(buf, 1 << 20).map_err(|e| upstream_error(t.connection, e))?
-        {
+        if let Some(m) = split_message(buf, 1 << 20).map_err(|e| upstream_error(t.connection, e))? {
             return Ok(m);
         }
         let n = tokio::time::timeout(CONNECT_TIMEOUT, stream.read_buf(buf))
@@ -254,7 +261,10 @@ async fn read_message(
             .map_err(|_| upstream_error(t.connection, "the server did not answer during startup"))?
             .map_err(|e| upstream_error(t.connection, e))?;
         if n == 0 {
-            return Err(upstream_error(t.connection, "the server closed the connection during startup"));
+            return Err(upstream_error(
+                t.connection,
+                "the server closed the connection during startup",
+            ));
         }
     }
 }

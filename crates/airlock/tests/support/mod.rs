@@ -76,12 +76,19 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let config = dir.path().join("airlock.toml");
-        std::fs::write(&config, base_config(&dir.path().join("data"), port, upstream, extra)).expect("write config");
+        std::fs::write(
+            &config,
+            base_config(&dir.path().join("data"), port, upstream, extra),
+        )
+        .expect("write config");
         let bin = env!("CARGO_BIN_EXE_airlock");
         let mut cmd = match shell_prefix {
             Some(prefix) => {
                 let mut c = Command::new("sh");
-                c.arg("-c").arg(format!("{prefix}; exec \"{bin}\" serve --config \"{}\"", config.display()));
+                c.arg("-c").arg(format!(
+                    "{prefix}; exec \"{bin}\" serve --config \"{}\"",
+                    config.display()
+                ));
                 c
             }
             None => {
@@ -106,7 +113,13 @@ impl Gateway {
                 lines.lock().unwrap().push(line);
             }
         });
-        let gw = Gateway { child, port, dir, config, stdout };
+        let gw = Gateway {
+            child,
+            port,
+            dir,
+            config,
+            stdout,
+        };
         gw.wait_ready();
         gw
     }
@@ -123,7 +136,10 @@ impl Gateway {
     }
 
     pub fn conninfo(&self, user: &str, token: &str, db: &str) -> String {
-        format!("host=127.0.0.1 port={} user={user} password={token} dbname={db} sslmode=disable", self.port)
+        format!(
+            "host=127.0.0.1 port={} user={user} password={token} dbname={db} sslmode=disable",
+            self.port
+        )
     }
 
     pub fn agent(&self) -> String {
@@ -182,7 +198,11 @@ pub fn psql(conninfo: &str, script: &str) -> Output {
 }
 
 pub fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A direct connection to the machine's PostgreSQL, bypassing the gateway (for setup and checks).
@@ -199,5 +219,9 @@ pub fn direct(sql: &str) -> String {
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
