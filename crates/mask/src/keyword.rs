@@ -241,7 +241,8 @@ const MAX_SECRET: usize = 4096;
 fn secret(enabled: u16, v: &[u8], kw_start: usize, kw_end: usize, kind: Kind) -> Option<Found> {
     // The keyword must not run on into another word: `tokenizer`, `secretary` (plural is fine).
     let next = at(v, kw_end);
-    if next.is_ascii_lowercase() && !(next == b's' && !at(v, kw_end + 1).is_ascii_lowercase()) {
+    let plural = next == b's' && !at(v, kw_end + 1).is_ascii_lowercase();
+    if next.is_ascii_lowercase() && !plural {
         return None;
     }
     let ident_end = skip_while(v, kw_end, is_ident);

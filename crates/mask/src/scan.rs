@@ -75,6 +75,8 @@ const C_COLON: u8 = 5;
 const C_PLUS: u8 = 6;
 const C_LPAREN: u8 = 7;
 
+// Indices are `0..256` by construction.
+#[allow(clippy::indexing_slicing)]
 const CLASS: [u8; 256] = {
     let mut t = [C_OTHER; 256];
     let mut b = 0;
@@ -148,6 +150,11 @@ mod tests {
 }
 
 #[inline(always)]
+fn interesting(b: u8) -> bool {
+    INTERESTING.get(usize::from(b)).copied().unwrap_or(false)
+}
+
+#[inline(always)]
 fn class(b: u8) -> u8 {
     CLASS.get(b as usize).copied().unwrap_or(C_OTHER)
 }
@@ -164,6 +171,7 @@ pub(crate) fn scan(enabled: u16, keywords: &Keywords, v: &[u8], out: &mut Vec<Fo
 
 /// Bytes that can start an anchor; everything else (lower-case letters, spaces, most
 /// punctuation, non-ASCII) is skipped by a tight search loop.
+#[allow(clippy::indexing_slicing)]
 const INTERESTING: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
@@ -183,7 +191,7 @@ fn anchors(enabled: u16, v: &[u8], out: &mut Vec<Found>) {
         i = skip_boring_words(v, i);
         match v
             .get(i..)
-            .and_then(|rest| rest.iter().position(|&b| INTERESTING[usize::from(b)]))
+            .and_then(|rest| rest.iter().position(|&b| interesting(b)))
         {
             Some(off) => i += off,
             None => break,

@@ -1,0 +1,147 @@
+//! The offline commands, as a user runs them.
+
+use std::process::Command;
+
+fn airlock(args: &[&str]) -> (i32, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .env_remove("AIRLOCK_DEMO_TOKEN")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), text)
+}
+
+fn quickstart() -> String {
+    format!(
+        "{}/../../examples/quickstart.toml",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn check_reports_every_error_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[listeners]\npostgres = \"127.0.0.1:99999\"\n\n[[connections]]\nname = \"pg\"\ntype = \"postgres\"\nadress = \"x:1\"\n\n[[rules]]\nname = \"r\"\noperations = [\"dropp\"]\naction = \"deny\"\n",
+    )
+    .unwrap();
+    let (code, out) = airlock(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("bad.toml:2:12:"), "{out}");
+    assert!(
+        out.contains(
+            "bad.toml:7:1: unknown key `adress` in [[connections]]; did you mean `address`?"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("bad.toml:11:15:") && out.contains("did you mean \"drop\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_names_missing_secrets() {
+    let (code, out) = airlock(&["check", "--config", &quickstart()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("environment variable AIRLOCK_DEMO_TOKEN is not set"),
+        "{out}"
+    );
+}
+
+#[test]
+fn policy_test_explains_the_decision_and_sets_the_exit_code() {
+    let q = quickstart();
+    let base = [
+        "policy",
+        "test",
+        "--config",
+        q.as_str(),
+        "--identity",
+        "demo-agent",
+        "--connection",
+        "pg-local",
+    ];
+    let (code, out) = airlock(&[&base[..], &["select 1; DROP/**/TABLE users"]].concat());
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("flags:      multi_statement"), "{out}");
+    assert!(
+        out.contains("statement 2: drop (writes) reads [] writes [users]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("decision:   deny by rule `no-destructive-ddl`"),
+        "{out}"
+    );
+
+    let (code, out) =
+        airlock(&[&base[..], &["--json", "select * from orders where id = 1"]].concat());
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["decision"]["action"], "allow");
+    assert_eq!(v["classification"]["statements"][0]["reads"][0], "orders");
+
+    let (code, out) = airlock(
+        &[
+            &base[..],
+            &["do $$ begin execute 'drop table users'; end $$"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 4, "a DO block must fail closed: {out}");
+
+    let (code, out) = airlock(&[
+        "policy",
+        "test",
+        "--config",
+        &q,
+        "--identity",
+        "nobody",
+        "--connection",
+        "pg-local",
+        "select 1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("identity `nobody` not found; known: demo-agent"),
+        "{out}"
+    );
+}
+
+#[test]
+fn unbuilt_commands_say_so() {
+    for args in [
+        vec!["login"],
+        vec!["access-review"],
+        vec!["sessions", "replay", "x"],
+    ] {
+        let (code, out) = airlock(&args);
+        assert_eq!(code, 2, "{args:?}: {out}");
+        assert!(out.contains("not available in this build"), "{out}");
+    }
+}
+
+#[test]
+fn serve_refuses_masking_it_cannot_enforce() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.toml");
+    std::fs::write(
+        &path,
+        format!("[gateway]\ndata_dir = \"{}\"\n[listeners]\npostgres = \"127.0.0.1:0\"\n[[masking]]\nname = \"pii\"\ncolumns = [\"*.email\"]\n", dir.path().join("d").display()),
+    )
+    .unwrap();
+    let (code, out) = airlock(&["serve", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("masking is not enforced in this build"),
+        "{out}"
+    );
+}
