@@ -409,6 +409,23 @@ pub fn audit_export(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `90s`, `15m`, `2h`, `7d` → seconds.
+pub fn parse_duration_secs(s: &str) -> anyhow::Result<u64> {
+    let bad = || anyhow!("cannot read duration `{s}`: use e.g. 30m, 1h, 2d");
+    let n: u64 = s
+        .get(..s.len().saturating_sub(1))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(bad)?;
+    let unit = match s.as_bytes().last() {
+        Some(b's') => 1,
+        Some(b'm') => 60,
+        Some(b'h') => 3600,
+        Some(b'd') => 86_400,
+        _ => return Err(bad()),
+    };
+    Ok(n * unit)
+}
+
 /// `2026-11-23T10:00:00Z`, `2026-11-23`, or a duration ago: `90s`, `15m`, `2h`, `7d`.
 pub fn parse_since(s: &str) -> anyhow::Result<i64> {
     let now_us = unix_secs() * 1_000_000;

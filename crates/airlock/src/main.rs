@@ -2,6 +2,7 @@
 //! everything that decides or parses lives in the library crates.
 
 mod commands;
+mod reviews;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -60,15 +61,73 @@ enum Command {
     Connect { connection: String },
     /// Run one command through the gateway (not available in this build).
     Exec { connection: String, command: String },
-    /// Just-in-time reviews (not available in this build).
+    /// Just-in-time reviews: list, show, approve, deny (through the gateway's REST API).
     Reviews {
-        #[arg(trailing_var_arg = true)]
-        args: Vec<String>,
+        #[command(subcommand)]
+        command: ReviewsCommand,
+    },
+    /// Ask for time-bound access to a connection your groups may not use.
+    RequestAccess {
+        connection: String,
+        /// How long the access should last once approved (e.g. 30m, 1h, 1d).
+        #[arg(long = "for", default_value = "1h")]
+        duration: String,
+        /// Why you need it; shown to the reviewers.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// The access-review report (not available in this build).
     AccessReview {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
+    },
+}
+
+/// How the CLI reaches a running gateway's REST API.
+#[derive(clap::Args, Clone)]
+pub struct ApiArgs {
+    /// Base URL of the gateway API (default: from --config's api_listen, else http://127.0.0.1:7700).
+    #[arg(long, env = "AIRLOCK_API")]
+    api: Option<String>,
+    /// Read api_listen from this config.
+    #[arg(long, short, env = "AIRLOCK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Your airlock token.
+    #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ReviewsCommand {
+    /// Reviews, newest first (default: pending ones).
+    List {
+        /// pending, approved, denied, expired, executed or all.
+        #[arg(long, default_value = "pending")]
+        state: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// One review in full.
+    Show {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Approve a review (you must be in one of its reviewer groups, and not its requester).
+    Approve {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Deny a review.
+    Deny {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
 }
 
@@ -191,7 +250,18 @@ fn main() -> ExitCode {
         Command::Login => not_built("login", 6),
         Command::Connect { .. } => not_built("connect", 6),
         Command::Exec { .. } => not_built("exec", 6),
-        Command::Reviews { .. } => not_built("reviews", 3),
+        Command::Reviews { command } => match command {
+            ReviewsCommand::List { state, json, api } => reviews::list(&api, &state, json),
+            ReviewsCommand::Show { id, api } => reviews::show(&api, &id),
+            ReviewsCommand::Approve { id, api } => reviews::decide(&api, &id, "approve"),
+            ReviewsCommand::Deny { id, api } => reviews::decide(&api, &id, "deny"),
+        },
+        Command::RequestAccess {
+            connection,
+            duration,
+            reason,
+            api,
+        } => reviews::request_access(&api, &connection, &duration, &reason),
         Command::AccessReview { .. } => not_built("access-review", 8),
     };
     match result {

@@ -104,7 +104,18 @@ async fn serve(
     config_path: Option<PathBuf>,
     audit: AuditLog,
 ) -> anyhow::Result<()> {
-    let gate = Gate::new(config.clone(), audit);
+    let gate = Gate::new(config.clone(), audit).map_err(|e| anyhow!("loading reviews: {e}"))?;
+    {
+        // Reviews and access grants expire on time even when nobody is waiting on them.
+        let gate = gate.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                gate.tick();
+            }
+        });
+    }
     let tls = airlock_proto_pg::tls::server_config(
         config.tls.cert_file.as_deref(),
         config.tls.key_file.as_deref(),
@@ -113,6 +124,26 @@ async fn serve(
     .context("setting up the listener TLS certificate")?;
 
     let mut banner = String::new();
+    let api_listener = tokio::net::TcpListener::bind(config.gateway.api_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the API to {} (change [gateway] api_listen)",
+                config.gateway.api_listen
+            )
+        })?;
+    tokio::spawn({
+        let gate = gate.clone();
+        async move {
+            if let Err(e) = airlock_api::serve(api_listener, gate).await {
+                error!(error = %e, "the API server stopped");
+            }
+        }
+    });
+    banner.push_str(&format!(
+        "airlock: REST API on http://{} (OpenAPI: /api/v1/openapi.json)\n",
+        config.gateway.api_listen
+    ));
     if let Some(addr) = config.listeners.postgres {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -160,6 +191,7 @@ async fn serve(
         }
     }
     info!("shutting down");
+    gate.shutdown();
     Ok(())
 }
 

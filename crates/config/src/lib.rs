@@ -24,8 +24,8 @@ pub use diag::{ConfigErrors, Diagnostic};
 pub use env::{EnvLookup, StaticEnv, SystemEnv};
 pub use model::{
     AuditConfig, Config, Connection, CustomDetector, Detector, GatewayConfig, Hours, Listeners,
-    LogFormat, MaskStrategy, MaskingPolicy, PolicyDefaults, RuleConfig, ServiceAccount, SslMode,
-    TlsConfig,
+    LogFormat, MaskStrategy, MaskingPolicy, NotificationConfig, PolicyDefaults, ReviewSettings,
+    RuleConfig, ServiceAccount, SslMode, TlsConfig,
 };
 pub use secret::{Secret, SecretRef, SecretSource};
 
@@ -67,6 +67,8 @@ pub fn embedded_default() -> Config {
     };
     Config {
         origin: "<embedded>".to_string(),
+        reviews: ReviewSettings::default(),
+        notifications: Vec::new(),
         gateway,
         listeners: Listeners::spec_defaults(),
         tls: TlsConfig::default(),

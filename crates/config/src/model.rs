@@ -15,6 +15,8 @@ use std::path::PathBuf;
 pub struct Config {
     /// The file it came from (`<embedded>` for the built-in default).
     pub origin: String,
+    pub reviews: ReviewSettings,
+    pub notifications: Vec<NotificationConfig>,
     pub gateway: GatewayConfig,
     pub listeners: Listeners,
     pub tls: TlsConfig,
@@ -121,9 +123,14 @@ impl Default for PolicyDefaults {
     }
 }
 
+/// A `[[service_accounts]]` entry, or a `[[users]]` entry (kind `human`): an identity that
+/// authenticates with a token from config.
 #[derive(Debug, Clone)]
 pub struct ServiceAccount {
     pub name: String,
+    /// `Service` for `[[service_accounts]]`, `Human` for `[[users]]` (local reviewer and
+    /// operator accounts until OIDC login is available).
+    pub kind: IdentityKind,
     pub groups: Vec<String>,
     pub agent: bool,
     /// At least 16 characters.
@@ -138,7 +145,7 @@ impl ServiceAccount {
     pub fn identity(&self) -> Identity {
         Identity {
             name: self.name.clone(),
-            kind: IdentityKind::Service,
+            kind: self.kind,
             groups: self.groups.clone(),
             agent: self.agent,
         }
@@ -435,4 +442,40 @@ impl Config {
         }
         found
     }
+}
+
+/// `[reviews]`: how just-in-time reviews behave in a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewSettings {
+    /// How long a session holds a statement that needs a review before it answers
+    /// "pending approval, id X" (the review itself stays open until its rule's timeout).
+    pub hold_secs: u64,
+    /// Groups whose members decide access requests (`airlock request-access`).
+    pub access_reviewers: Vec<String>,
+    /// How long an access request waits for a decision.
+    pub access_timeout_secs: u64,
+}
+
+impl Default for ReviewSettings {
+    fn default() -> Self {
+        ReviewSettings {
+            hold_secs: 30,
+            access_reviewers: Vec::new(),
+            access_timeout_secs: 3600,
+        }
+    }
+}
+
+/// `[[notifications]]`: an outgoing webhook.
+#[derive(Debug, Clone)]
+pub struct NotificationConfig {
+    pub name: String,
+    pub url: String,
+    /// HMAC-SHA256 key for the `X-Airlock-Signature` header.
+    pub secret: Option<SecretRef>,
+    /// `json` or `slack`.
+    pub format: String,
+    /// Event names; empty = all.
+    pub events: Vec<String>,
+    pub line: usize,
 }

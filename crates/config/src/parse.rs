@@ -6,7 +6,7 @@ use crate::env::EnvLookup;
 use crate::model::*;
 use crate::secret::{Secret, SecretRef, SecretSource};
 use airlock_core::policy::ConnectionMatch;
-use airlock_core::{Action, ConnectionType, Operation};
+use airlock_core::{Action, ConnectionType, IdentityKind, Operation};
 use regex::{Regex, RegexBuilder};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -30,9 +30,29 @@ const TOP_KEYS: &[&str] = &[
     "audit",
     "policy",
     "service_accounts",
+    "users",
     "connections",
     "rules",
     "masking",
+    "reviews",
+    "notifications",
+];
+const USER_KEYS: &[&str] = &["name", "groups", "token_env", "token_file"];
+const REVIEW_KEYS: &[&str] = &["hold", "access_reviewers", "access_timeout"];
+const NOTIFICATION_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "secret_env",
+    "secret_file",
+    "format",
+    "events",
+];
+const NOTIFICATION_EVENTS: &[&str] = &[
+    "review_created",
+    "review_approved",
+    "review_denied",
+    "review_expired",
+    "command_denied",
 ];
 const GATEWAY_KEYS: &[&str] = &[
     "data_dir",
@@ -184,7 +204,29 @@ fn build(r: &mut Report<'_>, root: &Table<'_, '_>, origin: &str, env: &dyn EnvLo
     // them do not pile a second, misleading error on the first.
     let declared: Vec<String> = connection_tables.iter().map(|t| t.display_name()).collect();
     let declared: Vec<&str> = declared.iter().map(String::as_str).collect();
-    let service_accounts = service_accounts(r, &account_tables, &declared, env);
+    let mut service_accounts = Vec::new();
+    accounts(
+        r,
+        &account_tables,
+        &declared,
+        env,
+        IdentityKind::Service,
+        &mut service_accounts,
+    );
+    let user_tables = sections(r, root, "users");
+    accounts(
+        r,
+        &user_tables,
+        &declared,
+        env,
+        IdentityKind::Human,
+        &mut service_accounts,
+    );
+    let reviews = section(r, root, "reviews")
+        .map(|t| review_settings(r, &t))
+        .unwrap_or_default();
+    let notification_tables = sections(r, root, "notifications");
+    let notifications = notifications(r, &notification_tables, env);
     let known = Known {
         connections: &connections,
         declared_connections: &declared,
@@ -197,6 +239,8 @@ fn build(r: &mut Report<'_>, root: &Table<'_, '_>, origin: &str, env: &dyn EnvLo
 
     Config {
         origin: origin.to_string(),
+        reviews,
+        notifications,
         gateway,
         listeners,
         tls,
@@ -944,19 +988,26 @@ fn check_address(kind: Option<ConnectionType>, address: &str) -> Result<(), Stri
 // ---------------------------------------------------------------------------------------------
 // [[service_accounts]]
 
-fn service_accounts(
+/// `[[service_accounts]]` (kind service) and `[[users]]` (kind human) into one list, so names
+/// and tokens are unique across both.
+fn accounts(
     r: &mut Report<'_>,
     tables: &[Table<'_, '_>],
     connection_names: &[&str],
     env: &dyn EnvLookup,
-) -> Vec<ServiceAccount> {
-    let mut seen = HashMap::new();
-    let mut out: Vec<ServiceAccount> = Vec::new();
+    kind: IdentityKind,
+    out: &mut Vec<ServiceAccount>,
+) {
+    let mut seen: HashMap<String, usize> = out.iter().map(|a| (a.name.clone(), a.line)).collect();
+    let (keys, noun) = match kind {
+        IdentityKind::Human => (USER_KEYS, "user"),
+        _ => (SERVICE_ACCOUNT_KEYS, "service account"),
+    };
     for t in tables {
-        t.check_keys(r, SERVICE_ACCOUNT_KEYS);
-        let name = entry_name(r, t, "service account", &mut seen);
+        t.check_keys(r, keys);
+        let name = entry_name(r, t, noun, &mut seen);
         let owner = format!(
-            "service account `{}`",
+            "{noun} `{}`",
             name.clone().unwrap_or_else(|| t.display_name())
         );
         let groups = t.plain_list(r, "groups");
@@ -1032,12 +1083,96 @@ fn service_accounts(
         };
         out.push(ServiceAccount {
             name,
+            kind,
             groups,
             agent,
             token,
             connections: limit,
             line: r.position(t.span.start).0,
         });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// [reviews], [[notifications]]
+
+fn review_settings(r: &mut Report<'_>, t: &Table<'_, '_>) -> ReviewSettings {
+    t.check_keys(r, REVIEW_KEYS);
+    let mut settings = ReviewSettings::default();
+    if let Some(hold) = t.string(r, "hold") {
+        match parse_duration(&hold.value) {
+            Ok(secs) => settings.hold_secs = secs,
+            Err(e) => r.error(&hold.span, format!("[reviews] hold: {e}")),
+        }
+    }
+    if let Some(t2) = t.string(r, "access_timeout") {
+        match parse_duration(&t2.value) {
+            Ok(secs) => settings.access_timeout_secs = secs,
+            Err(e) => r.error(&t2.span, format!("[reviews] access_timeout: {e}")),
+        }
+    }
+    settings.access_reviewers = t.plain_list(r, "access_reviewers");
+    settings
+}
+
+fn notifications(
+    r: &mut Report<'_>,
+    tables: &[Table<'_, '_>],
+    env: &dyn EnvLookup,
+) -> Vec<NotificationConfig> {
+    let mut seen = HashMap::new();
+    let mut out = Vec::new();
+    for t in tables {
+        t.check_keys(r, NOTIFICATION_KEYS);
+        let name = entry_name(r, t, "notification", &mut seen);
+        let owner = format!(
+            "notification `{}`",
+            name.clone().unwrap_or_else(|| t.display_name())
+        );
+        let url = t.required_string(r, "url");
+        if let Some(u) = &url {
+            if !(u.value.starts_with("http://") || u.value.starts_with("https://")) {
+                r.error(
+                    &u.span,
+                    format!("{owner} url must start with http:// or https://"),
+                );
+            }
+        }
+        let secret = secret(r, t, "secret", &owner, env).unwrap_or(None);
+        let format = t
+            .string(r, "format")
+            .map(|f| f.value)
+            .unwrap_or_else(|| "json".into());
+        if format != "json" && format != "slack" {
+            r.error(
+                &t.span,
+                format!("{owner} format must be \"json\" or \"slack\", not \"{format}\""),
+            );
+        }
+        let events = t.string_list(r, "events");
+        for e in &events {
+            if !NOTIFICATION_EVENTS.contains(&e.value.as_str()) {
+                r.error(
+                    &e.span,
+                    format!(
+                        "unknown event \"{}\" in {owner}{}; known: {}",
+                        e.value,
+                        did_you_mean(&e.value, NOTIFICATION_EVENTS),
+                        NOTIFICATION_EVENTS.join(", ")
+                    ),
+                );
+            }
+        }
+        if let (Some(name), Some(url)) = (name, url) {
+            out.push(NotificationConfig {
+                name,
+                url: url.value,
+                secret,
+                format,
+                events: events.into_iter().map(|e| e.value).collect(),
+                line: r.position(t.span.start).0,
+            });
+        }
     }
     out
 }

@@ -125,6 +125,12 @@ pub struct Review {
     /// When the review left `Pending`.
     pub decided_us: Option<i64>,
     pub executed_us: Option<i64>,
+    /// Access reviews: how long the grant lasts once approved.
+    #[serde(default)]
+    pub grant_secs: Option<u64>,
+    /// Why the requester asked (access reviews), shown to reviewers.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 impl Review {
@@ -207,6 +213,8 @@ impl Review {
             state: ReviewState::Pending,
             decided_us: None,
             executed_us: None,
+            grant_secs: None,
+            reason: None,
         }
     }
 

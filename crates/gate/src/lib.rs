@@ -24,7 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod compile;
+pub mod reviews;
+use airlock_core::review::{Review, ReviewState};
 pub use compile::compile_policy;
+use reviews::{ReviewBook, ReviewBookError};
 
 /// Failed authentications allowed per source address per minute before it is refused outright.
 const AUTH_FAILURES_PER_MINUTE: u32 = 10;
@@ -85,16 +88,184 @@ pub struct Gate {
     classifier: PgClassifier,
     audit: AuditLog,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    reviews: ReviewBook,
+    /// Webhooks from `[[notifications]]` at start (a reload does not change them).
+    notifier: airlock_notify::Notifier,
 }
 
 impl Gate {
-    pub fn new(config: Config, audit: AuditLog) -> Arc<Gate> {
-        Arc::new(Gate {
+    /// Fails when the persisted reviews in `data_dir` cannot be read.
+    pub fn new(config: Config, audit: AuditLog) -> Result<Arc<Gate>, String> {
+        let reviews = ReviewBook::open(&config.gateway.data_dir)?;
+        let hooks: Vec<airlock_notify::WebhookConfig> = config
+            .notifications
+            .iter()
+            .map(|n| airlock_notify::WebhookConfig {
+                name: n.name.clone(),
+                url: n.url.clone(),
+                secret: n.secret.as_ref().map(|s| s.value.expose().to_owned()),
+                format: if n.format == "slack" {
+                    airlock_notify::PayloadFormat::Slack
+                } else {
+                    airlock_notify::PayloadFormat::Json
+                },
+                events: n.events.clone(),
+            })
+            .collect();
+        airlock_notify::validate_hooks(&hooks).map_err(|e| format!("[[notifications]]: {e}"))?;
+        let notifier = airlock_notify::Notifier::start(hooks);
+        Ok(Arc::new(Gate {
+            notifier,
             runtime: ArcSwap::from_pointee(Runtime::new(config)),
             classifier: PgClassifier::new(16 * 1024),
             audit,
             failures: Mutex::new(HashMap::new()),
-        })
+            reviews,
+        }))
+    }
+
+    pub fn reviews(&self) -> &ReviewBook {
+        &self.reviews
+    }
+
+    /// Any configured account by its token alone (the REST API's bearer authentication).
+    pub fn authenticate_bearer(
+        &self,
+        token: &str,
+        peer: SocketAddr,
+    ) -> Result<Identity, GateError> {
+        if self.rate_limited(peer.ip()) {
+            return Err(GateError::RateLimited {
+                source_ip: peer.ip(),
+            });
+        }
+        let rt = self.runtime.load();
+        match rt
+            .tokens
+            .get(&token_digest(token))
+            .and_then(|&i| rt.config.service_accounts.get(i))
+            .filter(|sa| sa.token.value.matches(token.as_bytes()))
+        {
+            Some(sa) => Ok(sa.identity()),
+            None => {
+                self.note_failure(peer.ip());
+                self.audit_auth_failure("<bearer>", peer, "invalid token");
+                Err(GateError::BadCredentials {
+                    user: "<bearer>".into(),
+                })
+            }
+        }
+    }
+
+    pub fn approve_review(&self, id: &str, who: &Identity) -> Result<Review, ReviewBookError> {
+        let review = self.reviews.approve(id, who, AuditEvent::now_us())?;
+        self.review_step(
+            if review.state == ReviewState::Approved {
+                "review_approved"
+            } else {
+                "review_vote"
+            },
+            &review,
+            Some(&who.name),
+        );
+        Ok(review)
+    }
+
+    pub fn deny_review(&self, id: &str, who: &Identity) -> Result<Review, ReviewBookError> {
+        let review = self.reviews.deny(id, who, AuditEvent::now_us())?;
+        self.review_step("review_denied", &review, Some(&who.name));
+        Ok(review)
+    }
+
+    /// An identity asks for time-bound access to a connection it may not use by default.
+    pub fn request_access(
+        &self,
+        who: &Identity,
+        connection: &str,
+        grant_secs: u64,
+        reason: &str,
+    ) -> Result<Review, GateError> {
+        let rt = self.runtime.load();
+        let Some(conn) = rt.config.connection(connection) else {
+            return Err(GateError::UnknownConnection {
+                name: connection.to_owned(),
+                known: rt
+                    .config
+                    .connections
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect(),
+            });
+        };
+        let reviewers = rt.config.reviews.access_reviewers.clone();
+        if reviewers.is_empty() {
+            return Err(GateError::AuditUnavailable(
+                "access requests need reviewers: set [reviews] access_reviewers".into(),
+            ));
+        }
+        let mut review = Review::access(
+            new_review_id(),
+            &who.name,
+            &conn.name,
+            reviewers,
+            1,
+            AuditEvent::now_us(),
+            rt.config.reviews.access_timeout_secs,
+        );
+        review.grant_secs = Some(grant_secs);
+        review.reason = Some(reason.to_owned());
+        self.reviews
+            .insert(review.clone())
+            .map_err(|e| GateError::AuditUnavailable(e.to_string()))?;
+        self.review_step("review_created", &review, Some(&who.name));
+        Ok(review)
+    }
+
+    /// Best-effort delivery of queued notifications at shutdown.
+    pub fn shutdown(&self) {
+        self.notifier.shutdown(Duration::from_secs(5));
+    }
+
+    /// Expires due reviews and grants; call about once a second.
+    pub fn tick(&self) {
+        for review in self.reviews.expire_due(AuditEvent::now_us()) {
+            self.review_step("review_expired", &review, None);
+        }
+    }
+
+    /// Audits a review step (an `other` event with `detail.review_step`).
+    fn review_step(&self, step: &str, review: &Review, actor: Option<&str>) {
+        let mut ev = AuditEvent::new(EventKind::Other);
+        ev.identity = actor
+            .map(str::to_owned)
+            .or_else(|| Some(review.requester.clone()));
+        ev.connection = Some(review.connection.clone());
+        ev.detail = Some(serde_json::json!({
+            "review_step": step,
+            "review": review,
+        }));
+        if let Err(e) = self.audit.append(&[ev]) {
+            tracing::error!(error = %e, review = %review.id, "could not audit a review step");
+        }
+        tracing::info!(review = %review.id, step, state = review.state.as_str(), "review");
+        if step != "review_vote" {
+            let summary = match step {
+                "review_created" => format!(
+                    "airlock: {} asks to run on `{}`: {} (review {}; approve with `airlock reviews approve {}`)",
+                    review.requester,
+                    review.connection,
+                    review.statement.as_deref().or(review.reason.as_deref()).unwrap_or("access"),
+                    review.id,
+                    review.id
+                ),
+                _ => format!("airlock: review {} is {}", review.id, review.state.as_str()),
+            };
+            self.notifier.notify(airlock_notify::Notification::now(
+                step,
+                summary,
+                serde_json::to_value(review).unwrap_or_default(),
+            ));
+        }
     }
 
     pub fn runtime(&self) -> Arc<Runtime> {
@@ -214,7 +385,13 @@ impl Gate {
             .config
             .service_account(&identity.name)
             .is_some_and(|sa| !sa.limited_to(&conn.name));
-        if limited || !conn.allows(&identity) {
+        let grant = if limited || !conn.allows(&identity) {
+            self.reviews
+                .grant(&identity.name, &conn.name, AuditEvent::now_us())
+        } else {
+            None
+        };
+        if (limited || !conn.allows(&identity)) && grant.is_none() {
             let mut ev = AuditEvent::new(EventKind::Other);
             ev.identity = Some(identity.name.clone());
             ev.connection = Some(conn.name.clone());
@@ -242,6 +419,7 @@ impl Gate {
             "identity_kind": identity.kind.as_str(),
             "agent": identity.agent,
             "groups": identity.groups,
+            "grant": grant.as_ref().map(|g| &g.review_id),
         }));
         self.audit
             .append(&[ev])
@@ -254,6 +432,7 @@ impl Gate {
             id,
             next_seq: AtomicU64::new(1),
             statements: AtomicU64::new(0),
+            grant_until_us: grant.map(|g| g.until_us),
         })
     }
 
@@ -261,6 +440,10 @@ impl Gate {
     pub fn classify(&self, text: &str) -> Arc<Classification> {
         self.classifier.classify(text)
     }
+}
+
+fn new_review_id() -> String {
+    format!("r-{:08x}", rand::random::<u32>())
 }
 
 fn new_session_id() -> String {
@@ -316,6 +499,33 @@ pub struct Judged {
 }
 
 impl Judged {
+    /// The statement runs because review `review` approved it.
+    pub fn approved_by(&mut self, review: &Review) {
+        let by: Vec<&str> = review
+            .approvals
+            .iter()
+            .map(|v| v.reviewer.as_str())
+            .collect();
+        self.decision = Decision {
+            action: Action::Allow,
+            message: Some(format!(
+                "approved in review {} by {}",
+                review.id,
+                by.join(", ")
+            )),
+            ..self.decision.clone()
+        };
+    }
+
+    /// The statement does not run: the review was denied, expired or is still pending.
+    pub fn refused(&mut self, message: &str) {
+        self.decision = Decision {
+            action: Action::Deny,
+            message: Some(message.to_owned()),
+            ..self.decision.clone()
+        };
+    }
+
     /// Overrides the decision: used by adapters for protocol features that carry no judgeable
     /// command (e.g. PostgreSQL's FunctionCall message).
     pub fn force_deny(&mut self, message: &str) {
@@ -337,6 +547,20 @@ pub struct SessionGate {
     upstream: UpstreamSpec,
     next_seq: AtomicU64,
     statements: AtomicU64,
+    /// Set when the session exists only through an access grant: it is cut when that ends.
+    grant_until_us: Option<i64>,
+}
+
+/// The outcome of a statement a rule sent to review.
+#[derive(Debug, Clone)]
+pub enum ReviewOutcome {
+    /// Approved (now, or earlier for exactly this statement): run it, once.
+    Run(Review),
+    /// Not to run: the message says why and what to do.
+    Refuse {
+        review: Option<Review>,
+        message: String,
+    },
 }
 
 impl SessionGate {
@@ -354,6 +578,131 @@ impl SessionGate {
 
     pub fn upstream(&self) -> &UpstreamSpec {
         &self.upstream
+    }
+
+    /// When an access grant this session depends on ends (unix micros).
+    pub fn grant_until_us(&self) -> Option<i64> {
+        self.grant_until_us
+    }
+
+    /// A held statement: reuses a still-valid approval of exactly this statement, or opens a
+    /// review. `on_hold` is called once with the review when the session starts waiting, so the
+    /// adapter can tell the client (a PostgreSQL NoticeResponse).
+    pub async fn hold_for_review(
+        &self,
+        text: &str,
+        judged: &Judged,
+        on_hold: impl AsyncFnOnce(&Review, u64),
+    ) -> ReviewOutcome {
+        let book = &self.gate.reviews;
+        let now = AuditEvent::now_us();
+        match book.take_approved(&self.identity.name, &self.connection.name, text, now) {
+            Ok(Some(review)) => return ReviewOutcome::Run(review),
+            Ok(None) => {}
+            Err(e) => {
+                return ReviewOutcome::Refuse {
+                    review: None,
+                    message: format!("airlock: the review book is unavailable: {e}"),
+                }
+            }
+        }
+        let rt = self.gate.runtime.load();
+        let hold_secs = rt.config.reviews.hold_secs;
+        let review = Review::command(
+            new_review_id(),
+            &self.identity.name,
+            &self.connection.name,
+            text,
+            &judged.decision,
+            now,
+            600,
+        );
+        if let Err(e) = book.insert(review.clone()) {
+            return ReviewOutcome::Refuse {
+                review: None,
+                message: format!("airlock: cannot open a review: {e}"),
+            };
+        }
+        self.gate.review_step("review_created", &review, None);
+        let mut changes = book.subscribe();
+        on_hold(&review, hold_secs).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(hold_secs);
+        loop {
+            let current = book.get(&review.id).unwrap_or_else(|| review.clone());
+            match current.state {
+                ReviewState::Approved => {
+                    return match book.mark_executed(&review.id, AuditEvent::now_us()) {
+                        Ok(r) => ReviewOutcome::Run(r),
+                        // Someone else ran it (a re-run from another session): it runs once.
+                        Err(e) => ReviewOutcome::Refuse {
+                            review: Some(current),
+                            message: format!("airlock: {e}"),
+                        },
+                    };
+                }
+                ReviewState::Denied => {
+                    let by: Vec<&str> = current
+                        .denials
+                        .iter()
+                        .map(|v| v.reviewer.as_str())
+                        .collect();
+                    return ReviewOutcome::Refuse {
+                        message: format!(
+                            "airlock: review {} was denied by {}; the statement was not run",
+                            current.id,
+                            by.join(", ")
+                        ),
+                        review: Some(current),
+                    };
+                }
+                ReviewState::Expired => {
+                    return ReviewOutcome::Refuse {
+                        message: format!("airlock: review {} expired without a decision; the statement was not run", current.id),
+                        review: Some(current),
+                    };
+                }
+                ReviewState::Executed => {
+                    return ReviewOutcome::Refuse {
+                        message: format!(
+                            "airlock: review {} was already used to run this statement once",
+                            current.id
+                        ),
+                        review: Some(current),
+                    };
+                }
+                ReviewState::Pending => {}
+            }
+            let expires_in = Duration::from_micros(
+                u64::try_from(current.expires_us - AuditEvent::now_us()).unwrap_or(0),
+            );
+            let wake = deadline.min(tokio::time::Instant::now() + expires_in);
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {
+                    self.gate.tick();
+                    if tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                }
+            }
+        }
+        let current = book.get(&review.id).unwrap_or(review);
+        if current.state == ReviewState::Approved {
+            if let Ok(r) = book.mark_executed(&current.id, AuditEvent::now_us()) {
+                return ReviewOutcome::Run(r);
+            }
+        }
+        ReviewOutcome::Refuse {
+            message: format!(
+                "airlock: pending approval, review id {id}; the statement was not run. A reviewer approves it with `airlock reviews approve {id}`; then run the same statement again",
+                id = current.id
+            ),
+            review: Some(current),
+        }
     }
 
     pub fn next_seq(&self) -> u64 {
@@ -391,6 +740,27 @@ impl SessionGate {
             .collect();
         self.statements
             .fetch_add(commands.len() as u64, Ordering::Relaxed);
+        for (_, text, j) in commands
+            .iter()
+            .filter(|(_, _, j)| j.decision.action == Action::Deny)
+        {
+            self.gate.notifier.notify(airlock_notify::Notification::now(
+                "command_denied",
+                format!(
+                    "airlock: denied for {} on `{}`: {}",
+                    self.identity.name,
+                    self.connection.name,
+                    j.decision.message.as_deref().unwrap_or("denied")
+                ),
+                serde_json::json!({
+                    "session_id": self.id,
+                    "identity": self.identity.name,
+                    "connection": self.connection.name,
+                    "statement": text,
+                    "rule": j.decision.rule,
+                }),
+            ));
+        }
         self.gate
             .audit
             .append(&events)

@@ -7,6 +7,7 @@ use std::hint::black_box;
 use airlock_mask::{ColumnEntity, Detector, MaskCounts, MaskSpec, Masker, Strategy};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+#[path = "common/corpus.rs"]
 mod corpus;
 use corpus::corpus;
 

@@ -1,8 +1,8 @@
 //! CPU-time throughput of `mask_text` (all detectors) over the benchmark corpus, for busy
 //! machines where criterion's wall-clock figures mostly measure the neighbours:
-//! `cargo run --release -p airlock-mask --example throughput [ROUNDS]`.
+//! `cargo run --release -p airlock-mask --example throughput [ROUNDS [DETECTOR,…]]`.
 
-#[path = "../benches/corpus.rs"]
+#[path = "../benches/common/corpus.rs"]
 mod corpus;
 
 use std::time::Instant;
@@ -25,8 +25,12 @@ fn main() {
         .unwrap_or(100);
     let values = corpus::corpus();
     let bytes: usize = values.iter().map(Vec::len).sum();
+    let detectors = match std::env::args().nth(2) {
+        Some(list) => list.split(',').filter_map(Detector::parse).collect(),
+        None => Detector::ALL.to_vec(),
+    };
     let masker = Masker::new(MaskSpec {
-        detectors: Detector::ALL.to_vec(),
+        detectors,
         strategy: Strategy::Partial,
         ..MaskSpec::default()
     })

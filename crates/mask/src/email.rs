@@ -7,12 +7,14 @@ use crate::Detector;
 const MAX_LOCAL: usize = 64;
 const MAX_DOMAIN: usize = 253;
 
+/// Bytes from 0x80 up count as letters: internationalised addresses (`josé@…`, RFC 6531)
+/// must be masked whole, not from their last accent on.
 fn is_local(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-') || b >= 0x80
 }
 
 fn is_domain(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-')
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-') || b >= 0x80
 }
 
 /// Top-level "domains" that are really file extensions: `icon@2x.png` is an asset name.
@@ -22,7 +24,7 @@ const FILE_EXTENSIONS: &[&[u8]] = &[
 
 /// The address around the `@` at `at_pos`: a local part of `[A-Za-z0-9._%+-]` (no leading or
 /// trailing dot), a domain of at least two labels with an alphabetic top-level label of two or
-/// more letters (or `xn--` punycode). ASCII only.
+/// more letters (or `xn--` punycode). Non-ASCII bytes are taken as letters in both parts.
 pub(crate) fn at_sign(v: &[u8], at_pos: usize) -> Option<Found> {
     let mut start = at_pos;
     while start > 0 && at_pos - start < MAX_LOCAL && is_local(before(v, start)) {

@@ -45,6 +45,8 @@ pub(crate) struct Keywords {
     ac: AhoCorasick,
     /// Bit `(a << 8) | b` is set when some pattern starts with the bytes `a b`.
     starts: Vec<u64>,
+    /// Whether some pattern starts with this byte.
+    first: [bool; 256],
     kinds: Vec<Kind>,
 }
 
@@ -87,15 +89,24 @@ impl Keywords {
             .match_kind(MatchKind::LeftmostFirst)
             .build(&patterns)?;
         let mut starts = vec![0u64; 65536 / 64];
+        let mut first = [false; 256];
         for p in &patterns {
             if let [a, b, ..] = p.as_bytes() {
+                if let Some(f) = first.get_mut(usize::from(*a)) {
+                    *f = true;
+                }
                 let bit = usize::from(*a) << 8 | usize::from(*b);
                 if let Some(word) = starts.get_mut(bit / 64) {
                     *word |= 1 << (bit % 64);
                 }
             }
         }
-        Ok(Keywords { ac, starts, kinds })
+        Ok(Keywords {
+            ac,
+            starts,
+            first,
+            kinds,
+        })
     }
 
     pub(crate) fn scan(&self, enabled: u16, v: &[u8], out: &mut Vec<Found>) {
@@ -134,8 +145,15 @@ impl Keywords {
 impl Keywords {
     fn may_start(&self, v: &[u8]) -> bool {
         v.windows(2).any(|w| {
-            let bit = usize::from(w.first().copied().unwrap_or(0)) << 8
-                | usize::from(w.get(1).copied().unwrap_or(0));
+            let (a, b) = match *w {
+                [a, b] => (a, b),
+                _ => return false,
+            };
+            // Most bytes (digits, spaces, punctuation) start no keyword: one table lookup.
+            if !self.first.get(usize::from(a)).copied().unwrap_or(false) {
+                return false;
+            }
+            let bit = usize::from(a) << 8 | usize::from(b);
             self.starts
                 .get(bit / 64)
                 .is_some_and(|word| word & (1 << (bit % 64)) != 0)
@@ -370,6 +388,7 @@ pub(crate) fn entropy(value: &[u8]) -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 

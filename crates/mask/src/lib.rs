@@ -20,8 +20,8 @@
 //!
 //! # How detection stays fast
 //!
-//! Regexes are never run over every value for the built-in detectors. One pass walks the bytes
-//! with a byte-class table and only looks closer at a few anchors: the start of a token that
+//! Regexes are never run over every value for the built-in detectors. One pass classifies the
+//! bytes eight at a time (SWAR range tests, no unsafe) and only looks closer at a few anchors: the start of a token that
 //! begins with a digit (cards, SSNs, phones, IPv4), two capitals followed by two digits (IBAN),
 //! `@` (email), `+` and `(` (phones), `:` inside a hex-and-colon token (IPv6). A second pass,
 //! an Aho-Corasick automaton with a SIMD prefilter, finds the literal triggers: `AKIA`/`ASIA`,
@@ -30,6 +30,25 @@
 //! Custom regexes are the exception: they run over every value, at the regex engine's speed.
 //!
 //! A value with nothing to mask returns [`Masked::Unchanged`] without allocating.
+//!
+//! Throughput (all detectors, the corpus in `benches/common/corpus.rs`): about 300 MB/s per
+//! core. `cargo bench -p airlock-mask -- --quick` (wall clock) or, on a busy machine,
+//! `cargo run --release -p airlock-mask --example throughput` (CPU time).
+//!
+//! # Choices worth knowing
+//!
+//! - SSN: `AAA-GG-SSSS` with dashes anywhere; nine bare digits only within 24 bytes after
+//!   `ssn` / `social sec` (bare nine-digit numbers are usually ids).
+//! - Phone: `+` international forms (8–15 digits) and North American `(555) 123-4567`,
+//!   `555-123-4567`, `555.123.4567`; other national formats and space-only groupings are not
+//!   detected, so plain long numbers (order ids, epoch times) never are.
+//! - IPv4 `1.2.3.4` cannot be told from a four-part version; `v1.2.3.4` and five-part versions
+//!   are excluded. IPv6 `a::b` is a valid address and is masked.
+//! - Secrets: the value after `password`/`secret`/`token`/`api_key`/`access_key`
+//!   (`:`/`=`), `Bearer`, or `Authorization: <scheme>`; masked when ≥ 8 bytes, not a plain
+//!   lower-case word, and Shannon entropy ≥ `min(3.0, 0.85·log2(len))` bits per byte.
+//!   Passphrases with spaces are not caught.
+//! - IBAN upper case only; emails ASCII-shaped with non-ASCII bytes taken as letters.
 //!
 //! # Fail closed
 //!

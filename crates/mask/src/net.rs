@@ -36,7 +36,7 @@ pub(crate) fn ipv6_around(v: &[u8], colon: usize) -> (Option<Found>, usize) {
     let colons = token.iter().filter(|&&b| b == b':').count();
     // Without `::` an address has exactly 7 colons (6 before an IPv4 tail): this rejects
     // times and MAC addresses before any parsing.
-    let compressed = memchr::memmem::find(token, b"::").is_some();
+    let compressed = token.windows(2).any(|w| w == b"::");
     if colons < 2 || (!compressed && colons != 7 && colons != 6) {
         return (None, end);
     }

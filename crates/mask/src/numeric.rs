@@ -489,6 +489,7 @@ pub(crate) fn iban(v: &[u8], i: usize) -> Option<Found> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -104,56 +104,6 @@ const CLASS: [u8; 256] = {
     t
 };
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn swar_range_matches_the_table() {
-        for b in 0..=255u8 {
-            let x = u64::from(b) << 24 | 0x6161_6161_0061_6161; // surrounded by `a` and NUL
-            let hit = between(x, 0x27, 0x2C) | between(x, 0x2F, 0x3B) | between(x, 0x3F, 0x5B) != 0;
-            assert_eq!(
-                hit,
-                matches!(b, 0x28..=0x2B | 0x30..=0x3A | 0x40..=0x5A),
-                "{b:#x}"
-            );
-            assert!(
-                !INTERESTING[usize::from(b)] || hit,
-                "{b:#x} must stop the skip"
-            );
-        }
-    }
-
-    /// A chunk the skip passes over must hold no interesting byte, whatever its neighbours.
-    #[test]
-    fn swar_never_skips_an_interesting_byte() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        for _ in 0..200_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            // Bias towards the boundaries of the ranges.
-            let bytes = state.to_le_bytes().map(|b| {
-                if b & 1 == 0 {
-                    b
-                } else {
-                    0x26 + (b >> 2) % 0x38
-                }
-            });
-            let x = u64::from_le_bytes(bytes);
-            let hit = between(x, 0x27, 0x2C) | between(x, 0x2F, 0x3B) | between(x, 0x3F, 0x5B) != 0;
-            let any = bytes.iter().any(|&b| INTERESTING[usize::from(b)]);
-            assert!(hit || !any, "{bytes:?}");
-        }
-    }
-}
-
-#[inline(always)]
-fn interesting(b: u8) -> bool {
-    INTERESTING.get(usize::from(b)).copied().unwrap_or(false)
-}
-
 #[inline(always)]
 fn class(b: u8) -> u8 {
     CLASS.get(b as usize).copied().unwrap_or(C_OTHER)
@@ -169,102 +119,78 @@ pub(crate) fn scan(enabled: u16, keywords: &Keywords, v: &[u8], out: &mut Vec<Fo
     }
 }
 
-/// Bytes that can start an anchor; everything else (lower-case letters, spaces, most
-/// punctuation, non-ASCII) is skipped by a tight search loop.
-#[allow(clippy::indexing_slicing)]
-const INTERESTING: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        t[b] = CLASS[b] != C_OTHER && CLASS[b] != C_LOWER;
-        b += 1;
-    }
-    t
-};
-
 fn anchors(enabled: u16, v: &[u8], out: &mut Vec<Found>) {
     let n = v.len();
     let mut i = 0;
     // One IPv6 check per maximal hex-and-colon token, however many colons it has.
     let mut v6_checked_until = 0;
-    while i < n {
-        i = skip_boring_words(v, i);
-        match v
-            .get(i..)
-            .and_then(|rest| rest.iter().position(|&b| interesting(b)))
-        {
-            Some(off) => i += off,
-            None => break,
+    'chunks: while i < n {
+        let x = load8(v, i);
+        let digit = between(x, 0x2F, 0x3A);
+        let upper = between(x, 0x40, 0x5B);
+        let alnum = digit | upper | between(x, 0x60, 0x7B);
+        let prev_alnum = (alnum << 8) | if is_alnum(before(v, i)) { 0x80 } else { 0 };
+        let mut token_start = 0;
+        if enabled & NUMERIC != 0 {
+            token_start |= digit;
         }
-        let b = at(v, i);
-        match class(b) {
-            C_DIGIT => {
-                if enabled & NUMERIC != 0 && !is_alnum(before(v, i)) {
-                    if let Some(f) = numeric::at_digit(enabled, v, i) {
-                        out.push(f);
-                        i = f.end.max(i + 1);
-                        continue;
-                    }
-                }
-                i = skip_alnum(v, i + 1);
+        if enabled & IBAN != 0 {
+            token_start |= upper;
+        }
+        let mut special = 0;
+        if enabled & EMAIL != 0 {
+            special |= between(x, 0x3F, 0x41);
+        }
+        if enabled & IPV6 != 0 {
+            special |= between(x, 0x39, 0x3B);
+        }
+        if enabled & PHONE != 0 {
+            special |= between(x, 0x2A, 0x2C) | between(x, 0x27, 0x29);
+        }
+        let mut hits = (token_start & !prev_alnum) | special;
+        while hits != 0 {
+            let p = i + (hits.trailing_zeros() / 8) as usize;
+            hits &= hits - 1;
+            if p >= n {
+                break;
             }
-            C_UPPER => {
-                if enabled & IBAN != 0 && !is_alnum(before(v, i)) {
-                    if let Some(f) = numeric::iban(v, i) {
-                        out.push(f);
-                        i = f.end.max(i + 1);
-                        continue;
-                    }
-                }
-                // Usually a capitalised word: its lower-case rest is skipped in bulk, and any
-                // digit or capital inside it is not at a token start.
-                i += 1;
-            }
-            C_AT => {
-                if enabled & EMAIL != 0 {
-                    if let Some(f) = email::at_sign(v, i) {
-                        out.push(f);
-                        i = f.end.max(i + 1);
-                        continue;
-                    }
-                }
-                i += 1;
-            }
-            C_COLON => {
-                if enabled & IPV6 != 0 && i >= v6_checked_until {
-                    let (found, token_end) = net::ipv6_around(v, i);
+            let found = match class(at(v, p)) {
+                C_DIGIT => numeric::at_digit(enabled, v, p),
+                C_UPPER => numeric::iban(v, p),
+                C_AT => email::at_sign(v, p),
+                C_COLON if p >= v6_checked_until => {
+                    let (found, token_end) = net::ipv6_around(v, p);
                     v6_checked_until = token_end;
-                    if let Some(f) = found {
-                        out.push(f);
-                        i = f.end.max(i + 1);
-                        continue;
-                    }
+                    found
                 }
-                i += 1;
+                C_PLUS if !is_alnum(before(v, p)) => numeric::e164(v, p),
+                C_LPAREN => numeric::paren_phone(v, p),
+                _ => None,
+            };
+            if let Some(f) = found {
+                out.push(f);
+                i = f.end.max(p + 1);
+                continue 'chunks;
             }
-            C_PLUS => {
-                if enabled & PHONE != 0 && !is_alnum(before(v, i)) {
-                    if let Some(f) = numeric::e164(v, i) {
-                        out.push(f);
-                        i = f.end.max(i + 1);
-                        continue;
-                    }
-                }
-                i += 1;
+        }
+        i += 8;
+    }
+}
+
+/// Eight bytes from `i`, zero-padded past the end (zero is no anchor and not alphanumeric).
+#[inline(always)]
+fn load8(v: &[u8], i: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    match v.get(i..i + 8) {
+        Some(chunk) => bytes.copy_from_slice(chunk),
+        None => {
+            let rest = v.get(i..).unwrap_or_default();
+            for (b, r) in bytes.iter_mut().zip(rest) {
+                *b = *r;
             }
-            C_LPAREN => {
-                if enabled & PHONE != 0 {
-                    if let Some(f) = numeric::paren_phone(v, i) {
-                        out.push(f);
-                        i = f.end.max(i + 1);
-                        continue;
-                    }
-                }
-                i += 1;
-            }
-            _ => i += 1,
         }
     }
+    u64::from_le_bytes(bytes)
 }
 
 const LANES: u64 = 0x0101_0101_0101_0101;
@@ -276,35 +202,6 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 const fn between(x: u64, m: u64, n: u64) -> u64 {
     let low = x & (LANES * 127);
     (LANES * (127 + n)).wrapping_sub(low) & !x & low.wrapping_add(LANES * (127 - m)) & HIGH
-}
-
-/// Skips 8-byte chunks holding no byte that can start an anchor (lower-case words, spaces,
-/// most punctuation, non-ASCII text). A chunk with one falls through to the byte loop.
-#[inline(always)]
-fn skip_boring_words(v: &[u8], mut i: usize) -> usize {
-    while let Some(chunk) = v.get(i..i + 8) {
-        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let x = u64::from_le_bytes(bytes);
-        // `(` `)` `*` `+`, digits and `:`, `@` and capitals: a superset of INTERESTING.
-        if between(x, 0x27, 0x2C) | between(x, 0x2F, 0x3B) | between(x, 0x3F, 0x5B) != 0 {
-            break;
-        }
-        i += 8;
-    }
-    i
-}
-
-#[inline(always)]
-fn skip_alnum(v: &[u8], mut i: usize) -> usize {
-    while let Some(&b) = v.get(i) {
-        if !b.is_ascii_alphanumeric() {
-            break;
-        }
-        i += 1;
-    }
-    i
 }
 
 /// Sorts detections and fuses overlapping ones, so a partly matched value is masked whole.
@@ -332,4 +229,53 @@ pub(crate) fn merge(mut found: Vec<Found>) -> Vec<Found> {
         }
     }
     merged
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The SWAR range test must flag exactly the bytes in range, whatever their neighbours:
+    /// a byte it misses is an anchor never looked at.
+    #[test]
+    fn swar_ranges_are_exact_per_byte() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for round in 0..100_000u32 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut bytes = state.to_le_bytes();
+            // Every byte value appears at every position, next to random neighbours.
+            bytes[(round % 8) as usize] = (round / 8 % 256) as u8;
+            let x = u64::from_le_bytes(bytes);
+            for (m, n) in [
+                (0x2F, 0x3A),
+                (0x40, 0x5B),
+                (0x60, 0x7B),
+                (0x3F, 0x41),
+                (0x39, 0x3B),
+                (0x2A, 0x2C),
+                (0x27, 0x29),
+            ] {
+                let flags = between(x, m, n);
+                for (k, &b) in bytes.iter().enumerate() {
+                    let flagged = flags >> (8 * k + 7) & 1 == 1;
+                    let want = u64::from(b) > m && u64::from(b) < n;
+                    assert_eq!(flagged, want, "byte {b:#x} at {k}, range ({m:#x}, {n:#x})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn anchors_across_chunk_boundaries_and_tails() {
+        let mut out = Vec::new();
+        // Entities straddling 8-byte chunk edges and ending in a short tail.
+        let v = b"1234567 ada@example.com x4111111111111111 4111111111111111";
+        anchors(EMAIL | CARD, v, &mut out);
+        let got: Vec<&[u8]> = out.iter().map(|f| &v[f.start..f.end]).collect();
+        assert_eq!(got, vec![&b"ada@example.com"[..], &b"4111111111111111"[..]]);
+        assert_eq!(out[1].start, v.len() - 16);
+    }
 }

@@ -2,7 +2,11 @@
 //! bytes) and look-alikes that must not be. `precision_summary` at the end counts them per
 //! detector and prints the figures
 //! (`cargo test -p airlock-mask --test detectors -- --nocapture`).
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::manual_is_multiple_of
+)]
 
 use airlock_mask::{CustomPattern, Detector, MaskSpec, Masker};
 
@@ -69,6 +73,7 @@ const EMAIL_POS: &[(&str, &str)] = &[
         "first.last@xn--bcher-kva.example",
     ),
     ("name,ada@example.org,42", "ada@example.org"),
+    ("josé.müller@example.com", "josé.müller@example.com"),
 ];
 const EMAIL_NEG: &[&str] = &[
     "user@localhost",

@@ -1,6 +1,10 @@
 //! Property tests: masking never panics on arbitrary bytes, and a detected card or email never
 //! survives into the output.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::manual_is_multiple_of
+)]
 
 use airlock_mask::{Detector, MaskCounts, MaskSpec, Masked, Masker, Strategy as MaskStrategy};
 use proptest::prelude::*;

@@ -1,5 +1,9 @@
 //! Strategies, JSON, size limits, counts and the column path.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::manual_is_multiple_of
+)]
 
 use std::borrow::Cow;
 

@@ -52,7 +52,9 @@ pub fn split_message(buf: &mut BytesMut, limit: usize) -> Result<Option<Message>
         });
     }
     if buf.len() < 5 + body_len {
-        buf.reserve(5 + body_len - buf.len());
+        // Grow toward the announced size in steps: a 5-byte header must not make us reserve
+        // the whole (up to 64 MiB) body before any of it arrived.
+        buf.reserve((5 + body_len - buf.len()).min(1 << 20));
         return Ok(None);
     }
     buf.advance(5);

@@ -412,7 +412,27 @@ async fn run_session(
         limits(),
     );
     let u2c = relay::upstream_to_client(up_r, client_w.clone(), session.clone(), queue, limits());
+    // A session that exists through an access grant ends with the grant.
+    let grant_end = async {
+        match session.grant_until_us() {
+            Some(until) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros() as i64)
+                    .unwrap_or(0);
+                tokio::time::sleep(Duration::from_micros(
+                    u64::try_from(until - now).unwrap_or(0),
+                ))
+                .await
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
     let outcome = tokio::select! {
+        () = grant_end => {
+            relay::fatal(&client_w, &ErrorFields::fatal("57P01", "airlock: the access grant for this connection expired; request access again with `airlock request-access`")).await;
+            Some("access grant expired".to_string())
+        }
         r = c2u => r.err().map(|e| format!("client side: {e}")),
         r = u2c => match r {
             Ok(()) => Some("the upstream closed the connection".to_string()),

@@ -19,10 +19,12 @@ use crate::codec::{
     Reader,
 };
 use crate::stream::PgStream;
+use airlock_core::review::Review;
 use airlock_core::Action;
-use airlock_gate::{GateError, Judged, SessionGate};
+use airlock_gate::{GateError, Judged, ReviewOutcome, SessionGate};
 use bytes::{Buf, BufMut, BytesMut};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -83,6 +85,10 @@ pub type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<PgStream>>>;
 pub(crate) struct Prepared {
     text: Arc<str>,
     judged: Judged,
+    /// Approved in a review: the approval covers one execution, not every Execute of the
+    /// prepared statement.
+    reviewed: bool,
+    executed: AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +141,20 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
             match msg.tag {
                 b'Q' => {
                     let text = Reader::new(&msg.body, "Query").cstr()?;
-                    let judged = session.judge(text);
+                    let mut judged = session.judge(text);
+                    if judged.decision.action == Action::Review {
+                        flush(
+                            &mut records,
+                            &mut expects,
+                            &mut out,
+                            &mut upstream,
+                            &client_writer,
+                            &session,
+                            &queue,
+                        )
+                        .await?;
+                        resolve_review(&session, text, &mut judged, &client_writer).await;
+                    }
                     let seq = session.next_seq();
                     if let Some(error) = denial(&session, &judged) {
                         put_query(&mut out, DENY_SQL);
@@ -153,27 +172,26 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     let mut r = Reader::new(&msg.body, "Parse");
                     let name = r.cstr()?;
                     let text = r.cstr()?;
-                    let judged = session.judge(text);
+                    let mut judged = session.judge(text);
+                    let reviewed = judged.decision.action == Action::Review;
+                    if reviewed {
+                        flush(
+                            &mut records,
+                            &mut expects,
+                            &mut out,
+                            &mut upstream,
+                            &client_writer,
+                            &session,
+                            &queue,
+                        )
+                        .await?;
+                        resolve_review(&session, text, &mut judged, &client_writer).await;
+                    }
                     if let Some(error) = denial(&session, &judged) {
                         // Parse, bind and run the raising DO block on the unnamed statement; the
                         // upstream then skips everything up to the client's Sync, as it would
                         // after any error.
-                        put_message(&mut out, b'P', |o| {
-                            o.put_u8(0);
-                            codec::put_cstr(o, DENY_SQL);
-                            o.put_u16(0);
-                        });
-                        put_message(&mut out, b'B', |o| {
-                            o.put_u8(0);
-                            o.put_u8(0);
-                            o.put_u16(0);
-                            o.put_u16(0);
-                            o.put_u16(0);
-                        });
-                        put_message(&mut out, b'E', |o| {
-                            o.put_u8(0);
-                            o.put_u32(0);
-                        });
+                        put_deny_extended(&mut out);
                         expects.push(Expect::Denied {
                             error,
                             extended: true,
@@ -187,6 +205,8 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                             Arc::new(Prepared {
                                 text: Arc::from(text),
                                 judged,
+                                reviewed,
+                                executed: AtomicBool::new(false),
                             }),
                         );
                         copy_message(&mut out, msg.tag, &msg.body);
@@ -214,12 +234,33 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     // Executing a portal runs the statement it was bound from: that is the
                     // command the audit event is for. A portal we never saw bound (unknown to
                     // the upstream too) gets an event with no text; the upstream will refuse it.
+                    let once_used = portals
+                        .get(portal)
+                        .is_some_and(|p| p.reviewed && p.executed.swap(true, Ordering::Relaxed));
                     match portals.get(portal) {
-                        Some(p) => records.push((seq, p.text.clone(), p.judged.clone())),
-                        None => records.push((seq, Arc::from(""), session.judge(""))),
+                        Some(p) if once_used => {
+                            let mut judged = p.judged.clone();
+                            judged.refused("airlock: the review approved one execution of this prepared statement; prepare it again to ask for another review");
+                            let error = denial(&session, &judged)
+                                .unwrap_or_else(|| ErrorFields::error("42501", "airlock: denied"));
+                            put_deny_extended(&mut out);
+                            expects.push(Expect::Denied {
+                                error,
+                                extended: true,
+                            });
+                            records.push((seq, p.text.clone(), judged));
+                        }
+                        Some(p) => {
+                            records.push((seq, p.text.clone(), p.judged.clone()));
+                            copy_message(&mut out, msg.tag, &msg.body);
+                            expects.push(Expect::Execute(Tracked::new(seq)));
+                        }
+                        None => {
+                            records.push((seq, Arc::from(""), session.judge("")));
+                            copy_message(&mut out, msg.tag, &msg.body);
+                            expects.push(Expect::Execute(Tracked::new(seq)));
+                        }
                     }
-                    copy_message(&mut out, msg.tag, &msg.body);
-                    expects.push(Expect::Execute(Tracked::new(seq)));
                 }
                 b'D' => {
                     let kind = Reader::new(&msg.body, "Describe").u8()?;
@@ -279,34 +320,116 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                 }
             }
         }
-        if !records.is_empty() {
-            let refs: Vec<(u64, &str, &Judged)> = records
-                .iter()
-                .map(|(seq, text, j)| (*seq, &**text, j))
-                .collect();
-            if let Err(e) = session.record(&refs) {
-                // No execution without a record: nothing of this batch is forwarded.
-                fatal(
-                    &client_writer,
-                    &ErrorFields::fatal("58030", e.to_string())
-                        .with_hint("the gateway's audit log cannot be written; ask an operator to check the gateway's disk"),
-                )
-                .await;
-                return Err(e.into());
-            }
-        }
-        if !expects.is_empty() {
-            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
-            q.extend(expects.drain(..));
-        }
-        if !out.is_empty() {
-            upstream.write_all(&out).await?;
-        }
+        flush(
+            &mut records,
+            &mut expects,
+            &mut out,
+            &mut upstream,
+            &client_writer,
+            &session,
+            &queue,
+        )
+        .await?;
         if terminate {
             let _ = upstream.shutdown().await;
             return Ok(());
         }
     }
+}
+
+/// Writes the audit records of what was gathered so far, queues the expectations, and only then
+/// sends the messages upstream. Nothing is sent if the records cannot be written.
+async fn flush(
+    records: &mut Vec<(u64, Arc<str>, Judged)>,
+    expects: &mut Vec<Expect>,
+    out: &mut BytesMut,
+    upstream: &mut WriteHalf<PgStream>,
+    client_writer: &ClientWriter,
+    session: &SessionGate,
+    queue: &Queue,
+) -> Result<(), RelayError> {
+    if !records.is_empty() {
+        let refs: Vec<(u64, &str, &Judged)> = records
+            .iter()
+            .map(|(seq, text, j)| (*seq, &**text, j))
+            .collect();
+        if let Err(e) = session.record(&refs) {
+            // No execution without a record: nothing of this batch is forwarded.
+            fatal(
+                client_writer,
+                &ErrorFields::fatal("58030", e.to_string())
+                    .with_hint("the gateway's audit log cannot be written; ask an operator to check the gateway's disk"),
+            )
+            .await;
+            return Err(e.into());
+        }
+        records.clear();
+    }
+    if !expects.is_empty() {
+        let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.extend(expects.drain(..));
+    }
+    if !out.is_empty() {
+        upstream.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// A statement a rule sent to review: hold it until a reviewer decides (telling the client
+/// with a NoticeResponse), and turn the decision into allow or deny.
+async fn resolve_review(
+    session: &SessionGate,
+    text: &str,
+    judged: &mut Judged,
+    client: &ClientWriter,
+) {
+    let outcome = session
+        .hold_for_review(text, judged, async |review: &Review, hold_secs: u64| {
+            let mut out = BytesMut::new();
+            codec::put_notice(
+                &mut out,
+                &ErrorFields {
+                    severity: "NOTICE",
+                    code: "01000",
+                    message: format!(
+                        "airlock: this statement needs a review (rule `{}`): review id {}; waiting up to {hold_secs}s for a decision",
+                        review.rule.as_deref().unwrap_or("?"),
+                        review.id
+                    ),
+                    detail: Some(format!("reviewers: members of {}", review.reviewers.join(", "))),
+                    hint: Some(format!("approve with: airlock reviews approve {}", review.id)),
+                },
+            );
+            let mut w = client.lock().await;
+            let _ = w.write_all(&out).await;
+            let _ = w.flush().await;
+        })
+        .await;
+    match outcome {
+        ReviewOutcome::Run(review) => judged.approved_by(&review),
+        ReviewOutcome::Refuse { message, .. } => judged.refused(&message),
+    }
+}
+
+/// Parse, Bind and Execute of the raising DO block on the unnamed statement and portal.
+fn put_deny_extended(out: &mut BytesMut) {
+    put_message(out, b'P', |o| {
+        o.put_u8(0);
+        codec::put_cstr(o, DENY_SQL);
+        o.put_u16(0);
+    });
+    put_message(out, b'B', |o| {
+        o.put_u8(0);
+        o.put_u8(0);
+        o.put_u16(0);
+        o.put_u16(0);
+        o.put_u16(0);
+    });
+    put_message(out, b'E', |o| {
+        o.put_u8(0);
+        o.put_u32(0);
+    });
 }
 
 fn copy_message(out: &mut BytesMut, tag: u8, body: &[u8]) {

@@ -15,13 +15,33 @@ use std::path::Path;
 pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 pub(crate) fn chain_hash(seq: u64, prev: &str, event_json: &[u8]) -> String {
+    hex::encode(chain_digest(seq, prev, event_json))
+}
+
+/// The raw 32 bytes behind [`chain_hash`]; allocation-free because the indexer computes one
+/// per event.
+pub(crate) fn chain_digest(seq: u64, prev: &str, event_json: &[u8]) -> [u8; 32] {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut n = seq;
+    loop {
+        start -= 1;
+        if let Some(d) = digits.get_mut(start) {
+            // `n % 10` is a single decimal digit.
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
     let mut hasher = Sha256::new();
-    hasher.update(seq.to_string().as_bytes());
+    hasher.update(digits.get(start..).unwrap_or_default());
     hasher.update(b"\n");
     hasher.update(prev.as_bytes());
     hasher.update(b"\n");
     hasher.update(event_json);
-    hex::encode(hasher.finalize())
+    hasher.finalize().into()
 }
 
 pub(crate) fn push_line(buf: &mut Vec<u8>, seq: u64, prev: &str, hash: &str, event_json: &[u8]) {
@@ -49,6 +69,54 @@ pub(crate) fn parse_line(line: &[u8]) -> Result<LogLine<'_>, String> {
     serde_json::from_slice::<LogLine<'_>>(line).map_err(|e| format!("unparsable line: {e}"))
 }
 
+/// A line split without a JSON parser, for the indexer: see [`split_line`].
+pub(crate) struct SplitLine<'a> {
+    pub seq: u64,
+    pub prev: &'a str,
+    pub hash: &'a str,
+    /// Not yet known to be valid JSON: the caller parses it (once, for its own needs) and
+    /// falls back to [`parse_line`] if that fails.
+    pub event: &'a str,
+}
+
+/// Splits a line in exactly the form [`push_line`] writes, or returns `None` (then use
+/// [`parse_line`]). If `event` then parses as one JSON object and the link passes
+/// [`ChainWalker::check`] (so `prev` and `hash` are 64 hex digits), the line is valid JSON
+/// and [`parse_line`] would return the same fields: the prefix admits no alternative
+/// spelling (no whitespace, escapes, leading zeros or other keys), and an event starting
+/// with `{` and ending with the line's last `}` but one is the whole `event` value.
+pub(crate) fn split_line(line: &[u8]) -> Option<SplitLine<'_>> {
+    let rest = line.strip_prefix(b"{\"seq\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (seq_digits, rest) = rest.split_at_checked(digits)?;
+    if seq_digits.is_empty() || (seq_digits.len() > 1 && seq_digits.first() == Some(&b'0')) {
+        return None;
+    }
+    let seq = std::str::from_utf8(seq_digits).ok()?.parse::<u64>().ok()?;
+    let rest = rest.strip_prefix(b",\"prev\":\"")?;
+    let (prev, rest) = split_hex(rest)?;
+    let rest = rest.strip_prefix(b"\",\"hash\":\"")?;
+    let (hash, rest) = split_hex(rest)?;
+    let event = rest.strip_prefix(b"\",\"event\":")?.strip_suffix(b"}")?;
+    if event.first() != Some(&b'{') || event.last() != Some(&b'}') {
+        return None;
+    }
+    Some(SplitLine {
+        seq,
+        prev,
+        hash,
+        event: std::str::from_utf8(event).ok()?,
+    })
+}
+
+/// 64 bytes, not checked to be hex digits: [`ChainWalker::check`] compares both strings with
+/// the hex of a digest, so anything else fails there (callers re-parse a line that fails, for
+/// the same error message as [`parse_line`]).
+fn split_hex(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let (hex, rest) = bytes.split_at_checked(64)?;
+    Some((std::str::from_utf8(hex).ok()?, rest))
+}
+
 /// Checks that lines continue a chain.
 pub(crate) struct ChainWalker {
     pub next_seq: u64,
@@ -68,34 +136,79 @@ impl ChainWalker {
     }
 
     /// Accepts the next link or says why it does not belong; the walker is unchanged on error.
+    /// Returns the event's digest (the binary form of `hash`).
     pub fn check(
         &mut self,
         seq: u64,
         prev: &str,
         hash: &str,
         event_json: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<[u8; 32], String> {
+        if prev != self.prev {
+            self.expect_seq(seq)?;
+            return Err(format!(
+                "prev {prev} does not match the hash of the previous event {}",
+                self.prev
+            ));
+        }
+        self.check_digest(
+            seq,
+            event_json,
+            |_, hex| hash.as_bytes() == hex,
+            || hash.to_string(),
+        )
+    }
+
+    /// Like [`check`](Self::check) for a link stored without its `prev` (it is the previous
+    /// link's hash) and with its hash as 32 raw bytes.
+    pub fn check_stored(
+        &mut self,
+        seq: u64,
+        stored: &[u8],
+        event_json: &[u8],
+    ) -> Result<[u8; 32], String> {
+        self.check_digest(
+            seq,
+            event_json,
+            |digest, _| stored == digest.as_slice(),
+            || hex::encode(stored),
+        )
+    }
+
+    fn expect_seq(&self, seq: u64) -> Result<(), String> {
         if seq != self.next_seq {
             return Err(format!(
                 "expected seq {} but found {seq} (deleted, inserted or reordered events)",
                 self.next_seq
             ));
         }
-        if prev != self.prev {
+        Ok(())
+    }
+
+    fn check_digest(
+        &mut self,
+        seq: u64,
+        event_json: &[u8],
+        matches: impl FnOnce(&[u8; 32], &[u8; 64]) -> bool,
+        stored: impl FnOnce() -> String,
+    ) -> Result<[u8; 32], String> {
+        self.expect_seq(seq)?;
+        let digest = chain_digest(seq, &self.prev, event_json);
+        let mut hex = [0u8; 64];
+        // 32 bytes always fit in 64 hex digits.
+        let _ = hex::encode_to_slice(digest, &mut hex);
+        if !matches(&digest, &hex) {
             return Err(format!(
-                "prev {prev} does not match the hash of the previous event {}",
-                self.prev
-            ));
-        }
-        let computed = chain_hash(seq, prev, event_json);
-        if hash != computed {
-            return Err(format!(
-                "stored hash {hash} does not match the content (computed {computed}): event edited"
+                "stored hash {} does not match the content (computed {}): event edited",
+                stored(),
+                String::from_utf8_lossy(&hex)
             ));
         }
         self.next_seq = seq.saturating_add(1);
-        self.prev = computed;
-        Ok(())
+        self.prev.clear();
+        self.prev
+            .push_str(std::str::from_utf8(&hex).unwrap_or_default());
+        Ok(digest)
     }
 }
 
@@ -147,7 +260,8 @@ pub fn verify_log(path: &Path) -> Result<VerifyReport, StoreError> {
             });
         };
         let result = parse_line(body)
-            .and_then(|l| walker.check(l.seq, l.prev, l.hash, l.event.get().as_bytes()));
+            .and_then(|l| walker.check(l.seq, l.prev, l.hash, l.event.get().as_bytes()))
+            .map(|_| ());
         if let Err(reason) = result {
             return Ok(VerifyReport {
                 events,

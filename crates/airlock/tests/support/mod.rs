@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "test-agent-token-0123456789";
 pub const OUTSIDER_TOKEN: &str = "test-outsider-token-0123456789";
+pub const ALICE_TOKEN: &str = "test-alice-token-0123456789";
+pub const BOB_TOKEN: &str = "test-bob-token-0123456789";
 pub const DIRECT: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 
 pub fn free_port() -> u16 {
@@ -22,17 +24,19 @@ pub fn free_port() -> u16 {
 pub struct Gateway {
     child: Child,
     pub port: u16,
+    pub api_port: u16,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// The base configuration: one agent allowed on `pg-local`, one identity that is not.
-pub fn base_config(dir: &Path, port: u16, upstream: &str, extra: &str) -> String {
+pub fn base_config(dir: &Path, port: u16, api_port: u16, upstream: &str, extra: &str) -> String {
     format!(
         r#"
 [gateway]
 data_dir = "{dir}"
+api_listen = "127.0.0.1:{api_port}"
 
 [listeners]
 postgres = "127.0.0.1:{port}"
@@ -75,10 +79,11 @@ impl Gateway {
     pub fn start_with(upstream: &str, extra: &str, shell_prefix: Option<&str>) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
+        let api_port = free_port();
         let config = dir.path().join("airlock.toml");
         std::fs::write(
             &config,
-            base_config(&dir.path().join("data"), port, upstream, extra),
+            base_config(&dir.path().join("data"), port, api_port, upstream, extra),
         )
         .expect("write config");
         let bin = env!("CARGO_BIN_EXE_airlock");
@@ -100,7 +105,9 @@ impl Gateway {
         let mut child = cmd
             .env("AIRLOCK_TEST_TOKEN", TOKEN)
             .env("AIRLOCK_TEST_OUTSIDER_TOKEN", OUTSIDER_TOKEN)
-            .env("AIRLOCK_LOG", "info")
+            .env("AIRLOCK_TEST_ALICE_TOKEN", ALICE_TOKEN)
+            .env("AIRLOCK_TEST_BOB_TOKEN", BOB_TOKEN)
+            .env("AIRLOCK_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -116,6 +123,7 @@ impl Gateway {
         let gw = Gateway {
             child,
             port,
+            api_port,
             dir,
             config,
             stdout,
@@ -156,6 +164,17 @@ impl Gateway {
             .args(args)
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
+            .output()
+            .expect("run airlock cli")
+    }
+
+    /// Runs a CLI command that talks to the API, as the account owning `token`.
+    pub fn api_cli(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(args)
+            .arg("--api")
+            .arg(format!("http://127.0.0.1:{}", self.api_port))
+            .env("AIRLOCK_TOKEN", token)
             .output()
             .expect("run airlock cli")
     }

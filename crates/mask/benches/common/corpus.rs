@@ -1,4 +1,4 @@
-//! The benchmark corpus, shared by `benches/mask.rs` and `examples/throughput.rs`: values
+//! The benchmark corpus, shared by `benches/mask.rs`, `examples/throughput.rs` and `tests/corpus_precision.rs`: values
 //! shaped like query results (names, addresses, order ids, timestamps, amounts, UUIDs, JSON
 //! documents, free-text notes) with a few emails, cards, phones and secrets sprinkled in.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, dead_code)]
@@ -87,6 +87,12 @@ fn luhn_card(rng: &mut Rng) -> String {
 }
 
 pub fn corpus() -> Vec<Vec<u8>> {
+    labelled_corpus().into_iter().map(|(v, _)| v).collect()
+}
+
+/// Each value with whether it is one of the planted sensitive values (the last column of a
+/// row); every other value is a look-alike that must come through unchanged.
+pub fn labelled_corpus() -> Vec<(Vec<u8>, bool)> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut values = Vec::new();
     let mut total = 0;
@@ -113,9 +119,10 @@ pub fn corpus() -> Vec<Vec<u8>> {
                 _ => String::new(),
             },
         ];
-        for v in row {
+        let last = row.len() - 1;
+        for (k, v) in row.into_iter().enumerate() {
             total += v.len();
-            values.push(v.into_bytes());
+            values.push((v.into_bytes(), k == last));
         }
     }
     values
