@@ -410,7 +410,11 @@ impl<'a> Part<'a> {
         let opaque = unparsed
             || statement.dynamic_sql
             || matches!(op, Operation::Unknown | Operation::Do | Operation::Call);
-        let may_write = opaque || statement.writes_data || (op.is_write() && op != Operation::Copy);
+        // `copy` and `other` cover both reads and writes (COPY TO / FROM; SAVEPOINT vs VACUUM):
+        // for them the classifier's `writes_data`, from the parse tree, is the answer.
+        let may_write = opaque
+            || statement.writes_data
+            || (op.is_write() && !matches!(op, Operation::Copy | Operation::Other));
         Part {
             statement,
             opaque,
