@@ -139,14 +139,8 @@ impl Gate {
                 source_ip: peer.ip(),
             });
         }
-        let rt = self.runtime.load();
-        match rt
-            .tokens
-            .get(&token_digest(token))
-            .and_then(|&i| rt.config.service_accounts.get(i))
-            .filter(|sa| sa.token.value.matches(token.as_bytes()))
-        {
-            Some(sa) => Ok(sa.identity()),
+        match self.account_by_token(token) {
+            Some(identity) => Ok(identity),
             None => {
                 self.note_failure(peer.ip());
                 self.audit_auth_failure("<bearer>", peer, "invalid token");
@@ -305,14 +299,11 @@ impl Gate {
                 source_ip: peer.ip(),
             });
         }
-        let rt = self.runtime.load();
-        let found = rt
-            .tokens
-            .get(&token_digest(token))
-            .and_then(|&i| rt.config.service_accounts.get(i))
-            .filter(|sa| sa.name == user && sa.token.value.matches(token.as_bytes()));
-        match found {
-            Some(sa) => Ok(sa.identity()),
+        match self
+            .account_by_token(token)
+            .filter(|identity| identity.name == user)
+        {
+            Some(identity) => Ok(identity),
             None => {
                 self.note_failure(peer.ip());
                 self.audit_auth_failure(user, peer, "invalid token");
@@ -321,6 +312,16 @@ impl Gate {
                 })
             }
         }
+    }
+
+    /// The account whose token this is (digest lookup, then a constant-time comparison).
+    fn account_by_token(&self, token: &str) -> Option<Identity> {
+        let rt = self.runtime.load();
+        rt.tokens
+            .get(&token_digest(token))
+            .and_then(|&i| rt.config.service_accounts.get(i))
+            .filter(|sa| sa.token.value.matches(token.as_bytes()))
+            .map(|sa| sa.identity())
     }
 
     fn rate_limited(&self, ip: IpAddr) -> bool {

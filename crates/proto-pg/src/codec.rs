@@ -37,26 +37,17 @@ pub struct Message {
 /// Takes one complete typed message off the front of `buf`, or `None` if more bytes are needed.
 /// `limit` bounds the body length so a hostile peer cannot make us buffer without end.
 pub fn split_message(buf: &mut BytesMut, limit: usize) -> Result<Option<Message>, FrameError> {
-    let Some(&[tag, a, b, c, d]) = buf.get(..5) else {
-        return Ok(None);
+    let (tag, total) = match header(buf, limit)? {
+        None => return Ok(None),
+        Some((_, total)) if buf.len() < total => {
+            // Grow toward the announced size in steps: a 5-byte header must not make us reserve
+            // the whole (up to 64 MiB) body before any of it arrived.
+            buf.reserve((total - buf.len()).min(1 << 20));
+            return Ok(None);
+        }
+        Some(found) => found,
     };
-    let len = i32::from_be_bytes([a, b, c, d]);
-    if len < 4 {
-        return Err(FrameError::BadLength(len.into()));
-    }
-    let body_len = (len as usize) - 4;
-    if body_len > limit {
-        return Err(FrameError::TooLarge {
-            len: body_len,
-            limit,
-        });
-    }
-    if buf.len() < 5 + body_len {
-        // Grow toward the announced size in steps: a 5-byte header must not make us reserve
-        // the whole (up to 64 MiB) body before any of it arrived.
-        buf.reserve((5 + body_len - buf.len()).min(1 << 20));
-        return Ok(None);
-    }
+    let body_len = total - 5;
     buf.advance(5);
     let body = buf.split_to(body_len).freeze();
     Ok(Some(Message { tag, body }))
@@ -65,6 +56,12 @@ pub fn split_message(buf: &mut BytesMut, limit: usize) -> Result<Option<Message>
 /// Reports the extent of the next complete message without copying: `(tag, total_len)`.
 /// Used by the relay, which forwards most messages untouched.
 pub fn peek_message(buf: &[u8], limit: usize) -> Result<Option<(u8, usize)>, FrameError> {
+    Ok(header(buf, limit)?.filter(|&(_, total)| buf.len() >= total))
+}
+
+/// The tag and total length (header included) announced by the header at the front of `buf`,
+/// checked against `limit`; `None` while fewer than 5 bytes are there.
+fn header(buf: &[u8], limit: usize) -> Result<Option<(u8, usize)>, FrameError> {
     let Some(&[tag, a, b, c, d]) = buf.get(..5) else {
         return Ok(None);
     };
@@ -78,9 +75,6 @@ pub fn peek_message(buf: &[u8], limit: usize) -> Result<Option<(u8, usize)>, Fra
             len: body_len,
             limit,
         });
-    }
-    if buf.len() < 5 + body_len {
-        return Ok(None);
     }
     Ok(Some((tag, 5 + body_len)))
 }
