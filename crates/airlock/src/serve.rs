@@ -50,6 +50,12 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
     if let Some(r) = audit.recovered() {
         warn!(truncated_to = r.truncated_to, dropped_bytes = r.dropped_bytes, "the audit log ended in a partial line (crash during a write); it was cut back to the last complete event");
     }
+    if let Some(token) =
+        airlock_gate::ensure_admin_token(&data_dir).context("creating the bootstrap admin token")?
+    {
+        // Shown once: only its digest is stored.
+        println!("airlock: bootstrap admin token (shown once; identity `admin`, group `admins`): {token}");
+    }
     let indexer = airlock_store::spawn_indexer(
         &config.audit.path,
         &data_dir.join("state.db"),

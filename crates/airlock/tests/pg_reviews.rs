@@ -241,3 +241,36 @@ fn an_access_grant_lets_an_outsider_in_until_it_expires() {
     // After the grant: refused again.
     assert!(text(&psql(&outsider, "select 1;\n")).contains("may not use connection"));
 }
+
+#[test]
+fn the_bootstrap_admin_token_is_printed_once_and_works_for_the_api() {
+    let gw = Gateway::start("");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let token = loop {
+        let line = gw
+            .stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains("bootstrap admin token"))
+            .cloned();
+        if let Some(line) = line {
+            break line.rsplit(' ').next().unwrap().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no bootstrap admin token printed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(token.starts_with("alk_admin_"), "{token}");
+    let o = gw.api_cli(&token, &["reviews", "list", "--state", "all"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Only the digest is on disk.
+    let stored = std::fs::read_to_string(gw.dir.path().join("data/admin-token.sha256")).unwrap();
+    assert!(!stored.contains(&token) && stored.len() == 64, "{stored}");
+    // A wrong bearer token is refused.
+    let o = gw.api_cli("alk_admin_wrong_wrong_wrong_wrong", &["reviews", "list"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not valid"), "{}", text(&o));
+}

@@ -11,7 +11,7 @@
 
 use airlock_config::{Config, Connection};
 use airlock_core::policy::{ConnectionRef, Decision, PolicySet, Request};
-use airlock_core::{Action, Classification, ConnectionType, Identity};
+use airlock_core::{Action, Classification, ConnectionType, Identity, IdentityKind};
 use airlock_sql::PgClassifier;
 use airlock_store::{AuditEvent, AuditLog, CommandRecord, EventKind};
 use arc_swap::ArcSwap;
@@ -79,6 +79,40 @@ impl Runtime {
     }
 }
 
+/// Where `airlock serve` keeps the digest of the bootstrap admin token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token.sha256";
+
+/// Creates the bootstrap admin token on first start: returns the token (to print once) when it
+/// was just created, `None` when one exists. Only its SHA-256 is stored.
+pub fn ensure_admin_token(data_dir: &std::path::Path) -> std::io::Result<Option<String>> {
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    if path.exists() {
+        return Ok(None);
+    }
+    let token = format!(
+        "alk_admin_{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    );
+    let hex: String = token_digest(&token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(&path, hex)?;
+    Ok(Some(token))
+}
+
+fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -89,6 +123,8 @@ pub struct Gate {
     audit: AuditLog,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     reviews: ReviewBook,
+    /// The bootstrap admin (`data_dir/admin-token.sha256`): only the token's digest is kept.
+    admin_digest: Option<[u8; 32]>,
     /// Webhooks from `[[notifications]]` at start (a reload does not change them).
     notifier: airlock_notify::Notifier,
 }
@@ -114,7 +150,11 @@ impl Gate {
             .collect();
         airlock_notify::validate_hooks(&hooks).map_err(|e| format!("[[notifications]]: {e}"))?;
         let notifier = airlock_notify::Notifier::start(hooks);
+        let admin_digest = std::fs::read_to_string(config.gateway.data_dir.join(ADMIN_TOKEN_FILE))
+            .ok()
+            .and_then(|hex| decode_hex32(hex.trim()));
         Ok(Arc::new(Gate {
+            admin_digest,
             notifier,
             runtime: ArcSwap::from_pointee(Runtime::new(config)),
             classifier: PgClassifier::new(16 * 1024),
@@ -316,6 +356,14 @@ impl Gate {
 
     /// The account whose token this is (digest lookup, then a constant-time comparison).
     fn account_by_token(&self, token: &str) -> Option<Identity> {
+        if self.admin_digest.is_some_and(|d| d == token_digest(token)) {
+            return Some(Identity {
+                name: "admin".into(),
+                kind: IdentityKind::Human,
+                groups: vec!["admins".into()],
+                agent: false,
+            });
+        }
         let rt = self.runtime.load();
         rt.tokens
             .get(&token_digest(token))
