@@ -221,15 +221,7 @@ impl Gate {
     ) -> Result<Review, GateError> {
         let rt = self.runtime.load();
         let Some(conn) = rt.config.connection(connection) else {
-            return Err(GateError::UnknownConnection {
-                name: connection.to_owned(),
-                known: rt
-                    .config
-                    .connections
-                    .iter()
-                    .map(|c| c.name.clone())
-                    .collect(),
-            });
+            return Err(unknown_connection(&rt.config, connection, |_| true));
         };
         let reviewers = rt.config.reviews.access_reviewers.clone();
         if reviewers.is_empty() {
@@ -412,16 +404,10 @@ impl Gate {
     ) -> Result<SessionGate, GateError> {
         let rt = self.runtime.load_full();
         let Some(conn) = rt.config.connection(connection) else {
-            return Err(GateError::UnknownConnection {
-                name: connection.to_owned(),
-                known: rt
-                    .config
-                    .connections
-                    .iter()
-                    .filter(|c| c.allows(&identity))
-                    .map(|c| c.name.clone())
-                    .collect(),
-            });
+            // Only the connections this identity may use are named.
+            return Err(unknown_connection(&rt.config, connection, |c| {
+                c.allows(&identity)
+            }));
         };
         if conn.kind != protocol {
             return Err(GateError::WrongProtocol {
@@ -488,6 +474,22 @@ impl Gate {
     /// Classification only (for `airlock policy test` and adapters that need it early).
     pub fn classify(&self, text: &str) -> Arc<Classification> {
         self.classifier.classify(text)
+    }
+}
+
+fn unknown_connection(
+    config: &Config,
+    name: &str,
+    listed: impl Fn(&Connection) -> bool,
+) -> GateError {
+    GateError::UnknownConnection {
+        name: name.to_owned(),
+        known: config
+            .connections
+            .iter()
+            .filter(|c| listed(c))
+            .map(|c| c.name.clone())
+            .collect(),
     }
 }
 

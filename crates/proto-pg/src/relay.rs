@@ -117,8 +117,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     limits: Limits,
 ) -> Result<(), RelayError> {
     let mut buf = BytesMut::with_capacity(8192);
-    let mut out = BytesMut::with_capacity(8192);
-    let mut expects: Vec<Expect> = Vec::new();
+    let mut p = Pending::default();
     let mut statements: HashMap<String, Arc<Prepared>> = HashMap::new();
     let mut portals: HashMap<String, Arc<Prepared>> = HashMap::new();
     loop {
@@ -126,8 +125,6 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
         if n == 0 {
             return Ok(());
         }
-        out.clear();
-        let mut records: Vec<(u64, Arc<str>, Judged)> = Vec::new();
         let mut terminate = false;
         loop {
             let msg = match codec::split_message(&mut buf, limits.max_message_bytes) {
@@ -141,63 +138,41 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
             match msg.tag {
                 b'Q' => {
                     let text = Reader::new(&msg.body, "Query").cstr()?;
-                    let mut judged = session.judge(text);
-                    if judged.decision.action == Action::Review {
-                        flush(
-                            &mut records,
-                            &mut expects,
-                            &mut out,
-                            &mut upstream,
-                            &client_writer,
-                            &session,
-                            &queue,
-                        )
+                    let (judged, _) = p
+                        .judge_holding(text, &mut upstream, &client_writer, &session, &queue)
                         .await?;
-                        resolve_review(&session, text, &mut judged, &client_writer).await;
-                    }
                     let seq = session.next_seq();
                     if let Some(error) = denial(&session, &judged) {
-                        put_query(&mut out, DENY_SQL);
-                        expects.push(Expect::Denied {
+                        put_query(&mut p.out, DENY_SQL);
+                        p.expects.push(Expect::Denied {
                             error,
                             extended: false,
                         });
                     } else {
-                        copy_message(&mut out, msg.tag, &msg.body);
-                        expects.push(Expect::Query(Tracked::new(seq)));
+                        copy_message(&mut p.out, msg.tag, &msg.body);
+                        p.expects.push(Expect::Query(Tracked::new(seq)));
                     }
-                    records.push((seq, Arc::from(text), judged));
+                    p.records.push((seq, Arc::from(text), judged));
                 }
                 b'P' => {
                     let mut r = Reader::new(&msg.body, "Parse");
                     let name = r.cstr()?;
                     let text = r.cstr()?;
-                    let mut judged = session.judge(text);
-                    let reviewed = judged.decision.action == Action::Review;
-                    if reviewed {
-                        flush(
-                            &mut records,
-                            &mut expects,
-                            &mut out,
-                            &mut upstream,
-                            &client_writer,
-                            &session,
-                            &queue,
-                        )
+                    let (judged, reviewed) = p
+                        .judge_holding(text, &mut upstream, &client_writer, &session, &queue)
                         .await?;
-                        resolve_review(&session, text, &mut judged, &client_writer).await;
-                    }
                     if let Some(error) = denial(&session, &judged) {
                         // Parse, bind and run the raising DO block on the unnamed statement; the
                         // upstream then skips everything up to the client's Sync, as it would
                         // after any error.
-                        put_deny_extended(&mut out);
-                        expects.push(Expect::Denied {
+                        put_deny_extended(&mut p.out);
+                        p.expects.push(Expect::Denied {
                             error,
                             extended: true,
                         });
                         // A denial is recorded when it happens, with its own sequence number.
-                        records.push((session.next_seq(), Arc::from(text), judged));
+                        p.records
+                            .push((session.next_seq(), Arc::from(text), judged));
                         statements.remove(name);
                     } else {
                         statements.insert(
@@ -209,8 +184,8 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                                 executed: AtomicBool::new(false),
                             }),
                         );
-                        copy_message(&mut out, msg.tag, &msg.body);
-                        expects.push(Expect::Parse);
+                        copy_message(&mut p.out, msg.tag, &msg.body);
+                        p.expects.push(Expect::Parse);
                     }
                 }
                 b'B' => {
@@ -225,8 +200,8 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                             portals.remove(portal);
                         }
                     }
-                    copy_message(&mut out, msg.tag, &msg.body);
-                    expects.push(Expect::Bind);
+                    copy_message(&mut p.out, msg.tag, &msg.body);
+                    p.expects.push(Expect::Bind);
                 }
                 b'E' => {
                     let portal = Reader::new(&msg.body, "Execute").cstr()?;
@@ -238,34 +213,35 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                         .get(portal)
                         .is_some_and(|p| p.reviewed && p.executed.swap(true, Ordering::Relaxed));
                     match portals.get(portal) {
-                        Some(p) if once_used => {
-                            let mut judged = p.judged.clone();
+                        Some(prep) if once_used => {
+                            let mut judged = prep.judged.clone();
                             judged.refused("airlock: the review approved one execution of this prepared statement; prepare it again to ask for another review");
                             let error = denial(&session, &judged)
                                 .unwrap_or_else(|| ErrorFields::error("42501", "airlock: denied"));
-                            put_deny_extended(&mut out);
-                            expects.push(Expect::Denied {
+                            put_deny_extended(&mut p.out);
+                            p.expects.push(Expect::Denied {
                                 error,
                                 extended: true,
                             });
-                            records.push((seq, p.text.clone(), judged));
+                            p.records.push((seq, prep.text.clone(), judged));
                         }
-                        Some(p) => {
-                            records.push((seq, p.text.clone(), p.judged.clone()));
-                            copy_message(&mut out, msg.tag, &msg.body);
-                            expects.push(Expect::Execute(Tracked::new(seq)));
+                        Some(prep) => {
+                            p.records
+                                .push((seq, prep.text.clone(), prep.judged.clone()));
+                            copy_message(&mut p.out, msg.tag, &msg.body);
+                            p.expects.push(Expect::Execute(Tracked::new(seq)));
                         }
                         None => {
-                            records.push((seq, Arc::from(""), session.judge("")));
-                            copy_message(&mut out, msg.tag, &msg.body);
-                            expects.push(Expect::Execute(Tracked::new(seq)));
+                            p.records.push((seq, Arc::from(""), session.judge("")));
+                            copy_message(&mut p.out, msg.tag, &msg.body);
+                            p.expects.push(Expect::Execute(Tracked::new(seq)));
                         }
                     }
                 }
                 b'D' => {
                     let kind = Reader::new(&msg.body, "Describe").u8()?;
-                    copy_message(&mut out, msg.tag, &msg.body);
-                    expects.push(if kind == b'S' {
+                    copy_message(&mut p.out, msg.tag, &msg.body);
+                    p.expects.push(if kind == b'S' {
                         Expect::DescribeStatement
                     } else {
                         Expect::DescribePortal
@@ -280,16 +256,16 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     } else {
                         portals.remove(name);
                     }
-                    copy_message(&mut out, msg.tag, &msg.body);
-                    expects.push(Expect::Close);
+                    copy_message(&mut p.out, msg.tag, &msg.body);
+                    p.expects.push(Expect::Close);
                 }
                 b'S' => {
-                    copy_message(&mut out, msg.tag, &msg.body);
-                    expects.push(Expect::Sync);
+                    copy_message(&mut p.out, msg.tag, &msg.body);
+                    p.expects.push(Expect::Sync);
                     // The unnamed portal does not survive the end of the implicit transaction.
                     portals.remove("");
                 }
-                b'H' | b'd' | b'c' | b'f' => copy_message(&mut out, msg.tag, &msg.body),
+                b'H' | b'd' | b'c' | b'f' => copy_message(&mut p.out, msg.tag, &msg.body),
                 b'F' => {
                     // FunctionCall runs a function by OID: no SQL to judge, so it is refused.
                     let seq = session.next_seq();
@@ -301,15 +277,15 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     let error = denial(&session, &judged).unwrap_or_else(|| {
                         ErrorFields::error("42501", "airlock: FunctionCall is not supported")
                     });
-                    put_query(&mut out, DENY_SQL);
-                    expects.push(Expect::Denied {
+                    put_query(&mut p.out, DENY_SQL);
+                    p.expects.push(Expect::Denied {
                         error,
                         extended: false,
                     });
-                    records.push((seq, Arc::from(text), judged));
+                    p.records.push((seq, Arc::from(text), judged));
                 }
                 b'X' => {
-                    copy_message(&mut out, msg.tag, &msg.body);
+                    copy_message(&mut p.out, msg.tag, &msg.body);
                     terminate = true;
                     break;
                 }
@@ -320,16 +296,8 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                 }
             }
         }
-        flush(
-            &mut records,
-            &mut expects,
-            &mut out,
-            &mut upstream,
-            &client_writer,
-            &session,
-            &queue,
-        )
-        .await?;
+        p.flush(&mut upstream, &client_writer, &session, &queue)
+            .await?;
         if terminate {
             let _ = upstream.shutdown().await;
             return Ok(());
@@ -337,43 +305,71 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     }
 }
 
-/// Writes the audit records of what was gathered so far, queues the expectations, and only then
-/// sends the messages upstream. Nothing is sent if the records cannot be written.
-async fn flush(
-    records: &mut Vec<(u64, Arc<str>, Judged)>,
-    expects: &mut Vec<Expect>,
-    out: &mut BytesMut,
-    upstream: &mut WriteHalf<PgStream>,
-    client_writer: &ClientWriter,
-    session: &SessionGate,
-    queue: &Queue,
-) -> Result<(), RelayError> {
-    if !records.is_empty() {
-        let refs: Vec<(u64, &str, &Judged)> = records
-            .iter()
-            .map(|(seq, text, j)| (*seq, &**text, j))
-            .collect();
-        if let Err(e) = session.record(&refs) {
-            // No execution without a record: nothing of this batch is forwarded.
-            fatal(
-                client_writer,
-                &ErrorFields::fatal("58030", e.to_string())
-                    .with_hint("the gateway's audit log cannot be written; ask an operator to check the gateway's disk"),
-            )
-            .await;
-            return Err(e.into());
+/// What one read from the client produced: audit records, expectations and bytes to forward.
+#[derive(Default)]
+struct Pending {
+    records: Vec<(u64, Arc<str>, Judged)>,
+    expects: Vec<Expect>,
+    out: BytesMut,
+}
+
+impl Pending {
+    /// Writes the audit records of what was gathered so far, queues the expectations, and only
+    /// then sends the messages upstream. Nothing is sent if the records cannot be written.
+    async fn flush(
+        &mut self,
+        upstream: &mut WriteHalf<PgStream>,
+        client_writer: &ClientWriter,
+        session: &SessionGate,
+        queue: &Queue,
+    ) -> Result<(), RelayError> {
+        if !self.records.is_empty() {
+            let refs: Vec<(u64, &str, &Judged)> = self
+                .records
+                .iter()
+                .map(|(seq, text, j)| (*seq, &**text, j))
+                .collect();
+            if let Err(e) = session.record(&refs) {
+                // No execution without a record: nothing of this batch is forwarded.
+                fatal(
+                    client_writer,
+                    &ErrorFields::fatal("58030", e.to_string())
+                        .with_hint("the gateway's audit log cannot be written; ask an operator to check the gateway's disk"),
+                )
+                .await;
+                return Err(e.into());
+            }
+            self.records.clear();
         }
-        records.clear();
+        if !self.expects.is_empty() {
+            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.extend(self.expects.drain(..));
+        }
+        if !self.out.is_empty() {
+            upstream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
     }
-    if !expects.is_empty() {
-        let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
-        q.extend(expects.drain(..));
+
+    /// Judges a statement; one a rule sends to review is held (after forwarding what came before
+    /// it) until the review decides. Returns the final judgement and whether a review decided it.
+    async fn judge_holding(
+        &mut self,
+        text: &str,
+        upstream: &mut WriteHalf<PgStream>,
+        client_writer: &ClientWriter,
+        session: &SessionGate,
+        queue: &Queue,
+    ) -> Result<(Judged, bool), RelayError> {
+        let mut judged = session.judge(text);
+        let reviewed = judged.decision.action == Action::Review;
+        if reviewed {
+            self.flush(upstream, client_writer, session, queue).await?;
+            resolve_review(session, text, &mut judged, client_writer).await;
+        }
+        Ok((judged, reviewed))
     }
-    if !out.is_empty() {
-        upstream.write_all(out).await?;
-        out.clear();
-    }
-    Ok(())
 }
 
 /// A statement a rule sent to review: hold it until a reviewer decides (telling the client
