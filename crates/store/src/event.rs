@@ -105,4 +105,33 @@ pub struct CommandRecord {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_us: Option<u64>,
+    /// Values masked in the result (on `command_result`): counts only, never the values.
+    #[serde(default, skip_serializing_if = "MaskedCounts::is_empty")]
+    pub masked: MaskedCounts,
+}
+
+/// How many values of a result were masked, by detector entity (`email`, `credit_card`, ...)
+/// and by source column (`payments.card_number`, or `?column` when lineage was unknown).
+/// Enough for a review to answer "did this agent ever read a card number?".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaskedCounts {
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub entities: std::collections::BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub columns: std::collections::BTreeMap<String, u64>,
+}
+
+impl MaskedCounts {
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty() && self.columns.is_empty()
+    }
+
+    pub fn add(&mut self, other: &MaskedCounts) {
+        for (k, v) in &other.entities {
+            *self.entities.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.columns {
+            *self.columns.entry(k.clone()).or_default() += v;
+        }
+    }
 }

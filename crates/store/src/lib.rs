@@ -19,7 +19,7 @@ mod log;
 
 pub use chain::{verify_log, VerifyReport, GENESIS_PREV};
 pub use error::StoreError;
-pub use event::{AuditEvent, CommandRecord, EventKind};
+pub use event::{AuditEvent, CommandRecord, EventKind, MaskedCounts};
 pub use index::{
     spawn_indexer, CommandRow, Index, IndexerHandle, SessionDetail, SessionFilter, SessionRow,
 };
