@@ -39,6 +39,8 @@
 mod cache;
 mod classify;
 pub mod functions;
+pub mod lineage;
+pub mod mysql;
 mod walk;
 
 pub use cache::PgClassifier;

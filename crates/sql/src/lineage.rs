@@ -1,0 +1,1190 @@
+//! Column lineage for masking: which source columns each output column of a statement derives
+//! from, computed on the PostgreSQL parse tree.
+//!
+//! The result is an *over-approximation* by design: a column is reported as derived from a masked
+//! source whenever any column reference in its expression may resolve to that source. Where the
+//! tree does not tell (a set-returning function, `FETCH` from a cursor, `EXECUTE` of a prepared
+//! statement, column aliases over a base table), the column is marked `unknown`, and the caller
+//! masks it when a column rule applies to a table the statement touches (fail closed).
+//!
+//! Catalog knowledge is limited to view definitions (supplied by the caller through [`Views`]):
+//! a view is analysed as the subquery it stands for. Table column lists are *not* needed:
+//! `SELECT *` is resolved at run time against the names in the result's `RowDescription`
+//! ([`StatementLineage::columns`]), which for star-expanded columns are the real column names.
+//!
+//! Limits worth knowing: the bodies of functions are not seen (`SELECT my_func(id)` that reads
+//! a masked column inside the function is not caught by lineage; content detectors still run),
+//! and whole-row references (`row_to_json(p)`) count every column rule that may apply to the
+//! table, including `*.column` rules for a column the table may not have.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+/// How deep views over views (and nested subqueries) are followed before giving up (unknown).
+const MAX_DEPTH: usize = 32;
+
+/// One `[[masking]] columns` entry: `table.column` or `schema.table.column`, `*` matching any one
+/// part. Matching is ASCII case-insensitive (over-masking a quoted mixed-case twin is harmless).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnRule {
+    schema: Option<String>,
+    table: Option<String>,
+    column: Option<String>,
+    /// The rule as written, reported as the source of a masked column.
+    text: String,
+}
+
+impl ColumnRule {
+    /// Parses `table.column` / `schema.table.column`; `None` if it has another shape.
+    pub fn parse(spec: &str) -> Option<ColumnRule> {
+        let parts: Vec<&str> = spec.split('.').collect();
+        let part = |s: &str| (s != "*").then(|| s.to_owned());
+        match parts.as_slice() {
+            [t, c] if !t.is_empty() && !c.is_empty() => Some(ColumnRule {
+                schema: None,
+                table: part(t),
+                column: part(c),
+                text: spec.to_owned(),
+            }),
+            [s, t, c] if !s.is_empty() && !t.is_empty() && !c.is_empty() => Some(ColumnRule {
+                schema: part(s),
+                table: part(t),
+                column: part(c),
+                text: spec.to_owned(),
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    fn matches_table(&self, schema: Option<&str>, table: &str) -> bool {
+        let schema_ok = match (&self.schema, schema) {
+            (Some(want), Some(have)) => want.eq_ignore_ascii_case(have),
+            // An unqualified reference may resolve to any schema on the search path.
+            _ => true,
+        };
+        schema_ok
+            && self
+                .table
+                .as_deref()
+                .is_none_or(|t| t.eq_ignore_ascii_case(table))
+    }
+
+    fn matches_column(&self, column: &str) -> bool {
+        self.column
+            .as_deref()
+            .is_none_or(|c| c.eq_ignore_ascii_case(column))
+    }
+}
+
+/// View definitions from the catalog, by (schema, name). `schema = None` asks for the view
+/// the unqualified name resolves to (the caller picks; `public` first is the usual answer).
+pub trait Views {
+    fn definition(&self, schema: Option<&str>, name: &str) -> Option<Arc<str>>;
+}
+
+/// No views known: every relation is taken to be a table.
+pub struct NoViews;
+
+impl Views for NoViews {
+    fn definition(&self, _: Option<&str>, _: &str) -> Option<Arc<str>> {
+        None
+    }
+}
+
+/// A snapshot of view definitions keyed by `schema.name` (lower-case).
+#[derive(Debug, Default, Clone)]
+pub struct ViewMap {
+    by_qualified: HashMap<String, Arc<str>>,
+    by_name: HashMap<String, Arc<str>>,
+}
+
+impl ViewMap {
+    pub fn insert(&mut self, schema: &str, name: &str, definition: &str) {
+        let def: Arc<str> = Arc::from(definition);
+        self.by_qualified.insert(
+            format!("{}.{}", schema.to_lowercase(), name.to_lowercase()),
+            def.clone(),
+        );
+        // An unqualified name: `public` wins, otherwise the first seen.
+        let key = name.to_lowercase();
+        if schema.eq_ignore_ascii_case("public") || !self.by_name.contains_key(&key) {
+            self.by_name.insert(key, def);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_qualified.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_qualified.is_empty()
+    }
+}
+
+impl Views for ViewMap {
+    fn definition(&self, schema: Option<&str>, name: &str) -> Option<Arc<str>> {
+        match schema {
+            Some(s) => self
+                .by_qualified
+                .get(&format!("{}.{}", s.to_lowercase(), name.to_lowercase()))
+                .cloned(),
+            None => self.by_name.get(&name.to_lowercase()).cloned(),
+        }
+    }
+}
+
+/// What one output column derives from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Taint {
+    /// The column rules (as written) whose columns may flow into this value.
+    pub sources: BTreeSet<String>,
+    /// Lineage could not be established for (part of) this value.
+    pub unknown: bool,
+}
+
+impl Taint {
+    fn unknown() -> Taint {
+        Taint {
+            sources: BTreeSet::new(),
+            unknown: true,
+        }
+    }
+
+    fn absorb(&mut self, other: &Taint) {
+        self.sources.extend(other.sources.iter().cloned());
+        self.unknown |= other.unknown;
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.sources.is_empty() && !self.unknown
+    }
+}
+
+/// The lineage of one statement's result columns.
+#[derive(Debug, Clone)]
+pub enum StatementLineage {
+    /// The statement returns no data rows that could carry column values (`EXPLAIN`, `SHOW`,
+    /// DDL, DML without RETURNING).
+    Clean,
+    /// Rows whose origin the tree does not show (`FETCH`, `EXECUTE`, `CALL`, unparsed text):
+    /// every column is unknown, and the statement is taken to touch masked tables.
+    Opaque,
+    Rows(RowsLineage),
+}
+
+#[derive(Debug, Clone)]
+pub struct RowsLineage {
+    output: Arc<Derived>,
+    /// A base table (or a view's base table) that some column rule names appears anywhere in
+    /// the statement.
+    pub touches_ruled_table: bool,
+}
+
+impl StatementLineage {
+    /// The taint of each column of a result with these column names (from `RowDescription`),
+    /// in order.
+    pub fn columns(&self, names: &[&str]) -> Vec<Taint> {
+        match self {
+            StatementLineage::Clean => vec![Taint::default(); names.len()],
+            StatementLineage::Opaque => vec![Taint::unknown(); names.len()],
+            StatementLineage::Rows(r) => r.output.map_columns(names),
+        }
+    }
+
+    /// Whether an unknown column must be masked (see the module documentation).
+    pub fn unknown_is_masked(&self) -> bool {
+        match self {
+            StatementLineage::Clean => false,
+            StatementLineage::Opaque => true,
+            StatementLineage::Rows(r) => r.touches_ruled_table,
+        }
+    }
+
+    /// The column taints resolved and reduced to "mask or not" (with the rule sources).
+    pub fn masked_columns(&self, names: &[&str]) -> Vec<Option<BTreeSet<String>>> {
+        let unknown_masked = self.unknown_is_masked();
+        self.columns(names)
+            .into_iter()
+            .map(|t| {
+                if !t.sources.is_empty() {
+                    Some(t.sources)
+                } else if t.unknown && unknown_masked {
+                    Some(BTreeSet::from(["?unknown".to_owned()]))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+/// Computes the lineage of every statement in `sql` (one entry per statement; a single
+/// `Opaque` entry if the text does not parse).
+pub fn lineage(sql: &str, rules: &[ColumnRule], views: &dyn Views) -> Vec<StatementLineage> {
+    let parsed = std::panic::catch_unwind(|| pg_query::parse(sql, 0));
+    let Ok(Ok(result)) = parsed else {
+        return vec![StatementLineage::Opaque];
+    };
+    let mut out = Vec::with_capacity(result.protobuf.stmts.len());
+    for raw in &result.protobuf.stmts {
+        let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) else {
+            out.push(StatementLineage::Opaque);
+            continue;
+        };
+        let Ok(tree) = serde_json::to_value(node) else {
+            out.push(StatementLineage::Opaque);
+            continue;
+        };
+        let mut an = Analyzer {
+            rules,
+            views,
+            touches_ruled_table: false,
+            depth: 0,
+        };
+        out.push(an.statement(&tree));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The analysis
+
+/// A relation in a FROM clause as far as lineage is concerned.
+#[derive(Debug, Clone)]
+enum Range {
+    /// A table, with the column rules that name it (resolved when the lineage is computed, so
+    /// star columns can be matched by name at run time).
+    Base { rules: Arc<[ColumnRule]> },
+    Derived(Arc<Derived>),
+    /// Every column carries this taint (a function's arguments, a base table under column
+    /// aliases we cannot map without the catalog), plus `unknown`.
+    Opaque(Taint),
+    Join(Vec<Range>),
+}
+
+/// The output columns of a query: named expressions and star expansions.
+#[derive(Debug, Clone, Default)]
+struct Derived {
+    items: Vec<Item>,
+}
+
+#[derive(Debug, Clone)]
+enum Item {
+    Expr { name: String, taint: Taint },
+    Star(Vec<Range>),
+}
+
+struct Frame {
+    ranges: Vec<(String, Range)>,
+}
+
+struct Scope<'p> {
+    frame: Frame,
+    ctes: Vec<(String, Arc<Derived>)>,
+    parent: Option<&'p Scope<'p>>,
+}
+
+impl Scope<'_> {
+    fn root() -> Scope<'static> {
+        Scope {
+            frame: Frame { ranges: Vec::new() },
+            ctes: Vec::new(),
+            parent: None,
+        }
+    }
+
+    fn cte(&self, name: &str) -> Option<Arc<Derived>> {
+        self.ctes
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d.clone())
+            .or_else(|| self.parent.and_then(|p| p.cte(name)))
+    }
+
+    fn range(&self, name: &str) -> Option<&Range> {
+        self.frame
+            .ranges
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| r)
+            .or_else(|| self.parent.and_then(|p| p.range(name)))
+    }
+}
+
+struct Analyzer<'a> {
+    rules: &'a [ColumnRule],
+    views: &'a dyn Views,
+    touches_ruled_table: bool,
+    depth: usize,
+}
+
+/// `{"node": {"Tag": {...}}}` or `{"Tag": {...}}` → ("Tag", fields).
+fn tagged(v: &Value) -> Option<(&str, &Map<String, Value>)> {
+    let mut v = v;
+    loop {
+        let Value::Object(map) = v else { return None };
+        if map.len() != 1 {
+            return None;
+        }
+        let (k, inner) = map.iter().next()?;
+        if k == "node" {
+            v = inner;
+            continue;
+        }
+        return match inner {
+            Value::Object(m) if k.starts_with(|c: char| c.is_ascii_uppercase()) => Some((k, m)),
+            _ => None,
+        };
+    }
+}
+
+fn list(map: &Map<String, Value>, key: &str) -> Vec<Value> {
+    match map.get(key) {
+        Some(Value::Array(items)) => items.clone(),
+        _ => Vec::new(),
+    }
+}
+
+fn str_field<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v str> {
+    map.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn sval(v: &Value) -> Option<&str> {
+    match tagged(v) {
+        Some(("String", m)) => str_field(m, "sval"),
+        _ => None,
+    }
+}
+
+fn alias_of(map: &Map<String, Value>) -> (Option<String>, bool) {
+    match map.get("alias") {
+        Some(Value::Object(a)) => (
+            str_field(a, "aliasname").map(str::to_owned),
+            matches!(a.get("colnames"), Some(Value::Array(c)) if !c.is_empty()),
+        ),
+        _ => (None, false),
+    }
+}
+
+fn alias_colnames(map: &Map<String, Value>) -> Vec<String> {
+    match map.get("alias") {
+        Some(Value::Object(a)) => list(a, "colnames")
+            .iter()
+            .filter_map(|c| sval(c).map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Analyzer<'_> {
+    fn statement(&mut self, tree: &Value) -> StatementLineage {
+        let Some((tag, map)) = tagged(tree) else {
+            return StatementLineage::Opaque;
+        };
+        let root = Scope::root();
+        let derived = match tag {
+            "SelectStmt" => {
+                if map.get("into_clause").is_some_and(|v| !v.is_null()) {
+                    return StatementLineage::Clean;
+                }
+                self.select(map, &root)
+            }
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
+                match self.modify(tag, map, &root) {
+                    Some(d) => d,
+                    None => return StatementLineage::Clean,
+                }
+            }
+            "CopyStmt" => match self.copy(map, &root) {
+                Some(d) => d,
+                None => return StatementLineage::Clean,
+            },
+            // Plans, settings, transaction control and DDL carry no column values.
+            "ExplainStmt" | "VariableShowStmt" | "TransactionStmt" | "VariableSetStmt"
+            | "CreateStmt" | "DropStmt" | "AlterTableStmt" | "IndexStmt" | "ViewStmt"
+            | "CreateTableAsStmt" | "DeclareCursorStmt" | "ListenStmt" | "UnlistenStmt"
+            | "NotifyStmt" | "DiscardStmt" | "DeallocateStmt" | "PrepareStmt"
+            | "TruncateStmt" | "GrantStmt" | "LockStmt" | "ClosePortalStmt" => {
+                return StatementLineage::Clean
+            }
+            // FETCH, EXECUTE, CALL (OUT parameters), and anything else returning rows.
+            _ => return StatementLineage::Opaque,
+        };
+        StatementLineage::Rows(RowsLineage {
+            output: Arc::new(derived),
+            touches_ruled_table: self.touches_ruled_table,
+        })
+    }
+
+    fn with_ctes<'s>(&mut self, map: &Map<String, Value>, parent: &'s Scope<'s>) -> Scope<'s> {
+        let mut scope = Scope {
+            frame: Frame { ranges: Vec::new() },
+            ctes: Vec::new(),
+            parent: Some(parent),
+        };
+        let Some(Value::Object(with)) = map.get("with_clause") else {
+            return scope;
+        };
+        let recursive = with
+            .get("recursive")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        for cte in list(with, "ctes") {
+            let Some(("CommonTableExpr", c)) = tagged(&cte) else {
+                continue;
+            };
+            let Some(name) = str_field(c, "ctename").map(str::to_owned) else {
+                continue;
+            };
+            if recursive {
+                // The self-reference is not followed: its columns are unknown.
+                scope.ctes.push((
+                    name.clone(),
+                    Arc::new(Derived {
+                        items: vec![Item::Star(vec![Range::Opaque(Taint::unknown())])],
+                    }),
+                ));
+            }
+            let mut derived = match c.get("ctequery") {
+                Some(q) => self.query_node(q, &scope),
+                None => unknown_derived(),
+            };
+            let colnames: Vec<String> = list(c, "aliascolnames")
+                .iter()
+                .filter_map(|v| sval(v).map(str::to_owned))
+                .collect();
+            rename(&mut derived, &colnames);
+            scope.ctes.retain(|(n, _)| n != &name);
+            scope.ctes.push((name, Arc::new(derived)));
+        }
+        scope
+    }
+
+    /// A node that is a query: SELECT, or a data-modifying statement with RETURNING.
+    fn query_node(&mut self, node: &Value, scope: &Scope<'_>) -> Derived {
+        match tagged(node) {
+            Some(("SelectStmt", m)) => self.select(m, scope),
+            Some((tag @ ("InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt"), m)) => {
+                self.modify(tag, m, scope).unwrap_or_default()
+            }
+            _ => unknown_derived(),
+        }
+    }
+
+    fn select(&mut self, map: &Map<String, Value>, parent: &Scope<'_>) -> Derived {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            self.depth -= 1;
+            self.touches_ruled_table = true;
+            return unknown_derived();
+        }
+        let d = self.select_inner(map, parent);
+        self.depth -= 1;
+        d
+    }
+
+    fn select_inner(&mut self, map: &Map<String, Value>, parent: &Scope<'_>) -> Derived {
+        let mut scope = self.with_ctes(map, parent);
+        // UNION / INTERSECT / EXCEPT: `larg` and `rarg` are untagged SelectStmts.
+        let op = map.get("op").and_then(Value::as_i64).unwrap_or(1);
+        if op > 1 {
+            let left = match map.get("larg") {
+                Some(Value::Object(l)) => self.select(l, &scope),
+                _ => unknown_derived(),
+            };
+            let right = match map.get("rarg") {
+                Some(Value::Object(r)) => self.select(r, &scope),
+                _ => unknown_derived(),
+            };
+            return merge_setop(left, right);
+        }
+        let values = list(map, "values_lists");
+        if !values.is_empty() {
+            let mut cols: Vec<Taint> = Vec::new();
+            for row in &values {
+                let exprs = match tagged(row) {
+                    Some(("List", m)) => list(m, "items"),
+                    _ => Vec::new(),
+                };
+                for (i, e) in exprs.iter().enumerate() {
+                    if cols.len() <= i {
+                        cols.push(Taint::default());
+                    }
+                    let t = self.expr(e, &scope);
+                    if let Some(c) = cols.get_mut(i) {
+                        c.absorb(&t);
+                    }
+                }
+            }
+            return Derived {
+                items: cols
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, taint)| Item::Expr {
+                        name: format!("column{}", i + 1),
+                        taint,
+                    })
+                    .collect(),
+            };
+        }
+        for from in list(map, "from_clause") {
+            let entries = self.from_item(&from, &scope);
+            scope.frame.ranges.extend(entries);
+        }
+        let mut items = Vec::new();
+        for target in list(map, "target_list") {
+            let Some(("ResTarget", rt)) = tagged(&target) else {
+                items.push(Item::Expr {
+                    name: "?column?".into(),
+                    taint: Taint::unknown(),
+                });
+                continue;
+            };
+            let val = rt.get("val").cloned().unwrap_or(Value::Null);
+            if let Some(star) = self.star(&val, &scope) {
+                items.push(star);
+                continue;
+            }
+            let taint = self.expr(&val, &scope);
+            let name = str_field(rt, "name")
+                .map(str::to_owned)
+                .unwrap_or_else(|| figure_colname(&val));
+            items.push(Item::Expr { name, taint });
+        }
+        Derived { items }
+    }
+
+    /// `*` or `alias.*` in a target list.
+    fn star(&mut self, val: &Value, scope: &Scope<'_>) -> Option<Item> {
+        let Some(("ColumnRef", cr)) = tagged(val) else {
+            return None;
+        };
+        let fields = list(cr, "fields");
+        let last = fields.last()?;
+        if !matches!(tagged(last), Some(("AStar", _))) {
+            return None;
+        }
+        let names: Vec<&str> = fields.iter().filter_map(sval).collect();
+        Some(match names.as_slice() {
+            [] => Item::Star(scope.frame.ranges.iter().map(|(_, r)| r.clone()).collect()),
+            [.., alias] => match scope.range(alias) {
+                Some(r) => Item::Star(vec![r.clone()]),
+                None => Item::Star(vec![Range::Opaque(Taint::unknown())]),
+            },
+        })
+    }
+
+    fn from_item(&mut self, node: &Value, scope: &Scope<'_>) -> Vec<(String, Range)> {
+        let Some((tag, m)) = tagged(node) else {
+            return vec![(String::new(), Range::Opaque(Taint::unknown()))];
+        };
+        match tag {
+            "RangeVar" => {
+                let (alias, has_colnames) = alias_of(m);
+                let relname = str_field(m, "relname").unwrap_or_default().to_owned();
+                let schema = str_field(m, "schemaname").map(str::to_owned);
+                let name = alias.unwrap_or_else(|| relname.clone());
+                let mut range = self.relation(schema.as_deref(), &relname, scope);
+                if has_colnames {
+                    range = self.renamed(range, &alias_colnames(m));
+                }
+                vec![(name, range)]
+            }
+            "RangeSubselect" => {
+                let (alias, _) = alias_of(m);
+                let mut d = match m.get("subquery") {
+                    Some(q) => self.query_node(q, scope),
+                    None => unknown_derived(),
+                };
+                rename(&mut d, &alias_colnames(m));
+                vec![(alias.unwrap_or_default(), Range::Derived(Arc::new(d)))]
+            }
+            "JoinExpr" => {
+                let mut out = Vec::new();
+                for side in ["larg", "rarg"] {
+                    if let Some(n) = m.get(side) {
+                        out.extend(self.from_item(n, scope));
+                    }
+                }
+                let (alias, _) = alias_of(m);
+                if let Some(a) = alias {
+                    let all = out.iter().map(|(_, r)| r.clone()).collect();
+                    out.push((a, Range::Join(all)));
+                }
+                out
+            }
+            // Functions (`generate_series`, `jsonb_to_recordset(...)`), XMLTABLE, JSON_TABLE,
+            // TABLESAMPLE: the columns carry whatever their arguments carry, and are unknown.
+            _ => {
+                let (alias, _) = alias_of(m);
+                let mut t = self.expr(&Value::Object(m.clone()), scope);
+                t.unknown = true;
+                vec![(alias.unwrap_or_default(), Range::Opaque(t))]
+            }
+        }
+    }
+
+    /// A named relation: a CTE, a view (analysed through its definition) or a table.
+    fn relation(&mut self, schema: Option<&str>, name: &str, scope: &Scope<'_>) -> Range {
+        if schema.is_none() {
+            if let Some(d) = scope.cte(name) {
+                return Range::Derived(d);
+            }
+        }
+        if let Some(def) = self.views.definition(schema, name) {
+            if self.depth > MAX_DEPTH {
+                self.touches_ruled_table = true;
+                return Range::Opaque(Taint::unknown());
+            }
+            let parsed = std::panic::catch_unwind(|| pg_query::parse(&def, 0));
+            let tree = match parsed {
+                Ok(Ok(r)) => r
+                    .protobuf
+                    .stmts
+                    .first()
+                    .and_then(|s| s.stmt.as_ref())
+                    .and_then(|s| s.node.as_ref())
+                    .and_then(|n| serde_json::to_value(n).ok()),
+                _ => None,
+            };
+            return match tree {
+                Some(t) => {
+                    let root = Scope::root();
+                    Range::Derived(Arc::new(self.query_node(&t, &root)))
+                }
+                None => {
+                    self.touches_ruled_table = true;
+                    Range::Opaque(Taint::unknown())
+                }
+            };
+        }
+        let rules: Arc<[ColumnRule]> = self
+            .rules
+            .iter()
+            .filter(|r| r.matches_table(schema, name))
+            .cloned()
+            .collect();
+        if !rules.is_empty() {
+            self.touches_ruled_table = true;
+        }
+        Range::Base { rules }
+    }
+
+    /// Column aliases over a relation (`FROM payments AS p(a, b)`): positions cannot be mapped
+    /// to base columns without the catalog, so every column carries the whole row's taint.
+    fn renamed(&mut self, range: Range, colnames: &[String]) -> Range {
+        match range {
+            Range::Derived(d) => {
+                let mut d = (*d).clone();
+                rename(&mut d, colnames);
+                Range::Derived(Arc::new(d))
+            }
+            other => {
+                let mut t = self.whole_row(&other);
+                t.unknown = true;
+                Range::Opaque(t)
+            }
+        }
+    }
+
+    fn modify(
+        &mut self,
+        tag: &str,
+        map: &Map<String, Value>,
+        parent: &Scope<'_>,
+    ) -> Option<Derived> {
+        let returning = match map.get("returning_clause") {
+            Some(Value::Object(rc)) => list(rc, "exprs"),
+            _ => list(map, "returning_list"),
+        };
+        let mut scope = self.with_ctes(map, parent);
+        // The statement's own query parts (INSERT ... SELECT, UPDATE ... FROM) only matter for
+        // `touches_ruled_table`; their values reach the result only through RETURNING.
+        if let Some(sel) = map.get("select_stmt") {
+            let _ = self.query_node(sel, &scope);
+        }
+        if let Some(Value::Object(rel)) = map.get("relation") {
+            let (alias, _) = alias_of(rel);
+            let relname = str_field(rel, "relname").unwrap_or_default().to_owned();
+            let schema = str_field(rel, "schemaname").map(str::to_owned);
+            let range = self.relation(schema.as_deref(), &relname, &scope);
+            scope
+                .frame
+                .ranges
+                .push((alias.unwrap_or_else(|| relname.clone()), range));
+        }
+        let extra = if tag == "DeleteStmt" {
+            "using_clause"
+        } else if tag == "MergeStmt" {
+            "source_relation"
+        } else {
+            "from_clause"
+        };
+        match map.get(extra) {
+            Some(Value::Array(items)) => {
+                for f in items {
+                    let e = self.from_item(f, &scope);
+                    scope.frame.ranges.extend(e);
+                }
+            }
+            Some(v @ Value::Object(_)) => {
+                let e = self.from_item(v, &scope);
+                scope.frame.ranges.extend(e);
+            }
+            _ => {}
+        }
+        if returning.is_empty() {
+            return None;
+        }
+        let mut items = Vec::new();
+        for target in returning {
+            let Some(("ResTarget", rt)) = tagged(&target) else {
+                items.push(Item::Expr {
+                    name: "?column?".into(),
+                    taint: Taint::unknown(),
+                });
+                continue;
+            };
+            let val = rt.get("val").cloned().unwrap_or(Value::Null);
+            if let Some(star) = self.star(&val, &scope) {
+                items.push(star);
+                continue;
+            }
+            let taint = self.expr(&val, &scope);
+            let name = str_field(rt, "name")
+                .map(str::to_owned)
+                .unwrap_or_else(|| figure_colname(&val));
+            items.push(Item::Expr { name, taint });
+        }
+        Some(Derived { items })
+    }
+
+    fn copy(&mut self, map: &Map<String, Value>, scope: &Scope<'_>) -> Option<Derived> {
+        if map.get("is_from").and_then(Value::as_bool) == Some(true) {
+            return None;
+        }
+        if let Some(q) = map.get("query").filter(|q| !q.is_null()) {
+            return Some(self.query_node(q, scope));
+        }
+        let Some(Value::Object(rel)) = map.get("relation") else {
+            return Some(unknown_derived());
+        };
+        let relname = str_field(rel, "relname").unwrap_or_default().to_owned();
+        let schema = str_field(rel, "schemaname").map(str::to_owned);
+        let range = self.relation(schema.as_deref(), &relname, scope);
+        let attnames: Vec<String> = list(map, "attlist")
+            .iter()
+            .filter_map(|v| sval(v).map(str::to_owned))
+            .collect();
+        if attnames.is_empty() {
+            // COPY out has no column names on the wire: every column carries the row's taint.
+            let t = self.whole_row(&range);
+            return Some(Derived {
+                items: vec![Item::Star(vec![Range::Opaque(t)])],
+            });
+        }
+        let items = attnames
+            .into_iter()
+            .map(|name| {
+                let taint = self.column_of(&range, &name);
+                Item::Expr { name, taint }
+            })
+            .collect();
+        Some(Derived { items })
+    }
+
+    /// The taint of an expression: every column reference inside it, resolved in `scope`;
+    /// sub-queries analysed in a scope chained to it.
+    fn expr(&mut self, v: &Value, scope: &Scope<'_>) -> Taint {
+        let mut t = Taint::default();
+        self.expr_into(v, scope, &mut t);
+        t
+    }
+
+    fn expr_into(&mut self, v: &Value, scope: &Scope<'_>, out: &mut Taint) {
+        if let Some((tag, m)) = tagged(v) {
+            match tag {
+                "ColumnRef" => {
+                    let t = self.column_ref(m, scope);
+                    out.absorb(&t);
+                    return;
+                }
+                "SelectStmt" => {
+                    let d = self.select(m, scope);
+                    out.absorb(&self.derived_all(&d));
+                    return;
+                }
+                _ => {}
+            }
+        }
+        match v {
+            Value::Array(items) => {
+                for i in items {
+                    self.expr_into(i, scope, out);
+                }
+            }
+            Value::Object(m) => {
+                for (_, child) in m {
+                    self.expr_into(child, scope, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn column_ref(&mut self, m: &Map<String, Value>, scope: &Scope<'_>) -> Taint {
+        let fields = list(m, "fields");
+        let star = fields
+            .last()
+            .is_some_and(|f| matches!(tagged(f), Some(("AStar", _))));
+        let names: Vec<&str> = fields.iter().filter_map(sval).collect();
+        match (names.as_slice(), star) {
+            ([], true) => {
+                // A bare `*` inside an expression (`count(*)` is not a ColumnRef; this is e.g.
+                // `row(*)`): every range in scope.
+                let ranges: Vec<Range> = scope.frame.ranges.iter().map(|(_, r)| r.clone()).collect();
+                let mut t = Taint::default();
+                for r in &ranges {
+                    t.absorb(&self.whole_row(r));
+                }
+                t
+            }
+            ([alias], true) | ([_, alias], true) => match scope.range(alias) {
+                Some(r) => {
+                    let r = r.clone();
+                    self.whole_row(&r)
+                }
+                None => Taint::unknown(),
+            },
+            ([col], false) => {
+                // A bare name: a column of any range in scope, or a whole-row reference.
+                let mut t = Taint::default();
+                let mut s = Some(scope);
+                let mut ranges: Vec<Range> = Vec::new();
+                while let Some(sc) = s {
+                    ranges.extend(sc.frame.ranges.iter().map(|(_, r)| r.clone()));
+                    s = sc.parent;
+                }
+                for r in &ranges {
+                    t.absorb(&self.column_of(r, col));
+                }
+                if let Some(r) = scope.range(col) {
+                    let r = r.clone();
+                    t.absorb(&self.whole_row(&r));
+                }
+                t
+            }
+            ([alias, col], false) | ([_, alias, col], false) | ([_, _, alias, col], false) => {
+                match scope.range(alias) {
+                    Some(r) => {
+                        let r = r.clone();
+                        self.column_of(&r, col)
+                    }
+                    None => Taint::unknown(),
+                }
+            }
+            _ => Taint::unknown(),
+        }
+    }
+
+    fn column_of(&mut self, range: &Range, col: &str) -> Taint {
+        match range {
+            Range::Base { rules } => Taint {
+                sources: rules
+                    .iter()
+                    .filter(|r| r.matches_column(col))
+                    .map(|r| r.text.clone())
+                    .collect(),
+                unknown: false,
+            },
+            Range::Derived(d) => self.derived_column(d, col),
+            Range::Opaque(t) => t.clone(),
+            Range::Join(ranges) => {
+                let mut t = Taint::default();
+                for r in ranges {
+                    t.absorb(&self.column_of(r, col));
+                }
+                t
+            }
+        }
+    }
+
+    fn derived_column(&mut self, d: &Derived, col: &str) -> Taint {
+        let mut t = Taint::default();
+        let mut found = false;
+        for item in &d.items {
+            match item {
+                Item::Expr { name, taint } if name == col => {
+                    t.absorb(taint);
+                    found = true;
+                }
+                Item::Star(ranges) => {
+                    for r in ranges {
+                        t.absorb(&self.column_of(r, col));
+                    }
+                }
+                Item::Expr { .. } => {}
+            }
+        }
+        let _ = found;
+        t
+    }
+
+    fn whole_row(&mut self, range: &Range) -> Taint {
+        match range {
+            Range::Base { rules } => Taint {
+                sources: rules.iter().map(|r| r.text.clone()).collect(),
+                unknown: false,
+            },
+            Range::Derived(d) => self.derived_all(d),
+            Range::Opaque(t) => t.clone(),
+            Range::Join(ranges) => {
+                let mut t = Taint::default();
+                for r in ranges {
+                    t.absorb(&self.whole_row(r));
+                }
+                t
+            }
+        }
+    }
+
+    fn derived_all(&mut self, d: &Derived) -> Taint {
+        let mut t = Taint::default();
+        for item in &d.items {
+            match item {
+                Item::Expr { taint, .. } => t.absorb(taint),
+                Item::Star(ranges) => {
+                    for r in ranges {
+                        t.absorb(&self.whole_row(r));
+                    }
+                }
+            }
+        }
+        t
+    }
+}
+
+fn unknown_derived() -> Derived {
+    Derived {
+        items: vec![Item::Star(vec![Range::Opaque(Taint::unknown())])],
+    }
+}
+
+/// Column aliases rename output columns by position; with a star among the items positions
+/// are unknown, so every column takes the union of all.
+fn rename(d: &mut Derived, colnames: &[String]) {
+    if colnames.is_empty() {
+        return;
+    }
+    let has_star = d.items.iter().any(|i| matches!(i, Item::Star(_)));
+    if has_star {
+        let mut all = Taint::default();
+        for item in &d.items {
+            match item {
+                Item::Expr { taint, .. } => all.absorb(taint),
+                Item::Star(ranges) => {
+                    for r in ranges {
+                        all.absorb(&range_all_static(r));
+                    }
+                }
+            }
+        }
+        all.unknown = true;
+        d.items = vec![Item::Star(vec![Range::Opaque(all)])];
+        return;
+    }
+    for (item, new) in d.items.iter_mut().zip(colnames) {
+        if let Item::Expr { name, .. } = item {
+            *name = new.clone();
+        }
+    }
+}
+
+/// Whole-row taint, with base tables also unknown: used where columns cannot be told apart.
+fn range_all_static(r: &Range) -> Taint {
+    match r {
+        Range::Base { rules } => Taint {
+            sources: rules.iter().map(|r| r.text.clone()).collect(),
+            unknown: true,
+        },
+        Range::Derived(d) => {
+            let mut t = Taint::default();
+            for item in &d.items {
+                match item {
+                    Item::Expr { taint, .. } => t.absorb(taint),
+                    Item::Star(rs) => {
+                        for r in rs {
+                            t.absorb(&range_all_static(r));
+                        }
+                    }
+                }
+            }
+            t
+        }
+        Range::Opaque(t) => t.clone(),
+        Range::Join(rs) => {
+            let mut t = Taint::default();
+            for r in rs {
+                t.absorb(&range_all_static(r));
+            }
+            t
+        }
+    }
+}
+
+/// UNION / INTERSECT / EXCEPT: column i is the union of both arms' column i. With a star in
+/// either arm the positions cannot be lined up, so every column takes everything.
+fn merge_setop(left: Derived, right: Derived) -> Derived {
+    let starless = |d: &Derived| d.items.iter().all(|i| matches!(i, Item::Expr { .. }));
+    if starless(&left) && starless(&right) && left.items.len() == right.items.len() {
+        let items = left
+            .items
+            .into_iter()
+            .zip(right.items)
+            .map(|(l, r)| match (l, r) {
+                (Item::Expr { name, mut taint }, Item::Expr { taint: rt, .. }) => {
+                    taint.absorb(&rt);
+                    Item::Expr { name, taint }
+                }
+                (l, _) => l,
+            })
+            .collect();
+        return Derived { items };
+    }
+    Derived {
+        items: vec![Item::Star(vec![
+            Range::Derived(Arc::new(left)),
+            Range::Derived(Arc::new(right)),
+        ])],
+    }
+}
+
+impl Derived {
+    /// Lines the items up with the result's columns. Items before the first star and after the
+    /// last one map by position; columns in between are looked up by name in the stars' ranges
+    /// (and absorb the expressions among them, whose positions are lost).
+    fn map_columns(&self, names: &[&str]) -> Vec<Taint> {
+        let mut an = Analyzer {
+            rules: &[],
+            views: &NoViews,
+            touches_ruled_table: false,
+            depth: 0,
+        };
+        let n = names.len();
+        let first_star = self.items.iter().position(|i| matches!(i, Item::Star(_)));
+        let Some(first_star) = first_star else {
+            return (0..n)
+                .map(|i| match self.items.get(i) {
+                    Some(Item::Expr { taint, .. }) => taint.clone(),
+                    _ => Taint::unknown(),
+                })
+                .collect();
+        };
+        let last_star = self
+            .items
+            .iter()
+            .rposition(|i| matches!(i, Item::Star(_)))
+            .unwrap_or(first_star);
+        let after = self.items.len() - last_star - 1;
+        let middle_end = n.saturating_sub(after);
+        let mut out = Vec::with_capacity(n);
+        for (i, name) in names.iter().enumerate() {
+            if i < first_star {
+                out.push(match self.items.get(i) {
+                    Some(Item::Expr { taint, .. }) => taint.clone(),
+                    _ => Taint::unknown(),
+                });
+            } else if i >= middle_end && middle_end >= first_star {
+                let k = last_star + 1 + (i - middle_end);
+                out.push(match self.items.get(k) {
+                    Some(Item::Expr { taint, .. }) => taint.clone(),
+                    _ => Taint::unknown(),
+                });
+            } else {
+                let mut t = Taint::default();
+                for item in self.items.get(first_star..=last_star).unwrap_or_default() {
+                    match item {
+                        Item::Star(ranges) => {
+                            for r in ranges {
+                                t.absorb(&an.column_of(r, name));
+                            }
+                        }
+                        Item::Expr { taint, .. } => t.absorb(taint),
+                    }
+                }
+                out.push(t);
+            }
+        }
+        out
+    }
+}
+
+/// PostgreSQL's FigureColname, for the names that matter here.
+fn figure_colname(v: &Value) -> String {
+    match tagged(v) {
+        Some(("ColumnRef", m)) => list(m, "fields")
+            .iter()
+            .rev()
+            .find_map(|f| sval(f).map(str::to_owned))
+            .unwrap_or_else(|| "?column?".into()),
+        Some(("FuncCall", m)) => list(m, "funcname")
+            .iter()
+            .rev()
+            .find_map(|f| sval(f).map(str::to_owned))
+            .unwrap_or_else(|| "?column?".into()),
+        Some(("TypeCast", m)) => match m.get("arg") {
+            Some(a) => {
+                let inner = figure_colname(a);
+                if inner == "?column?" {
+                    // `'x'::text` is named after the type.
+                    m.get("type_name")
+                        .and_then(|t| match t {
+                            Value::Object(tn) => list(tn, "names")
+                                .iter()
+                                .rev()
+                                .find_map(|f| sval(f).map(str::to_owned)),
+                            _ => None,
+                        })
+                        .unwrap_or(inner)
+                } else {
+                    inner
+                }
+            }
+            None => "?column?".into(),
+        },
+        Some(("AIndirection", m)) => list(m, "indirection")
+            .iter()
+            .rev()
+            .find_map(|f| sval(f).map(str::to_owned))
+            .unwrap_or_else(|| m.get("arg").map_or("?column?".into(), figure_colname)),
+        Some(("CaseExpr", _)) => "case".into(),
+        Some(("CoalesceExpr", _)) => "coalesce".into(),
+        Some(("MinMaxExpr", m)) => {
+            if m.get("op").and_then(Value::as_i64) == Some(2) {
+                "least".into()
+            } else {
+                "greatest".into()
+            }
+        }
+        Some(("SubLink", m)) => match m.get("subselect").and_then(tagged) {
+            Some(("SelectStmt", s)) => list(s, "target_list")
+                .first()
+                .and_then(|t| match tagged(t) {
+                    Some(("ResTarget", rt)) => str_field(rt, "name")
+                        .map(str::to_owned)
+                        .or_else(|| rt.get("val").map(figure_colname)),
+                    _ => None,
+                })
+                .unwrap_or_else(|| "?column?".into()),
+            _ => "?column?".into(),
+        },
+        _ => "?column?".into(),
+    }
+}
