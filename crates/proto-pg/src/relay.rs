@@ -18,7 +18,10 @@ use crate::codec::{
     self, peek_message, put_error, put_message, put_query, rows_from_tag, ErrorFields, FrameError,
     Reader,
 };
+use crate::mask::{self, Column, Counts, LineageCache, RowPlan};
 use crate::stream::PgStream;
+use airlock_gate::masking::SessionMasking;
+use airlock_sql::lineage::{CopyFormat, CopyKind, StatementLineage, ViewMap};
 use airlock_core::review::Review;
 use airlock_core::Action;
 use airlock_gate::{GateError, Judged, ReviewOutcome, SessionGate};
@@ -45,8 +48,12 @@ pub(crate) enum Expect {
     },
     Parse,
     Bind,
-    DescribeStatement,
-    DescribePortal,
+    /// `Some`: a statement whose result shape masking needs (filled from the RowDescription).
+    DescribeStatement(Option<Arc<Prepared>>),
+    DescribePortal(Option<Arc<Prepared>>),
+    /// A Describe the gateway added before an Execute so it knows the result's columns: its
+    /// answer is not the client's.
+    InjectedDescribe(Arc<Prepared>),
     Execute(Tracked),
     Close,
     Sync,
@@ -59,6 +66,39 @@ pub(crate) struct Tracked {
     started: Instant,
     rows: Option<u64>,
     error: Option<String>,
+    /// Present when masking applies to the session.
+    mask: Option<Box<MaskState>>,
+}
+
+/// Masking state of one command's results.
+#[derive(Debug)]
+pub(crate) struct MaskState {
+    /// Per statement of the text; `None` when only content detectors apply.
+    lineage: Option<Arc<Vec<StatementLineage>>>,
+    /// Index of the statement whose results are arriving (simple Query).
+    stmt: usize,
+    plan: Option<RowPlan>,
+    copy: Option<CopyFormat>,
+    counts: Counts,
+    /// Extended protocol: the statement executed and the portal's result formats.
+    prepared: Option<(Arc<Prepared>, Arc<[i16]>)>,
+}
+
+impl MaskState {
+    fn new(lineage: Option<Arc<Vec<StatementLineage>>>) -> Box<MaskState> {
+        Box::new(MaskState {
+            lineage,
+            stmt: 0,
+            plan: None,
+            copy: None,
+            counts: Counts::default(),
+            prepared: None,
+        })
+    }
+
+    fn lineage(&self) -> Option<&StatementLineage> {
+        self.lineage.as_ref().and_then(|l| l.get(self.stmt))
+    }
 }
 
 impl Tracked {
@@ -68,7 +108,24 @@ impl Tracked {
             started: Instant::now(),
             rows: None,
             error: None,
+            mask: None,
         }
+    }
+
+    fn masked(seq: u64, mask: Option<Box<MaskState>>) -> Self {
+        Tracked {
+            mask,
+            ..Tracked::new(seq)
+        }
+    }
+
+    fn finish(&mut self, session: &SessionGate, error: Option<String>) {
+        let counts = self
+            .mask
+            .as_mut()
+            .map(|m| m.counts.take())
+            .unwrap_or_default();
+        session.record_result_masked(self.seq, self.rows, error, self.started.elapsed(), counts);
     }
 
     fn add_rows(&mut self, tag_body: &[u8]) {
@@ -89,6 +146,74 @@ pub(crate) struct Prepared {
     /// prepared statement.
     reviewed: bool,
     executed: AtomicBool,
+    /// Masking: the statement's column lineage, its result columns once described, and
+    /// whether a Describe was already sent for it.
+    lineage: Option<Arc<Vec<StatementLineage>>>,
+    shape: Mutex<Option<Arc<Vec<Column>>>>,
+    described: AtomicBool,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("text", &self.text).finish_non_exhaustive()
+    }
+}
+
+/// A bound portal: its statement and, with masking, the result formats the client asked for.
+struct Portal {
+    prepared: Arc<Prepared>,
+    formats: Arc<[i16]>,
+}
+
+/// Masking context of the client-to-upstream side.
+struct MaskCtx {
+    masking: Arc<SessionMasking>,
+    views: Arc<ViewMap>,
+    lineages: LineageCache,
+}
+
+impl MaskCtx {
+    fn lineage(&mut self, text: &Arc<str>) -> Option<Arc<Vec<StatementLineage>>> {
+        if !self.masking.has_column_rules() {
+            return None;
+        }
+        Some(self.lineages.get(text, &self.masking, &*self.views))
+    }
+
+    /// Binary COPY rows cannot be split into fields, so they cannot be masked: refused.
+    fn refuse_unmaskable(lineage: &Option<Arc<Vec<StatementLineage>>>, judged: &mut Judged) {
+        let binary_copy = lineage.as_ref().is_some_and(|l| {
+            l.iter()
+                .any(|s| s.copy_format().is_some_and(|f| f.kind == CopyKind::Binary))
+        });
+        if binary_copy && judged.decision.action == Action::Allow {
+            judged.force_deny("masking applies to this session and binary COPY output cannot be masked; use COPY ... TO STDOUT in text or csv format");
+        }
+    }
+}
+
+/// The result formats of a Bind message (after the parameters).
+fn bind_result_formats(body: &[u8]) -> Option<Arc<[i16]>> {
+    let mut r = Reader::new(body, "Bind");
+    r.cstr().ok()?;
+    r.cstr().ok()?;
+    let nfmt = r.u16().ok()?;
+    for _ in 0..nfmt {
+        r.u16().ok()?;
+    }
+    let nparams = r.u16().ok()?;
+    for _ in 0..nparams {
+        let len = r.i32().ok()?;
+        if let Ok(n) = usize::try_from(len) {
+            r.take(n).ok()?;
+        }
+    }
+    let nres = r.u16().ok()?;
+    let mut formats = Vec::with_capacity(usize::from(nres));
+    for _ in 0..nres {
+        formats.push(r.u16().ok()? as i16);
+    }
+    Some(formats.into())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +226,8 @@ pub enum RelayError {
     UnknownMessage(char),
     #[error("{0}")]
     Gate(#[from] GateError),
+    #[error("upstream protocol error: {0}")]
+    Upstream(String),
 }
 
 pub struct Limits {
@@ -119,7 +246,12 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     let mut buf = BytesMut::with_capacity(8192);
     let mut p = Pending::default();
     let mut statements: HashMap<String, Arc<Prepared>> = HashMap::new();
-    let mut portals: HashMap<String, Arc<Prepared>> = HashMap::new();
+    let mut portals: HashMap<String, Portal> = HashMap::new();
+    let mut mask = session.masking().cloned().map(|masking| MaskCtx {
+        masking,
+        views: session.cached_views().unwrap_or_default(),
+        lineages: LineageCache::new(),
+    });
     loop {
         let n = client.read_buf(&mut buf).await?;
         if n == 0 {
@@ -138,9 +270,15 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
             match msg.tag {
                 b'Q' => {
                     let text = Reader::new(&msg.body, "Query").cstr()?;
-                    let (judged, _) = p
+                    let (mut judged, _) = p
                         .judge_holding(text, &mut upstream, &client_writer, &session, &queue)
                         .await?;
+                    let text: Arc<str> = Arc::from(text);
+                    let masked = mask.as_mut().map(|m| {
+                        let lineage = m.lineage(&text);
+                        MaskCtx::refuse_unmaskable(&lineage, &mut judged);
+                        MaskState::new(lineage)
+                    });
                     let seq = session.next_seq();
                     if let Some(error) = denial(&session, &judged) {
                         put_query(&mut p.out, DENY_SQL);
@@ -150,17 +288,22 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                         });
                     } else {
                         copy_message(&mut p.out, msg.tag, &msg.body);
-                        p.expects.push(Expect::Query(Tracked::new(seq)));
+                        p.expects.push(Expect::Query(Tracked::masked(seq, masked)));
                     }
-                    p.records.push((seq, Arc::from(text), judged));
+                    p.records.push((seq, text, judged));
                 }
                 b'P' => {
                     let mut r = Reader::new(&msg.body, "Parse");
                     let name = r.cstr()?;
                     let text = r.cstr()?;
-                    let (judged, reviewed) = p
+                    let (mut judged, reviewed) = p
                         .judge_holding(text, &mut upstream, &client_writer, &session, &queue)
                         .await?;
+                    let lineage = mask.as_mut().and_then(|m| {
+                        let lineage = m.lineage(&Arc::from(text));
+                        MaskCtx::refuse_unmaskable(&lineage, &mut judged);
+                        lineage
+                    });
                     if let Some(error) = denial(&session, &judged) {
                         // Parse, bind and run the raising DO block on the unnamed statement; the
                         // upstream then skips everything up to the client's Sync, as it would
@@ -182,6 +325,9 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                                 judged,
                                 reviewed,
                                 executed: AtomicBool::new(false),
+                                lineage,
+                                shape: Mutex::new(None),
+                                described: AtomicBool::new(false),
                             }),
                         );
                         copy_message(&mut p.out, msg.tag, &msg.body);
@@ -194,7 +340,18 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     let statement = r.cstr()?;
                     match statements.get(statement) {
                         Some(p) => {
-                            portals.insert(portal.to_owned(), p.clone());
+                            let formats = if mask.is_some() {
+                                bind_result_formats(&msg.body).unwrap_or_else(|| Arc::from([]))
+                            } else {
+                                Arc::from([])
+                            };
+                            portals.insert(
+                                portal.to_owned(),
+                                Portal {
+                                    prepared: p.clone(),
+                                    formats,
+                                },
+                            );
                         }
                         None => {
                             portals.remove(portal);
@@ -209,11 +366,11 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     // Executing a portal runs the statement it was bound from: that is the
                     // command the audit event is for. A portal we never saw bound (unknown to
                     // the upstream too) gets an event with no text; the upstream will refuse it.
-                    let once_used = portals
-                        .get(portal)
-                        .is_some_and(|p| p.reviewed && p.executed.swap(true, Ordering::Relaxed));
+                    let once_used = portals.get(portal).is_some_and(|p| {
+                        p.prepared.reviewed && p.prepared.executed.swap(true, Ordering::Relaxed)
+                    });
                     match portals.get(portal) {
-                        Some(prep) if once_used => {
+                        Some(Portal { prepared: prep, .. }) if once_used => {
                             let mut judged = prep.judged.clone();
                             judged.refused("airlock: the review approved one execution of this prepared statement; prepare it again to ask for another review");
                             let error = denial(&session, &judged)
@@ -225,26 +382,58 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                             });
                             p.records.push((seq, prep.text.clone(), judged));
                         }
-                        Some(prep) => {
+                        Some(Portal {
+                            prepared: prep,
+                            formats,
+                        }) => {
                             p.records
                                 .push((seq, prep.text.clone(), prep.judged.clone()));
+                            let masked = mask.as_ref().map(|_| {
+                                let mut state = MaskState::new(prep.lineage.clone());
+                                state.prepared = Some((prep.clone(), formats.clone()));
+                                state
+                            });
+                            if masked.is_some() && !prep.described.swap(true, Ordering::Relaxed) {
+                                // The result's columns must be known before its rows arrive.
+                                put_message(&mut p.out, b'D', |o| {
+                                    o.put_u8(b'P');
+                                    codec::put_cstr(o, portal);
+                                });
+                                p.expects.push(Expect::InjectedDescribe(prep.clone()));
+                            }
                             copy_message(&mut p.out, msg.tag, &msg.body);
-                            p.expects.push(Expect::Execute(Tracked::new(seq)));
+                            p.expects.push(Expect::Execute(Tracked::masked(seq, masked)));
                         }
                         None => {
                             p.records.push((seq, Arc::from(""), session.judge("")));
                             copy_message(&mut p.out, msg.tag, &msg.body);
-                            p.expects.push(Expect::Execute(Tracked::new(seq)));
+                            let masked = mask.as_ref().map(|_| MaskState::new(Some(Arc::new(vec![StatementLineage::Opaque]))));
+                            p.expects.push(Expect::Execute(Tracked::masked(seq, masked)));
                         }
                     }
                 }
                 b'D' => {
-                    let kind = Reader::new(&msg.body, "Describe").u8()?;
+                    let mut r = Reader::new(&msg.body, "Describe");
+                    let kind = r.u8()?;
+                    let name = r.cstr()?;
+                    let prepared = if mask.is_some() {
+                        let prep = if kind == b'S' {
+                            statements.get(name).cloned()
+                        } else {
+                            portals.get(name).map(|p| p.prepared.clone())
+                        };
+                        if let Some(prep) = &prep {
+                            prep.described.store(true, Ordering::Relaxed);
+                        }
+                        prep
+                    } else {
+                        None
+                    };
                     copy_message(&mut p.out, msg.tag, &msg.body);
                     p.expects.push(if kind == b'S' {
-                        Expect::DescribeStatement
+                        Expect::DescribeStatement(prepared)
                     } else {
-                        Expect::DescribePortal
+                        Expect::DescribePortal(prepared)
                     });
                 }
                 b'C' => {
@@ -479,6 +668,8 @@ enum Step {
     Pass,
     Swallow,
     Replace(ErrorFields),
+    /// The message with this body instead (same tag): a masked row, error or notice.
+    Rewrite(u8, Vec<u8>),
 }
 
 /// Relays backend messages until the upstream closes.
@@ -491,6 +682,8 @@ pub(crate) async fn upstream_to_client(
 ) -> Result<(), RelayError> {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::new();
+    let masking = session.masking().cloned();
+    let masking = masking.as_deref();
     loop {
         let n = upstream.read_buf(&mut buf).await?;
         if n == 0 {
@@ -506,9 +699,15 @@ pub(crate) async fn upstream_to_client(
             {
                 let body = buf.get(pos + 5..pos + len).unwrap_or_default();
                 let step = match tag {
-                    // Asynchronous messages belong to no request.
-                    b'N' | b'A' | b'S' => Step::Pass,
-                    _ => on_response(&mut q, tag, body, &session),
+                    // Asynchronous messages belong to no request; a notice may echo values.
+                    b'N' => match masking.and_then(|m| {
+                        mask::mask_error_body(m, body, &mut mask::Counts::default())
+                    }) {
+                        Some(b) => Step::Rewrite(tag, b),
+                        None => Step::Pass,
+                    },
+                    b'A' | b'S' => Step::Pass,
+                    _ => on_response(&mut q, tag, body, &session, masking)?,
                 };
                 match step {
                     Step::Pass => {
@@ -516,14 +715,16 @@ pub(crate) async fn upstream_to_client(
                             out.extend_from_slice(buf.get(pos..pos + len).unwrap_or_default());
                         }
                     }
-                    Step::Swallow | Step::Replace(_) => {
+                    Step::Swallow | Step::Replace(_) | Step::Rewrite(..) => {
                         if !rewritten {
                             rewritten = true;
                             out.clear();
                             out.extend_from_slice(buf.get(..pos).unwrap_or_default());
                         }
-                        if let Step::Replace(f) = step {
-                            put_error(&mut out, &f);
+                        match step {
+                            Step::Replace(f) => put_error(&mut out, &f),
+                            Step::Rewrite(tag, body) => copy_message(&mut out, tag, &body),
+                            _ => {}
                         }
                     }
                 }
@@ -542,29 +743,44 @@ pub(crate) async fn upstream_to_client(
 }
 
 /// Matches one backend message to the request it answers.
-fn on_response(q: &mut VecDeque<Expect>, tag: u8, body: &[u8], session: &SessionGate) -> Step {
+fn on_response(
+    q: &mut VecDeque<Expect>,
+    tag: u8,
+    body: &[u8],
+    session: &SessionGate,
+    masking: Option<&SessionMasking>,
+) -> Result<Step, RelayError> {
     let Some(front) = q.front_mut() else {
         // Nothing outstanding (e.g. a FATAL error when the server shuts down): pass it on.
-        return Step::Pass;
+        return Ok(match (tag, masking) {
+            (b'E', Some(m)) => error_step(m, body, &mut mask::Counts::default()),
+            _ => Step::Pass,
+        });
     };
     let mut done = false;
     let mut failed = false;
     let step = match front {
         Expect::Query(t) => match tag {
-            b'C' => {
+            b'C' | b'I' => {
                 t.add_rows(body);
+                if let Some(m) = t.mask.as_mut() {
+                    m.stmt += 1;
+                    m.plan = None;
+                    m.copy = None;
+                }
                 Step::Pass
             }
             b'E' => {
                 t.error = Some(codec::decode_error(body).code);
-                Step::Pass
+                masked_error(t, body, masking)
             }
             b'Z' => {
-                session.record_result(t.seq, t.rows, t.error.take(), t.started.elapsed());
+                let error = t.error.take();
+                t.finish(session, error);
                 done = true;
                 Step::Pass
             }
-            _ => Step::Pass,
+            _ => mask_result(t, tag, body, masking)?,
         },
         Expect::Denied { error, extended } => match tag {
             b'1' | b'2' if *extended => Step::Swallow,
@@ -585,10 +801,28 @@ fn on_response(q: &mut VecDeque<Expect>, tag: u8, body: &[u8], session: &Session
         Expect::Parse => simple_completion(tag, b'1', &mut done, &mut failed),
         Expect::Bind => simple_completion(tag, b'2', &mut done, &mut failed),
         Expect::Close => simple_completion(tag, b'3', &mut done, &mut failed),
-        Expect::DescribeStatement | Expect::DescribePortal => match tag {
+        Expect::DescribeStatement(prep) | Expect::DescribePortal(prep) => match tag {
             b'T' | b'n' => {
+                if let (Some(prep), b'T') = (prep, tag) {
+                    remember_shape(prep, body);
+                }
                 done = true;
                 Step::Pass
+            }
+            b'E' => {
+                done = true;
+                failed = true;
+                Step::Pass
+            }
+            _ => Step::Pass,
+        },
+        Expect::InjectedDescribe(prep) => match tag {
+            b'T' | b'n' => {
+                if tag == b'T' {
+                    remember_shape(prep, body);
+                }
+                done = true;
+                Step::Swallow
             }
             b'E' => {
                 done = true;
@@ -600,23 +834,23 @@ fn on_response(q: &mut VecDeque<Expect>, tag: u8, body: &[u8], session: &Session
         Expect::Execute(t) => match tag {
             b'C' => {
                 t.add_rows(body);
-                session.record_result(t.seq, t.rows, None, t.started.elapsed());
+                t.finish(session, None);
                 done = true;
                 Step::Pass
             }
             b'I' | b's' => {
-                session.record_result(t.seq, t.rows, None, t.started.elapsed());
+                t.finish(session, None);
                 done = true;
                 Step::Pass
             }
             b'E' => {
                 let code = codec::decode_error(body).code;
-                session.record_result(t.seq, t.rows, Some(code), t.started.elapsed());
+                t.finish(session, Some(code));
                 done = true;
                 failed = true;
-                Step::Pass
+                masked_error(t, body, masking)
             }
-            _ => Step::Pass,
+            _ => mask_result(t, tag, body, masking)?,
         },
         Expect::Sync => {
             if tag == b'Z' {
@@ -637,7 +871,120 @@ fn on_response(q: &mut VecDeque<Expect>, tag: u8, body: &[u8], session: &Session
             q.pop_front();
         }
     }
-    step
+    Ok(step)
+}
+
+fn remember_shape(prep: &Prepared, body: &[u8]) {
+    if let Some(cols) = mask::parse_row_description(body) {
+        *prep.shape.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(cols));
+    }
+}
+
+fn masked_error(t: &mut Tracked, body: &[u8], masking: Option<&SessionMasking>) -> Step {
+    match (masking, t.mask.as_mut()) {
+        (Some(m), Some(state)) => error_step(m, body, &mut state.counts),
+        (Some(m), None) => error_step(m, body, &mut mask::Counts::default()),
+        _ => Step::Pass,
+    }
+}
+
+fn error_step(m: &SessionMasking, body: &[u8], counts: &mut mask::Counts) -> Step {
+    match mask::mask_error_body(m, body, counts) {
+        Some(b) => Step::Rewrite(b'E', b),
+        None => Step::Pass,
+    }
+}
+
+/// RowDescription, DataRow, CopyOutResponse and CopyData of a command whose results are masked.
+fn mask_result(
+    t: &mut Tracked,
+    tag: u8,
+    body: &[u8],
+    masking: Option<&SessionMasking>,
+) -> Result<Step, RelayError> {
+    let (Some(m), Some(state)) = (masking, t.mask.as_mut()) else {
+        return Ok(Step::Pass);
+    };
+    match tag {
+        b'T' => {
+            let cols = mask::parse_row_description(body).unwrap_or_default();
+            state.plan = Some(RowPlan::new(state.lineage(), &cols));
+            Ok(Step::Pass)
+        }
+        b'D' => {
+            if state.plan.is_none() {
+                state.plan = Some(execute_plan(state));
+            }
+            let Some(plan) = state.plan.as_ref() else {
+                return Ok(Step::Pass);
+            };
+            match mask::mask_data_row(m, plan, body, &mut state.counts) {
+                Ok(Some(new)) => Ok(Step::Rewrite(b'D', new.to_vec())),
+                Ok(None) => Ok(Step::Pass),
+                Err(_) => Err(RelayError::Upstream(
+                    "a DataRow from the upstream is malformed; it cannot be masked".into(),
+                )),
+            }
+        }
+        b'H' => {
+            let n = body
+                .get(1..3)
+                .and_then(|b| b.try_into().ok())
+                .map(u16::from_be_bytes)
+                .unwrap_or(0);
+            let lineage = state.lineage();
+            let copy = lineage
+                .and_then(|l| l.copy_format())
+                .unwrap_or(CopyFormat {
+                    kind: CopyKind::Text,
+                    delimiter: b'\t',
+                });
+            let plan = RowPlan::for_copy(lineage, usize::from(n));
+            state.copy = Some(copy);
+            state.plan = Some(plan);
+            Ok(Step::Pass)
+        }
+        b'd' => {
+            let (Some(plan), Some(format)) = (state.plan.as_ref(), state.copy) else {
+                return Ok(Step::Pass);
+            };
+            Ok(
+                match mask::mask_copy_data(m, plan, format, body, &mut state.counts) {
+                    Some(new) => Step::Rewrite(b'd', new),
+                    None => Step::Pass,
+                },
+            )
+        }
+        _ => Ok(Step::Pass),
+    }
+}
+
+/// The plan for rows of an Execute: the statement's described columns with the portal's result
+/// formats. Without a description every value is treated as unknown (masked).
+fn execute_plan(state: &MaskState) -> RowPlan {
+    let Some((prep, formats)) = state.prepared.as_ref() else {
+        return RowPlan::new(Some(&StatementLineage::Opaque), &[]);
+    };
+    let shape = prep.shape.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let Some(shape) = shape else {
+        return RowPlan::new(Some(&StatementLineage::Opaque), &[]);
+    };
+    let cols: Vec<Column> = shape
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let format = match formats.len() {
+                0 => 0,
+                1 => formats.first().copied().unwrap_or(0),
+                _ => formats.get(i).copied().unwrap_or(0),
+            };
+            Column {
+                binary: format == 1,
+                ..c.clone()
+            }
+        })
+        .collect();
+    RowPlan::new(state.lineage(), &cols)
 }
 
 fn simple_completion(tag: u8, ok: u8, done: &mut bool, failed: &mut bool) -> Step {

@@ -178,9 +178,25 @@ pub enum StatementLineage {
     Rows(RowsLineage),
 }
 
+/// How `COPY ... TO STDOUT` lays out its rows (masking splits them into fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyFormat {
+    pub kind: CopyKind,
+    pub delimiter: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyKind {
+    Text,
+    Csv,
+    Binary,
+}
+
 #[derive(Debug, Clone)]
 pub struct RowsLineage {
     output: Arc<Derived>,
+    /// Set for `COPY ... TO STDOUT`.
+    pub copy: Option<CopyFormat>,
     /// A base table (or a view's base table) that some column rule names appears anywhere in
     /// the statement.
     pub touches_ruled_table: bool,
@@ -198,6 +214,43 @@ impl StatementLineage {
     }
 
     /// Whether an unknown column must be masked (see the module documentation).
+    /// Like [`Self::masked_columns`] for COPY out, which has no column names on the wire: with
+    /// a star among the output items the positions are unknown, so every column takes the
+    /// taint of the whole output.
+    pub fn copy_masked_columns(&self, n: usize) -> Vec<Option<BTreeSet<String>>> {
+        let StatementLineage::Rows(r) = self else {
+            return self.masked_columns(&vec!["?"; n]);
+        };
+        if r.output.items.iter().all(|i| matches!(i, Item::Expr { .. })) {
+            return self.masked_columns(&vec!["?"; n]);
+        }
+        let mut an = Analyzer {
+            rules: &[],
+            views: &NoViews,
+            touches_ruled_table: false,
+            depth: 0,
+        };
+        let mut all = an.derived_all(&r.output);
+        if all.unknown && !r.touches_ruled_table {
+            all.unknown = false;
+        }
+        let verdict = if !all.sources.is_empty() {
+            Some(all.sources)
+        } else if all.unknown {
+            Some(BTreeSet::from(["?unknown".to_owned()]))
+        } else {
+            None
+        };
+        vec![verdict; n]
+    }
+
+    pub fn copy_format(&self) -> Option<CopyFormat> {
+        match self {
+            StatementLineage::Rows(r) => r.copy,
+            _ => None,
+        }
+    }
+
     pub fn unknown_is_masked(&self) -> bool {
         match self {
             StatementLineage::Clean => false,
@@ -419,6 +472,7 @@ impl Analyzer<'_> {
         };
         StatementLineage::Rows(RowsLineage {
             output: Arc::new(derived),
+            copy: (tag == "CopyStmt").then(|| copy_format(map)),
             touches_ruled_table: self.touches_ruled_table,
         })
     }
@@ -968,6 +1022,39 @@ impl Analyzer<'_> {
             }
         }
         t
+    }
+}
+
+fn copy_format(map: &Map<String, Value>) -> CopyFormat {
+    let mut kind = CopyKind::Text;
+    let mut delimiter = None;
+    for opt in list(map, "options") {
+        let Some(("DefElem", d)) = tagged(&opt) else {
+            continue;
+        };
+        let arg = d.get("arg").and_then(sval).map(str::to_ascii_lowercase);
+        match str_field(d, "defname") {
+            Some("format") => {
+                kind = match arg.as_deref() {
+                    Some("csv") => CopyKind::Csv,
+                    Some("text") => CopyKind::Text,
+                    // binary, or anything we do not know how to split
+                    _ => CopyKind::Binary,
+                }
+            }
+            Some("delimiter") => {
+                delimiter = d
+                    .get("arg")
+                    .and_then(sval)
+                    .and_then(|a| a.bytes().next());
+            }
+            _ => {}
+        }
+    }
+    let default = if kind == CopyKind::Csv { b',' } else { b'\t' };
+    CopyFormat {
+        kind,
+        delimiter: delimiter.unwrap_or(default),
     }
 }
 

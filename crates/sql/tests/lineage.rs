@@ -306,3 +306,24 @@ fn unparsable_text_is_opaque() {
     assert_eq!(l.len(), 1);
     assert!(l[0].masked_columns(&["x"])[0].is_some());
 }
+
+#[test]
+fn copy_formats() {
+    use airlock_sql::lineage::CopyKind;
+    let f = |sql: &str| lineage(sql, &rules(), &NoViews)[0].copy_format().unwrap();
+    assert_eq!(f("copy payments to stdout").kind, CopyKind::Text);
+    assert_eq!(f("copy payments to stdout").delimiter, b'\t');
+    assert_eq!(f("copy payments to stdout with csv").kind, CopyKind::Csv);
+    assert_eq!(f("copy payments to stdout (format csv, delimiter '|')").delimiter, b'|');
+    assert_eq!(f("copy payments to stdout (format binary)").kind, CopyKind::Binary);
+    assert_eq!(f("copy payments to stdout binary").kind, CopyKind::Binary);
+}
+
+#[test]
+fn copy_of_a_star_query_masks_by_whole_row() {
+    let l = lineage("copy (select * from payments) to stdout", &rules(), &NoViews);
+    let m = l[0].copy_masked_columns(3);
+    assert!(m.iter().all(|c| c.is_some()), "{m:?}");
+    let l = lineage("copy (select * from orders) to stdout", &[ColumnRule::parse("payments.card_number").unwrap()], &NoViews);
+    assert!(l[0].copy_masked_columns(2).iter().all(|c| c.is_none()));
+}

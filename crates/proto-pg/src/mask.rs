@@ -1,0 +1,655 @@
+//! Masking of backend messages: `DataRow`, `CopyData`, and the text of errors and notices.
+//!
+//! The plan for a result set comes from two places: the column lineage of the statement
+//! (computed from its text when the client sent it) says which columns derive from masked
+//! source columns; the `RowDescription` (or the `Bind` result formats) says which values are
+//! text and which binary, and of what type. Content detectors then run over every textual value.
+//!
+//! `RowDescription` is never changed: a value that cannot be masked in place keeps its type by
+//! becoming NULL (binary integers, binary values of types we cannot rewrite). Rows with nothing
+//! to mask are passed through without copying (the caller keeps the original bytes).
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use airlock_gate::masking::SessionMasking;
+use airlock_mask::{MaskCounts, Masked, WITHHELD_PLACEHOLDER};
+use airlock_sql::lineage::{CopyFormat, CopyKind, StatementLineage};
+use airlock_store::MaskedCounts;
+use bytes::{BufMut, BytesMut};
+
+const TEXT: u32 = 25;
+const VARCHAR: u32 = 1043;
+const BPCHAR: u32 = 1042;
+const NAME: u32 = 19;
+const JSON: u32 = 114;
+const JSONB: u32 = 3802;
+const XML: u32 = 142;
+const UNKNOWN: u32 = 705;
+const INT2: u32 = 21;
+const INT4: u32 = 23;
+const INT8: u32 = 20;
+
+/// One column of a result, as seen by the client.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub type_oid: u32,
+    pub binary: bool,
+}
+
+/// Parses a `RowDescription` body.
+pub fn parse_row_description(body: &[u8]) -> Option<Vec<Column>> {
+    let mut r = Cursor { b: body, pos: 0 };
+    let n = r.u16()?;
+    let mut cols = Vec::with_capacity(usize::from(n));
+    for _ in 0..n {
+        let name = r.cstr()?;
+        r.skip(4 + 2)?;
+        let type_oid = r.u32()?;
+        r.skip(2 + 4)?;
+        let format = r.u16()?;
+        cols.push(Column {
+            name: String::from_utf8_lossy(name).into_owned(),
+            type_oid,
+            binary: format == 1,
+        });
+    }
+    Some(cols)
+}
+
+/// The masking decisions for one result set.
+#[derive(Debug, Clone)]
+pub struct RowPlan {
+    cols: Vec<ColPlan>,
+}
+
+#[derive(Debug, Clone)]
+struct ColPlan {
+    type_oid: u32,
+    binary: bool,
+    /// Masked whole because it derives from these column rules (`?unknown`: lineage unknown).
+    sources: Option<BTreeSet<String>>,
+}
+
+impl RowPlan {
+    pub fn new(lineage: Option<&StatementLineage>, cols: &[Column]) -> RowPlan {
+        let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+        let masked = match lineage {
+            Some(l) => l.masked_columns(&names),
+            None => vec![None; cols.len()],
+        };
+        RowPlan {
+            cols: cols
+                .iter()
+                .zip(masked)
+                .map(|(c, sources)| ColPlan {
+                    type_oid: c.type_oid,
+                    binary: c.binary,
+                    sources,
+                })
+                .collect(),
+        }
+    }
+
+    /// A COPY out: `n` text fields, no names on the wire.
+    pub fn for_copy(lineage: Option<&StatementLineage>, n: usize) -> RowPlan {
+        let masked = match lineage {
+            Some(l) => l.copy_masked_columns(n),
+            None => vec![None; n],
+        };
+        RowPlan {
+            cols: masked
+                .into_iter()
+                .map(|sources| ColPlan {
+                    type_oid: TEXT,
+                    binary: false,
+                    sources,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Counts for one statement's result.
+#[derive(Debug, Default)]
+pub struct Counts {
+    entities: MaskCounts,
+    columns: std::collections::BTreeMap<String, u64>,
+}
+
+impl Counts {
+    pub fn take(&mut self) -> MaskedCounts {
+        let mut out = MaskedCounts::default();
+        for (entity, n) in self.entities.iter() {
+            out.entities.insert(entity.to_owned(), n);
+        }
+        if self.entities.withheld() > 0 {
+            out.entities
+                .insert("withheld".to_owned(), self.entities.withheld());
+        }
+        out.columns = std::mem::take(&mut self.columns);
+        self.entities.clear();
+        out
+    }
+}
+
+enum Value<'a> {
+    Same,
+    Bytes(Cow<'a, [u8]>),
+    Null,
+}
+
+/// A `DataRow` whose lengths do not add up: the row cannot be masked, so it is not sent.
+#[derive(Debug)]
+pub struct MalformedRow;
+
+/// Masks one `DataRow` body. Returns the new body, or `None` when nothing changed.
+pub fn mask_data_row(
+    m: &SessionMasking,
+    plan: &RowPlan,
+    body: &[u8],
+    counts: &mut Counts,
+) -> Result<Option<BytesMut>, MalformedRow> {
+    data_row(m, plan, body, counts).ok_or(MalformedRow)
+}
+
+fn data_row(
+    m: &SessionMasking,
+    plan: &RowPlan,
+    body: &[u8],
+    counts: &mut Counts,
+) -> Option<Option<BytesMut>> {
+    let mut r = Cursor { b: body, pos: 0 };
+    let n = r.u16()?;
+    let mut out: Option<BytesMut> = None;
+    for i in 0..usize::from(n) {
+        let field_start = r.pos;
+        let len = r.i32()?;
+        let value = if len < 0 {
+            None
+        } else {
+            Some(r.take(usize::try_from(len).ok()?)?)
+        };
+        let masked = match (value, plan.cols.get(i)) {
+            (Some(v), Some(col)) => mask_value(m, col, v, counts),
+            // More values than described columns: mask them as unknown text.
+            (Some(v), None) => mask_value(
+                m,
+                &ColPlan {
+                    type_oid: UNKNOWN,
+                    binary: true,
+                    sources: Some(BTreeSet::from(["?unknown".to_owned()])),
+                },
+                v,
+                counts,
+            ),
+            (None, _) => Value::Same,
+        };
+        match masked {
+            Value::Same => {
+                if let Some(o) = out.as_mut() {
+                    o.extend_from_slice(body.get(field_start..r.pos)?);
+                }
+            }
+            other => {
+                let o = out.get_or_insert_with(|| {
+                    let mut o = BytesMut::with_capacity(body.len() + 32);
+                    o.extend_from_slice(body.get(..field_start).unwrap_or_default());
+                    o
+                });
+                match other {
+                    Value::Null => o.put_i32(-1),
+                    Value::Bytes(b) => {
+                        o.put_i32(i32::try_from(b.len()).ok()?);
+                        o.extend_from_slice(&b);
+                    }
+                    Value::Same => {}
+                }
+            }
+        }
+    }
+    if r.pos != body.len() {
+        return None;
+    }
+    Some(out)
+}
+
+fn is_textual(oid: u32) -> bool {
+    matches!(oid, TEXT | VARCHAR | BPCHAR | NAME | JSON | JSONB | XML | UNKNOWN)
+}
+
+fn mask_value<'a>(
+    m: &SessionMasking,
+    col: &ColPlan,
+    v: &'a [u8],
+    counts: &mut Counts,
+) -> Value<'a> {
+    // The bytes that hold text: all of a text-format value; binary text types are their UTF-8
+    // bytes, binary jsonb is a version byte and the JSON text.
+    let (prefix, text): (&[u8], Option<&'a [u8]>) = if !col.binary {
+        (&[], Some(v))
+    } else if col.type_oid == JSONB {
+        match v.split_first() {
+            Some((1, rest)) => (&[1], Some(rest)),
+            _ => (&[], None),
+        }
+    } else if is_textual(col.type_oid) {
+        (&[], Some(v))
+    } else {
+        (&[], None)
+    };
+    let json = matches!(col.type_oid, JSON | JSONB);
+
+    if let Some(sources) = &col.sources {
+        for s in sources {
+            *counts.columns.entry(s.clone()).or_default() += 1;
+        }
+        let Some(text) = text else {
+            // A binary value of a type we cannot rewrite keeps its type as NULL.
+            return Value::Null;
+        };
+        let Some((masker, entity)) = m.column_masker(sources) else {
+            return Value::Null;
+        };
+        return match masker.mask_column(text, entity, &mut counts.entities) {
+            Masked::Null => Value::Null,
+            other => {
+                let bytes = other.bytes().unwrap_or(WITHHELD_PLACEHOLDER);
+                Value::Bytes(Cow::Owned(finish(prefix, bytes, json)))
+            }
+        };
+    }
+
+    if m.content.is_empty() {
+        return Value::Same;
+    }
+    let Some(text) = text else {
+        return binary_integer(m, col, v, counts);
+    };
+    let mut current: Cow<'a, [u8]> = Cow::Borrowed(text);
+    let mut changed = false;
+    for masker in &m.content {
+        let next = match masker.mask_text(&current, &mut counts.entities) {
+            Masked::Unchanged(_) => continue,
+            Masked::Null => return Value::Null,
+            Masked::Withheld => WITHHELD_PLACEHOLDER.to_vec(),
+            Masked::Replaced(b) => b.into_owned(),
+        };
+        current = Cow::Owned(next);
+        changed = true;
+    }
+    if !changed {
+        return Value::Same;
+    }
+    let valid_json = !json || serde_json::from_slice::<serde::de::IgnoredAny>(&current).is_ok();
+    if valid_json && prefix.is_empty() {
+        return Value::Bytes(current);
+    }
+    Value::Bytes(Cow::Owned(finish(prefix, &current, !valid_json)))
+}
+
+/// Binary integers can hold card numbers and phone numbers: decode, scan, and NULL on a hit.
+fn binary_integer(m: &SessionMasking, col: &ColPlan, v: &[u8], counts: &mut Counts) -> Value<'static> {
+    let n: i64 = match (col.type_oid, v.len()) {
+        (INT8, 8) => i64::from_be_bytes(v.try_into().unwrap_or([0; 8])),
+        (INT4, 4) => i64::from(i32::from_be_bytes(v.try_into().unwrap_or([0; 4]))),
+        (INT2, 2) => i64::from(i16::from_be_bytes(v.try_into().unwrap_or([0; 2]))),
+        _ => return Value::Same,
+    };
+    let digits = n.to_string();
+    for masker in &m.content {
+        if !masker.mask_text(digits.as_bytes(), &mut counts.entities).is_unchanged() {
+            return Value::Null;
+        }
+    }
+    Value::Same
+}
+
+/// `bytes` as the value of its column: JSON columns get a JSON string when the masked text is
+/// not JSON any more (a redacted number).
+fn finish(prefix: &[u8], bytes: &[u8], json_string: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prefix.len() + bytes.len() + 2);
+    out.extend_from_slice(prefix);
+    if json_string {
+        let s = String::from_utf8_lossy(bytes);
+        match serde_json::to_vec(&s) {
+            Ok(quoted) => out.extend_from_slice(&quoted),
+            Err(_) => out.extend_from_slice(b"\"[WITHHELD]\""),
+        }
+    } else {
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+/// Masks one `CopyData` message of a text or CSV COPY out (one or more rows).
+pub fn mask_copy_data(
+    m: &SessionMasking,
+    plan: &RowPlan,
+    format: CopyFormat,
+    body: &[u8],
+    counts: &mut Counts,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut changed = false;
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        let (content, nl) = match line.strip_suffix(b"\n") {
+            Some(c) => (c, true),
+            None => (line, false),
+        };
+        let fields = match format.kind {
+            CopyKind::Csv => split_csv(content, format.delimiter),
+            _ => content
+                .split(|&b| b == format.delimiter)
+                .map(|f| (f, false))
+                .collect(),
+        };
+        for (i, (field, quoted)) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(format.delimiter);
+            }
+            let is_null = match format.kind {
+                CopyKind::Csv => field.is_empty() && !quoted,
+                _ => *field == b"\\N",
+            };
+            let raw: Cow<'_, [u8]> = if *quoted {
+                Cow::Owned(unquote_csv(field))
+            } else {
+                Cow::Borrowed(field)
+            };
+            let masked = if is_null {
+                Value::Same
+            } else {
+                let col = plan.cols.get(i).cloned().unwrap_or(ColPlan {
+                    type_oid: TEXT,
+                    binary: false,
+                    sources: Some(BTreeSet::from(["?unknown".to_owned()])),
+                });
+                mask_value(m, &col, &raw, counts)
+            };
+            match masked {
+                Value::Same => {
+                    if *quoted {
+                        put_csv_quoted(&mut out, &raw);
+                    } else {
+                        out.extend_from_slice(field);
+                    }
+                }
+                Value::Null => {
+                    changed = true;
+                    if format.kind != CopyKind::Csv {
+                        out.extend_from_slice(b"\\N");
+                    }
+                }
+                Value::Bytes(b) => {
+                    changed = true;
+                    match format.kind {
+                        CopyKind::Csv => put_csv_quoted(&mut out, &b),
+                        _ => put_copy_text(&mut out, &b, format.delimiter),
+                    }
+                }
+            }
+        }
+        if nl {
+            out.push(b'\n');
+        }
+    }
+    changed.then_some(out)
+}
+
+fn split_csv(line: &[u8], delim: u8) -> Vec<(&[u8], bool)> {
+    let mut fields = Vec::new();
+    let mut start = 0;
+    let mut in_quotes = false;
+    for (i, &b) in line.iter().enumerate() {
+        if b == b'"' {
+            in_quotes = !in_quotes;
+        } else if b == delim && !in_quotes {
+            fields.push(line.get(start..i).unwrap_or_default());
+            start = i + 1;
+        }
+    }
+    fields.push(line.get(start..).unwrap_or_default());
+    fields
+        .into_iter()
+        .map(|f| {
+            if f.len() >= 2 && f.first() == Some(&b'"') && f.last() == Some(&b'"') {
+                (f, true)
+            } else {
+                (f, false)
+            }
+        })
+        .collect()
+}
+
+fn unquote_csv(f: &[u8]) -> Vec<u8> {
+    let inner = f.get(1..f.len().saturating_sub(1)).unwrap_or_default();
+    let mut out = Vec::with_capacity(inner.len());
+    let mut it = inner.iter().peekable();
+    while let Some(&b) = it.next() {
+        if b == b'"' && it.peek() == Some(&&b'"') {
+            it.next();
+        }
+        out.push(b);
+    }
+    out
+}
+
+fn put_csv_quoted(out: &mut Vec<u8>, v: &[u8]) {
+    out.push(b'"');
+    for &b in v {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// Masked text never introduces the delimiter or line breaks unescaped.
+fn put_copy_text(out: &mut Vec<u8>, v: &[u8], delim: u8) {
+    for &b in v {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b if b == delim => {
+                out.push(b'\\');
+                out.push(b);
+            }
+            b => out.push(b),
+        }
+    }
+}
+
+/// Masks the text fields of an `ErrorResponse` / `NoticeResponse` body (message, detail, hint,
+/// context, where). With column rules in force, the values PostgreSQL echoes in details
+/// (`Key (email)=(…)`, `Failing row contains (…)`) are withheld whole: they are column values
+/// whose columns the message does not reliably name.
+pub fn mask_error_body(m: &SessionMasking, body: &[u8], counts: &mut Counts) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut changed = false;
+    let mut rest = body;
+    while let Some((&field, after)) = rest.split_first() {
+        if field == 0 {
+            break;
+        }
+        let end = after.iter().position(|&b| b == 0)?;
+        let value = after.get(..end)?;
+        rest = after.get(end + 1..)?;
+        let mut v: Cow<'_, [u8]> = Cow::Borrowed(value);
+        if matches!(field, b'M' | b'D' | b'H' | b'W') {
+            if field == b'D' && m.has_column_rules() {
+                if let Some(w) = withhold_echoed_values(&v) {
+                    v = Cow::Owned(w);
+                    *counts.columns.entry("?error_detail".to_owned()).or_default() += 1;
+                }
+            }
+            for masker in &m.content {
+                if let Masked::Replaced(b) = masker.mask_text(&v, &mut counts.entities) {
+                    v = Cow::Owned(b.into_owned());
+                }
+            }
+        }
+        if v.as_ref() != value {
+            changed = true;
+        }
+        out.push(field);
+        out.extend(v.iter().filter(|&&b| b != 0));
+        out.push(0);
+    }
+    out.push(0);
+    changed.then_some(out)
+}
+
+/// `Key (a, b)=(1, x) already exists.` → `Key (a, b)=([WITHHELD]) already exists.`;
+/// `Failing row contains (…).` likewise.
+fn withhold_echoed_values(detail: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(detail).ok()?;
+    let (open, close) = if let Some(i) = text.find(")=(") {
+        let start = i + 3;
+        let end = text.rfind(')').filter(|&e| e >= start)?;
+        (start, end)
+    } else if let Some(i) = text.find("contains (") {
+        let start = i + "contains (".len();
+        let end = text.rfind(')').filter(|&e| e >= start)?;
+        (start, end)
+    } else {
+        return None;
+    };
+    let mut out = String::with_capacity(text.len());
+    out.push_str(text.get(..open)?);
+    out.push_str("[WITHHELD]");
+    out.push_str(text.get(close..)?);
+    Some(out.into_bytes())
+}
+
+/// Lineage per statement text, cached per session (a session repeats its statements).
+pub struct LineageCache {
+    map: std::collections::HashMap<Arc<str>, Arc<Vec<StatementLineage>>>,
+}
+
+const LINEAGE_CACHE_ENTRIES: usize = 512;
+
+impl LineageCache {
+    pub fn new() -> Self {
+        LineageCache {
+            map: std::collections::HashMap::new(),
+        }
+    }
+
+    pub fn get(
+        &mut self,
+        text: &Arc<str>,
+        m: &SessionMasking,
+        views: &dyn airlock_sql::lineage::Views,
+    ) -> Arc<Vec<StatementLineage>> {
+        if let Some(l) = self.map.get(text) {
+            return l.clone();
+        }
+        let l = Arc::new(airlock_sql::lineage::lineage(text, &m.rules, views));
+        if self.map.len() >= LINEAGE_CACHE_ENTRIES {
+            self.map.clear();
+        }
+        self.map.insert(text.clone(), l.clone());
+        l
+    }
+}
+
+impl Default for LineageCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.b.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(s)
+    }
+    fn skip(&mut self, n: usize) -> Option<()> {
+        self.take(n).map(|_| ())
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2)?.try_into().ok().map(u16::from_be_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)?.try_into().ok().map(u32::from_be_bytes)
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.take(4)?.try_into().ok().map(i32::from_be_bytes)
+    }
+    fn cstr(&mut self) -> Option<&'a [u8]> {
+        let rest = self.b.get(self.pos..)?;
+        let end = rest.iter().position(|&b| b == 0)?;
+        let s = rest.get(..end)?;
+        self.pos += end + 1;
+        Some(s)
+    }
+}
+
+/// The catalog query for view definitions (plain and materialized), run once per connection
+/// per minute on a session's own upstream before the client's first statement.
+const VIEWS_SQL: &str = "SELECT schemaname::text, viewname::text, definition FROM pg_catalog.pg_views \
+     WHERE schemaname NOT IN ('pg_catalog', 'information_schema') \
+     UNION ALL SELECT schemaname::text, matviewname::text, definition FROM pg_catalog.pg_matviews";
+
+/// Reads the upstream's view definitions. Must run while the upstream is idle (after
+/// authentication, before relaying); leaves it idle again.
+pub async fn fetch_views(stream: &mut crate::stream::PgStream) -> Result<airlock_sql::lineage::ViewMap, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut out = BytesMut::new();
+    crate::codec::put_query(&mut out, VIEWS_SQL);
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut views = airlock_sql::lineage::ViewMap::default();
+    let mut buf = BytesMut::with_capacity(8192);
+    let mut error = None;
+    loop {
+        let msg = match crate::codec::split_message(&mut buf, 64 * 1024 * 1024) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                    return Err("the upstream closed the connection".into());
+                }
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        match msg.tag {
+            b'D' => {
+                let mut r = Cursor { b: &msg.body, pos: 0 };
+                let mut cols = Vec::with_capacity(3);
+                if r.u16() != Some(3) {
+                    return Err("unexpected row shape from pg_views".into());
+                }
+                for _ in 0..3 {
+                    let len = r.i32().ok_or("truncated row from pg_views")?;
+                    let v = usize::try_from(len)
+                        .ok()
+                        .and_then(|n| r.take(n))
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .unwrap_or_default();
+                    cols.push(v);
+                }
+                if let [schema, name, def] = cols.as_slice() {
+                    views.insert(schema, name, def);
+                }
+            }
+            b'E' => error = Some(crate::codec::decode_error(&msg.body).message),
+            b'Z' => {
+                return match error {
+                    Some(e) => Err(e),
+                    None => Ok(views),
+                }
+            }
+            _ => {}
+        }
+    }
+}
