@@ -2,7 +2,7 @@
 
 use crate::StateArgs;
 use airlock_core::policy::{ConnectionRef, Request};
-use airlock_store::{Index, SessionFilter};
+use airlock_store::{CommandFilter, Index, SessionFilter};
 use anyhow::{anyhow, Context};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -204,6 +204,27 @@ fn open_index(state: &StateArgs) -> anyhow::Result<Index> {
     Ok(index)
 }
 
+/// Statement facets shared by `sessions list` and `audit search`.
+#[derive(clap::Args, Clone, Default)]
+pub struct SearchArgs {
+    /// Only with a statement of this operation (select, insert, drop, ...).
+    #[arg(long)]
+    operation: Option<String>,
+    /// Only with a statement reading or writing this table (`users` matches `public.users`).
+    #[arg(long)]
+    object: Option<String>,
+    /// Only with a statement decided allow, deny or review.
+    #[arg(long)]
+    decision: Option<String>,
+    /// Only with a statement whose result had values of this masking entity masked.
+    #[arg(long)]
+    masked: Option<String>,
+    /// Only before this time (RFC 3339, or a duration ago like 1h, 7d).
+    #[arg(long)]
+    until: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn sessions_list(
     state: &StateArgs,
     identity: Option<String>,
@@ -211,17 +232,24 @@ pub fn sessions_list(
     since: Option<String>,
     limit: usize,
     json: bool,
+    search: SearchArgs,
 ) -> anyhow::Result<ExitCode> {
     let index = open_index(state)?;
     let since_us = since
         .as_deref()
         .map(crate::commands::parse_since)
         .transpose()?;
+    let until_us = search.until.as_deref().map(parse_since).transpose()?;
     let rows = index.sessions(SessionFilter {
         identity,
         connection,
         since_us,
         limit: Some(limit),
+        until_us,
+        operation: search.operation,
+        object: search.object,
+        decision: search.decision,
+        masked: search.masked,
     })?;
     if json {
         let v: Vec<serde_json::Value> = rows
@@ -343,11 +371,23 @@ pub fn sessions_show(state: &StateArgs, id: &str, json: bool) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn audit_verify(state: &StateArgs) -> anyhow::Result<ExitCode> {
+pub fn audit_verify(state: &StateArgs, public_key: Option<&str>) -> anyhow::Result<ExitCode> {
     let (dir, log) = state_paths(state)?;
-    let report =
-        airlock_store::verify_log(&log).with_context(|| format!("reading {}", log.display()))?;
-    let mut ok = report.is_ok();
+    let pinned = match public_key {
+        Some(k) if Path::new(k).is_file() => Some(
+            std::fs::read_to_string(k)
+                .with_context(|| format!("reading {k}"))?
+                .trim()
+                .to_string(),
+        ),
+        Some(k) => Some(k.trim().to_string()),
+        None => airlock_store::CheckpointKey::load_public(&dir)?,
+    };
+    let cps = airlock_store::checkpoints_path(&log);
+    let full = airlock_store::verify_with_checkpoints(&log, &cps, pinned.as_deref())
+        .with_context(|| format!("reading {}", log.display()))?;
+    let report = &full.chain;
+    let mut ok = full.is_ok();
     match &report.first_broken {
         None => println!(
             "audit log {}: {} events, chain intact (head {})",
@@ -356,6 +396,27 @@ pub fn audit_verify(state: &StateArgs) -> anyhow::Result<ExitCode> {
             report.last_hash
         ),
         Some((seq, why)) => println!("audit log {}: BROKEN at event {seq}: {why}", log.display()),
+    }
+    match (&full.last_checkpoint, &pinned) {
+        (Some(cp), _) => println!(
+            "checkpoints {}: {} signed checkpoints verified (key {}), last at seq {} ({}); {} event(s) after it not yet signed",
+            cps.display(),
+            full.checkpoints_ok,
+            pinned.as_deref().unwrap_or("named in each checkpoint, none pinned"),
+            cp.seq,
+            fmt_time(cp.ts_us),
+            full.uncovered
+        ),
+        (None, Some(_)) => println!("checkpoints {}: none yet", cps.display()),
+        (None, None) => println!(
+            "checkpoints: no signing key in {} and no --public-key; signatures not checked",
+            dir.display()
+        ),
+    }
+    if let Some((seq, why)) = &full.first_problem {
+        if report.first_broken.as_ref().map(|(s, _)| s) != Some(seq) {
+            println!("checkpoints: BROKEN at event {seq}: {why}");
+        }
     }
     let db = dir.join("state.db");
     if db.exists() {
@@ -385,27 +446,123 @@ pub fn audit_export(
     since: Option<String>,
     format: &str,
 ) -> anyhow::Result<ExitCode> {
-    if format != "jsonl" {
-        return Err(anyhow!("--format {format}: only jsonl is available in this build (ocsf is tracked as issue #5)"));
-    }
+    let Some(format) = airlock_export::Format::parse(format) else {
+        return Err(anyhow!("--format {format}: use jsonl or ocsf"));
+    };
     let (_, log) = state_paths(state)?;
+    if !log.exists() {
+        return Err(anyhow!("no audit log at {}", log.display()));
+    }
     let since_us = since.as_deref().map(parse_since).transpose()?;
-    let file = std::fs::File::open(&log).with_context(|| format!("opening {}", log.display()))?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line?;
-        if let Some(since) = since_us {
-            let v: serde_json::Value = match serde_json::from_str(&line) {
-                Ok(v) => v,
-                Err(_) => continue,
-            };
-            if v["event"]["ts_us"].as_i64().unwrap_or(0) < since {
-                continue;
-            }
+    airlock_export::export_file(&log, since_us, format, &mut out)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn audit_search(
+    state: &StateArgs,
+    identity: Option<String>,
+    connection: Option<String>,
+    since: Option<String>,
+    limit: usize,
+    json: bool,
+    search: SearchArgs,
+) -> anyhow::Result<ExitCode> {
+    let index = open_index(state)?;
+    let hits = index.search(&CommandFilter {
+        identity,
+        connection,
+        operation: search.operation,
+        object: search.object,
+        decision: search.decision,
+        masked: search.masked,
+        since_us: since.as_deref().map(parse_since).transpose()?,
+        until_us: search.until.as_deref().map(parse_since).transpose()?,
+        limit: Some(limit),
+    })?;
+    if json {
+        let v: Vec<serde_json::Value> = hits
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "session_id": h.session_id, "seq": h.seq, "ts_us": h.ts_us,
+                    "identity": h.identity, "connection": h.connection,
+                    "operation": h.operation, "decision": h.decision, "text": h.text,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    for h in &hits {
+        writeln!(
+            out,
+            "{} {}#{} {} on {} {} {}: {}",
+            h.ts_us.map(fmt_time).unwrap_or_default(),
+            h.session_id,
+            h.seq,
+            h.identity.as_deref().unwrap_or("-"),
+            h.connection.as_deref().unwrap_or("-"),
+            h.operation.as_deref().unwrap_or("?"),
+            h.decision.as_deref().unwrap_or("?"),
+            h.text.as_deref().unwrap_or("").replace('\n', " ")
+        )?;
+    }
+    if hits.is_empty() {
+        writeln!(out, "(no statements)")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn sessions_replay(
+    state: &StateArgs,
+    id: &str,
+    speed: Option<f64>,
+    step: bool,
+    json: bool,
+    bare: bool,
+) -> anyhow::Result<ExitCode> {
+    let (dir, log) = state_paths(state)?;
+    // The index knows when the session started, which names the recording's directory.
+    let started_us = if log.exists() {
+        open_index(state)?
+            .session(id)?
+            .and_then(|d| d.session.started_us)
+    } else {
+        None
+    };
+    let recordings = crate::trail::recordings_dir(&dir);
+    let Some(path) = airlock_record::find_recording(&recordings, id, started_us) else {
+        return Err(anyhow!(
+            "no recording of session `{id}` in {} (recording off, expired, or an unknown id; see `airlock sessions list`)",
+            recordings.display()
+        ));
+    };
+    let mut reader = airlock_record::RecordingReader::open(&path)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if json {
+        while let Some(line) = reader.next_line() {
+            out.write_all(line)?;
+            out.write_all(b"\n")?;
         }
-        writeln!(out, "{line}")?;
+    } else {
+        let pace = match (speed, step) {
+            (_, true) => airlock_record::Pace::Step,
+            (Some(s), false) if s > 0.0 => airlock_record::Pace::Speed(s),
+            (Some(_), false) => return Err(anyhow!("--speed must be greater than 0")),
+            (None, false) => airlock_record::Pace::Instant,
+        };
+        let mut renderer =
+            airlock_record::Renderer::new(&mut out, airlock_record::ReplayOptions { pace, bare });
+        renderer.replay(&mut reader, &mut std::io::stdin().lock())?;
     }
     out.flush()?;
+    if let Some(why) = reader.truncated() {
+        eprintln!("note: the recording ends early: {why} (the gateway stopped without closing it)");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

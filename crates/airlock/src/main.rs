@@ -1,9 +1,14 @@
 //! `airlock`: the gateway binary. Parses the command line and wires the crates together;
 //! everything that decides or parses lives in the library crates.
 
+mod access_review;
+mod client;
 mod commands;
+mod login;
 mod reviews;
 mod serve;
+mod tokens;
+mod trail;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -55,12 +60,43 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Log in with OIDC (not available in this build).
-    Login,
-    /// Open a local port that injects your token (not available in this build).
-    Connect { connection: String },
-    /// Run one command through the gateway (not available in this build).
-    Exec { connection: String, command: String },
+    /// Log in with OIDC (not available in this build; use `airlock tokens` or federation).
+    Login {
+        /// The device-authorization flow, for headless machines.
+        #[arg(long)]
+        device: bool,
+    },
+    /// Forget the token stored in your config dir.
+    Logout,
+    /// Open a local port that speaks PostgreSQL and injects your token (`psql -h 127.0.0.1 -p P`).
+    Connect {
+        connection: String,
+        /// The local port (default: a free one, printed).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        #[command(flatten)]
+        args: client::ClientArgs,
+    },
+    /// Run one command through the gateway and print the result.
+    Exec {
+        connection: String,
+        command: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: client::Format,
+        /// Same as --format json: one JSON array of objects per result set.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Same as --format csv.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        args: client::ClientArgs,
+    },
+    /// Runtime service-account tokens: create, list, revoke, rotate (admin, through the API).
+    Tokens {
+        #[command(subcommand)]
+        command: tokens::TokensCommand,
+    },
     /// Just-in-time reviews: list, show, approve, deny (through the gateway's REST API).
     Reviews {
         #[command(subcommand)]
@@ -78,11 +114,9 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// The access-review report (not available in this build).
-    AccessReview {
-        #[arg(trailing_var_arg = true)]
-        args: Vec<String>,
-    },
+    /// The access-review report: what each identity could reach and what it actually did,
+    /// with findings; `access-review recertify` records keep/revoke decisions.
+    AccessReview(access_review::AccessReviewArgs),
 }
 
 /// How the CLI reaches a running gateway's REST API.
@@ -179,6 +213,8 @@ enum SessionsCommand {
         limit: usize,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        search: commands::SearchArgs,
     },
     /// One session: metadata and every statement with its decision and outcome.
     Show {
@@ -188,16 +224,55 @@ enum SessionsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Replay a session (not available in this build).
-    Replay { id: String },
+    /// Replay a recorded session as psql showed it, statement by statement with timing.
+    Replay {
+        id: String,
+        #[command(flatten)]
+        state: StateArgs,
+        /// Wait between statements as the session did, this many times faster (e.g. 1, 10).
+        #[arg(long, conflicts_with = "step")]
+        speed: Option<f64>,
+        /// Wait for Enter before each statement.
+        #[arg(long)]
+        step: bool,
+        /// Print the recording's frames as JSON lines instead.
+        #[arg(long)]
+        json: bool,
+        /// Only what psql printed: no statement headers or timing lines.
+        #[arg(long)]
+        bare: bool,
+    },
 }
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Walk the hash chain of the audit log and its index; report the first broken link.
+    /// Walk the hash chain of the audit log and its index and check the signed checkpoints;
+    /// report the first broken link.
     Verify {
         #[command(flatten)]
         state: StateArgs,
+        /// The trusted checkpoint public key (hex, or a file holding it; default:
+        /// data_dir/audit.pub).
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Find statements by identity, connection, operation, table, decision, masked entity, time.
+    Search {
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(long)]
+        identity: Option<String>,
+        #[arg(long)]
+        connection: Option<String>,
+        /// Only statements at or after this time (RFC 3339, or a duration ago like 1h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        search: commands::SearchArgs,
     },
     /// Export audit events as JSON lines.
     Export {
@@ -206,7 +281,7 @@ enum AuditCommand {
         /// Only events at or after this time (RFC 3339, or a duration ago like 1h, 7d).
         #[arg(long)]
         since: Option<String>,
-        /// jsonl (ocsf is not available in this build).
+        /// jsonl (the log lines as stored, verifiable) or ocsf (one OCSF event per line).
         #[arg(long, default_value = "jsonl")]
         format: String,
     },
@@ -235,21 +310,60 @@ fn main() -> ExitCode {
                 since,
                 limit,
                 json,
-            } => commands::sessions_list(&state, identity, connection, since, limit, json),
+                search,
+            } => commands::sessions_list(&state, identity, connection, since, limit, json, search),
             SessionsCommand::Show { id, state, json } => commands::sessions_show(&state, &id, json),
-            SessionsCommand::Replay { .. } => not_built("sessions replay", 5),
+            SessionsCommand::Replay {
+                id,
+                state,
+                speed,
+                step,
+                json,
+                bare,
+            } => commands::sessions_replay(&state, &id, speed, step, json, bare),
         },
         Command::Audit { command } => match command {
-            AuditCommand::Verify { state } => commands::audit_verify(&state),
+            AuditCommand::Verify { state, public_key } => {
+                commands::audit_verify(&state, public_key.as_deref())
+            }
+            AuditCommand::Search {
+                state,
+                identity,
+                connection,
+                since,
+                limit,
+                json,
+                search,
+            } => commands::audit_search(&state, identity, connection, since, limit, json, search),
             AuditCommand::Export {
                 state,
                 since,
                 format,
             } => commands::audit_export(&state, since, &format),
         },
-        Command::Login => not_built("login", 6),
-        Command::Connect { .. } => not_built("connect", 6),
-        Command::Exec { .. } => not_built("exec", 6),
+        Command::Login { device } => login::login(device),
+        Command::Logout => login::logout(),
+        Command::Connect {
+            connection,
+            port,
+            args,
+        } => client::connect(&connection, port, &args),
+        Command::Exec {
+            connection,
+            command,
+            format,
+            json,
+            csv,
+            args,
+        } => {
+            let format = match (json, csv) {
+                (true, _) => client::Format::Json,
+                (_, true) => client::Format::Csv,
+                _ => format,
+            };
+            client::exec(&connection, &command, format, &args)
+        }
+        Command::Tokens { command } => tokens::run(command),
         Command::Reviews { command } => match command {
             ReviewsCommand::List { state, json, api } => reviews::list(&api, &state, json),
             ReviewsCommand::Show { id, api } => reviews::show(&api, &id),
@@ -262,7 +376,7 @@ fn main() -> ExitCode {
             reason,
             api,
         } => reviews::request_access(&api, &connection, &duration, &reason),
-        Command::AccessReview { .. } => not_built("access-review", 8),
+        Command::AccessReview(args) => access_review::run(args),
     };
     match result {
         Ok(code) => code,
@@ -271,11 +385,4 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn not_built(what: &str, issue: u32) -> anyhow::Result<ExitCode> {
-    eprintln!(
-        "error: `airlock {what}` is not available in this build yet (tracked as issue #{issue}); see README.md, \"What works today\""
-    );
-    Ok(ExitCode::from(2))
 }

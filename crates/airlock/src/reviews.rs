@@ -5,13 +5,13 @@ use anyhow::{anyhow, Context};
 use serde_json::Value;
 use std::process::ExitCode;
 
-struct Api {
-    base: String,
-    token: String,
+pub(crate) struct Api {
+    pub(crate) base: String,
+    pub(crate) token: String,
 }
 
 impl Api {
-    fn from(args: &ApiArgs) -> anyhow::Result<Api> {
+    pub(crate) fn from(args: &ApiArgs) -> anyhow::Result<Api> {
         let base = match (&args.api, &args.config) {
             (Some(url), _) => url.trim_end_matches('/').to_owned(),
             (None, Some(path)) => {
@@ -34,7 +34,12 @@ impl Api {
         Ok(Api { base, token })
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)

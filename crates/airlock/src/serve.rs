@@ -24,15 +24,6 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
         None => config.gateway.log_format == airlock_config::LogFormat::Json,
     };
     init_tracing(json);
-    if !config.masking.is_empty() {
-        // Fail closed: an operator who configured masking must not get unmasked data.
-        let names: Vec<&str> = config.masking.iter().map(|m| m.name.as_str()).collect();
-        return Err(anyhow!(
-            "masking policies are configured ({}) but masking is not enforced in this build yet (issue #4); \
-             airlock will not start and pass data it was told to mask. Remove the [[masking]] sections to run without masking.",
-            names.join(", ")
-        ));
-    }
     if config.gateway.state_url.is_some() {
         return Err(anyhow!("[gateway] state_url (shared PostgreSQL state for several replicas) is not supported in this build yet; remove it to use the embedded state in data_dir"));
     }
@@ -62,6 +53,8 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
         Duration::from_millis(500),
     )
     .context("starting the audit indexer")?;
+    // Checkpoints, exporters, recordings (`trail.recordings` is for the protocol relays).
+    let trail = crate::trail::start(&config, &audit)?;
     let mut start = AuditEvent::new(EventKind::GatewayStart);
     start.detail =
         Some(serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "config": config.origin}));
@@ -81,6 +74,7 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
         error!(error = %e, "could not audit the shutdown");
     }
     let _ = audit.flush();
+    trail.shutdown();
     indexer.shutdown();
     result.map(|()| ExitCode::SUCCESS)
 }
@@ -150,6 +144,26 @@ async fn serve(
         "airlock: REST API on http://{} (OpenAPI: /api/v1/openapi.json)\n",
         config.gateway.api_listen
     ));
+    // MySQL/MariaDB: only when some connection is of type mysql (the listener has a default).
+    if let Some(addr) = config.listeners.mysql.filter(|_| {
+        config
+            .connections
+            .iter()
+            .any(|c| c.kind == airlock_core::ConnectionType::Mysql)
+    }) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the mysql listener to {addr} (is another airlock running? change [listeners] mysql)"))?;
+        let my = Arc::new(airlock_proto_mysql::MySqlListenerConfig {
+            tls: Some(tls.clone()),
+            allow_plaintext_tokens: config.gateway.allow_plaintext_tokens,
+            max_packet_bytes: MAX_MESSAGE_BYTES,
+        });
+        tokio::spawn(airlock_proto_mysql::serve(listener, gate.clone(), my));
+        banner.push_str(&format!(
+            "airlock: mysql listener on {addr} (TLS available; token as password, connection as database)\n"
+        ));
+    }
     if let Some(addr) = config.listeners.postgres {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -166,7 +180,7 @@ async fn serve(
         banner.push_str(&connect_hints(&config, addr));
     }
     for (proto, addr) in config.listeners.enabled() {
-        if proto != "postgres" {
+        if proto != "postgres" && proto != "mysql" {
             warn!(%addr, protocol = proto, "the {proto} listener is not available in this build; not started");
         }
     }

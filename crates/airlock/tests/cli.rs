@@ -120,7 +120,6 @@ fn policy_test_explains_the_decision_and_sets_the_exit_code() {
 fn unbuilt_commands_say_so() {
     for args in [
         vec!["login"],
-        vec!["access-review"],
     ] {
         let (code, out) = airlock(&args);
         assert_eq!(code, 2, "{args:?}: {out}");

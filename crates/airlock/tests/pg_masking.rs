@@ -303,3 +303,32 @@ fn masked_counts_reach_the_audit_trail() {
     // The values themselves are never in the log.
     assert_no_secret("audit log", &log);
 }
+
+#[test]
+fn hostile_results_are_masked_or_withheld_never_a_crash() {
+    let mut f = setup();
+    let s = f.schema.clone();
+    // 100 MB in one value: above the gateway's 64 MiB message limit, so the row is streamed
+    // past and withheld (NULL) with a warning, never buffered whole.
+    let o = f.gw.psql(
+        "select 7 as id, repeat('x', 100 * 1024 * 1024) || 'ada.lovelace@example.com' as big;\nselect 'still alive' as status;\n",
+    );
+    let out = text(&o);
+    assert!(out.contains("cannot be masked; its values were withheld"), "{}", &out[..out.len().min(2000)]);
+    assert!(out.contains("still alive"), "the session goes on");
+    assert!(!out.contains("xxxxxxxxxx"));
+    // 1,600 columns, the last one an email.
+    let mut cols: Vec<String> = (1..1600).map(|i| format!("{i} as c{i}")).collect();
+    cols.push(format!("'{}' as c1600", EMAILS[0]));
+    let o = f.gw.psql(&format!("select {};\n", cols.join(", ")));
+    let out = text(&o);
+    assert!(o.status.success(), "{}", &out[..out.len().min(2000)]);
+    assert_no_secret("1600 columns", &out);
+    assert!(out.contains("1599"), "plain columns pass");
+    // NULLs everywhere, including in masked columns.
+    let o = f.gw.psql(&format!(
+        "select null::text as card_number, null as email, id from {s}.payments;\nselect nullif(card_number, card_number) from {s}.payments;\n"
+    ));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(f.gw.alive(), "the gateway survived");
+}

@@ -19,6 +19,10 @@ use std::sync::Arc;
 /// The OpenAPI 3.1 description of this API, served as-is.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+mod access_review;
+mod sessions;
+mod tokens;
+
 pub fn router(gate: Arc<Gate>) -> Router {
     Router::new()
         .route(
@@ -32,6 +36,9 @@ pub fn router(gate: Arc<Gate>) -> Router {
         .route("/api/v1/reviews/{id}/approve", post(approve))
         .route("/api/v1/reviews/{id}/deny", post(deny))
         .route("/api/v1/access-requests", post(request_access))
+        .merge(tokens::routes())
+        .merge(sessions::routes())
+        .merge(access_review::routes())
         .with_state(gate)
 }
 
@@ -64,7 +71,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn caller(gate: &Gate, headers: &HeaderMap, peer: SocketAddr) -> Result<Identity, ApiError> {
+async fn caller(gate: &Gate, headers: &HeaderMap, peer: SocketAddr) -> Result<Identity, ApiError> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -76,6 +83,8 @@ fn caller(gate: &Gate, headers: &HeaderMap, peer: SocketAddr) -> Result<Identity
             )
         })?;
     gate.authenticate_bearer(token.trim(), peer)
+        .await
+        .map(|p| p.identity)
         .map_err(|e| match e {
             GateError::RateLimited { .. } => ApiError(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
             _ => ApiError(
@@ -102,7 +111,7 @@ async fn whoami(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Json<Identity>, ApiError> {
-    Ok(Json(caller(&gate, &headers, peer)?))
+    Ok(Json(caller(&gate, &headers, peer).await?))
 }
 
 #[derive(Deserialize)]
@@ -116,7 +125,7 @@ async fn list_reviews(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<Review>>, ApiError> {
-    caller(&gate, &headers, peer)?;
+    caller(&gate, &headers, peer).await?;
     let state = match q.state.as_deref() {
         None | Some("all") => None,
         Some(s) => Some(parse_state(s).ok_or_else(|| {
@@ -149,7 +158,7 @@ async fn show_review(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Review>, ApiError> {
-    caller(&gate, &headers, peer)?;
+    caller(&gate, &headers, peer).await?;
     gate.reviews()
         .get(&id)
         .map(Json)
@@ -162,7 +171,7 @@ async fn approve(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Review>, ApiError> {
-    let who = caller(&gate, &headers, peer)?;
+    let who = caller(&gate, &headers, peer).await?;
     gate.approve_review(&id, &who).map(Json).map_err(book_error)
 }
 
@@ -172,7 +181,7 @@ async fn deny(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Review>, ApiError> {
-    let who = caller(&gate, &headers, peer)?;
+    let who = caller(&gate, &headers, peer).await?;
     gate.deny_review(&id, &who).map(Json).map_err(book_error)
 }
 
@@ -189,7 +198,7 @@ async fn request_access(
     headers: HeaderMap,
     Json(req): Json<AccessRequest>,
 ) -> Result<(StatusCode, Json<Review>), ApiError> {
-    let who = caller(&gate, &headers, peer)?;
+    let who = caller(&gate, &headers, peer).await?;
     if req.duration_secs == 0 || req.duration_secs > 30 * 86_400 {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,

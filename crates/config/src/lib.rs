@@ -14,9 +14,11 @@
 
 mod diag;
 mod env;
+mod identity;
 mod model;
 mod parse;
 mod secret;
+mod trail;
 mod summary;
 
 pub use airlock_core::policy::ConnectionMatch;
@@ -27,7 +29,13 @@ pub use model::{
     LogFormat, MaskStrategy, MaskingPolicy, NotificationConfig, PolicyDefaults, ReviewSettings,
     RuleConfig, ServiceAccount, SslMode, TlsConfig,
 };
+pub use identity::{
+    ClaimMapping, IdentityConfig, OidcConfig, Roles, TrustedIssuer, FEDERATION_ALGORITHMS,
+};
 pub use secret::{Secret, SecretRef, SecretSource};
+pub use trail::{
+    CheckpointSettings, ExporterKind, ExporterSettings, RecordingSettings, TrailConfig,
+};
 
 use std::path::Path;
 
@@ -60,6 +68,7 @@ pub fn embedded_default() -> Config {
         state_url: None,
         log_format: LogFormat::Text,
         allow_plaintext_tokens: false,
+        mask_max_value_bytes: model::DEFAULT_MASK_MAX_VALUE_BYTES,
     };
     let audit = AuditConfig {
         fsync: false,
@@ -78,6 +87,8 @@ pub fn embedded_default() -> Config {
         connections: Vec::new(),
         rules: Vec::new(),
         masking: Vec::new(),
+        identity: IdentityConfig::default(),
+        trail: TrailConfig::default(),
         warnings: Vec::new(),
     }
 }

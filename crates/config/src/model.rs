@@ -26,6 +26,10 @@ pub struct Config {
     pub connections: Vec<Connection>,
     pub rules: Vec<RuleConfig>,
     pub masking: Vec<MaskingPolicy>,
+    /// `[recording]`, `[[exporters]]`, audit checkpoints.
+    pub trail: crate::trail::TrailConfig,
+    /// `[oidc]`, `[[trusted_issuers]]`, `[roles]`.
+    pub identity: crate::identity::IdentityConfig,
     /// Problems that do not stop the load (e.g. reviewer groups no service account is in).
     pub warnings: Vec<Diagnostic>,
 }
@@ -40,7 +44,12 @@ pub struct GatewayConfig {
     pub log_format: LogFormat,
     /// Accept tokens over plain TCP from non-loopback peers.
     pub allow_plaintext_tokens: bool,
+    /// Values longer than this are withheld by masking instead of scanned.
+    pub mask_max_value_bytes: usize,
 }
+
+/// Default for [`GatewayConfig::mask_max_value_bytes`]: 16 MiB.
+pub const DEFAULT_MASK_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {

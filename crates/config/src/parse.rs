@@ -17,6 +17,9 @@ use toml::Spanned;
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
+mod identity;
+mod trail;
+
 const MIN_TOKEN_CHARS: usize = 16;
 const DEFAULT_REVIEW_TIMEOUT_SECS: u64 = 600;
 /// Compiled-program budget for user regexes, so a config cannot make the gateway build a
@@ -36,6 +39,11 @@ const TOP_KEYS: &[&str] = &[
     "masking",
     "reviews",
     "notifications",
+    "oidc",
+    "trusted_issuers",
+    "roles",
+    "recording",
+    "exporters",
 ];
 const USER_KEYS: &[&str] = &["name", "groups", "token_env", "token_file"];
 const REVIEW_KEYS: &[&str] = &["hold", "access_reviewers", "access_timeout"];
@@ -60,10 +68,16 @@ const GATEWAY_KEYS: &[&str] = &[
     "state_url",
     "log_format",
     "allow_plaintext_tokens",
+    "mask_max_value_bytes",
 ];
 const LISTENER_KEYS: &[&str] = &["postgres", "mysql", "ssh", "http"];
 const TLS_KEYS: &[&str] = &["cert_file", "key_file"];
-const AUDIT_KEYS: &[&str] = &["fsync", "path"];
+const AUDIT_KEYS: &[&str] = &[
+    "fsync",
+    "path",
+    "checkpoint_events",
+    "checkpoint_interval",
+];
 const POLICY_KEYS: &[&str] = &["default_action", "default_write_action"];
 const SERVICE_ACCOUNT_KEYS: &[&str] = &[
     "name",
@@ -236,8 +250,31 @@ fn build(r: &mut Report<'_>, root: &Table<'_, '_>, origin: &str, env: &dyn EnvLo
     let rules = rules(r, &rule_tables, &known);
     let masking_tables = sections(r, root, "masking");
     let masking = masking(r, &masking_tables, &known);
+    let exporter_tables = sections(r, root, "exporters");
+    let trail = crate::trail::TrailConfig {
+        recording: section(r, root, "recording")
+            .map(|t| trail::recording(r, &t))
+            .unwrap_or_default(),
+        exporters: trail::exporters(r, &exporter_tables),
+        checkpoints: trail::checkpoints(
+            r,
+            root.get("audit")
+                .and_then(|v| Table::new(v, "[audit]"))
+                .as_ref(),
+        ),
+    };
+    let issuer_tables = sections(r, root, "trusted_issuers");
+    let identity = crate::identity::IdentityConfig {
+        oidc: section(r, root, "oidc").and_then(|t| identity::oidc(r, &t, env)),
+        trusted_issuers: identity::trusted_issuers(r, &issuer_tables, &known),
+        roles: section(r, root, "roles")
+            .map(|t| identity::roles(r, &t))
+            .unwrap_or_default(),
+    };
 
     Config {
+        trail,
+        identity,
         origin: origin.to_string(),
         reviews,
         notifications,
@@ -585,6 +622,7 @@ fn default_gateway() -> GatewayConfig {
         state_url: None,
         log_format: LogFormat::Text,
         allow_plaintext_tokens: false,
+        mask_max_value_bytes: DEFAULT_MASK_MAX_VALUE_BYTES,
     }
 }
 
@@ -636,6 +674,18 @@ fn gateway(r: &mut Report<'_>, t: &Table<'_, '_>) -> GatewayConfig {
     }
     if let Some(b) = t.bool(r, "allow_plaintext_tokens") {
         g.allow_plaintext_tokens = b;
+    }
+    if let Some(n) = t.integer(r, "mask_max_value_bytes") {
+        match usize::try_from(n.value) {
+            Ok(v) if v > 0 => g.mask_max_value_bytes = v,
+            _ => r.error(
+                &n.span,
+                format!(
+                    "`mask_max_value_bytes` in [gateway] must be a positive number of bytes, found {}",
+                    n.value
+                ),
+            ),
+        }
     }
     g
 }

@@ -203,8 +203,9 @@ fn quickstart_example_loads() {
     assert!(pg.password.is_none());
     assert_eq!(pg.sslmode, SslMode::Disable);
     assert_eq!(config.service_accounts[0].name, "demo-agent");
-    // Masking is commented out until it is enforced (issue #4): serve refuses it.
-    assert!(config.masking.is_empty());
+    // The demo masks emails and card numbers on pg-local.
+    assert_eq!(config.masking.len(), 1);
+    assert_eq!(config.masking[0].columns, ["*.email", "payments.card_number"]);
     assert!(config.warnings.is_empty(), "{:#?}", config.warnings);
 }
 

@@ -11,9 +11,9 @@
 
 use airlock_config::{Config, Connection};
 use airlock_core::policy::{ConnectionRef, Decision, PolicySet, Request};
-use airlock_core::{Action, Classification, ConnectionType, Identity, IdentityKind};
+use airlock_core::{Action, Classification, ConnectionType, Identity};
 use airlock_sql::PgClassifier;
-use airlock_store::{AuditEvent, AuditLog, CommandRecord, EventKind};
+use airlock_store::{AuditEvent, AuditLog, CommandRecord, EventKind, MaskedCounts};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -23,21 +23,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod auth;
 mod compile;
+pub mod masking;
 pub mod reviews;
 use airlock_core::review::{Review, ReviewState};
+pub use auth::{AdminError, Credential, CredentialKind, Principal, Role, SessionEnd};
 pub use compile::compile_policy;
 use reviews::{ReviewBook, ReviewBookError};
-
-/// Failed authentications allowed per source address per minute before it is refused outright.
-const AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
     #[error("password authentication failed for user \"{user}\": the airlock token is not valid")]
     BadCredentials { user: String },
-    #[error("too many failed authentications from {source_ip}; try again in a minute")]
-    RateLimited { source_ip: IpAddr },
+    /// `identity` set: the claimed identity hit its limit (from any source), not the address.
+    #[error("{}", match identity {
+        Some(name) => format!("too many failed authentications for identity `{name}`; try again in a minute"),
+        None => format!("too many failed authentications from {source_ip}; try again in a minute"),
+    })]
+    RateLimited {
+        source_ip: IpAddr,
+        identity: Option<String>,
+    },
     #[error("connection `{name}` not found; known: {}", if known.is_empty() { "none (add a [[connections]] entry)".to_string() } else { known.join(", ") })]
     UnknownConnection { name: String, known: Vec<String> },
     #[error("identity `{identity}` may not use connection `{connection}` (allowed groups: {})", if allowed_groups.is_empty() { "none".to_string() } else { allowed_groups.join(", ") })]
@@ -54,12 +61,17 @@ pub enum GateError {
     },
     #[error("the audit log cannot be written, so airlock refuses the command: {0}")]
     AuditUnavailable(String),
+    #[error("airlock cannot mask data for this session, so it refuses it: {0}")]
+    MaskingUnavailable(String),
 }
 
 /// What a configuration compiles into: looked up on every command, swapped on reload.
 pub struct Runtime {
     pub config: Arc<Config>,
     pub policy: PolicySet,
+    pub masking: masking::MaskingSet,
+    /// View definitions per connection, for lineage (refreshed after a minute).
+    pub views: masking::ViewCache,
     tokens: HashMap<[u8; 32], usize>,
 }
 
@@ -73,6 +85,8 @@ impl Runtime {
             .collect();
         Runtime {
             policy: compile_policy(&config),
+            masking: masking::MaskingSet::compile(&config),
+            views: masking::ViewCache::default(),
             config: Arc::new(config),
             tokens,
         }
@@ -120,8 +134,17 @@ fn token_digest(token: &str) -> [u8; 32] {
 pub struct Gate {
     runtime: ArcSwap<Runtime>,
     classifier: PgClassifier,
+    /// MySQL/MariaDB connections are classified with the MySQL dialect.
+    mysql_classifier: airlock_sql::mysql::MySqlClassifier,
     audit: AuditLog,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    identity_failures: Mutex<HashMap<String, (Instant, u32)>>,
+    /// Runtime service-account tokens (`data_dir/tokens.json`).
+    tokens: airlock_identity::TokenStore,
+    /// `[[trusted_issuers]]` with their JWKS caches; rebuilt on reload.
+    federation: ArcSwap<airlock_identity::Federation>,
+    /// Bumped when a credential may have stopped being valid; open sessions re-check theirs.
+    credentials: tokio::sync::watch::Sender<u64>,
     reviews: ReviewBook,
     /// The bootstrap admin (`data_dir/admin-token.sha256`): only the token's digest is kept.
     admin_digest: Option<[u8; 32]>,
@@ -133,6 +156,11 @@ impl Gate {
     /// Fails when the persisted reviews in `data_dir` cannot be read.
     pub fn new(config: Config, audit: AuditLog) -> Result<Arc<Gate>, String> {
         let reviews = ReviewBook::open(&config.gateway.data_dir)?;
+        let tokens = airlock_identity::TokenStore::open(&config.gateway.data_dir)
+            .map_err(|e| e.to_string())?;
+        let federation = ArcSwap::from_pointee(airlock_identity::Federation::new(
+            &config.identity.trusted_issuers,
+        ));
         let hooks: Vec<airlock_notify::WebhookConfig> = config
             .notifications
             .iter()
@@ -158,37 +186,19 @@ impl Gate {
             notifier,
             runtime: ArcSwap::from_pointee(Runtime::new(config)),
             classifier: PgClassifier::new(16 * 1024),
+            mysql_classifier: airlock_sql::mysql::MySqlClassifier::new(16 * 1024),
             audit,
             failures: Mutex::new(HashMap::new()),
+            identity_failures: Mutex::new(HashMap::new()),
+            tokens,
+            federation,
+            credentials: tokio::sync::watch::Sender::new(0),
             reviews,
         }))
     }
 
     pub fn reviews(&self) -> &ReviewBook {
         &self.reviews
-    }
-
-    /// Any configured account by its token alone (the REST API's bearer authentication).
-    pub fn authenticate_bearer(
-        &self,
-        token: &str,
-        peer: SocketAddr,
-    ) -> Result<Identity, GateError> {
-        if self.rate_limited(peer.ip()) {
-            return Err(GateError::RateLimited {
-                source_ip: peer.ip(),
-            });
-        }
-        match self.account_by_token(token) {
-            Some(identity) => Ok(identity),
-            None => {
-                self.note_failure(peer.ip());
-                self.audit_auth_failure("<bearer>", peer, "invalid token");
-                Err(GateError::BadCredentials {
-                    user: "<bearer>".into(),
-                })
-            }
-        }
     }
 
     pub fn approve_review(&self, id: &str, who: &Identity) -> Result<Review, ReviewBookError> {
@@ -311,75 +321,15 @@ impl Gate {
             "rules": config.rules.len(),
             "service_accounts": config.service_accounts.len(),
         }));
+        self.federation
+            .store(Arc::new(airlock_identity::Federation::new(
+                &config.identity.trusted_issuers,
+            )));
         self.runtime.store(Arc::new(Runtime::new(config)));
+        // A reload may have removed a token that open sessions were opened with.
+        self.credentials_changed();
         if let Err(e) = self.audit.append(&[ev]) {
             tracing::error!(error = %e, "could not audit the configuration reload");
-        }
-    }
-
-    /// Token → identity. `user` must name the service account the token belongs to, so a
-    /// leaked token cannot be replayed under another account's name in logs.
-    pub fn authenticate(
-        &self,
-        user: &str,
-        token: &str,
-        peer: SocketAddr,
-    ) -> Result<Identity, GateError> {
-        if self.rate_limited(peer.ip()) {
-            self.audit_auth_failure(user, peer, "rate limited");
-            return Err(GateError::RateLimited {
-                source_ip: peer.ip(),
-            });
-        }
-        match self
-            .account_by_token(token)
-            .filter(|identity| identity.name == user)
-        {
-            Some(identity) => Ok(identity),
-            None => {
-                self.note_failure(peer.ip());
-                self.audit_auth_failure(user, peer, "invalid token");
-                Err(GateError::BadCredentials {
-                    user: user.to_owned(),
-                })
-            }
-        }
-    }
-
-    /// The account whose token this is (digest lookup, then a constant-time comparison).
-    fn account_by_token(&self, token: &str) -> Option<Identity> {
-        if self.admin_digest.is_some_and(|d| d == token_digest(token)) {
-            return Some(Identity {
-                name: "admin".into(),
-                kind: IdentityKind::Human,
-                groups: vec!["admins".into()],
-                agent: false,
-            });
-        }
-        let rt = self.runtime.load();
-        rt.tokens
-            .get(&token_digest(token))
-            .and_then(|&i| rt.config.service_accounts.get(i))
-            .filter(|sa| sa.token.value.matches(token.as_bytes()))
-            .map(|sa| sa.identity())
-    }
-
-    fn rate_limited(&self, ip: IpAddr) -> bool {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&ip).is_some_and(|(since, n)| {
-            since.elapsed() < Duration::from_secs(60) && *n >= AUTH_FAILURES_PER_MINUTE
-        })
-    }
-
-    fn note_failure(&self, ip: IpAddr) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry(ip).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= Duration::from_secs(60) {
-            *entry = (Instant::now(), 0);
-        }
-        entry.1 += 1;
-        if map.len() > 100_000 {
-            map.retain(|_, (since, _)| since.elapsed() < Duration::from_secs(60));
         }
     }
 
@@ -396,12 +346,16 @@ impl Gate {
     /// start is in the audit log.
     pub fn open_session(
         self: &Arc<Self>,
-        identity: Identity,
+        principal: impl Into<Principal>,
         connection: &str,
         protocol: ConnectionType,
         peer: SocketAddr,
         tls: bool,
     ) -> Result<SessionGate, GateError> {
+        let Principal {
+            identity,
+            credential,
+        } = principal.into();
         let rt = self.runtime.load_full();
         let Some(conn) = rt.config.connection(connection) else {
             // Only the connections this identity may use are named.
@@ -419,7 +373,11 @@ impl Gate {
         let limited = rt
             .config
             .service_account(&identity.name)
-            .is_some_and(|sa| !sa.limited_to(&conn.name));
+            .is_some_and(|sa| !sa.limited_to(&conn.name))
+            || credential
+                .connections
+                .as_ref()
+                .is_some_and(|only| !only.contains(&conn.name));
         let grant = if limited || !conn.allows(&identity) {
             self.reviews
                 .grant(&identity.name, &conn.name, AuditEvent::now_us())
@@ -442,6 +400,19 @@ impl Gate {
                 allowed_groups: conn.allow_groups.clone(),
             });
         }
+        let (masking, masking_note) = match rt.masking.for_session(&identity, conn) {
+            masking::Applies::None => (None, serde_json::Value::Null),
+            masking::Applies::Exempt(names) => {
+                (None, serde_json::json!({ "exempt": names }))
+            }
+            masking::Applies::Mask(m, exempt) => {
+                let note = serde_json::json!({ "policies": m.policies, "exempt": exempt });
+                (Some(m), note)
+            }
+            masking::Applies::Broken(why) => {
+                return Err(GateError::MaskingUnavailable(why));
+            }
+        };
         let id = new_session_id();
         let mut ev = AuditEvent::new(EventKind::SessionStart);
         ev.session_id = Some(id.clone());
@@ -455,6 +426,9 @@ impl Gate {
             "agent": identity.agent,
             "groups": identity.groups,
             "grant": grant.as_ref().map(|g| &g.review_id),
+            "credential": credential.kind.as_str(),
+            "credential_id": credential.id,
+            "masking": masking_note,
         }));
         self.audit
             .append(&[ev])
@@ -468,6 +442,8 @@ impl Gate {
             next_seq: AtomicU64::new(1),
             statements: AtomicU64::new(0),
             grant_until_us: grant.map(|g| g.until_us),
+            credential,
+            masking,
         })
     }
 
@@ -534,7 +510,10 @@ impl UpstreamSpec {
         UpstreamSpec {
             address: c.address.clone(),
             database: c.database.clone().unwrap_or_else(|| c.name.clone()),
-            user: c.user.clone().unwrap_or_else(|| "postgres".into()),
+            user: c.user.clone().unwrap_or_else(|| match c.kind {
+                ConnectionType::Mysql => "root".into(),
+                _ => "postgres".into(),
+            }),
             password: c.password.as_ref().map(|p| p.value.expose().to_owned()),
             sslmode: c.sslmode.as_str().to_owned(),
             ca_file: c.ca_file.clone(),
@@ -600,6 +579,10 @@ pub struct SessionGate {
     statements: AtomicU64,
     /// Set when the session exists only through an access grant: it is cut when that ends.
     grant_until_us: Option<i64>,
+    /// The token it was opened with: the session ends when it expires or is revoked.
+    credential: Credential,
+    /// The masking policies that apply, fixed when the session opens.
+    masking: Option<Arc<masking::SessionMasking>>,
 }
 
 /// The outcome of a statement a rule sent to review.
@@ -756,13 +739,35 @@ impl SessionGate {
         }
     }
 
+    /// The masking that applies to this session, if any.
+    pub fn masking(&self) -> Option<&Arc<masking::SessionMasking>> {
+        self.masking.as_ref()
+    }
+
+    /// View definitions of this session's connection, if fetched within the last minute.
+    pub fn cached_views(&self) -> Option<Arc<airlock_sql::lineage::ViewMap>> {
+        self.gate.runtime.load().views.get(&self.connection.name)
+    }
+
+    pub fn store_views(&self, views: Arc<airlock_sql::lineage::ViewMap>) {
+        self.gate
+            .runtime
+            .load()
+            .views
+            .put(&self.connection.name, views);
+    }
+
     pub fn next_seq(&self) -> u64 {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Classifies and decides; writes nothing.
     pub fn judge(&self, text: &str) -> Judged {
-        let classification = self.gate.classifier.classify(text);
+        let classification = if self.connection.kind == ConnectionType::Mysql {
+            self.gate.mysql_classifier.classify(text)
+        } else {
+            self.gate.classifier.classify(text)
+        };
         let rt = self.gate.runtime.load();
         let (minute_of_day, weekday) = clock();
         let decision = rt.policy.decide(&Request {
@@ -846,12 +851,25 @@ impl SessionGate {
         error: Option<String>,
         elapsed: Duration,
     ) {
+        self.record_result_masked(seq, rows, error, elapsed, MaskedCounts::default());
+    }
+
+    /// [`Self::record_result`] with the counts of values masked in the result.
+    pub fn record_result_masked(
+        &self,
+        seq: u64,
+        rows: Option<u64>,
+        error: Option<String>,
+        elapsed: Duration,
+        masked: MaskedCounts,
+    ) {
         let mut ev = self.event(EventKind::CommandResult);
         ev.command = Some(CommandRecord {
             seq,
             rows,
             error,
             duration_us: Some(elapsed.as_micros() as u64),
+            masked,
             ..CommandRecord::default()
         });
         self.gate.audit.append_deferred(ev);

@@ -11,6 +11,7 @@
 )]
 
 pub mod codec;
+pub mod mask;
 pub mod relay;
 pub mod stream;
 pub mod tls;
@@ -238,7 +239,7 @@ async fn handle_client(
         .await
         .map_err(|_| SessionError::Client("authentication timed out".into()))??;
 
-    let identity = match gate.authenticate(&user, &token, peer) {
+    let identity = match gate.authenticate(&user, &token, peer).await {
         Ok(identity) => identity,
         Err(e) => return Err(send_fatal(&mut stream, &gate_error(&e)).await),
     };
@@ -345,6 +346,7 @@ pub fn gate_error(e: &GateError) -> ErrorFields {
         GateError::UnknownConnection { .. } => "3D000",
         GateError::NotAllowed { .. } | GateError::WrongProtocol { .. } => "42501",
         GateError::AuditUnavailable(_) => "58030",
+        GateError::MaskingUnavailable(_) => "58000",
     };
     ErrorFields::fatal(code, e.to_string())
 }
@@ -372,13 +374,38 @@ async fn run_session(
         ca_file: spec.ca_file.as_deref(),
         params: &passed,
     };
-    let up = match upstream::connect(&target).await {
+    let mut up = match upstream::connect(&target).await {
         Ok(up) => up,
         Err(f) => {
             session.close(&f.message);
             return Err(send_fatal(&mut client, &f).await);
         }
     };
+    // Column lineage follows views through their definitions, read from this upstream.
+    let needs_views = session
+        .masking()
+        .is_some_and(|m| m.has_column_rules() && session.cached_views().is_none());
+    if needs_views {
+        // Concurrent DDL (a view dropped while pg_get_viewdef reads it) fails the read: retry.
+        let mut fetched = mask::fetch_views(&mut up.stream).await;
+        for _ in 0..2 {
+            if fetched.is_ok() {
+                break;
+            }
+            fetched = mask::fetch_views(&mut up.stream).await;
+        }
+        match fetched {
+            Ok(views) => session.store_views(Arc::new(views)),
+            Err(e) => {
+                let f = ErrorFields::fatal(
+                    "58000",
+                    format!("airlock: masking applies to this session and needs the view definitions of `{}`, but reading them failed: {e}", session.connection_name()),
+                );
+                session.close(&f.message);
+                return Err(send_fatal(&mut client, &f).await);
+            }
+        }
+    }
     let ids = cancels.register(CancelTarget {
         address: spec.address.clone(),
         pid: up.backend_pid,
@@ -412,26 +439,11 @@ async fn run_session(
         limits(),
     );
     let u2c = relay::upstream_to_client(up_r, client_w.clone(), session.clone(), queue, limits());
-    // A session that exists through an access grant ends with the grant.
-    let grant_end = async {
-        match session.grant_until_us() {
-            Some(until) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_micros() as i64)
-                    .unwrap_or(0);
-                tokio::time::sleep(Duration::from_micros(
-                    u64::try_from(until - now).unwrap_or(0),
-                ))
-                .await
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
     let outcome = tokio::select! {
-        () = grant_end => {
-            relay::fatal(&client_w, &ErrorFields::fatal("57P01", "airlock: the access grant for this connection expired; request access again with `airlock request-access`")).await;
-            Some("access grant expired".to_string())
+        // An access grant or token that ends, or a token revoked, ends the session.
+        end = session.ended() => {
+            relay::fatal(&client_w, &ErrorFields::fatal("57P01", end.message)).await;
+            Some(end.reason)
         }
         r = c2u => r.err().map(|e| format!("client side: {e}")),
         r = u2c => match r {

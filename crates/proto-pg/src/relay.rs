@@ -684,19 +684,46 @@ pub(crate) async fn upstream_to_client(
     let mut out = BytesMut::new();
     let masking = session.masking().cloned();
     let masking = masking.as_deref();
+    // A DataRow or CopyData larger than the message limit is streamed, never buffered whole:
+    // passed through as it comes without masking, withheld (and announced) with masking.
+    let mut oversized: Option<Oversized> = None;
     loop {
         let n = upstream.read_buf(&mut buf).await?;
         if n == 0 {
             return Ok(());
         }
+        if let Some(o) = oversized.as_mut() {
+            let take = o.remaining.min(buf.len());
+            if o.pass {
+                let mut w = client.lock().await;
+                w.write_all(buf.get(..take).unwrap_or_default()).await?;
+            }
+            buf.advance(take);
+            o.remaining -= take;
+            if o.remaining > 0 {
+                continue;
+            }
+            oversized = None;
+        }
         // Most chunks pass through untouched: then the original bytes are written as they came.
         let mut rewritten = false;
         let mut pos = 0usize;
+        let mut too_large = None;
         {
             let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
-            while let Some((tag, len)) =
-                peek_message(buf.get(pos..).unwrap_or_default(), limits.max_message_bytes)?
-            {
+            loop {
+                let (tag, len) = match peek_message(
+                    buf.get(pos..).unwrap_or_default(),
+                    limits.max_message_bytes,
+                ) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(FrameError::TooLarge { len, .. }) => {
+                        too_large = Some(len);
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let body = buf.get(pos + 5..pos + len).unwrap_or_default();
                 let step = match tag {
                     // Asynchronous messages belong to no request; a notice may echo values.
@@ -737,9 +764,71 @@ pub(crate) async fn upstream_to_client(
         } else {
             w.write_all(buf.get(..pos).unwrap_or_default()).await?;
         }
-        drop(w);
         buf.advance(pos);
+        if let Some(body_len) = too_large {
+            // The header (and, for a DataRow, the column count) is at the front of `buf`.
+            let tag = buf.first().copied().unwrap_or(0);
+            if !matches!(tag, b'D' | b'd') {
+                return Err(FrameError::TooLarge {
+                    len: body_len,
+                    limit: limits.max_message_bytes,
+                }
+                .into());
+            }
+            if tag == b'D' && buf.len() < 7 {
+                // Wait for the column count.
+                continue;
+            }
+            let total = 5 + body_len;
+            let pass = masking.is_none();
+            if pass {
+                let take = total.min(buf.len());
+                w.write_all(buf.get(..take).unwrap_or_default()).await?;
+            } else {
+                let mut replacement = BytesMut::new();
+                if tag == b'D' {
+                    let ncols = buf
+                        .get(5..7)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u16::from_be_bytes)
+                        .unwrap_or(0);
+                    put_message(&mut replacement, b'D', |o| {
+                        o.put_u16(ncols);
+                        for _ in 0..ncols {
+                            o.put_i32(-1);
+                        }
+                    });
+                }
+                codec::put_notice(
+                    &mut replacement,
+                    &ErrorFields {
+                        severity: "WARNING",
+                        code: "01000",
+                        message: format!("airlock: a result row of {body_len} bytes exceeds the gateway's limit of {} bytes and cannot be masked; its values were withheld (sent as NULL)", limits.max_message_bytes),
+                        detail: None,
+                        hint: Some("select a shorter part of the value (e.g. with substr) or ask an operator to raise the limit".into()),
+                    },
+                );
+                w.write_all(&replacement).await?;
+                tracing::warn!(session = %session.id(), bytes = body_len, "oversized row withheld");
+            }
+            let take = total.min(buf.len());
+            buf.advance(take);
+            if total > take {
+                oversized = Some(Oversized {
+                    remaining: total - take,
+                    pass,
+                });
+            }
+        }
+        drop(w);
     }
+}
+
+/// The rest of an oversized message still to come from the upstream.
+struct Oversized {
+    remaining: usize,
+    pass: bool,
 }
 
 /// Matches one backend message to the request it answers.

@@ -589,7 +589,7 @@ impl Analyzer<'_> {
             };
         }
         for from in list(map, "from_clause") {
-            let entries = self.from_item(&from, &scope);
+            let entries = self.range_of_from_item(&from, &scope);
             scope.frame.ranges.extend(entries);
         }
         let mut items = Vec::new();
@@ -635,7 +635,7 @@ impl Analyzer<'_> {
         })
     }
 
-    fn from_item(&mut self, node: &Value, scope: &Scope<'_>) -> Vec<(String, Range)> {
+    fn range_of_from_item(&mut self, node: &Value, scope: &Scope<'_>) -> Vec<(String, Range)> {
         let Some((tag, m)) = tagged(node) else {
             return vec![(String::new(), Range::Opaque(Taint::unknown()))];
         };
@@ -664,7 +664,7 @@ impl Analyzer<'_> {
                 let mut out = Vec::new();
                 for side in ["larg", "rarg"] {
                     if let Some(n) = m.get(side) {
-                        out.extend(self.from_item(n, scope));
+                        out.extend(self.range_of_from_item(n, scope));
                     }
                 }
                 let (alias, _) = alias_of(m);
@@ -784,12 +784,12 @@ impl Analyzer<'_> {
         match map.get(extra) {
             Some(Value::Array(items)) => {
                 for f in items {
-                    let e = self.from_item(f, &scope);
+                    let e = self.range_of_from_item(f, &scope);
                     scope.frame.ranges.extend(e);
                 }
             }
             Some(v @ Value::Object(_)) => {
-                let e = self.from_item(v, &scope);
+                let e = self.range_of_from_item(v, &scope);
                 scope.frame.ranges.extend(e);
             }
             _ => {}

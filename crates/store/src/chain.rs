@@ -238,6 +238,14 @@ impl VerifyReport {
 /// Walks the chain of the log file at `path`. I/O errors are `Err`; a broken chain is a
 /// report with `first_broken` set.
 pub fn verify_log(path: &Path) -> Result<VerifyReport, StoreError> {
+    walk_log(path, &mut |_, _| {})
+}
+
+/// [`verify_log`], calling `on_event(seq, hash)` for every event that chains.
+pub(crate) fn walk_log(
+    path: &Path,
+    on_event: &mut dyn FnMut(u64, &str),
+) -> Result<VerifyReport, StoreError> {
     let file = std::fs::File::open(path).map_err(|e| StoreError::io(path, e))?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut walker = ChainWalker::genesis();
@@ -270,6 +278,7 @@ pub fn verify_log(path: &Path) -> Result<VerifyReport, StoreError> {
                 partial_tail_bytes: 0,
             });
         }
+        on_event(walker.next_seq.saturating_sub(1), &walker.prev);
         events += 1;
     }
     Ok(VerifyReport {

@@ -5,7 +5,7 @@
 //! background indexer and a CLI invocation can both call it; the `IMMEDIATE` transaction
 //! serializes them and `INSERT OR IGNORE` on seq makes a repeated event harmless.
 //!
-//! # Layout (schema version 2)
+//! # Layout (schema version 3)
 //!
 //! The indexer runs for every statement the gateway forwards, on the cores the database
 //! needs, so it stores each event's text exactly once and does as little per event as it can:
@@ -19,6 +19,10 @@
 //!   latest non-null one) because the session counters depend on it. [`Index::session`]
 //!   joins `events` and reads the fields from the JSON; reading a session is rare, indexing
 //!   is constant.
+//! - Search facets (version 3): `commands.operation` and `commands.ts_us` (of the first
+//!   command event), `command_objects(sid, seq, object)` for every table a statement reads or
+//!   writes, `command_masked(sid, seq, entity)` for every masking entity in its result. Only
+//!   statements that name tables or had values masked add facet rows.
 //! - `sessions`: one row per session, addressed by an integer `sid`. `statements` / `denied`
 //!   are summed in memory during a batch and written once per session per batch.
 //!
@@ -64,7 +68,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Tables of every earlier schema version, dropped before rebuilding.
 const DROP_OLD: &str = "
@@ -72,6 +76,8 @@ DROP TABLE IF EXISTS events;
 DROP TABLE IF EXISTS sessions;
 DROP TABLE IF EXISTS commands;
 DROP TABLE IF EXISTS index_state;
+DROP TABLE IF EXISTS command_objects;
+DROP TABLE IF EXISTS command_masked;
 ";
 
 const SCHEMA: &str = "
@@ -99,7 +105,22 @@ CREATE TABLE commands (
     result      INTEGER,
     decision    TEXT,
     text_event  INTEGER,
+    operation   TEXT,
+    ts_us       INTEGER,
     PRIMARY KEY (sid, seq)
+) WITHOUT ROWID;
+CREATE TABLE command_objects (
+    sid         INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    object      TEXT NOT NULL,
+    PRIMARY KEY (sid, seq, object)
+) WITHOUT ROWID;
+CREATE INDEX command_objects_object ON command_objects(object);
+CREATE TABLE command_masked (
+    sid         INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    entity      TEXT NOT NULL,
+    PRIMARY KEY (sid, seq, entity)
 ) WITHOUT ROWID;
 CREATE TABLE index_state (
     id          INTEGER PRIMARY KEY CHECK (id = 0),
@@ -160,14 +181,63 @@ pub struct SessionDetail {
     pub commands: Vec<CommandRow>,
 }
 
-/// All fields optional; `since_us` keeps sessions that started at or after it. Newest first.
+/// All fields optional; `since_us` keeps sessions that started at or after it, `until_us`
+/// before it. The command facets (`operation`, `object`, `decision`, `masked`) keep sessions
+/// with at least one statement matching all of them. Newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionFilter {
     pub identity: Option<String>,
     pub connection: Option<String>,
     pub since_us: Option<i64>,
     pub limit: Option<usize>,
+    pub until_us: Option<i64>,
+    /// `select`, `drop`, ...
+    pub operation: Option<String>,
+    /// A table read or written: `users` also matches `public.users`.
+    pub object: Option<String>,
+    /// `allow`, `deny` or `review`.
+    pub decision: Option<String>,
+    /// A masking entity (`email`, `credit_card`, ...) masked in a result.
+    pub masked: Option<String>,
 }
+
+/// Statements matching all given fields, newest first ([`Index::search`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandFilter {
+    pub identity: Option<String>,
+    pub connection: Option<String>,
+    pub operation: Option<String>,
+    pub object: Option<String>,
+    pub decision: Option<String>,
+    pub masked: Option<String>,
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+/// One statement found by [`Index::search`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandHit {
+    pub session_id: String,
+    pub seq: u64,
+    pub ts_us: Option<i64>,
+    pub identity: Option<String>,
+    pub connection: Option<String>,
+    pub operation: Option<String>,
+    pub decision: Option<String>,
+    pub text: Option<String>,
+}
+
+/// The statement conditions shared by session and statement search; `c` is `commands`,
+/// parameters ?10..?13 are operation, object, decision, masked.
+const COMMAND_MATCH: &str = "
+    (?10 IS NULL OR c.operation = ?10)
+    AND (?11 IS NULL OR EXISTS (SELECT 1 FROM command_objects o
+          WHERE o.sid = c.sid AND o.seq = c.seq
+            AND (o.object = ?11 OR o.object LIKE '%.' || ?11)))
+    AND (?12 IS NULL OR c.decision = ?12)
+    AND (?13 IS NULL OR EXISTS (SELECT 1 FROM command_masked m
+          WHERE m.sid = c.sid AND m.seq = c.seq AND m.entity = ?13))";
 
 /// Handle to the SQLite index; `Send + Sync`, calls are serialized on one connection.
 pub struct Index {
@@ -216,6 +286,21 @@ struct IndexedCommand<'a> {
     decision: Option<Cow<'a, str>>,
     #[serde(default)]
     text: Option<IgnoredAny>,
+    #[serde(borrow, default)]
+    operation: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reads: Vec<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    writes: Vec<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    masked: Option<IndexedMasked<'a>>,
+}
+
+/// Only the entity names of `masked` (searchable); counts are read from the event itself.
+#[derive(Deserialize)]
+struct IndexedMasked<'a> {
+    #[serde(borrow, default)]
+    entities: BTreeMap<Cow<'a, str>, IgnoredAny>,
 }
 
 /// What [`Index::session`] reads back from a stored `command` / `command_result` event.
@@ -404,21 +489,84 @@ impl Index {
 
     pub fn sessions(&self, filter: SessionFilter) -> Result<Vec<SessionRow>, StoreError> {
         let conn = lock(&self.conn);
-        let mut stmt = conn.prepare_cached(
+        let facets = filter.operation.is_some()
+            || filter.object.is_some()
+            || filter.decision.is_some()
+            || filter.masked.is_some();
+        let sql = format!(
             "SELECT id, identity, connection, started_us, ended_us, peer, statements, denied
-             FROM sessions
+             FROM sessions s
              WHERE (?1 IS NULL OR identity = ?1)
                AND (?2 IS NULL OR connection = ?2)
                AND (?3 IS NULL OR started_us >= ?3)
+               AND (?5 IS NULL OR started_us < ?5)
+               AND (?14 = 0 OR EXISTS (SELECT 1 FROM commands c WHERE c.sid = s.sid AND {COMMAND_MATCH}))
              ORDER BY started_us DESC, id
-             LIMIT ?4",
-        )?;
+             LIMIT ?4"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
         let limit = filter
             .limit
             .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
         let rows = stmt.query_map(
-            params![filter.identity, filter.connection, filter.since_us, limit],
+            rusqlite::named_params! {
+                "?1": filter.identity, "?2": filter.connection, "?3": filter.since_us,
+                "?4": limit, "?5": filter.until_us,
+                "?10": filter.operation, "?11": filter.object, "?12": filter.decision,
+                "?13": filter.masked, "?14": i64::from(facets),
+            },
             session_row,
+        )?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Statements matching every field of `filter`, newest first.
+    pub fn search(&self, filter: &CommandFilter) -> Result<Vec<CommandHit>, StoreError> {
+        let conn = lock(&self.conn);
+        let sql = format!(
+            "SELECT s.id, c.seq, c.ts_us, s.identity, s.connection, c.operation, c.decision,
+                    ce.json, te.json
+             FROM commands c
+             JOIN sessions s ON s.sid = c.sid
+             LEFT JOIN events ce ON ce.seq = c.command
+             LEFT JOIN events te ON te.seq = c.text_event
+             WHERE (?1 IS NULL OR s.identity = ?1)
+               AND (?2 IS NULL OR s.connection = ?2)
+               AND (?3 IS NULL OR c.ts_us >= ?3)
+               AND (?5 IS NULL OR c.ts_us < ?5)
+               AND {COMMAND_MATCH}
+             ORDER BY c.ts_us DESC, s.id, c.seq
+             LIMIT ?4"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let limit = filter
+            .limit
+            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let rows = stmt.query_map(
+            rusqlite::named_params! {
+                "?1": filter.identity, "?2": filter.connection, "?3": filter.since_us,
+                "?4": limit, "?5": filter.until_us,
+                "?10": filter.operation, "?11": filter.object, "?12": filter.decision,
+                "?13": filter.masked,
+            },
+            |r| {
+                let command = stored_event(r.get_ref(7)?.as_str_or_null()?);
+                let text_event = stored_event(r.get_ref(8)?.as_str_or_null()?);
+                let text = command
+                    .and_then(|e| e.command)
+                    .and_then(|c| c.text)
+                    .or_else(|| text_event.and_then(|e| e.command).and_then(|c| c.text));
+                Ok(CommandHit {
+                    session_id: r.get(0)?,
+                    seq: get_u64(r, 1)?.unwrap_or(0),
+                    ts_us: r.get(2)?,
+                    identity: r.get(3)?,
+                    connection: r.get(4)?,
+                    operation: r.get(5)?,
+                    decision: r.get(6)?,
+                    text,
+                })
+            },
         )?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
@@ -685,6 +833,11 @@ struct PendingCommand {
     decision: Option<String>,
     has_text: bool,
     result: Option<i64>,
+    operation: Option<String>,
+    ts_us: Option<i64>,
+    /// Tables read or written, and masked entities: search facets.
+    objects: Vec<String>,
+    masked: Vec<String>,
 }
 
 /// Applies events to the tables within one transaction. Holds its statements for the whole
@@ -787,13 +940,26 @@ impl<'c> IndexWriter<'c> {
                 p.command = Some(event_seq);
                 p.decision = cmd.decision.as_deref().map(str::to_owned);
                 p.has_text = cmd.text.is_some();
+                if let Some(op) = cmd.operation.as_deref() {
+                    p.operation = Some(op.to_owned());
+                }
+                p.ts_us.get_or_insert(ev.ts_us);
+                for o in cmd.reads.iter().chain(&cmd.writes) {
+                    if !p.objects.iter().any(|x| x == o) {
+                        p.objects.push(o.to_string());
+                    }
+                }
             }
             "command_result" => {
                 let Some(cmd) = &ev.command else {
                     return Ok(());
                 };
                 let sid = self.session(session_id, identity, connection, false)?;
-                self.pending.entry((sid, cmd.seq)).or_default().result = Some(event_seq);
+                let p = self.pending.entry((sid, cmd.seq)).or_default();
+                p.result = Some(event_seq);
+                if let Some(m) = &cmd.masked {
+                    p.masked.extend(m.entities.keys().map(|k| k.to_string()));
+                }
             }
             _ => {}
         }
@@ -867,6 +1033,7 @@ impl<'c> IndexWriter<'c> {
     /// reads the stored row to merge with it and correct the session's counters.
     fn write(&mut self, (sid, seq): (i64, u64), p: PendingCommand) -> Result<(), StoreError> {
         let seq_i = to_i64(seq);
+        self.write_facets(sid, seq_i, &p)?;
         let Some(command) = p.command else {
             self.conn
                 .prepare_cached(
@@ -880,10 +1047,19 @@ impl<'c> IndexWriter<'c> {
         let inserted = self
             .conn
             .prepare_cached(
-                "INSERT INTO commands (sid, seq, command, result, decision) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO commands (sid, seq, command, result, decision, operation, ts_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (sid, seq) DO NOTHING",
             )?
-            .execute(params![sid, seq_i, command, p.result, p.decision])?;
+            .execute(params![
+                sid,
+                seq_i,
+                command,
+                p.result,
+                p.decision,
+                p.operation,
+                p.ts_us
+            ])?;
         let (new_statement, denied) = if inserted == 1 {
             (
                 i64::from(p.decision.is_some()),
@@ -917,7 +1093,9 @@ impl<'c> IndexWriter<'c> {
             let decision = p.decision.or(old_decision.clone());
             self.conn
                 .prepare_cached(
-                    "UPDATE commands SET command = ?3, result = ?4, decision = ?5, text_event = ?6
+                    "UPDATE commands SET command = ?3, result = ?4, decision = ?5, text_event = ?6,
+                                         operation = coalesce(?7, operation),
+                                         ts_us = coalesce(ts_us, ?8)
                      WHERE sid = ?1 AND seq = ?2",
                 )?
                 .execute(params![
@@ -926,7 +1104,9 @@ impl<'c> IndexWriter<'c> {
                     command,
                     p.result.or(old_result),
                     decision,
-                    text_event
+                    text_event,
+                    p.operation,
+                    p.ts_us
                 ])?;
             (
                 i64::from(old_decision.is_none() && decision.is_some()),
@@ -937,6 +1117,28 @@ impl<'c> IndexWriter<'c> {
             let c = self.counts.entry(sid).or_default();
             c.0 += new_statement;
             c.1 += denied;
+        }
+        Ok(())
+    }
+
+    /// Search facets: rare (only statements naming tables or with masked values) and
+    /// idempotent, so a repeated event is harmless.
+    fn write_facets(&self, sid: i64, seq: i64, p: &PendingCommand) -> Result<(), StoreError> {
+        if !p.objects.is_empty() {
+            let mut stmt = self.conn.prepare_cached(
+                "INSERT OR IGNORE INTO command_objects (sid, seq, object) VALUES (?1, ?2, ?3)",
+            )?;
+            for o in &p.objects {
+                stmt.execute(params![sid, seq, o])?;
+            }
+        }
+        if !p.masked.is_empty() {
+            let mut stmt = self.conn.prepare_cached(
+                "INSERT OR IGNORE INTO command_masked (sid, seq, entity) VALUES (?1, ?2, ?3)",
+            )?;
+            for m in &p.masked {
+                stmt.execute(params![sid, seq, m])?;
+            }
         }
         Ok(())
     }

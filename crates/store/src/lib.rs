@@ -12,15 +12,21 @@
 )]
 
 mod chain;
+mod checkpoint;
 mod error;
 mod event;
 mod index;
 mod log;
 
 pub use chain::{verify_log, VerifyReport, GENESIS_PREV};
+pub use checkpoint::{
+    checkpoints_path, spawn_checkpointer, verify_with_checkpoints, Checkpoint, CheckpointKey,
+    CheckpointOptions, CheckpointReport, CheckpointerHandle,
+};
 pub use error::StoreError;
 pub use event::{AuditEvent, CommandRecord, EventKind, MaskedCounts};
 pub use index::{
-    spawn_indexer, CommandRow, Index, IndexerHandle, SessionDetail, SessionFilter, SessionRow,
+    spawn_indexer, CommandFilter, CommandHit, CommandRow, Index, IndexerHandle, SessionDetail,
+    SessionFilter, SessionRow,
 };
 pub use log::{AuditLog, AuditOptions, AuditStats, Recovery};

@@ -265,6 +265,13 @@ impl AuditLog {
         lock(&self.inner.shared.writer).last_seq
     }
 
+    /// Seq and chain hash of the last event written (`(0, GENESIS_PREV)` for an empty log):
+    /// what a signed checkpoint covers.
+    pub fn head(&self) -> (u64, String) {
+        let w = lock(&self.inner.shared.writer);
+        (w.last_seq, w.last_hash.clone())
+    }
+
     /// Set when open truncated a partial last line.
     pub fn recovered(&self) -> Option<&Recovery> {
         self.inner.shared.recovered.as_ref()

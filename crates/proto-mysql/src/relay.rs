@@ -1,0 +1,809 @@
+//! The command phase between an authenticated client and its upstream.
+//!
+//! MySQL is strictly request/response: a client sends one command and reads its whole answer
+//! before the next. So one task per session is enough: read a command, have its statement
+//! judged by the gate, append the audit record (*before* forwarding), forward it, then relay the
+//! upstream's answer frame by frame while following the result-set grammar (to count rows, see
+//! errors and know where the answer ends). Frames are written to the client as they arrive,
+//! untouched, so large results stream with no copy.
+//!
+//! Denied statements never reach the upstream: the client gets an ERR packet (1142, SQLSTATE
+//! 42000) naming the rule. A multi-statement `COM_QUERY` is judged as one command, so any
+//! denied part denies the whole packet.
+//!
+//! Masking hook: [`RowHook`] is where masking of text (`COM_QUERY`) and binary
+//! (`COM_STMT_EXECUTE`/`COM_STMT_FETCH`) rows plugs in; `relay_answer` calls it for each row
+//! packet when one is set (today none is, and `airlock serve` refuses to start with
+//! `[[masking]]` configured).
+
+use crate::codec::{
+    decode_err, decode_ok, eof_status, err_payload, frame_header, is_eof, ok_payload, put_packet,
+    split_packet, ErrPacket, FrameError, Reader, MAX_FRAME, SERVER_MORE_RESULTS_EXISTS,
+    SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_CURSOR_EXISTS,
+};
+use crate::upstream::Upstream;
+use crate::{KillRegistry, *};
+use airlock_core::review::Review;
+use airlock_core::Action;
+use airlock_gate::{Judged, ReviewOutcome, SessionGate};
+use airlock_proto_pg::stream::PgStream;
+use airlock_sql::mysql::{parse_kill, reads_client_file, Kill};
+use bytes::{Buf, BytesMut};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A place for result masking: called with each complete row packet's payload (text or binary
+/// protocol) and may rewrite it. Not used yet.
+pub trait RowHook: Send + Sync {
+    fn row(&mut self, binary: bool, payload: &mut BytesMut);
+}
+
+/// What a prepared statement was judged to be when it was prepared.
+struct Prepared {
+    text: Arc<str>,
+    judged: Judged,
+    /// Approved in a review: the approval covers one execution.
+    reviewed: bool,
+    executed: bool,
+}
+
+/// Which grammar the upstream's answer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// COM_QUERY / COM_STMT_EXECUTE: OK, ERR, or result sets (possibly several).
+    Results { binary: bool },
+    /// COM_STMT_PREPARE: PREPARE_OK, parameter and column definitions.
+    Prepare,
+    /// COM_STMT_FETCH and COM_FIELD_LIST: packets up to EOF or ERR.
+    UntilEof,
+    /// One packet: OK, ERR, EOF or a string (COM_PING, COM_STATISTICS, ...).
+    Single,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Start,
+    Columns(u64),
+    ColumnsEof,
+    Rows,
+    /// PREPARE_OK seen: `params` definitions then EOF, `columns` definitions then EOF.
+    Defs {
+        left: u64,
+        then: u64,
+    },
+    DefsEof {
+        then: u64,
+    },
+    Done,
+}
+
+/// What an answer told us, for the audit trail.
+#[derive(Debug, Default)]
+struct Outcome {
+    rows: u64,
+    affected: u64,
+    error: Option<ErrPacket>,
+    statement_id: Option<u32>,
+}
+
+pub struct Relay {
+    client: PgStream,
+    client_buf: BytesMut,
+    up: PgStream,
+    up_buf: BytesMut,
+    session: Arc<SessionGate>,
+    kills: Arc<KillRegistry>,
+    max_packet: usize,
+    prepared: HashMap<u32, Prepared>,
+    hook: Option<Box<dyn RowHook>>,
+}
+
+/// Why the command loop ended: a line for the log and the audit event.
+type Reason = String;
+
+enum Flow {
+    Continue,
+    Close(Reason),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("upstream protocol error: {0}")]
+    Upstream(String),
+}
+
+/// A short description of a command packet (for logs and the fuzz target).
+pub fn describe_command(payload: &[u8]) -> &'static str {
+    match payload.first() {
+        Some(&COM_QUIT) => "COM_QUIT",
+        Some(&COM_INIT_DB) => "COM_INIT_DB",
+        Some(&COM_QUERY) => "COM_QUERY",
+        Some(&COM_FIELD_LIST) => "COM_FIELD_LIST",
+        Some(&COM_PING) => "COM_PING",
+        Some(&COM_STMT_PREPARE) => "COM_STMT_PREPARE",
+        Some(&COM_STMT_EXECUTE) => "COM_STMT_EXECUTE",
+        Some(&COM_STMT_CLOSE) => "COM_STMT_CLOSE",
+        Some(_) => "other",
+        None => "empty",
+    }
+}
+
+impl Relay {
+    pub fn new(
+        client: PgStream,
+        client_buf: BytesMut,
+        up: Upstream,
+        session: Arc<SessionGate>,
+        kills: Arc<KillRegistry>,
+        max_packet: usize,
+    ) -> Relay {
+        Relay {
+            client,
+            client_buf,
+            up: up.stream,
+            up_buf: up.leftover,
+            session,
+            kills,
+            max_packet,
+            prepared: HashMap::new(),
+            hook: None,
+        }
+    }
+
+    /// Relays until the client quits or either side fails; returns why.
+    pub async fn run(mut self) -> Reason {
+        let grant_end = self.session.grant_until_us();
+        loop {
+            let packet = tokio::select! {
+                p = read_client(&mut self.client, &mut self.client_buf, self.max_packet) => p,
+                () = sleep_until_us(grant_end) => {
+                    self.send_err(1, 1927, "70100", "airlock: the access grant for this connection expired; request access again with `airlock request-access`").await;
+                    return "access grant expired".into();
+                }
+            };
+            let packet = match packet {
+                Ok(Some(p)) => p,
+                Ok(None) => return "client disconnected".into(),
+                Err(ClientReadError::Io(e)) => return format!("client side: {e}"),
+                Err(ClientReadError::Frame(e)) => {
+                    let (code, state) = match e {
+                        FrameError::TooLarge { .. } => (1153, "08S01"),
+                        FrameError::Sequence { .. } => (1156, "08S01"),
+                        FrameError::Malformed { .. } => (1047, "08S01"),
+                    };
+                    self.send_err(1, code, state, &format!("airlock: {e}"))
+                        .await;
+                    return format!("client protocol error: {e}");
+                }
+            };
+            match self.command(packet.payload).await {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Close(reason)) => return reason,
+                Err(RelayError::Io(e)) => return format!("i/o: {e}"),
+                Err(e @ RelayError::Upstream(_)) => {
+                    self.send_err(1, 2027, "HY000", &format!("airlock: {e}"))
+                        .await;
+                    return e.to_string();
+                }
+            }
+        }
+    }
+
+    async fn send_err(&mut self, seq: u8, code: u16, state: &str, message: &str) {
+        let mut out = BytesMut::new();
+        let mut seq = seq;
+        put_packet(&mut out, &mut seq, &err_payload(code, state, message));
+        let _ = self.client.write_all(&out).await;
+        let _ = self.client.flush().await;
+    }
+
+    async fn send_ok(&mut self, affected: u64) -> Result<(), RelayError> {
+        let mut out = BytesMut::new();
+        let mut seq = 1;
+        put_packet(
+            &mut out,
+            &mut seq,
+            &ok_payload(affected, 0, SERVER_STATUS_AUTOCOMMIT, 0),
+        );
+        self.client.write_all(&out).await?;
+        Ok(())
+    }
+
+    async fn forward(&mut self, payload: &[u8]) -> Result<(), RelayError> {
+        let mut out = BytesMut::with_capacity(payload.len() + 8);
+        let mut seq = 0;
+        put_packet(&mut out, &mut seq, payload);
+        self.up.write_all(&out).await?;
+        Ok(())
+    }
+
+    async fn command(&mut self, payload: BytesMut) -> Result<Flow, RelayError> {
+        let Some(&cmd) = payload.first() else {
+            self.send_err(1, 1047, "08S01", "airlock: empty command packet")
+                .await;
+            return Ok(Flow::Close("empty command packet".into()));
+        };
+        let body = payload.get(1..).unwrap_or_default();
+        match cmd {
+            COM_QUIT => {
+                let _ = self.forward(&payload).await;
+                Ok(Flow::Close("client quit".into()))
+            }
+            COM_QUERY => {
+                let text = String::from_utf8_lossy(body).into_owned();
+                self.query(&payload, &text).await
+            }
+            COM_INIT_DB => {
+                let db = String::from_utf8_lossy(body);
+                let text = format!("USE `{}`", db.replace('`', "``"));
+                self.judged_command(&payload, &text, Answer::Single).await
+            }
+            COM_FIELD_LIST => {
+                let table = String::from_utf8_lossy(Reader::new(body, "COM_FIELD_LIST").cstr())
+                    .into_owned();
+                let text = format!("SHOW COLUMNS FROM `{}`", table.replace('`', "``"));
+                self.judged_command(&payload, &text, Answer::UntilEof).await
+            }
+            COM_PING | COM_STATISTICS | COM_SET_OPTION => {
+                self.forward(&payload).await?;
+                self.relay_answer(Answer::Single).await?;
+                Ok(Flow::Continue)
+            }
+            COM_RESET_CONNECTION => {
+                self.forward(&payload).await?;
+                self.relay_answer(Answer::Single).await?;
+                self.prepared.clear();
+                Ok(Flow::Continue)
+            }
+            COM_PROCESS_KILL => {
+                let id = Reader::new(body, "COM_PROCESS_KILL").u32().unwrap_or(0);
+                let text = format!("KILL CONNECTION {id}");
+                self.query(&payload, &text).await
+            }
+            COM_CHANGE_USER => {
+                self.send_err(1, 1235, "42000", "airlock: COM_CHANGE_USER is not supported through airlock (a session belongs to one identity); reconnect as the other identity").await;
+                Ok(Flow::Close("COM_CHANGE_USER refused".into()))
+            }
+            COM_STMT_PREPARE => {
+                let text = String::from_utf8_lossy(body).into_owned();
+                self.prepare(&payload, text).await
+            }
+            COM_STMT_EXECUTE => self.execute(&payload).await,
+            COM_STMT_FETCH => {
+                self.forward(&payload).await?;
+                self.relay_answer(Answer::UntilEof).await?;
+                Ok(Flow::Continue)
+            }
+            COM_STMT_CLOSE => {
+                let id = Reader::new(body, "COM_STMT_CLOSE").u32().unwrap_or(0);
+                self.prepared.remove(&id);
+                self.forward(&payload).await?;
+                Ok(Flow::Continue)
+            }
+            COM_STMT_SEND_LONG_DATA => {
+                // Parameter data for a statement judged at prepare time; no answer.
+                self.forward(&payload).await?;
+                Ok(Flow::Continue)
+            }
+            COM_STMT_RESET => {
+                self.forward(&payload).await?;
+                self.relay_answer(Answer::Single).await?;
+                Ok(Flow::Continue)
+            }
+            other => {
+                // Replication, COM_SHUTDOWN, COM_DEBUG, COM_REFRESH...: no SQL to judge.
+                self.send_err(
+                    1,
+                    1047,
+                    "08S01",
+                    &format!("airlock: command 0x{other:02x} is not supported through airlock"),
+                )
+                .await;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// Judges a statement; one a rule sends to review is held until a reviewer decides or the
+    /// hold time passes (MySQL has no notices: the client just waits).
+    async fn judge_holding(&self, text: &str) -> (Judged, bool) {
+        let mut judged = self.session.judge(text);
+        let reviewed = judged.decision.action == Action::Review;
+        if reviewed {
+            let outcome = self
+                .session
+                .hold_for_review(text, &judged, async |_review: &Review, _hold: u64| {})
+                .await;
+            match outcome {
+                ReviewOutcome::Run(review) => judged.approved_by(&review),
+                ReviewOutcome::Refuse { message, .. } => judged.refused(&message),
+            }
+        }
+        (judged, reviewed)
+    }
+
+    /// Appends the audit record; on failure the client gets an error and nothing is forwarded.
+    async fn record(&mut self, seq: u64, text: &str, judged: &Judged) -> Result<(), Flow> {
+        if let Err(e) = self.session.record(&[(seq, text, judged)]) {
+            self.send_err(
+                1,
+                1105,
+                "HY000",
+                &format!("airlock: {e}; ask an operator to check the gateway's disk"),
+            )
+            .await;
+            return Err(Flow::Close(format!("audit log unavailable: {e}")));
+        }
+        Ok(())
+    }
+
+    async fn deny(&mut self, judged: &Judged) {
+        let d = &judged.decision;
+        let rule = d.rule.as_deref().unwrap_or("default_action");
+        let message = d
+            .message
+            .clone()
+            .unwrap_or_else(|| format!("denied by rule `{rule}`"));
+        let message = message
+            .strip_prefix("airlock: ")
+            .unwrap_or(&message)
+            .to_owned();
+        let (code, text) = match d.action {
+            Action::Review => (
+                1142,
+                format!("airlock: rule `{rule}` requires a review for this statement; the statement was not run"),
+            ),
+            _ => (1142, format!("airlock: {message} (rule `{rule}`)")),
+        };
+        self.send_err(1, code, "42000", &text).await;
+    }
+
+    async fn query(&mut self, payload: &[u8], text: &str) -> Result<Flow, RelayError> {
+        let (mut judged, _) = self.judge_holding(text).await;
+        if judged.decision.action == Action::Allow && reads_client_file(text) {
+            judged.force_deny("LOAD DATA LOCAL reads files from the client's machine; it is not allowed through airlock");
+        }
+        let kill = if judged.decision.action == Action::Allow {
+            parse_kill(text)
+        } else {
+            Kill::None
+        };
+        if kill == Kill::Unsupported {
+            judged.force_deny("only `KILL [QUERY|CONNECTION] <id>` with an id from this gateway is supported; other forms could reach other sessions");
+        }
+        let seq = self.session.next_seq();
+        if let Err(flow) = self.record(seq, text, &judged).await {
+            return Ok(flow);
+        }
+        if judged.decision.action != Action::Allow {
+            self.deny(&judged).await;
+            return Ok(Flow::Continue);
+        }
+        let started = Instant::now();
+        if let Kill::Thread { query_only, id } = kill {
+            return self.kill(seq, started, query_only, id).await;
+        }
+        self.forward(payload).await?;
+        let outcome = self.relay_answer(Answer::Results { binary: false }).await?;
+        self.record_result(seq, started, &outcome);
+        Ok(Flow::Continue)
+    }
+
+    fn record_result(&self, seq: u64, started: Instant, o: &Outcome) {
+        let rows = if o.rows > 0 { o.rows } else { o.affected };
+        self.session.record_result(
+            seq,
+            Some(rows),
+            o.error
+                .as_ref()
+                .map(|e| format!("{} ({})", e.code, e.sqlstate)),
+            started.elapsed(),
+        );
+    }
+
+    /// `KILL [QUERY] <gateway id>`: on the upstream thread behind that id, over a separate
+    /// connection with the held credential of the session it belongs to.
+    async fn kill(
+        &mut self,
+        seq: u64,
+        started: Instant,
+        query_only: bool,
+        id: u64,
+    ) -> Result<Flow, RelayError> {
+        let target = u32::try_from(id)
+            .ok()
+            .and_then(|id| self.kills.get(id, &self.session.identity().name));
+        let Some(target) = target else {
+            let e = ErrPacket {
+                code: 1094,
+                sqlstate: "HY000".into(),
+                message: format!("Unknown thread id: {id}"),
+            };
+            self.send_err(1, e.code, &e.sqlstate, &e.message).await;
+            self.record_result(
+                seq,
+                started,
+                &Outcome {
+                    error: Some(e),
+                    ..Outcome::default()
+                },
+            );
+            return Ok(Flow::Continue);
+        };
+        let sql = format!(
+            "KILL {}{}",
+            if query_only { "QUERY " } else { "" },
+            target.thread_id
+        );
+        match crate::upstream::run_once(&target.upstream, &sql).await {
+            Ok(Ok(_)) => {
+                self.send_ok(0).await?;
+                self.record_result(seq, started, &Outcome::default());
+            }
+            Ok(Err(e)) => {
+                self.send_err(1, e.code, &e.sqlstate, &e.message).await;
+                self.record_result(
+                    seq,
+                    started,
+                    &Outcome {
+                        error: Some(e),
+                        ..Outcome::default()
+                    },
+                );
+            }
+            Err(e) => {
+                self.send_err(1, 1105, "HY000", &format!("airlock: {e}"))
+                    .await;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// COM_INIT_DB and COM_FIELD_LIST: judged as the SQL they amount to.
+    async fn judged_command(
+        &mut self,
+        payload: &[u8],
+        text: &str,
+        answer: Answer,
+    ) -> Result<Flow, RelayError> {
+        let (judged, _) = self.judge_holding(text).await;
+        let seq = self.session.next_seq();
+        if let Err(flow) = self.record(seq, text, &judged).await {
+            return Ok(flow);
+        }
+        if judged.decision.action != Action::Allow {
+            self.deny(&judged).await;
+            return Ok(Flow::Continue);
+        }
+        let started = Instant::now();
+        self.forward(payload).await?;
+        let outcome = self.relay_answer(answer).await?;
+        self.record_result(seq, started, &outcome);
+        Ok(Flow::Continue)
+    }
+
+    /// Judged at prepare time (like PostgreSQL's Parse); recorded at every execute.
+    async fn prepare(&mut self, payload: &[u8], text: String) -> Result<Flow, RelayError> {
+        let (mut judged, reviewed) = self.judge_holding(&text).await;
+        if judged.decision.action == Action::Allow && reads_client_file(&text) {
+            judged.force_deny("LOAD DATA LOCAL reads files from the client's machine; it is not allowed through airlock");
+        }
+        if judged.decision.action != Action::Allow {
+            // A denial is recorded when it happens.
+            let seq = self.session.next_seq();
+            if let Err(flow) = self.record(seq, &text, &judged).await {
+                return Ok(flow);
+            }
+            self.deny(&judged).await;
+            return Ok(Flow::Continue);
+        }
+        self.forward(payload).await?;
+        let outcome = self.relay_answer(Answer::Prepare).await?;
+        if let Some(id) = outcome.statement_id {
+            self.prepared.insert(
+                id,
+                Prepared {
+                    text: Arc::from(text.as_str()),
+                    judged,
+                    reviewed,
+                    executed: false,
+                },
+            );
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn execute(&mut self, payload: &[u8]) -> Result<Flow, RelayError> {
+        let id = Reader::new(payload.get(1..).unwrap_or_default(), "COM_STMT_EXECUTE")
+            .u32()
+            .unwrap_or(0);
+        let Some(prep) = self.prepared.get_mut(&id) else {
+            self.send_err(
+                1,
+                1243,
+                "HY000",
+                &format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"),
+            )
+            .await;
+            return Ok(Flow::Continue);
+        };
+        let mut judged = prep.judged.clone();
+        if prep.reviewed && prep.executed {
+            judged.refused("airlock: the review approved one execution of this prepared statement; prepare it again to ask for another review");
+        }
+        prep.executed = true;
+        let text = prep.text.clone();
+        let seq = self.session.next_seq();
+        if let Err(flow) = self.record(seq, &text, &judged).await {
+            return Ok(flow);
+        }
+        if judged.decision.action != Action::Allow {
+            self.deny(&judged).await;
+            return Ok(Flow::Continue);
+        }
+        let started = Instant::now();
+        self.forward(payload).await?;
+        let outcome = self.relay_answer(Answer::Results { binary: true }).await?;
+        self.record_result(seq, started, &outcome);
+        Ok(Flow::Continue)
+    }
+
+    /// Relays the upstream's answer to the client until it is complete.
+    async fn relay_answer(&mut self, answer: Answer) -> Result<Outcome, RelayError> {
+        let mut outcome = Outcome::default();
+        let mut state = match answer {
+            Answer::UntilEof => State::Rows,
+            _ => State::Start,
+        };
+        // Continuation frames of a packet longer than 16 MiB carry no type byte.
+        let mut continuation = false;
+        loop {
+            let mut pos = 0usize;
+            while !matches!(state, State::Done) {
+                let Some((len, _seq)) = frame_header(self.up_buf.get(pos..).unwrap_or_default())
+                else {
+                    break;
+                };
+                if self.up_buf.len() < pos + 4 + len {
+                    break;
+                }
+                let first = !continuation;
+                continuation = len == MAX_FRAME;
+                if first {
+                    let frame = self.up_buf.get(pos + 4..pos + 4 + len).unwrap_or_default();
+                    state = step(answer, state, frame, len, &mut outcome)?;
+                }
+                pos += 4 + len;
+            }
+            if pos > 0 {
+                if let Some(hook) = self.hook.as_mut() {
+                    // Masking goes here: decode each row packet in up_buf[..pos], call
+                    // `hook.row`, re-frame with the same sequence ids. Not wired yet.
+                    let _ = hook;
+                }
+                self.client
+                    .write_all(self.up_buf.get(..pos).unwrap_or_default())
+                    .await?;
+                self.up_buf.advance(pos);
+            }
+            if matches!(state, State::Done) {
+                if !self.up_buf.is_empty() {
+                    return Err(RelayError::Upstream(
+                        "the upstream sent more than the answer to the command".into(),
+                    ));
+                }
+                return Ok(outcome);
+            }
+            if self.up_buf.capacity() - self.up_buf.len() < 8192 {
+                self.up_buf.reserve(64 * 1024);
+            }
+            if self.up.read_buf(&mut self.up_buf).await? == 0 {
+                return Err(RelayError::Upstream(
+                    "the upstream closed the connection".into(),
+                ));
+            }
+        }
+    }
+}
+
+/// One step of the answer grammar, on the first frame of a packet.
+fn step(
+    answer: Answer,
+    state: State,
+    p: &[u8],
+    frame_len: usize,
+    o: &mut Outcome,
+) -> Result<State, RelayError> {
+    let short = frame_len < MAX_FRAME;
+    let first = p.first().copied();
+    let bad = |what: &str| RelayError::Upstream(format!("unexpected {what}"));
+    Ok(match (answer, state) {
+        (_, State::Done) => State::Done,
+        (Answer::Single, _) => {
+            if first == Some(0xFF) {
+                o.error = Some(decode_err(p));
+            }
+            State::Done
+        }
+        (Answer::Results { binary }, State::Start) => match first {
+            Some(0x00) if short => {
+                let (affected, status) =
+                    decode_ok(p).map_err(|e| RelayError::Upstream(e.to_string()))?;
+                o.affected += affected;
+                if status & SERVER_MORE_RESULTS_EXISTS != 0 {
+                    State::Start
+                } else {
+                    State::Done
+                }
+            }
+            Some(0xFF) => {
+                o.error = Some(decode_err(p));
+                State::Done
+            }
+            Some(0xFB) => {
+                // LOCAL INFILE request: never negotiated, so a server asking for a client file
+                // is misbehaving. The session ends rather than answer it.
+                return Err(bad(
+                    "LOCAL INFILE request (airlock never allows client files)",
+                ));
+            }
+            Some(_) => {
+                let n = Reader::new(p, "column count")
+                    .lenenc()
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+                if n == 0 {
+                    return Err(bad("column count"));
+                }
+                let _ = binary;
+                State::Columns(n)
+            }
+            None => return Err(bad("empty packet")),
+        },
+        (Answer::Results { .. } | Answer::Prepare, State::Columns(n)) => {
+            if n <= 1 {
+                State::ColumnsEof
+            } else {
+                State::Columns(n - 1)
+            }
+        }
+        (Answer::Results { binary }, State::ColumnsEof) => {
+            if !is_eof(p) {
+                return Err(bad("packet after the column definitions"));
+            }
+            let status = eof_status(p);
+            if binary && status & SERVER_STATUS_CURSOR_EXISTS != 0 {
+                State::Done
+            } else {
+                State::Rows
+            }
+        }
+        (Answer::Results { .. }, State::Rows) => {
+            if short && is_eof(p) {
+                if eof_status(p) & SERVER_MORE_RESULTS_EXISTS != 0 {
+                    State::Start
+                } else {
+                    State::Done
+                }
+            } else if first == Some(0xFF) {
+                o.error = Some(decode_err(p));
+                State::Done
+            } else {
+                o.rows += 1;
+                State::Rows
+            }
+        }
+        (Answer::UntilEof, _) => {
+            if short && is_eof(p) {
+                State::Done
+            } else if first == Some(0xFF) {
+                o.error = Some(decode_err(p));
+                State::Done
+            } else {
+                o.rows += 1;
+                State::Rows
+            }
+        }
+        (Answer::Prepare, State::Start) => match first {
+            Some(0xFF) => {
+                o.error = Some(decode_err(p));
+                State::Done
+            }
+            Some(0x00) => {
+                let mut r = Reader::new(p, "PREPARE_OK");
+                let _ = r.u8();
+                let id = r.u32().map_err(|e| RelayError::Upstream(e.to_string()))?;
+                let columns = u64::from(r.u16().map_err(|e| RelayError::Upstream(e.to_string()))?);
+                let params = u64::from(r.u16().map_err(|e| RelayError::Upstream(e.to_string()))?);
+                o.statement_id = Some(id);
+                next_defs(params, columns)
+            }
+            _ => return Err(bad("answer to COM_STMT_PREPARE")),
+        },
+        (Answer::Prepare, State::Defs { left, then }) => {
+            if left <= 1 {
+                State::DefsEof { then }
+            } else {
+                State::Defs {
+                    left: left - 1,
+                    then,
+                }
+            }
+        }
+        (Answer::Prepare, State::DefsEof { then }) => {
+            if !is_eof(p) {
+                return Err(bad("packet after the definitions"));
+            }
+            next_defs(then, 0)
+        }
+        (_, s) => return Err(bad(&format!("packet in state {s:?}"))),
+    })
+}
+
+fn next_defs(first: u64, then: u64) -> State {
+    if first > 0 {
+        State::Defs { left: first, then }
+    } else if then > 0 {
+        State::Defs {
+            left: then,
+            then: 0,
+        }
+    } else {
+        State::Done
+    }
+}
+
+enum ClientReadError {
+    Io(std::io::Error),
+    Frame(FrameError),
+}
+
+/// The next command packet (sequence id 0), or `None` when the client closed the connection.
+async fn read_client(
+    client: &mut PgStream,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Option<crate::codec::Packet>, ClientReadError> {
+    loop {
+        match split_packet(buf, max, Some(0)) {
+            Ok(Some(p)) => return Ok(Some(p)),
+            Ok(None) => {}
+            Err(e) => return Err(ClientReadError::Frame(e)),
+        }
+        match client.read_buf(buf).await {
+            Ok(0) => {
+                return if buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(ClientReadError::Frame(crate::codec::malformed(
+                        "packet",
+                        "the client closed the connection in the middle of a packet",
+                    )))
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return Err(ClientReadError::Io(e)),
+        }
+    }
+}
+
+async fn sleep_until_us(until: Option<i64>) {
+    match until {
+        Some(until) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0);
+            tokio::time::sleep(std::time::Duration::from_micros(
+                u64::try_from(until - now).unwrap_or(0),
+            ))
+            .await
+        }
+        None => std::future::pending::<()>().await,
+    }
+}

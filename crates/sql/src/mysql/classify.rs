@@ -1,0 +1,628 @@
+//! MySQL/MariaDB text → [`Classification`], with sqlparser's MySQL dialect after our own lexer.
+
+use super::functions::is_read_only;
+use super::lexer::{lex, unescape};
+use airlock_core::{Classification, Operation, Statement};
+use sqlparser::ast::{
+    self, visit_expressions, visit_relations, Expr, ObjectName, ObjectNamePart, SetExpr,
+};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+
+/// `PREPARE s FROM '...'` nests: bound the recursion.
+const MAX_DEPTH: usize = 4;
+/// Character sets whose multi-byte characters never contain `'`, `"`, `\` or `` ` `` bytes:
+/// with these the server lexes a statement exactly as we do. (GBK, Big5, SJIS, CP932 and
+/// GB18030 can hide a backslash in the second byte of a character.)
+pub(crate) const SAFE_CHARSETS: &[&str] = &[
+    "utf8mb4", "utf8", "utf8mb3", "latin1", "ascii", "binary", "latin2", "latin5", "latin7",
+    "default",
+];
+
+/// Classifies MySQL text. Never panics; what cannot be analysed is `unparsed` (fail closed).
+pub fn classify_mysql(sql: &str) -> Classification {
+    classify_depth(sql, 0)
+}
+
+fn classify_depth(sql: &str, depth: usize) -> Classification {
+    if depth > MAX_DEPTH {
+        return Classification::unparsed("PREPARE nested too deeply");
+    }
+    let lexed = match lex(sql) {
+        Ok(l) => l,
+        Err(e) => return Classification::unparsed(e.0),
+    };
+    let mut statements = Vec::with_capacity(lexed.segments.len());
+    for segment in &lexed.segments {
+        match classify_segment(segment, depth) {
+            Ok(s) => statements.extend(s),
+            Err(e) => {
+                let mut c = Classification::unparsed(e);
+                c.multi_statement = lexed.segments.len() > 1;
+                return c;
+            }
+        }
+    }
+    Classification {
+        multi_statement: lexed.segments.len() > 1,
+        statements,
+        unparsed: false,
+        parse_error: None,
+    }
+}
+
+/// Words outside strings and quoted identifiers, upper-cased.
+fn bare_words(segment: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in segment.chars() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        if c == '\'' || c == '"' || c == '`' {
+            quote = Some(c);
+        }
+        if c.is_alphanumeric() || c == '_' || c == '@' || c == '$' {
+            cur.extend(c.to_uppercase());
+        } else if !cur.is_empty() {
+            words.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+fn write_stmt(operation: Operation) -> Statement {
+    Statement {
+        operation,
+        has_where: true,
+        writes_data: true,
+        ..Statement::default()
+    }
+}
+
+fn read_stmt(operation: Operation) -> Statement {
+    Statement {
+        operation,
+        has_where: true,
+        ..Statement::default()
+    }
+}
+
+fn opaque(operation: Operation) -> Statement {
+    Statement {
+        dynamic_sql: true,
+        ..write_stmt(operation)
+    }
+}
+
+fn classify_segment(segment: &str, depth: usize) -> Result<Vec<Statement>, String> {
+    let words = bare_words(segment);
+    let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    // Statements sqlparser does not know in their MySQL form are recognised by their leading
+    // keywords; everything else goes to the parser.
+    match w(0) {
+        // HANDLER t OPEN | READ ... | CLOSE: reads one table through a cursor.
+        "HANDLER" => {
+            let table = segment
+                .split_whitespace()
+                .nth(1)
+                .map(normalize_raw_name)
+                .unwrap_or_default();
+            let mut s = read_stmt(Operation::Select);
+            if !table.is_empty() {
+                s.reads.push(table);
+            }
+            return Ok(vec![s]);
+        }
+        // LOAD DATA [LOCAL] INFILE ... INTO TABLE t / LOAD XML ...
+        "LOAD" => {
+            let mut s = write_stmt(Operation::Copy);
+            if let Some(t) = raw_word_after_table(segment) {
+                s.writes.push(t);
+            }
+            return Ok(vec![s]);
+        }
+        "PREPARE" if w(2) == "FROM" => return Ok(classify_prepare(segment, depth)),
+        "EXECUTE" => return Ok(vec![opaque(Operation::Other)]),
+        "DEALLOCATE" => return Ok(vec![read_stmt(Operation::Other)]),
+        "DROP" if w(1) == "PREPARE" => return Ok(vec![read_stmt(Operation::Other)]),
+        "DO" => {
+            // DO expr: evaluates expressions for their side effects.
+            return Ok(vec![write_stmt(Operation::Other)]);
+        }
+        "XA" => return Ok(vec![opaque(Operation::Other)]),
+        _ => {}
+    }
+    let dialect = MySqlDialect {};
+    let parsed = match Parser::parse_sql(&dialect, segment) {
+        Ok(p) => p,
+        Err(e) => {
+            // SHOW has many forms sqlparser does not know; without parentheses a SHOW cannot
+            // call a function, so it only reads metadata.
+            if w(0) == "SHOW" && !segment.contains('(') {
+                return Ok(vec![read_stmt(Operation::Show)]);
+            }
+            return Err(e.to_string());
+        }
+    };
+    if parsed.len() != 1 {
+        return Err(format!(
+            "expected one statement, the parser found {}",
+            parsed.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(1);
+    for stmt in &parsed {
+        let mut s = classify_statement(stmt, depth);
+        // `SELECT ... INTO OUTFILE/DUMPFILE` writes a server file, whatever sqlparser made of it.
+        if words.iter().any(|x| x == "OUTFILE" || x == "DUMPFILE") {
+            s.writes_data = true;
+            if s.operation == Operation::Select {
+                s.operation = Operation::Copy;
+            }
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// `PREPARE s FROM 'text'`: the text is classified and flagged dynamic; `FROM @var` cannot be
+/// seen at all.
+fn classify_prepare(segment: &str, depth: usize) -> Vec<Statement> {
+    let lower = segment.to_ascii_lowercase();
+    let Some(from) = find_word(&lower, "from") else {
+        return vec![opaque(Operation::Other)];
+    };
+    let rest = segment.get(from + 4..).unwrap_or("").trim();
+    let quote = rest.chars().next();
+    let inner = match quote {
+        Some(q @ ('\'' | '"')) if rest.len() >= 2 && rest.ends_with(q) => {
+            unescape(rest.get(1..rest.len() - 1).unwrap_or(""), q)
+        }
+        _ => return vec![opaque(Operation::Other)],
+    };
+    let c = classify_depth(&inner, depth + 1);
+    if c.unparsed || c.statements.is_empty() {
+        return vec![opaque(Operation::Other)];
+    }
+    c.statements
+        .into_iter()
+        .map(|mut s| {
+            s.dynamic_sql = true;
+            s
+        })
+        .collect()
+}
+
+fn find_word(lower: &str, word: &str) -> Option<usize> {
+    let bytes = lower.as_bytes();
+    let mut start = 0;
+    while let Some(pos) = lower.get(start..)?.find(word) {
+        let at = start + pos;
+        let before = at == 0 || !bytes.get(at - 1).is_some_and(u8::is_ascii_alphanumeric);
+        let after = !bytes
+            .get(at + word.len())
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
+        if before && after {
+            return Some(at);
+        }
+        start = at + word.len();
+    }
+    None
+}
+
+fn raw_word_after_table(segment: &str) -> Option<String> {
+    let mut it = segment.split_whitespace();
+    while let Some(w) = it.next() {
+        if w.eq_ignore_ascii_case("table") {
+            return it.next().map(normalize_raw_name);
+        }
+    }
+    None
+}
+
+/// `` `db`.`t` `` or `db.t` as written in raw text → `db.t` (lower-cased).
+fn normalize_raw_name(raw: &str) -> String {
+    raw.trim_end_matches([';', ',', '('])
+        .replace('`', "")
+        .to_lowercase()
+}
+
+fn object_name(name: &ObjectName) -> String {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => i.value.to_lowercase(),
+            ObjectNamePart::Function(f) => f.to_string().to_lowercase(),
+        })
+        .collect();
+    parts.join(".")
+}
+
+fn relations(node: &impl ast::Visit) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let _ = visit_relations(node, |r| {
+        out.insert(object_name(r));
+        ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
+fn functions(node: &impl ast::Visit) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    let _ = visit_expressions(node, |e| {
+        if let Expr::Function(f) = e {
+            out.insert(object_name(&f.name));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    out.into_iter().collect()
+}
+
+fn select_into(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::Select(s) => s.into.is_some(),
+        SetExpr::Query(q) => select_into(&q.body),
+        SetExpr::SetOperation { left, right, .. } => select_into(left) || select_into(right),
+        _ => false,
+    }
+}
+
+fn classify_statement(stmt: &ast::Statement, depth: usize) -> Statement {
+    use ast::Statement as S;
+    let all = relations(stmt);
+    let funcs = functions(stmt);
+    let mut writes: BTreeSet<String> = BTreeSet::new();
+    let mut has_where = true;
+    let mut dynamic = false;
+    let (operation, mut writes_data) = match stmt {
+        S::Query(q) => {
+            // `WITH ... DELETE/UPDATE/INSERT`: the query wraps a data-modifying statement.
+            let mut nested = None;
+            let _ = ast::visit_statements(&**q, |s| {
+                if !matches!(s, S::Query(_)) && nested.is_none() {
+                    nested = Some(s.clone());
+                }
+                ControlFlow::<()>::Continue(())
+            });
+            if let Some(inner) = nested {
+                let mut s = classify_statement(&inner, depth);
+                s.reads = all.difference(&s.writes.iter().cloned().collect()).cloned().collect();
+                s.writes_data = true;
+                return s;
+            }
+            if select_into(&q.body) {
+                (Operation::Create, true)
+            } else {
+                (Operation::Select, false)
+            }
+        }
+        S::Insert(ins) => {
+            if let ast::TableObject::TableName(n) = &ins.table {
+                writes.insert(object_name(n));
+            }
+            (Operation::Insert, true)
+        }
+        S::Update(u) => {
+            writes.extend(relations(&u.table));
+            has_where = u.selection.is_some();
+            (Operation::Update, true)
+        }
+        S::Delete(d) => {
+            if d.tables.is_empty() {
+                let from = match &d.from {
+                    ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) => t,
+                };
+                for twj in from {
+                    writes.extend(relations(&twj.relation));
+                }
+            } else {
+                writes.extend(d.tables.iter().map(object_name));
+            }
+            has_where = d.selection.is_some();
+            (Operation::Delete, true)
+        }
+        S::Merge(_) => (Operation::Merge, true),
+        S::CreateTable(c) => {
+            writes.insert(object_name(&c.name));
+            (Operation::Create, true)
+        }
+        S::CreateView(c) => {
+            writes.insert(object_name(&c.name));
+            (Operation::Create, true)
+        }
+        S::CreateIndex(c) => {
+            writes.insert(object_name(&c.table_name));
+            (Operation::Create, true)
+        }
+        S::CreateVirtualTable { .. }
+        | S::CreateRole(_)
+        | S::CreateSecret { .. }
+        | S::CreateServer(_)
+        | S::CreatePolicy(_)
+        | S::CreateConnector(_)
+        | S::CreateSchema { .. }
+        | S::CreateDatabase { .. }
+        | S::CreateFunction(_)
+        | S::CreateTrigger(_)
+        | S::CreateProcedure { .. }
+        | S::CreateMacro { .. }
+        | S::CreateSequence { .. }
+        | S::CreateDomain(_)
+        | S::CreateType { .. }
+        | S::CreateExtension(_) => (Operation::Create, true),
+        S::AlterTable(a) => {
+            writes.insert(object_name(&a.name));
+            (Operation::Alter, true)
+        }
+        S::RenameTable(r) => {
+            for t in r {
+                writes.insert(object_name(&t.old_name));
+                writes.insert(object_name(&t.new_name));
+            }
+            (Operation::Alter, true)
+        }
+        S::AlterSchema(_)
+        | S::AlterIndex { .. }
+        | S::AlterView { .. }
+        | S::AlterFunction(_)
+        | S::AlterType(_)
+        | S::AlterRole { .. }
+        | S::AlterPolicy(_)
+        | S::AlterConnector { .. }
+        | S::AlterSession { .. } => (Operation::Alter, true),
+        S::Drop { names, .. } => {
+            writes.extend(names.iter().map(object_name));
+            (Operation::Drop, true)
+        }
+        S::DropFunction(_)
+        | S::DropDomain(_)
+        | S::DropProcedure { .. }
+        | S::DropSecret { .. }
+        | S::DropPolicy(_)
+        | S::DropConnector { .. }
+        | S::DropTrigger(_)
+        | S::DropExtension(_) => (Operation::Drop, true),
+        S::Truncate(t) => {
+            writes.extend(t.table_names.iter().map(|n| object_name(&n.name)));
+            (Operation::Truncate, true)
+        }
+        S::Grant(_) => (Operation::Grant, true),
+        S::Revoke(_) => (Operation::Revoke, true),
+        S::Set(set) => {
+            let (write, hidden) = classify_set(set);
+            dynamic = hidden;
+            (Operation::Set, write)
+        }
+        S::ShowFunctions { .. }
+        | S::ShowVariable { .. }
+        | S::ShowStatus { .. }
+        | S::ShowVariables { .. }
+        | S::ShowCreate { .. }
+        | S::ShowColumns { .. }
+        | S::ShowCatalogs { .. }
+        | S::ShowDatabases { .. }
+        | S::ShowProcessList { .. }
+        | S::ShowSchemas { .. }
+        | S::ShowCharset(_)
+        | S::ShowObjects(_)
+        | S::ShowTables { .. }
+        | S::ShowViews { .. }
+        | S::ShowCollation { .. }
+        | S::ExplainTable { .. } => (Operation::Show, false),
+        S::Use(_) => (Operation::Set, false),
+        S::StartTransaction { .. } => (Operation::Begin, false),
+        S::Commit { .. } => (Operation::Commit, false),
+        S::Rollback { .. } => (Operation::Rollback, false),
+        S::Savepoint { .. } | S::ReleaseSavepoint { .. } | S::UnlockTables => {
+            (Operation::Other, false)
+        }
+        S::Explain {
+            analyze, statement, ..
+        } => {
+            if *analyze {
+                // EXPLAIN ANALYZE runs the statement.
+                return classify_statement(statement, depth);
+            }
+            let inner = classify_statement(statement, depth);
+            let mut s = read_stmt(Operation::Select);
+            s.reads = inner.reads.into_iter().chain(inner.writes).collect();
+            s.functions = funcs.clone();
+            s.writes_data = funcs.iter().any(|f| !is_read_only(f));
+            return s;
+        }
+        S::Call(_) => {
+            dynamic = true;
+            (Operation::Call, true)
+        }
+        S::Prepare { statement, .. } => {
+            let mut s = classify_statement(statement, depth + 1);
+            s.dynamic_sql = true;
+            return s;
+        }
+        S::Execute { .. } => {
+            dynamic = true;
+            (Operation::Other, true)
+        }
+        S::Deallocate { .. } => (Operation::Other, false),
+        S::LoadData { table_name, .. } => {
+            writes.insert(object_name(table_name));
+            (Operation::Copy, true)
+        }
+        // KILL, LOCK TABLES, FLUSH, OPTIMIZE/ANALYZE TABLE, INSTALL, ... and every statement
+        // not known to be harmless: may write.
+        _ => (Operation::Other, true),
+    };
+    if funcs.iter().any(|f| !is_read_only(f)) {
+        writes_data = true;
+    }
+    Statement {
+        operation,
+        reads: all.difference(&writes).cloned().collect(),
+        writes: writes.into_iter().collect(),
+        has_where,
+        writes_data,
+        dynamic_sql: dynamic,
+        functions: funcs,
+    }
+}
+
+/// `SET ...` → (writes, hides SQL). Session variables are harmless, except the ones that change
+/// how the server lexes later statements (`sql_mode` with `NO_BACKSLASH_ESCAPES`/`ANSI_QUOTES`,
+/// the client character set) — we could no longer classify what follows — and global scope,
+/// which changes the server for everyone.
+fn classify_set(set: &ast::Set) -> (bool, bool) {
+    use ast::Set;
+    match set {
+        Set::SingleAssignment {
+            scope,
+            variable,
+            values,
+            ..
+        } => assignment(scope.as_ref(), variable, values.iter()),
+        Set::MultipleAssignments { assignments } => {
+            let mut out = (false, false);
+            for a in assignments {
+                let (w, d) = assignment(a.scope.as_ref(), &a.name, std::iter::once(&a.value));
+                out = (out.0 || w, out.1 || d);
+            }
+            out
+        }
+        Set::ParenthesizedAssignments { .. } => (true, true),
+        Set::SetNames { charset_name, .. } => {
+            let ok = SAFE_CHARSETS.contains(&charset_name.value.to_lowercase().as_str());
+            (!ok, !ok)
+        }
+        Set::SetNamesDefault {} | Set::SetTransaction { .. } | Set::SetTimeZone { .. } => {
+            (false, false)
+        }
+        // SET ROLE changes privileges; other forms are not MySQL's: fail closed.
+        _ => (true, true),
+    }
+}
+
+fn assignment<'a>(
+    scope: Option<&ast::ContextModifier>,
+    variable: &ObjectName,
+    values: impl Iterator<Item = &'a Expr>,
+) -> (bool, bool) {
+    let name = object_name(variable);
+    let global = matches!(scope, Some(ast::ContextModifier::Global))
+        || name.starts_with("@@global.")
+        || name.starts_with("@@persist");
+    let bare = name
+        .trim_start_matches('@')
+        .trim_start_matches("session.")
+        .trim_start_matches("local.")
+        .trim_start_matches("global.");
+    let values: Vec<&Expr> = values.collect();
+    if name.starts_with('@') && !name.starts_with("@@") {
+        // A user variable: session-local data. Its value may come from a subquery.
+        let writes = values
+            .iter()
+            .any(|v| functions(*v).iter().any(|f| !is_read_only(f)));
+        return (writes, false);
+    }
+    let hidden = match bare {
+        "sql_mode" => !sql_mode_is_safe(&values),
+        "character_set_client" | "character_set_connection" | "names" | "charset" => {
+            !values.iter().all(|v| charset_value_is_safe(v))
+        }
+        _ => false,
+    };
+    let writes = global
+        || hidden
+        || values
+            .iter()
+            .any(|v| functions(*v).iter().any(|f| !is_read_only(f)));
+    (writes, hidden)
+}
+
+/// A new `sql_mode` is accepted when it is built only from string literals, `DEFAULT`,
+/// `@@sql_mode` and `CONCAT`, and no literal (nor all of them joined, so the mode cannot be
+/// assembled from pieces) names a mode that changes lexing.
+fn sql_mode_is_safe(values: &[&Expr]) -> bool {
+    let mut literals = String::new();
+    fn collect(e: &Expr, out: &mut String) -> bool {
+        match e {
+            Expr::Value(v) => match &v.value {
+                ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => {
+                    out.push_str(s);
+                    true
+                }
+                _ => false,
+            },
+            Expr::Identifier(i) => {
+                let n = i.value.to_lowercase();
+                n == "default"
+                    || n == "@@sql_mode"
+                    || n == "@@session.sql_mode"
+                    || n == "@@global.sql_mode"
+            }
+            Expr::CompoundIdentifier(parts) => {
+                let n: Vec<String> = parts.iter().map(|p| p.value.to_lowercase()).collect();
+                matches!(
+                    n.join(".").as_str(),
+                    "@@session.sql_mode" | "@@global.sql_mode"
+                )
+            }
+            Expr::Nested(inner) => collect(inner, out),
+            // `(SELECT CONCAT(@@sql_mode, ',X'))`, as sqlx sends on connect.
+            Expr::Subquery(q) => match &*q.body {
+                SetExpr::Select(s) if s.from.is_empty() && s.projection.len() == 1 => {
+                    match s.projection.first() {
+                        Some(ast::SelectItem::UnnamedExpr(e)) => collect(e, out),
+                        _ => false,
+                    }
+                }
+                _ => false,
+            },
+            Expr::Function(f) if object_name(&f.name) == "concat" => {
+                let ast::FunctionArguments::List(list) = &f.args else {
+                    return false;
+                };
+                list.args.iter().all(|a| match a {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => collect(e, out),
+                    _ => false,
+                })
+            }
+            _ => false,
+        }
+    }
+    if !values.iter().all(|v| collect(v, &mut literals)) {
+        return false;
+    }
+    let upper: String = literals
+        .to_uppercase()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    !(upper.contains("NO_BACKSLASH_ESCAPES") || upper.contains("ANSI"))
+}
+
+fn charset_value_is_safe(v: &Expr) -> bool {
+    let name = match v {
+        Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            _ => return false,
+        },
+        Expr::Identifier(i) => i.value.clone(),
+        _ => return false,
+    };
+    SAFE_CHARSETS.contains(&name.to_lowercase().as_str())
+}

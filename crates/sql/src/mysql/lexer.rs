@@ -1,0 +1,243 @@
+//! A small lexer with MySQL's own rules, run before the parser.
+//!
+//! sqlparser's tokenizer is close to MySQL's but not identical, and every difference between
+//! what we parse and what the server executes is a potential bypass. So this lexer decides, with
+//! the server's rules, the three things that matter for security, and hands sqlparser text in
+//! which those questions no longer arise:
+//!
+//! - **Comments**: `#` and `-- ` (two dashes *followed by whitespace or a control character*)
+//!   run to the end of the line; `/* */` does not nest. They are replaced by a space. `--`
+//!   not followed by whitespace is two minus signs in MySQL (`1--1` is 2): it is emitted as
+//!   `- -` so sqlparser cannot take it for a comment.
+//! - **Executable comments**: `/*! ... */`, `/*!50001 ... */` and MariaDB's `/*M! ... */` are
+//!   SQL the server runs. Their content is inlined (the version is ignored: content for a newer
+//!   server is classified too, which can only add to what we see — fail closed). A `;` or
+//!   another comment inside one is refused (unparsed) rather than guessed at.
+//! - **Statement boundaries**: a multi-statement `COM_QUERY` is split at top-level `;` here,
+//!   outside strings, quoted identifiers and comments, and each piece must parse to exactly one
+//!   statement. sqlparser therefore cannot merge or hide statements.
+//!
+//! Strings use MySQL's default rules (backslash escapes, doubled quotes, `'` and `"` both
+//! strings); quoted identifiers use backticks. `NO_BACKSLASH_ESCAPES` and `ANSI_QUOTES` would
+//! change these rules: statements that try to set them are flagged by the classifier and the
+//! adapter checks the upstream's `sql_mode` at session start.
+
+/// What the lexer produced.
+#[derive(Debug, Default)]
+pub(crate) struct Lexed {
+    /// Statement texts, comments removed, executable comments inlined; no empty entries.
+    pub segments: Vec<String>,
+    /// The text had a comment of any kind (the cache then keys by exact text).
+    pub had_comment: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct LexError(pub String);
+
+pub(crate) fn lex(sql: &str) -> Result<Lexed, LexError> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = Lexed::default();
+    let mut cur = String::with_capacity(sql.len());
+    let mut in_exec = false;
+    let mut i = 0usize;
+    let at = |k: usize| chars.get(k).copied();
+    while let Some(c) = at(i) {
+        match c {
+            '\'' | '"' | '`' => {
+                let end = scan_quoted(&chars, i, c)?;
+                cur.extend(chars.get(i..end).unwrap_or_default());
+                i = end;
+            }
+            '#' => {
+                out.had_comment = true;
+                i = skip_line(&chars, i);
+                cur.push(' ');
+            }
+            '-' if at(i + 1) == Some('-') => {
+                // MySQL: `--` starts a comment only when followed by whitespace or a control
+                // character (or at the very end, where it makes no difference).
+                let next = at(i + 2);
+                if next.is_none_or(|n| n.is_whitespace() || n.is_control()) {
+                    out.had_comment = true;
+                    i = skip_line(&chars, i);
+                    cur.push(' ');
+                } else {
+                    cur.push_str("- ");
+                    i += 1;
+                }
+            }
+            '-' => {
+                cur.push('-');
+                i += 1;
+            }
+            '/' if at(i + 1) == Some('*') => {
+                out.had_comment = true;
+                let exec_start = match (at(i + 2), at(i + 3)) {
+                    (Some('!'), _) => Some(i + 3),
+                    (Some('M'), Some('!')) => Some(i + 4),
+                    _ => None,
+                };
+                if let Some(mut k) = exec_start {
+                    if in_exec {
+                        return Err(LexError("nested executable comment".into()));
+                    }
+                    // The optional version number: MySQL uses 5 digits, MariaDB 5 or 6.
+                    while at(k).is_some_and(|d| d.is_ascii_digit()) {
+                        k += 1;
+                    }
+                    in_exec = true;
+                    cur.push(' ');
+                    i = k;
+                } else {
+                    if in_exec {
+                        return Err(LexError("a comment inside an executable comment".into()));
+                    }
+                    let mut k = i + 2;
+                    loop {
+                        match (at(k), at(k + 1)) {
+                            (Some('*'), Some('/')) => break,
+                            (Some(_), _) => k += 1,
+                            (None, _) => return Err(LexError("unterminated comment".into())),
+                        }
+                    }
+                    cur.push(' ');
+                    i = k + 2;
+                }
+            }
+            '*' if in_exec && at(i + 1) == Some('/') => {
+                in_exec = false;
+                cur.push(' ');
+                i += 2;
+            }
+            ';' => {
+                if in_exec {
+                    return Err(LexError("`;` inside an executable comment".into()));
+                }
+                push_segment(&mut out.segments, &mut cur);
+                i += 1;
+            }
+            _ => {
+                cur.push(c);
+                i += 1;
+            }
+        }
+    }
+    if in_exec {
+        return Err(LexError("unterminated executable comment".into()));
+    }
+    push_segment(&mut out.segments, &mut cur);
+    Ok(out)
+}
+
+fn push_segment(segments: &mut Vec<String>, cur: &mut String) {
+    let trimmed = cur.trim();
+    if !trimmed.is_empty() {
+        segments.push(trimmed.to_owned());
+    }
+    cur.clear();
+}
+
+fn skip_line(chars: &[char], mut i: usize) -> usize {
+    while let Some(&c) = chars.get(i) {
+        if c == '\n' {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// The index just past the closing quote of the literal or identifier starting at `start`.
+fn scan_quoted(chars: &[char], start: usize, quote: char) -> Result<usize, LexError> {
+    let mut k = start + 1;
+    loop {
+        match chars.get(k).copied() {
+            None => {
+                return Err(LexError(if quote == '`' {
+                    "unterminated quoted identifier".into()
+                } else {
+                    "unterminated string".into()
+                }))
+            }
+            // Backslash escapes exist in strings, not in backtick identifiers.
+            Some('\\') if quote != '`' => k += 2,
+            Some(c) if c == quote => {
+                if chars.get(k + 1) == Some(&quote) {
+                    k += 2;
+                } else {
+                    return Ok(k + 1);
+                }
+            }
+            Some(_) => k += 1,
+        }
+    }
+}
+
+/// MySQL's unescaping of a string literal's body (for `PREPARE s FROM '...'`).
+pub(crate) fn unescape(body: &str, quote: char) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut it = body.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\\' {
+            match it.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some('0') => out.push('\0'),
+                Some('b') => out.push('\u{8}'),
+                Some('Z') => out.push('\u{1a}'),
+                Some(other) => out.push(other),
+                None => {}
+            }
+        } else if c == quote && it.peek() == Some(&quote) {
+            it.next();
+            out.push(quote);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segs(sql: &str) -> Vec<String> {
+        lex(sql).map(|l| l.segments).unwrap_or_default()
+    }
+
+    #[test]
+    fn comments_and_boundaries() {
+        assert_eq!(segs("select 1; select 2"), vec!["select 1", "select 2"]);
+        assert_eq!(
+            segs("select 1 # ; drop table t\n; x"),
+            vec!["select 1", "x"]
+        );
+        assert_eq!(segs("select 1 -- ; drop\n"), vec!["select 1"]);
+        assert_eq!(
+            segs("select 1--1; drop table t"),
+            vec!["select 1- -1", "drop table t"]
+        );
+        assert_eq!(segs("select ';' ; x"), vec!["select ';'", "x"]);
+        assert_eq!(segs(r"select '\';' ; x"), vec![r"select '\';'", "x"]);
+        assert_eq!(segs("select `a;b`; x"), vec!["select `a;b`", "x"]);
+        assert_eq!(segs("select /* ; */ 1"), vec!["select   1"]);
+    }
+
+    #[test]
+    fn executable_comments_are_inlined() {
+        assert_eq!(segs("select 1 /*!50001 , 2 */"), vec!["select 1   , 2"]);
+        assert_eq!(segs("/*! drop table t */"), vec!["drop table t"]);
+        assert_eq!(segs("/*M!100101 drop table t */"), vec!["drop table t"]);
+        assert!(lex("/*! select 1; drop table t */").is_err());
+        assert!(lex("/*! select 1").is_err());
+        assert!(lex("/* x").is_err());
+        assert!(lex("select 'x").is_err());
+    }
+
+    #[test]
+    fn unescaping() {
+        assert_eq!(unescape(r"it\'s ''ok''", '\''), "it's 'ok'");
+    }
+}

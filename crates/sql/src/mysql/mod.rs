@@ -1,0 +1,274 @@
+//! Classification of MySQL/MariaDB statements (sqlparser's MySQL dialect behind a lexer with
+//! MySQL's own rules; see [`lexer`] for why).
+//!
+//! Decisions worth knowing:
+//! - Executable comments (`/*! */`, `/*!50001 */`, `/*M! */`) are SQL: their content is
+//!   classified whatever the version number says (more text seen can only fail closed).
+//! - Multi-statements are split at top-level `;` by our lexer; each piece must parse to exactly
+//!   one statement, else the whole command is `unparsed`.
+//! - `PREPARE s FROM '...'` is the literal's classification plus `dynamic_sql`; `PREPARE s FROM
+//!   @var`, `EXECUTE`, `CALL` and `XA` are opaque (`dynamic_sql`, may write). `HANDLER` reads its
+//!   table; `LOAD DATA`/`LOAD XML` is a `copy` that writes; `SELECT ... INTO OUTFILE/DUMPFILE`
+//!   writes; `REPLACE` and `INSERT ... ON DUPLICATE KEY UPDATE` are `insert`s.
+//! - `SET` of `sql_mode` that could enable `NO_BACKSLASH_ESCAPES` or `ANSI_QUOTES`, or of a
+//!   client character set outside [`classify::SAFE_CHARSETS`], is `dynamic_sql`: after it the
+//!   server would lex later statements differently from us.
+//! - Names are lower-cased (MySQL table names may be case-sensitive; matching more is the safe
+//!   direction). Functions not on [`functions::READ_ONLY_FUNCTIONS`] make a statement a write.
+
+mod classify;
+pub mod functions;
+mod lexer;
+
+pub use classify::classify_mysql;
+
+use airlock_core::Classification;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Character-set names whose multi-byte encodings cannot hide a quote or backslash byte.
+pub fn is_safe_charset(name: &str) -> bool {
+    classify::SAFE_CHARSETS.contains(&name.to_ascii_lowercase().as_str())
+}
+
+/// Longer texts are classified but not cached.
+const MAX_CACHED_TEXT: usize = 16 * 1024;
+
+/// Classifies MySQL text with a bounded cache shared by all sessions.
+pub struct MySqlClassifier {
+    map: Mutex<HashMap<String, Arc<Classification>>>,
+    capacity: usize,
+}
+
+impl MySqlClassifier {
+    pub fn new(capacity: usize) -> Self {
+        MySqlClassifier {
+            map: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    pub fn classify(&self, sql: &str) -> Arc<Classification> {
+        if self.capacity == 0 || sql.len() > MAX_CACHED_TEXT {
+            return Arc::new(classify_mysql(sql));
+        }
+        let key = cache_key(sql);
+        if let Some(hit) = self.lock().get(&key) {
+            return Arc::clone(hit);
+        }
+        let c = Arc::new(classify_mysql(sql));
+        let mut map = self.lock();
+        if map.len() >= self.capacity {
+            map.clear();
+        }
+        map.insert(key, Arc::clone(&c));
+        c
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Classification>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// `N` + text with integer literals replaced, or `E` + exact text.
+///
+/// Sound because no classification depends on an integer's value: relations, functions and
+/// operations come from identifiers and keywords. Strings are kept (their content matters for
+/// `PREPARE ... FROM '...'` and `SET sql_mode = '...'`), and any text with a comment is keyed
+/// exactly (executable comments carry version digits).
+pub(crate) fn cache_key(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 1);
+    out.push('N');
+    let chars: Vec<char> = sql.chars().collect();
+    let mut i = 0;
+    let ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$' || c == '@';
+    while let Some(&c) = chars.get(i) {
+        match c {
+            '\'' | '"' | '`' => {
+                let start = i;
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return exact(sql),
+                        Some('\\') if c != '`' => i += 2,
+                        Some(&q) if q == c => {
+                            if chars.get(i + 1) == Some(&c) {
+                                i += 2;
+                            } else {
+                                i += 1;
+                                break;
+                            }
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+                out.extend(chars.get(start..i).unwrap_or_default());
+            }
+            '#' => return exact(sql),
+            '-' if chars.get(i + 1) == Some(&'-') => return exact(sql),
+            '/' if chars.get(i + 1) == Some(&'*') => return exact(sql),
+            d if d.is_ascii_digit() => {
+                let start = i;
+                while chars.get(i).is_some_and(char::is_ascii_digit) {
+                    i += 1;
+                }
+                let before = start
+                    .checked_sub(1)
+                    .and_then(|b| chars.get(b))
+                    .is_some_and(|&b| ident(b));
+                let after = chars.get(i).is_some_and(|&a| ident(a));
+                if before || after {
+                    out.extend(chars.get(start..i).unwrap_or_default());
+                } else {
+                    out.push('\u{1}');
+                }
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn exact(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 1);
+    out.push('E');
+    out.push_str(sql);
+    out
+}
+
+/// Whether the text contains `LOAD DATA LOCAL` / `LOAD XML LOCAL`: the server would ask the
+/// *client* for a file from the client's machine.
+pub fn reads_client_file(sql: &str) -> bool {
+    let Ok(lexed) = lexer::lex(sql) else {
+        return false;
+    };
+    lexed.segments.iter().any(|s| {
+        let lower = s.to_ascii_lowercase();
+        let mut words = lower.split_whitespace();
+        words.next() == Some("load") && words.take(3).any(|w| w == "local")
+    })
+}
+
+/// A `KILL` statement as the gateway must map it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    /// Not a KILL statement.
+    None,
+    /// `KILL [CONNECTION | QUERY] <id>`: `id` is the connection id the client saw.
+    Thread { query_only: bool, id: u64 },
+    /// `KILL USER ...`, `KILL QUERY ID ...`, KILL in a multi-statement: ids the client cannot
+    /// know through the gateway, or that reach other sessions.
+    Unsupported,
+}
+
+pub fn parse_kill(sql: &str) -> Kill {
+    let Ok(lexed) = lexer::lex(sql) else {
+        return Kill::None;
+    };
+    let kills = lexed
+        .segments
+        .iter()
+        .filter(|s| {
+            s.split_whitespace()
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case("kill"))
+        })
+        .count();
+    if kills == 0 {
+        return Kill::None;
+    }
+    if kills > 1 || lexed.segments.len() > 1 {
+        return Kill::Unsupported;
+    }
+    let Some(seg) = lexed.segments.first() else {
+        return Kill::None;
+    };
+    let words: Vec<String> = seg
+        .split_whitespace()
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    let mut i = 1;
+    if matches!(words.get(i).map(String::as_str), Some("hard" | "soft")) {
+        i += 1;
+    }
+    let mut query_only = false;
+    match words.get(i).map(String::as_str) {
+        Some("query") => {
+            query_only = true;
+            i += 1;
+        }
+        Some("connection") => i += 1,
+        _ => {}
+    }
+    match (words.get(i), words.get(i + 1)) {
+        (Some(id), None) => match id.parse::<u64>() {
+            Ok(id) => Kill::Thread { query_only, id },
+            Err(_) => Kill::Unsupported,
+        },
+        _ => Kill::Unsupported,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_keys() {
+        assert_eq!(cache_key("select 1"), cache_key("select 22"));
+        assert_ne!(cache_key("select t1"), cache_key("select t2"));
+        assert_ne!(cache_key("select 'a'"), cache_key("select 'b'"));
+        assert!(cache_key("select 1 /*!5 x */").starts_with('E'));
+        assert_ne!(cache_key("select 1e5"), cache_key("select 1e6"));
+    }
+
+    #[test]
+    fn kills() {
+        assert_eq!(
+            parse_kill("KILL QUERY 17"),
+            Kill::Thread {
+                query_only: true,
+                id: 17
+            }
+        );
+        assert_eq!(
+            parse_kill("kill 5;"),
+            Kill::Thread {
+                query_only: false,
+                id: 5
+            }
+        );
+        assert_eq!(parse_kill("KILL USER bob"), Kill::Unsupported);
+        assert_eq!(parse_kill("select 1; kill 3"), Kill::Unsupported);
+        assert_eq!(parse_kill("select 'kill 3'"), Kill::None);
+        assert_eq!(
+            parse_kill("/*!kill 3*/"),
+            Kill::Thread {
+                query_only: false,
+                id: 3
+            }
+        );
+    }
+
+    #[test]
+    fn local_infile() {
+        assert!(reads_client_file(
+            "LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE t"
+        ));
+        assert!(reads_client_file(
+            "/*! load data local infile 'x' into table t */"
+        ));
+        assert!(!reads_client_file("LOAD DATA INFILE 'x' INTO TABLE t"));
+    }
+}
