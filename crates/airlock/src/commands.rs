@@ -4,7 +4,7 @@ use crate::StateArgs;
 use airlock_core::policy::{ConnectionRef, Request};
 use airlock_store::{CommandFilter, Index, SessionFilter};
 use anyhow::{anyhow, Context};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -23,8 +23,11 @@ pub struct Trail {
     /// The recording service; `None` when `[recording] enabled = false`. The PostgreSQL
     /// relay starts one `Recorder` per session from it.
     pub recordings: Option<Recordings>,
-    retention: Option<(Arc<(Mutex<bool>, Condvar)>, std::thread::JoinHandle<()>)>,
+    retention: Option<Retention>,
 }
+
+/// The retention thread and the flag that stops it.
+type Retention = (Arc<(Mutex<bool>, Condvar)>, std::thread::JoinHandle<()>);
 
 pub fn recordings_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("recordings")
@@ -110,7 +113,7 @@ fn spawn_retention(
     dir: std::path::PathBuf,
     days: u32,
     audit: AuditLog,
-) -> anyhow::Result<(Arc<(Mutex<bool>, Condvar)>, std::thread::JoinHandle<()>)> {
+) -> anyhow::Result<Retention> {
     let stop = Arc::new((Mutex::new(false), Condvar::new()));
     let thread_stop = Arc::clone(&stop);
     let thread = std::thread::Builder::new()

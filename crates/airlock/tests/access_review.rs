@@ -10,9 +10,8 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use support::*;
 
-/// Masking counts reach the audit log only once the relay masks results. Flip this to `true`
-/// when it does: the test then adds a masking policy and asserts the report's masked counts.
-const CHECK_MASKED_COUNTS: bool = false;
+/// The test adds a masking policy and asserts the report's masked counts.
+const CHECK_MASKED_COUNTS: bool = true;
 
 const ETL_TOKEN: &str = "test-etl-token-0123456789";
 

@@ -81,7 +81,12 @@ exempt_groups = ["dba"]
 impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = std::process::Command::new("psql")
-            .args([DIRECT, "-X", "-c", &format!("drop schema {} cascade", self.schema)])
+            .args([
+                DIRECT,
+                "-X",
+                "-c",
+                &format!("drop schema {} cascade", self.schema),
+            ])
             .output();
     }
 }
@@ -125,7 +130,10 @@ fn select_star_masks_columns_and_content() {
     assert_no_secret("select *", &out);
     // Partial keeps the shape and the last four digits; names and amounts pass untouched.
     assert!(out.contains("1111"), "{out}");
-    assert!(out.contains("Ada Lovelace") && out.contains("12.50"), "{out}");
+    assert!(
+        out.contains("Ada Lovelace") && out.contains("12.50"),
+        "{out}"
+    );
     assert!(out.contains("@"), "partial email keeps its shape: {out}");
 }
 
@@ -180,9 +188,8 @@ fn bypass_corpus_comes_back_masked() {
         assert_no_secret(q, &out);
     }
     // Refused outright: binary COPY cannot be split into fields to mask.
-    let o = f
-        .gw
-        .psql(&format!("copy {s}.payments to stdout (format binary);\n"));
+    let o =
+        f.gw.psql(&format!("copy {s}.payments to stdout (format binary);\n"));
     let out = text(&o);
     assert!(out.contains("binary COPY output cannot be masked"), "{out}");
 }
@@ -232,7 +239,10 @@ async fn binary_results_through_a_driver_are_masked() {
         let masked: Option<String> = row.get(0);
         let masked = masked.unwrap();
         assert_ne!(masked, card);
-        assert!(masked.ends_with(&card[12..]), "partial keeps the last 4: {masked}");
+        assert!(
+            masked.ends_with(&card[12..]),
+            "partial keeps the last 4: {masked}"
+        );
         // A card number stored as a binary bigint cannot be rewritten in place: NULL.
         let as_int: Option<i64> = row.get(1);
         assert_eq!(as_int, None);
@@ -241,7 +251,9 @@ async fn binary_results_through_a_driver_are_masked() {
     }
     // A prepared statement executed twice: the second Execute reuses the described shape.
     let stmt = client
-        .prepare(&format!("select email, name from {s}.customers where id = $1"))
+        .prepare(&format!(
+            "select email, name from {s}.customers where id = $1"
+        ))
         .await
         .unwrap();
     for id in [1i32, 2] {
@@ -289,8 +301,10 @@ fn masked_counts_reach_the_audit_trail() {
         .collect();
     let column = format!("{s}.payments.card_number");
     assert!(
-        results.iter().any(|v| v["command"]["masked"]["columns"][&column] == 3
-            && v["command"]["masked"]["entities"]["credit_card"] == 3),
+        results
+            .iter()
+            .any(|v| v["command"]["masked"]["columns"][&column] == 3
+                && v["command"]["masked"]["entities"]["credit_card"] == 3),
         "{log}"
     );
     assert!(
@@ -314,7 +328,11 @@ fn hostile_results_are_masked_or_withheld_never_a_crash() {
         "select 7 as id, repeat('x', 100 * 1024 * 1024) || 'ada.lovelace@example.com' as big;\nselect 'still alive' as status;\n",
     );
     let out = text(&o);
-    assert!(out.contains("cannot be masked; its values were withheld"), "{}", &out[..out.len().min(2000)]);
+    assert!(
+        out.contains("cannot be masked; its values were withheld"),
+        "{}",
+        &out[..out.len().min(2000)]
+    );
     assert!(out.contains("still alive"), "the session goes on");
     assert!(!out.contains("xxxxxxxxxx"));
     // 1,600 columns, the last one an email.

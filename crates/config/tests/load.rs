@@ -205,7 +205,10 @@ fn quickstart_example_loads() {
     assert_eq!(config.service_accounts[0].name, "demo-agent");
     // The demo masks emails and card numbers on pg-local.
     assert_eq!(config.masking.len(), 1);
-    assert_eq!(config.masking[0].columns, ["*.email", "payments.card_number"]);
+    assert_eq!(
+        config.masking[0].columns,
+        ["*.email", "payments.card_number"]
+    );
     assert!(config.warnings.is_empty(), "{:#?}", config.warnings);
 }
 

@@ -276,10 +276,7 @@ const VIEWS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 #[derive(Default)]
 pub struct ViewCache {
     map: std::sync::Mutex<
-        std::collections::HashMap<
-            String,
-            (std::time::Instant, Arc<airlock_sql::lineage::ViewMap>),
-        >,
+        std::collections::HashMap<String, (std::time::Instant, Arc<airlock_sql::lineage::ViewMap>)>,
     >,
 }
 

@@ -326,6 +326,15 @@ async fn handshake(
     let token_bytes = if plugin == CLEAR && greeting.plugin == CLEAR {
         response.auth.clone()
     } else if plugin == CACHING_SHA2 {
+        // The client answered the greeting with another plugin than announced: switch it to
+        // caching_sha2_password explicitly first (its scramble is of no use to us).
+        if greeting.plugin != CACHING_SHA2 {
+            let mut out = BytesMut::new();
+            put_packet(&mut out, &mut seq, &auth_switch(CACHING_SHA2, &nonce));
+            stream.write_all(&out).await?;
+            let reply = read_handshake_packet(&mut stream, &mut buf, seq).await?;
+            seq = reply.last_seq.wrapping_add(1);
+        }
         // The "perform full authentication" answer: the client then sends its password as is
         // (it does so only over TLS; without TLS it asks for an RSA key, which we refuse).
         let mut out = BytesMut::new();

@@ -217,7 +217,10 @@ fn data_row(
 }
 
 fn is_textual(oid: u32) -> bool {
-    matches!(oid, TEXT | VARCHAR | BPCHAR | NAME | JSON | JSONB | XML | UNKNOWN)
+    matches!(
+        oid,
+        TEXT | VARCHAR | BPCHAR | NAME | JSON | JSONB | XML | UNKNOWN
+    )
 }
 
 fn mask_value<'a>(
@@ -291,7 +294,12 @@ fn mask_value<'a>(
 }
 
 /// Binary integers can hold card numbers and phone numbers: decode, scan, and NULL on a hit.
-fn binary_integer(m: &SessionMasking, col: &ColPlan, v: &[u8], counts: &mut Counts) -> Value<'static> {
+fn binary_integer(
+    m: &SessionMasking,
+    col: &ColPlan,
+    v: &[u8],
+    counts: &mut Counts,
+) -> Value<'static> {
     let n: i64 = match (col.type_oid, v.len()) {
         (INT8, 8) => i64::from_be_bytes(v.try_into().unwrap_or([0; 8])),
         (INT4, 4) => i64::from(i32::from_be_bytes(v.try_into().unwrap_or([0; 4]))),
@@ -300,7 +308,10 @@ fn binary_integer(m: &SessionMasking, col: &ColPlan, v: &[u8], counts: &mut Coun
     };
     let digits = n.to_string();
     for masker in &m.content {
-        if !masker.mask_text(digits.as_bytes(), &mut counts.entities).is_unchanged() {
+        if !masker
+            .mask_text(digits.as_bytes(), &mut counts.entities)
+            .is_unchanged()
+        {
             return Value::Null;
         }
     }
@@ -483,7 +494,10 @@ pub fn mask_error_body(m: &SessionMasking, body: &[u8], counts: &mut Counts) -> 
             if field == b'D' && m.has_column_rules() {
                 if let Some(w) = withhold_echoed_values(&v) {
                     v = Cow::Owned(w);
-                    *counts.columns.entry("?error_detail".to_owned()).or_default() += 1;
+                    *counts
+                        .columns
+                        .entry("?error_detail".to_owned())
+                        .or_default() += 1;
                 }
             }
             for masker in &m.content {
@@ -597,13 +611,16 @@ impl<'a> Cursor<'a> {
 
 /// The catalog query for view definitions (plain and materialized), run once per connection
 /// per minute on a session's own upstream before the client's first statement.
-const VIEWS_SQL: &str = "SELECT schemaname::text, viewname::text, definition FROM pg_catalog.pg_views \
+const VIEWS_SQL: &str =
+    "SELECT schemaname::text, viewname::text, definition FROM pg_catalog.pg_views \
      WHERE schemaname NOT IN ('pg_catalog', 'information_schema') \
      UNION ALL SELECT schemaname::text, matviewname::text, definition FROM pg_catalog.pg_matviews";
 
 /// Reads the upstream's view definitions. Must run while the upstream is idle (after
 /// authentication, before relaying); leaves it idle again.
-pub async fn fetch_views(stream: &mut crate::stream::PgStream) -> Result<airlock_sql::lineage::ViewMap, String> {
+pub async fn fetch_views(
+    stream: &mut crate::stream::PgStream,
+) -> Result<airlock_sql::lineage::ViewMap, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut out = BytesMut::new();
     crate::codec::put_query(&mut out, VIEWS_SQL);
@@ -624,7 +641,10 @@ pub async fn fetch_views(stream: &mut crate::stream::PgStream) -> Result<airlock
         };
         match msg.tag {
             b'D' => {
-                let mut r = Cursor { b: &msg.body, pos: 0 };
+                let mut r = Cursor {
+                    b: &msg.body,
+                    pos: 0,
+                };
                 let mut cols = Vec::with_capacity(3);
                 if r.u16() != Some(3) {
                     return Err("unexpected row shape from pg_views".into());

@@ -20,11 +20,11 @@ use crate::codec::{
 };
 use crate::mask::{self, Column, Counts, LineageCache, RowPlan};
 use crate::stream::PgStream;
-use airlock_gate::masking::SessionMasking;
-use airlock_sql::lineage::{CopyFormat, CopyKind, StatementLineage, ViewMap};
 use airlock_core::review::Review;
 use airlock_core::Action;
+use airlock_gate::masking::SessionMasking;
 use airlock_gate::{GateError, Judged, ReviewOutcome, SessionGate};
+use airlock_sql::lineage::{CopyFormat, CopyKind, StatementLineage, ViewMap};
 use bytes::{Buf, BufMut, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -155,7 +155,9 @@ pub(crate) struct Prepared {
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared").field("text", &self.text).finish_non_exhaustive()
+        f.debug_struct("Prepared")
+            .field("text", &self.text)
+            .finish_non_exhaustive()
     }
 }
 
@@ -402,13 +404,17 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                                 p.expects.push(Expect::InjectedDescribe(prep.clone()));
                             }
                             copy_message(&mut p.out, msg.tag, &msg.body);
-                            p.expects.push(Expect::Execute(Tracked::masked(seq, masked)));
+                            p.expects
+                                .push(Expect::Execute(Tracked::masked(seq, masked)));
                         }
                         None => {
                             p.records.push((seq, Arc::from(""), session.judge("")));
                             copy_message(&mut p.out, msg.tag, &msg.body);
-                            let masked = mask.as_ref().map(|_| MaskState::new(Some(Arc::new(vec![StatementLineage::Opaque]))));
-                            p.expects.push(Expect::Execute(Tracked::masked(seq, masked)));
+                            let masked = mask.as_ref().map(|_| {
+                                MaskState::new(Some(Arc::new(vec![StatementLineage::Opaque])))
+                            });
+                            p.expects
+                                .push(Expect::Execute(Tracked::masked(seq, masked)));
                         }
                     }
                 }
@@ -727,9 +733,9 @@ pub(crate) async fn upstream_to_client(
                 let body = buf.get(pos + 5..pos + len).unwrap_or_default();
                 let step = match tag {
                     // Asynchronous messages belong to no request; a notice may echo values.
-                    b'N' => match masking.and_then(|m| {
-                        mask::mask_error_body(m, body, &mut mask::Counts::default())
-                    }) {
+                    b'N' => match masking
+                        .and_then(|m| mask::mask_error_body(m, body, &mut mask::Counts::default()))
+                    {
                         Some(b) => Step::Rewrite(tag, b),
                         None => Step::Pass,
                     },
@@ -1022,12 +1028,10 @@ fn mask_result(
                 .map(u16::from_be_bytes)
                 .unwrap_or(0);
             let lineage = state.lineage();
-            let copy = lineage
-                .and_then(|l| l.copy_format())
-                .unwrap_or(CopyFormat {
-                    kind: CopyKind::Text,
-                    delimiter: b'\t',
-                });
+            let copy = lineage.and_then(|l| l.copy_format()).unwrap_or(CopyFormat {
+                kind: CopyKind::Text,
+                delimiter: b'\t',
+            });
             let plan = RowPlan::for_copy(lineage, usize::from(n));
             state.copy = Some(copy);
             state.plan = Some(plan);

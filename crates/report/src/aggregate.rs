@@ -160,20 +160,17 @@ impl<'a> Aggregator<'a> {
         self.stats.unreadable_lines += 1;
     }
 
+    // One short key allocation per event; measured in docs/benchmarks.md (the time is
+    // dominated by parsing the JSON line).
     fn acc(&mut self, name: &str) -> &mut IdentityAcc {
-        // Looked up by &str first: allocating a key per event would dominate a 1M-event run.
-        if !self.ids.contains_key(name) {
-            self.ids.insert(name.to_owned(), IdentityAcc::default());
-        }
         self.ids.entry(name.to_owned()).or_default()
     }
 
     fn conn(&mut self, identity: &str, connection: &str) -> &mut ConnAcc {
-        let acc = self.acc(identity);
-        if !acc.conns.contains_key(connection) {
-            acc.conns.insert(connection.to_owned(), ConnAcc::default());
-        }
-        acc.conns.entry(connection.to_owned()).or_default()
+        self.acc(identity)
+            .conns
+            .entry(connection.to_owned())
+            .or_default()
     }
 
     /// One event; `seq` is its position in the hash chain (the evidence reference).

@@ -221,7 +221,11 @@ impl StatementLineage {
         let StatementLineage::Rows(r) = self else {
             return self.masked_columns(&vec!["?"; n]);
         };
-        if r.output.items.iter().all(|i| matches!(i, Item::Expr { .. })) {
+        if r.output
+            .items
+            .iter()
+            .all(|i| matches!(i, Item::Expr { .. }))
+        {
             return self.masked_columns(&vec!["?"; n]);
         }
         let mut an = Analyzer {
@@ -313,7 +317,9 @@ pub fn lineage(sql: &str, rules: &[ColumnRule], views: &dyn Views) -> Vec<Statem
 enum Range {
     /// A table, with the column rules that name it (resolved when the lineage is computed, so
     /// star columns can be matched by name at run time).
-    Base { rules: Arc<[ColumnRule]> },
+    Base {
+        rules: Arc<[ColumnRule]>,
+    },
     Derived(Arc<Derived>),
     /// Every column carries this taint (a function's arguments, a base table under column
     /// aliases we cannot map without the catalog), plus `unknown`.
@@ -406,7 +412,9 @@ fn list(map: &Map<String, Value>, key: &str) -> Vec<Value> {
 }
 
 fn str_field<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v str> {
-    map.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    map.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 fn sval(v: &Value) -> Option<&str> {
@@ -463,10 +471,8 @@ impl Analyzer<'_> {
             "ExplainStmt" | "VariableShowStmt" | "TransactionStmt" | "VariableSetStmt"
             | "CreateStmt" | "DropStmt" | "AlterTableStmt" | "IndexStmt" | "ViewStmt"
             | "CreateTableAsStmt" | "DeclareCursorStmt" | "ListenStmt" | "UnlistenStmt"
-            | "NotifyStmt" | "DiscardStmt" | "DeallocateStmt" | "PrepareStmt"
-            | "TruncateStmt" | "GrantStmt" | "LockStmt" | "ClosePortalStmt" => {
-                return StatementLineage::Clean
-            }
+            | "NotifyStmt" | "DiscardStmt" | "DeallocateStmt" | "PrepareStmt" | "TruncateStmt"
+            | "GrantStmt" | "LockStmt" | "ClosePortalStmt" => return StatementLineage::Clean,
             // FETCH, EXECUTE, CALL (OUT parameters), and anything else returning rows.
             _ => return StatementLineage::Opaque,
         };
@@ -903,7 +909,8 @@ impl Analyzer<'_> {
             ([], true) => {
                 // A bare `*` inside an expression (`count(*)` is not a ColumnRef; this is e.g.
                 // `row(*)`): every range in scope.
-                let ranges: Vec<Range> = scope.frame.ranges.iter().map(|(_, r)| r.clone()).collect();
+                let ranges: Vec<Range> =
+                    scope.frame.ranges.iter().map(|(_, r)| r.clone()).collect();
                 let mut t = Taint::default();
                 for r in &ranges {
                     t.absorb(&self.whole_row(r));
@@ -1043,10 +1050,7 @@ fn copy_format(map: &Map<String, Value>) -> CopyFormat {
                 }
             }
             Some("delimiter") => {
-                delimiter = d
-                    .get("arg")
-                    .and_then(sval)
-                    .and_then(|a| a.bytes().next());
+                delimiter = d.get("arg").and_then(sval).and_then(|a| a.bytes().next());
             }
             _ => {}
         }

@@ -27,7 +27,10 @@ fn masked(sql: &str, names: &[&str]) -> Vec<bool> {
 #[test]
 fn direct_and_aliased_columns() {
     assert_eq!(
-        masked("select id, card_number from payments", &["id", "card_number"]),
+        masked(
+            "select id, card_number from payments",
+            &["id", "card_number"]
+        ),
         [false, true]
     );
     assert_eq!(
@@ -122,7 +125,10 @@ fn subqueries_ctes_and_set_operations() {
         [true]
     );
     assert_eq!(
-        masked("select * from (select * from payments) s", &["id", "card_number"]),
+        masked(
+            "select * from (select * from payments) s",
+            &["id", "card_number"]
+        ),
         [false, true]
     );
     assert_eq!(
@@ -174,10 +180,7 @@ fn subqueries_ctes_and_set_operations() {
         ),
         [false, true, true]
     );
-    assert_eq!(
-        masked("select c from (values ('a')) v(c)", &["c"]),
-        [false]
-    );
+    assert_eq!(masked("select c from (values ('a')) v(c)", &["c"]), [false]);
 }
 
 #[test]
@@ -216,21 +219,24 @@ fn returning_copy_and_opaque_statements() {
     );
     assert_eq!(masked("fetch 10 from c", &["a", "b"]), [true, true]);
     assert_eq!(masked("execute p(1)", &["a"]), [true]);
-    assert_eq!(masked("explain select card_number from payments", &["QUERY PLAN"]), [false]);
+    assert_eq!(
+        masked("explain select card_number from payments", &["QUERY PLAN"]),
+        [false]
+    );
 }
 
 #[test]
 fn unknown_lineage_fails_closed_only_near_ruled_tables() {
     // A set-returning function next to a ruled table: unknown, masked.
     assert_eq!(
-        masked(
-            "select g from payments, generate_series(1, 3) g",
-            &["g"]
-        ),
+        masked("select g from payments, generate_series(1, 3) g", &["g"]),
         [true]
     );
     // No ruled table in the statement: unknown lineage passes (content detectors still run).
-    assert_eq!(masked("select * from generate_series(1, 3) g", &["g"]), [false]);
+    assert_eq!(
+        masked("select * from generate_series(1, 3) g", &["g"]),
+        [false]
+    );
     // `*.email` names every table, but only its column.
     assert_eq!(
         masked("select id, total from orders", &["id", "total"]),
@@ -283,7 +289,11 @@ fn views_are_followed() {
         [false, true]
     );
     assert_eq!(
-        masked_with("select row_to_json(v) from v_payments v", &["row_to_json"], &views),
+        masked_with(
+            "select row_to_json(v) from v_payments v",
+            &["row_to_json"],
+            &views
+        ),
         [true]
     );
 }
@@ -314,16 +324,30 @@ fn copy_formats() {
     assert_eq!(f("copy payments to stdout").kind, CopyKind::Text);
     assert_eq!(f("copy payments to stdout").delimiter, b'\t');
     assert_eq!(f("copy payments to stdout with csv").kind, CopyKind::Csv);
-    assert_eq!(f("copy payments to stdout (format csv, delimiter '|')").delimiter, b'|');
-    assert_eq!(f("copy payments to stdout (format binary)").kind, CopyKind::Binary);
+    assert_eq!(
+        f("copy payments to stdout (format csv, delimiter '|')").delimiter,
+        b'|'
+    );
+    assert_eq!(
+        f("copy payments to stdout (format binary)").kind,
+        CopyKind::Binary
+    );
     assert_eq!(f("copy payments to stdout binary").kind, CopyKind::Binary);
 }
 
 #[test]
 fn copy_of_a_star_query_masks_by_whole_row() {
-    let l = lineage("copy (select * from payments) to stdout", &rules(), &NoViews);
+    let l = lineage(
+        "copy (select * from payments) to stdout",
+        &rules(),
+        &NoViews,
+    );
     let m = l[0].copy_masked_columns(3);
     assert!(m.iter().all(|c| c.is_some()), "{m:?}");
-    let l = lineage("copy (select * from orders) to stdout", &[ColumnRule::parse("payments.card_number").unwrap()], &NoViews);
+    let l = lineage(
+        "copy (select * from orders) to stdout",
+        &[ColumnRule::parse("payments.card_number").unwrap()],
+        &NoViews,
+    );
     assert!(l[0].copy_masked_columns(2).iter().all(|c| c.is_none()));
 }

@@ -167,7 +167,7 @@ fn classify_segment(segment: &str, depth: usize) -> Result<Vec<Statement>, Strin
     }
     let mut out = Vec::with_capacity(1);
     for stmt in &parsed {
-        let mut s = classify_statement(stmt, depth);
+        let mut s = classify_statement(stmt);
         // `SELECT ... INTO OUTFILE/DUMPFILE` writes a server file, whatever sqlparser made of it.
         if words.iter().any(|x| x == "OUTFILE" || x == "DUMPFILE") {
             s.writes_data = true;
@@ -283,7 +283,7 @@ fn select_into(body: &SetExpr) -> bool {
     }
 }
 
-fn classify_statement(stmt: &ast::Statement, depth: usize) -> Statement {
+fn classify_statement(stmt: &ast::Statement) -> Statement {
     use ast::Statement as S;
     let all = relations(stmt);
     let funcs = functions(stmt);
@@ -301,7 +301,7 @@ fn classify_statement(stmt: &ast::Statement, depth: usize) -> Statement {
                 ControlFlow::<()>::Continue(())
             });
             if let Some(inner) = nested {
-                let mut s = classify_statement(&inner, depth);
+                let mut s = classify_statement(&inner);
                 s.reads = all.difference(&s.writes.iter().cloned().collect()).cloned().collect();
                 s.writes_data = true;
                 return s;
@@ -437,9 +437,9 @@ fn classify_statement(stmt: &ast::Statement, depth: usize) -> Statement {
         } => {
             if *analyze {
                 // EXPLAIN ANALYZE runs the statement.
-                return classify_statement(statement, depth);
+                return classify_statement(statement);
             }
-            let inner = classify_statement(statement, depth);
+            let inner = classify_statement(statement);
             let mut s = read_stmt(Operation::Select);
             s.reads = inner.reads.into_iter().chain(inner.writes).collect();
             s.functions = funcs.clone();
@@ -451,7 +451,7 @@ fn classify_statement(stmt: &ast::Statement, depth: usize) -> Statement {
             (Operation::Call, true)
         }
         S::Prepare { statement, .. } => {
-            let mut s = classify_statement(statement, depth + 1);
+            let mut s = classify_statement(statement);
             s.dynamic_sql = true;
             return s;
         }
