@@ -66,7 +66,12 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(config, config_path, audit.clone()));
+    let result = runtime.block_on(serve(
+        config,
+        config_path,
+        audit.clone(),
+        trail.recordings.clone(),
+    ));
 
     let mut stop = AuditEvent::new(EventKind::GatewayStop);
     stop.detail = Some(serde_json::json!({"reason": "shutdown"}));
@@ -103,6 +108,7 @@ async fn serve(
     config: Config,
     config_path: Option<PathBuf>,
     audit: AuditLog,
+    recordings: Option<airlock_record::Recordings>,
 ) -> anyhow::Result<()> {
     let gate = Gate::new(config.clone(), audit).map_err(|e| anyhow!("loading reviews: {e}"))?;
     {
@@ -172,6 +178,7 @@ async fn serve(
             tls: Some(tls),
             allow_plaintext_tokens: config.gateway.allow_plaintext_tokens,
             max_message_bytes: MAX_MESSAGE_BYTES,
+            recordings: recordings.clone(),
         });
         tokio::spawn(airlock_proto_pg::serve(listener, gate.clone(), pg));
         banner.push_str(&format!(

@@ -54,6 +54,8 @@ pub struct PgListenerConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub allow_plaintext_tokens: bool,
     pub max_message_bytes: usize,
+    /// Session recordings (`None`: `[recording] enabled = false`).
+    pub recordings: Option<airlock_record::Recordings>,
 }
 
 /// Maps the (pid, key) pairs the gateway hands to clients to the upstream backends.
@@ -430,6 +432,15 @@ async fn run_session(
     let limits = || relay::Limits {
         max_message_bytes: config.max_message_bytes,
     };
+    let recorder = config.recordings.as_ref().map(|r| {
+        Arc::new(r.start_session(airlock_record::SessionMeta {
+            session_id: session.id().to_owned(),
+            identity: Some(session.identity().name.clone()),
+            connection: Some(session.connection_name().to_owned()),
+            protocol: Some("postgres".into()),
+            peer: None,
+        }))
+    });
     let c2u = relay::client_to_upstream(
         client_r,
         up_w,
@@ -437,8 +448,16 @@ async fn run_session(
         session.clone(),
         queue.clone(),
         limits(),
+        recorder.clone(),
     );
-    let u2c = relay::upstream_to_client(up_r, client_w.clone(), session.clone(), queue, limits());
+    let u2c = relay::upstream_to_client(
+        up_r,
+        client_w.clone(),
+        session.clone(),
+        queue,
+        limits(),
+        recorder.clone(),
+    );
     let outcome = tokio::select! {
         // An access grant or token that ends, or a token revoked, ends the session.
         end = session.ended() => {
@@ -456,6 +475,9 @@ async fn run_session(
     let _ = w.shutdown().await;
     drop(w);
     let reason = outcome.unwrap_or_else(|| "client disconnected".into());
+    if let Some(r) = &recorder {
+        r.end(&reason);
+    }
     info!(%reason, "session closed");
     session.close(&reason);
     Ok(())

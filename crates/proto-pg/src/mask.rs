@@ -673,3 +673,18 @@ pub async fn fetch_views(
         }
     }
 }
+
+/// The values of a `DataRow` body (`None` for NULL), or `None` if it is malformed.
+pub fn data_row_values(body: &[u8]) -> Option<Vec<Option<&[u8]>>> {
+    let mut r = Cursor { b: body, pos: 0 };
+    let n = r.u16()?;
+    let mut out = Vec::with_capacity(usize::from(n));
+    for _ in 0..n {
+        let len = r.i32()?;
+        out.push(match usize::try_from(len) {
+            Ok(l) => Some(r.take(l)?),
+            Err(_) => None,
+        });
+    }
+    Some(out)
+}

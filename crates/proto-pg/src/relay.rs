@@ -23,6 +23,7 @@ use crate::stream::PgStream;
 use airlock_core::review::Review;
 use airlock_core::Action;
 use airlock_gate::masking::SessionMasking;
+use airlock_record::Recorder;
 use airlock_gate::{GateError, Judged, ReviewOutcome, SessionGate};
 use airlock_sql::lineage::{CopyFormat, CopyKind, StatementLineage, ViewMap};
 use bytes::{Buf, BufMut, BytesMut};
@@ -244,9 +245,13 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     session: Arc<SessionGate>,
     queue: Queue,
     limits: Limits,
+    recorder: Option<Arc<Recorder>>,
 ) -> Result<(), RelayError> {
     let mut buf = BytesMut::with_capacity(8192);
-    let mut p = Pending::default();
+    let mut p = Pending {
+        recorder,
+        ..Pending::default()
+    };
     let mut statements: HashMap<String, Arc<Prepared>> = HashMap::new();
     let mut portals: HashMap<String, Portal> = HashMap::new();
     let mut mask = session.masking().cloned().map(|masking| MaskCtx {
@@ -503,6 +508,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
 /// What one read from the client produced: audit records, expectations and bytes to forward.
 #[derive(Default)]
 struct Pending {
+    recorder: Option<Arc<Recorder>>,
     records: Vec<(u64, Arc<str>, Judged)>,
     expects: Vec<Expect>,
     out: BytesMut,
@@ -533,6 +539,16 @@ impl Pending {
                 )
                 .await;
                 return Err(e.into());
+            }
+            if let Some(rec) = &self.recorder {
+                for (seq, text, j) in &self.records {
+                    rec.statement(
+                        *seq,
+                        text,
+                        j.decision.action.as_str(),
+                        j.decision.rule.as_deref(),
+                    );
+                }
             }
             self.records.clear();
         }
@@ -685,7 +701,9 @@ pub(crate) async fn upstream_to_client(
     session: Arc<SessionGate>,
     queue: Queue,
     limits: Limits,
+    recorder: Option<Arc<Recorder>>,
 ) -> Result<(), RelayError> {
+    let rec = recorder.as_deref();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::new();
     let masking = session.masking().cloned();
@@ -733,14 +751,24 @@ pub(crate) async fn upstream_to_client(
                 let body = buf.get(pos + 5..pos + len).unwrap_or_default();
                 let step = match tag {
                     // Asynchronous messages belong to no request; a notice may echo values.
-                    b'N' => match masking
-                        .and_then(|m| mask::mask_error_body(m, body, &mut mask::Counts::default()))
-                    {
-                        Some(b) => Step::Rewrite(tag, b),
-                        None => Step::Pass,
-                    },
+                    b'N' => {
+                        let step = match masking.and_then(|m| {
+                            mask::mask_error_body(m, body, &mut mask::Counts::default())
+                        }) {
+                            Some(b) => Step::Rewrite(tag, b),
+                            None => Step::Pass,
+                        };
+                        if let Some(r) = rec {
+                            let sent = match &step {
+                                Step::Rewrite(_, b) => b.as_slice(),
+                                _ => body,
+                            };
+                            r.notice(&codec::decode_error(sent).message);
+                        }
+                        step
+                    }
                     b'A' | b'S' => Step::Pass,
-                    _ => on_response(&mut q, tag, body, &session, masking)?,
+                    _ => on_response(&mut q, tag, body, &session, masking, rec)?,
                 };
                 match step {
                     Step::Pass => {
@@ -844,6 +872,7 @@ fn on_response(
     body: &[u8],
     session: &SessionGate,
     masking: Option<&SessionMasking>,
+    rec: Option<&Recorder>,
 ) -> Result<Step, RelayError> {
     let Some(front) = q.front_mut() else {
         // Nothing outstanding (e.g. a FATAL error when the server shuts down): pass it on.
@@ -855,28 +884,32 @@ fn on_response(
     let mut done = false;
     let mut failed = false;
     let step = match front {
-        Expect::Query(t) => match tag {
-            b'C' | b'I' => {
-                t.add_rows(body);
-                if let Some(m) = t.mask.as_mut() {
-                    m.stmt += 1;
-                    m.plan = None;
-                    m.copy = None;
+        Expect::Query(t) => {
+            let step = match tag {
+                b'C' | b'I' => {
+                    t.add_rows(body);
+                    if let Some(m) = t.mask.as_mut() {
+                        m.stmt += 1;
+                        m.plan = None;
+                        m.copy = None;
+                    }
+                    Step::Pass
                 }
-                Step::Pass
-            }
-            b'E' => {
-                t.error = Some(codec::decode_error(body).code);
-                masked_error(t, body, masking)
-            }
-            b'Z' => {
-                let error = t.error.take();
-                t.finish(session, error);
-                done = true;
-                Step::Pass
-            }
-            _ => mask_result(t, tag, body, masking)?,
-        },
+                b'E' => {
+                    t.error = Some(codec::decode_error(body).code);
+                    masked_error(t, body, masking)
+                }
+                b'Z' => {
+                    let error = t.error.take();
+                    t.finish(session, error);
+                    done = true;
+                    Step::Pass
+                }
+                _ => mask_result(t, tag, body, masking)?,
+            };
+            record_frame(rec, t, tag, body, &step);
+            step
+        }
         Expect::Denied { error, extended } => match tag {
             b'1' | b'2' if *extended => Step::Swallow,
             b'E' => {
@@ -926,27 +959,31 @@ fn on_response(
             }
             _ => Step::Pass,
         },
-        Expect::Execute(t) => match tag {
-            b'C' => {
-                t.add_rows(body);
-                t.finish(session, None);
-                done = true;
-                Step::Pass
-            }
-            b'I' | b's' => {
-                t.finish(session, None);
-                done = true;
-                Step::Pass
-            }
-            b'E' => {
-                let code = codec::decode_error(body).code;
-                t.finish(session, Some(code));
-                done = true;
-                failed = true;
-                masked_error(t, body, masking)
-            }
-            _ => mask_result(t, tag, body, masking)?,
-        },
+        Expect::Execute(t) => {
+            let step = match tag {
+                b'C' => {
+                    t.add_rows(body);
+                    t.finish(session, None);
+                    done = true;
+                    Step::Pass
+                }
+                b'I' | b's' => {
+                    t.finish(session, None);
+                    done = true;
+                    Step::Pass
+                }
+                b'E' => {
+                    let code = codec::decode_error(body).code;
+                    t.finish(session, Some(code));
+                    done = true;
+                    failed = true;
+                    masked_error(t, body, masking)
+                }
+                _ => mask_result(t, tag, body, masking)?,
+            };
+            record_frame(rec, t, tag, body, &step);
+            step
+        }
         Expect::Sync => {
             if tag == b'Z' {
                 done = true;
@@ -967,6 +1004,43 @@ fn on_response(
         }
     }
     Ok(step)
+}
+
+/// Records what the client is sent for a command (after masking: a rewritten body replaces
+/// the upstream's).
+fn record_frame(rec: Option<&Recorder>, t: &Tracked, tag: u8, body: &[u8], step: &Step) {
+    let Some(rec) = rec else { return };
+    let sent = match step {
+        Step::Rewrite(_, b) => b.as_slice(),
+        Step::Swallow | Step::Replace(_) => return,
+        Step::Pass => body,
+    };
+    match tag {
+        b'T' => {
+            if let Some(cols) = mask::parse_row_description(sent) {
+                let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+                let right: Vec<bool> = cols
+                    .iter()
+                    .map(|c| airlock_record::pg_right_aligned(c.type_oid))
+                    .collect();
+                rec.columns_aligned(t.seq, &names, &right);
+            }
+        }
+        b'D' => {
+            if let Some(values) = mask::data_row_values(sent) {
+                rec.row(t.seq, &values);
+            }
+        }
+        b'C' => {
+            let tag_text = String::from_utf8_lossy(sent.strip_suffix(&[0]).unwrap_or(sent));
+            rec.complete(t.seq, &tag_text, rows_from_tag(sent), t.started.elapsed());
+        }
+        b'E' => {
+            let e = codec::decode_error(sent);
+            rec.error_after(t.seq, &e.code, &e.message, Some(t.started.elapsed()));
+        }
+        _ => {}
+    }
 }
 
 fn remember_shape(prep: &Prepared, body: &[u8]) {
