@@ -118,9 +118,7 @@ fn policy_test_explains_the_decision_and_sets_the_exit_code() {
 
 #[test]
 fn unbuilt_commands_say_so() {
-    for args in [vec!["login"]] {
-        let (code, out) = airlock(&args);
-        assert_eq!(code, 2, "{args:?}: {out}");
-        assert!(out.contains("not available in this build"), "{out}");
-    }
+    let (code, out) = airlock(&["login"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("not available in this build"), "{out}");
 }

@@ -54,6 +54,9 @@ strategy = "redact"
         );
     }
     assert!(replay.contains("division by zero"), "{replay}");
-    assert!(!replay.contains("ada@example.com"), "the recording holds masked values only");
+    assert!(
+        !replay.contains("ada@example.com"),
+        "the recording holds masked values only"
+    );
     direct(&format!("drop table {table}"));
 }

@@ -18,19 +18,19 @@ mod identity;
 mod model;
 mod parse;
 mod secret;
-mod trail;
 mod summary;
+mod trail;
 
 pub use airlock_core::policy::ConnectionMatch;
 pub use diag::{ConfigErrors, Diagnostic};
 pub use env::{EnvLookup, StaticEnv, SystemEnv};
+pub use identity::{
+    ClaimMapping, IdentityConfig, OidcConfig, Roles, TrustedIssuer, FEDERATION_ALGORITHMS,
+};
 pub use model::{
     AuditConfig, Config, Connection, CustomDetector, Detector, GatewayConfig, Hours, Listeners,
     LogFormat, MaskStrategy, MaskingPolicy, NotificationConfig, PolicyDefaults, ReviewSettings,
     RuleConfig, ServiceAccount, SslMode, TlsConfig,
-};
-pub use identity::{
-    ClaimMapping, IdentityConfig, OidcConfig, Roles, TrustedIssuer, FEDERATION_ALGORITHMS,
 };
 pub use secret::{Secret, SecretRef, SecretSource};
 pub use trail::{

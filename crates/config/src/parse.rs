@@ -72,12 +72,7 @@ const GATEWAY_KEYS: &[&str] = &[
 ];
 const LISTENER_KEYS: &[&str] = &["postgres", "mysql", "ssh", "http"];
 const TLS_KEYS: &[&str] = &["cert_file", "key_file"];
-const AUDIT_KEYS: &[&str] = &[
-    "fsync",
-    "path",
-    "checkpoint_events",
-    "checkpoint_interval",
-];
+const AUDIT_KEYS: &[&str] = &["fsync", "path", "checkpoint_events", "checkpoint_interval"];
 const POLICY_KEYS: &[&str] = &["default_action", "default_write_action"];
 const SERVICE_ACCOUNT_KEYS: &[&str] = &[
     "name",

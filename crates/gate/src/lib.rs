@@ -402,9 +402,7 @@ impl Gate {
         }
         let (masking, masking_note) = match rt.masking.for_session(&identity, conn) {
             masking::Applies::None => (None, serde_json::Value::Null),
-            masking::Applies::Exempt(names) => {
-                (None, serde_json::json!({ "exempt": names }))
-            }
+            masking::Applies::Exempt(names) => (None, serde_json::json!({ "exempt": names })),
             masking::Applies::Mask(m, exempt) => {
                 let note = serde_json::json!({ "policies": m.policies, "exempt": exempt });
                 (Some(m), note)

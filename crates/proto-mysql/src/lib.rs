@@ -409,6 +409,16 @@ async fn handle_client(
             return Err(refuse(&mut stream, seq, code, state, &format!("airlock: {e}")).await);
         }
     };
+    if session.masking().is_some() {
+        // Fail closed: result masking is built for PostgreSQL only so far; a MySQL session a
+        // [[masking]] policy applies to must not see unmasked data.
+        let msg = format!(
+            "airlock: masking policies apply to `{}`, and masking of MySQL results is not available in this build; the session is refused rather than shown unmasked data",
+            session.connection_name()
+        );
+        session.close(&msg);
+        return Err(refuse(&mut stream, seq, 1227, "42000", &msg).await);
+    }
     let span = tracing::info_span!("mysql_session", session = %session.id(), identity = %session.identity().name, connection = %session.connection_name(), id = connection_id);
     async move {
         let params = upstream::ClientParams {
