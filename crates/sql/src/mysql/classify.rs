@@ -302,7 +302,10 @@ fn classify_statement(stmt: &ast::Statement) -> Statement {
             });
             if let Some(inner) = nested {
                 let mut s = classify_statement(&inner);
-                s.reads = all.difference(&s.writes.iter().cloned().collect()).cloned().collect();
+                s.reads = all
+                    .difference(&s.writes.iter().cloned().collect())
+                    .cloned()
+                    .collect();
                 s.writes_data = true;
                 return s;
             }
