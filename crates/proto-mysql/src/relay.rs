@@ -13,8 +13,8 @@
 //!
 //! Masking hook: [`RowHook`] is where masking of text (`COM_QUERY`) and binary
 //! (`COM_STMT_EXECUTE`/`COM_STMT_FETCH`) rows plugs in; `relay_answer` calls it for each row
-//! packet when one is set (today none is, and `airlock serve` refuses to start with
-//! `[[masking]]` configured).
+//! packet when one is set (today none is: a session a `[[masking]]` policy applies to is refused
+//! at open, in `lib.rs`, rather than shown unmasked data).
 
 use crate::codec::{
     decode_err, decode_ok, eof_status, err_payload, frame_header, is_eof, ok_payload, put_packet,
