@@ -59,7 +59,13 @@ pub fn policy_test(
     };
     let identity = sa.identity();
     let may_use = conn.allows(&identity) && sa.limited_to(&conn.name);
-    let classification = airlock_sql::classify_pg(sql);
+    // The connection's own dialect: MySQL lexing (backticks, `#` comments, executable
+    // `/*! */` comments) classifies differently from PostgreSQL's.
+    let classification = if conn.kind == airlock_core::ConnectionType::Mysql {
+        airlock_sql::mysql::classify_mysql(sql)
+    } else {
+        airlock_sql::classify_pg(sql)
+    };
     let policy = airlock_gate::compile_policy(&config);
     let (minute_of_day, weekday) = airlock_core::policy::utc_clock(unix_secs());
     let decision = policy.decide(&Request {
@@ -156,11 +162,14 @@ struct NoSecrets;
 
 impl airlock_config::EnvLookup for NoSecrets {
     fn var(&self, name: &str) -> Option<String> {
-        Some(std::env::var(name).unwrap_or_else(|_| "unresolved-secret-placeholder".into()))
+        // One placeholder per reference: the config check refuses two accounts with one token.
+        Some(
+            std::env::var(name).unwrap_or_else(|_| format!("unresolved-secret-placeholder-{name}")),
+        )
     }
 
-    fn read_file(&self, _path: &Path) -> std::io::Result<String> {
-        Ok("unresolved-secret-placeholder".into())
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        Ok(format!("unresolved-secret-placeholder-{}", path.display()))
     }
 
     fn is_file(&self, path: &Path) -> bool {

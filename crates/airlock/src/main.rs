@@ -60,14 +60,26 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Log in with OIDC (not available in this build; use `airlock tokens` or federation).
+    /// Log in through the gateway's OIDC provider ([oidc]); stores an airlock access token in
+    /// your config dir ($XDG_CONFIG_HOME/airlock/token, mode 0600).
     Login {
-        /// The device-authorization flow, for headless machines.
+        /// The device-authorization flow, for headless machines: approve on another device.
         #[arg(long)]
         device: bool,
+        /// Only print the URL; do not start $BROWSER or the desktop's opener.
+        #[arg(long, conflicts_with = "device")]
+        no_browser: bool,
+        #[command(flatten)]
+        api: ApiArgs,
     },
-    /// Forget the token stored in your config dir.
-    Logout,
+    /// Revoke the stored access token at the gateway and delete it.
+    Logout {
+        /// Only delete the stored token, without revoking it (e.g. the gateway is gone).
+        #[arg(long)]
+        forget: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Open a local port that speaks PostgreSQL and injects your token (`psql -h 127.0.0.1 -p P`).
     Connect {
         connection: String,
@@ -341,8 +353,12 @@ fn main() -> ExitCode {
                 format,
             } => commands::audit_export(&state, since, &format),
         },
-        Command::Login { device } => login::login(device),
-        Command::Logout => login::logout(),
+        Command::Login {
+            device,
+            no_browser,
+            api,
+        } => login::login(&api, device, no_browser),
+        Command::Logout { forget, api } => login::logout(&api, forget),
         Command::Connect {
             connection,
             port,

@@ -28,9 +28,13 @@ impl Api {
             }
             (None, None) => "http://127.0.0.1:7700".to_owned(),
         };
-        let token = args.token.clone().ok_or_else(|| {
-            anyhow!("no token: set AIRLOCK_TOKEN (or pass --token) to your airlock token")
-        })?;
+        // After `airlock login`, the stored access token is the default.
+        let token = match args.token.clone() {
+            Some(t) => t,
+            None => crate::login::stored_token()?.ok_or_else(|| {
+                anyhow!("no token: run `airlock login`, or set AIRLOCK_TOKEN (or pass --token) to your airlock token")
+            })?,
+        };
         Ok(Api { base, token })
     }
 

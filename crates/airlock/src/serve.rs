@@ -164,6 +164,7 @@ async fn serve(
             tls: Some(tls.clone()),
             allow_plaintext_tokens: config.gateway.allow_plaintext_tokens,
             max_packet_bytes: MAX_MESSAGE_BYTES,
+            recordings: recordings.clone(),
         });
         tokio::spawn(airlock_proto_mysql::serve(listener, gate.clone(), my));
         banner.push_str(&format!(

@@ -117,8 +117,9 @@ fn policy_test_explains_the_decision_and_sets_the_exit_code() {
 }
 
 #[test]
-fn unbuilt_commands_say_so() {
-    let (code, out) = airlock(&["login"]);
-    assert_eq!(code, 2, "{out}");
-    assert!(out.contains("not available in this build"), "{out}");
+fn login_without_a_gateway_says_how_to_point_at_one() {
+    let (code, out) = airlock(&["login", "--api", "http://127.0.0.1:9"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("cannot reach the airlock API"), "{out}");
+    assert!(out.contains("set --api or AIRLOCK_API"), "{out}");
 }

@@ -224,3 +224,35 @@ async fn kill_query_reaches_the_right_upstream_thread() {
     let two: Option<i64> = other.query_first("select 2").await.unwrap();
     assert_eq!(two, Some(2));
 }
+
+#[test]
+fn policy_test_uses_the_mysql_classifier_for_mysql_connections() {
+    let gw = Gateway::start(NO_DDL);
+    // An executable comment is SQL to MySQL (a DROP here) but only a comment to PostgreSQL.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["policy", "test", "--config"])
+        .arg(&gw.config)
+        .args([
+            "--identity",
+            "agent",
+            "--connection",
+            "my-local",
+            "/*!50001 DROP TABLE `t` */",
+        ])
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{s}");
+    assert!(s.contains("statement 1: drop"), "{s}");
+    assert!(s.contains("no-destructive-ddl"), "{s}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["policy", "test", "--config"])
+        .arg(&gw.config)
+        .args(["--identity", "agent", "--connection", "my-local"])
+        .arg("select `email` from customers # a MySQL comment")
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(s.contains("statement 1: select reads [customers]"), "{s}");
+}

@@ -20,6 +20,7 @@ use std::sync::Arc;
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 mod access_review;
+mod auth;
 mod sessions;
 mod tokens;
 
@@ -37,6 +38,7 @@ pub fn router(gate: Arc<Gate>) -> Router {
         .route("/api/v1/reviews/{id}/deny", post(deny))
         .route("/api/v1/access-requests", post(request_access))
         .merge(tokens::routes())
+        .merge(auth::routes())
         .merge(sessions::routes())
         .merge(access_review::routes())
         .with_state(gate)

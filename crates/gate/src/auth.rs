@@ -3,13 +3,23 @@
 //!
 //! Kinds, tried in this order: the bootstrap admin token, tokens from the config
 //! (`[[service_accounts]]`, `[[users]]`), runtime tokens (`alk_…`, [`airlock_identity::tokens`]),
-//! federated workload JWTs (`[[trusted_issuers]]`, [`airlock_identity::federation`]).
+//! access tokens from `airlock login` (`alk_at_…`, [`airlock_identity::access`]), federated
+//! workload JWTs (`[[trusted_issuers]]`, [`airlock_identity::federation`]).
+//!
+//! Also the gateway's side of `airlock login` / `airlock logout`: the OIDC code exchange and
+//! device flow ([`airlock_identity::oidc`]), issuing and revoking access tokens.
 
 use crate::{token_digest, Gate, GateError, SessionGate};
+use airlock_config::Config;
 use airlock_core::{Identity, IdentityKind};
-use airlock_identity::{IssuedToken, NewToken, TokenError, TokenRecord};
+use airlock_identity::{
+    AccessClaims, AccessTokens, DeviceStart, IssuedToken, NewToken, OidcClient, OidcError,
+    OidcLogin, TokenError, TokenRecord, ACCESS_TOKEN_PREFIX,
+};
 use airlock_store::{AuditEvent, EventKind};
+use arc_swap::ArcSwapOption;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Failed authentications allowed per source address per minute.
@@ -50,6 +60,8 @@ pub enum CredentialKind {
     Runtime,
     /// A JWT from a `[[trusted_issuers]]` entry.
     Federated,
+    /// An access token airlock issued after an OIDC login (`alk_at_…`).
+    Access,
     Internal,
 }
 
@@ -60,6 +72,7 @@ impl CredentialKind {
             CredentialKind::Config => "config_token",
             CredentialKind::Runtime => "runtime_token",
             CredentialKind::Federated => "federated_jwt",
+            CredentialKind::Access => "oidc_access_token",
             CredentialKind::Internal => "internal",
         }
     }
@@ -69,7 +82,7 @@ impl CredentialKind {
 #[derive(Debug, Clone)]
 pub struct Credential {
     pub kind: CredentialKind,
-    /// The runtime token id, or the trusted issuer's name.
+    /// The runtime token id, `issuer:sub` of a federated JWT, or an access token's `jti`.
     pub id: Option<String>,
     /// When the token stops being valid (unix micros).
     pub expires_us: Option<i64>,
@@ -236,6 +249,17 @@ impl Gate {
                 .map_err(|e| e.to_string())?;
             return Ok(self.runtime_principal(&record));
         }
+        if token.starts_with(ACCESS_TOKEN_PREFIX) {
+            if self.humans.oidc.load().is_none() {
+                return Err("an OIDC access token, but this gateway has no [oidc] section".into());
+            }
+            let claims = self
+                .humans
+                .access
+                .verify(token, AuditEvent::now_us())
+                .map_err(|e| e.to_string())?;
+            return Ok(access_principal(&claims));
+        }
         if token.split('.').count() == 3 {
             let federation = self.federation.load_full();
             if !federation.is_empty() {
@@ -296,6 +320,13 @@ impl Gate {
             CredentialKind::Config => {
                 let rt = self.runtime.load();
                 c.digest.is_some_and(|d| rt.tokens.contains_key(&d))
+            }
+            // Logout revoked it, or a reload removed [oidc] (expiry is a deadline of its own).
+            CredentialKind::Access => {
+                self.humans.oidc.load().is_some()
+                    && c.id
+                        .as_deref()
+                        .is_some_and(|jti| !self.humans.access.is_revoked(jti))
             }
             CredentialKind::BootstrapAdmin
             | CredentialKind::Federated
@@ -509,5 +540,316 @@ fn note_failure<K: std::hash::Hash + Eq>(map: &Failures<K>, key: K) {
     entry.1 += 1;
     if map.len() > 100_000 {
         map.retain(|_, (since, _)| since.elapsed() < Duration::from_secs(60));
+    }
+}
+
+fn access_principal(claims: &AccessClaims) -> Principal {
+    Principal {
+        // Groups are the provider's, mapped at login; they hold until the token ends.
+        identity: Identity {
+            name: claims.sub.clone(),
+            kind: IdentityKind::Human,
+            groups: claims.groups.clone(),
+            agent: false,
+        },
+        credential: credential(
+            CredentialKind::Access,
+            Some(claims.jti.clone()),
+            Some(claims.expires_us()),
+            None,
+        ),
+    }
+}
+
+/// `[oidc]` logins and the access tokens they yield.
+pub(crate) struct Humans {
+    /// The signing key and revocation list in `data_dir` (present even without `[oidc]`, so
+    /// a reload that adds it needs no restart).
+    access: AccessTokens,
+    /// The relying party; `None` without `[oidc]`. Rebuilt on reload.
+    oidc: ArcSwapOption<OidcClient>,
+}
+
+impl Humans {
+    pub(crate) fn open(config: &Config) -> Result<Humans, String> {
+        let access = AccessTokens::open(&config.gateway.data_dir).map_err(|e| e.to_string())?;
+        Ok(Humans {
+            access,
+            oidc: ArcSwapOption::from(
+                config
+                    .identity
+                    .oidc
+                    .as_ref()
+                    .map(|o| Arc::new(OidcClient::new(o))),
+            ),
+        })
+    }
+
+    pub(crate) fn reload(&self, config: &Config) {
+        self.oidc.store(
+            config
+                .identity
+                .oidc
+                .as_ref()
+                .map(|o| Arc::new(OidcClient::new(o))),
+        );
+    }
+}
+
+/// Why a login or logout did not produce what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("this gateway has no [oidc] section: `airlock login` needs an identity provider")]
+    NotConfigured,
+    /// The request itself is wrong (not audited as a failed login).
+    #[error("{0}")]
+    Invalid(String),
+    /// The login failed: audited, counted towards the source's failure limit.
+    #[error("{0}")]
+    Refused(String),
+    /// Device flow: the user has not approved yet.
+    #[error("authorization_pending")]
+    Pending,
+    /// Device flow: poll less often.
+    #[error("slow_down")]
+    SlowDown,
+    /// The identity provider could not be reached or answered nonsense.
+    #[error("{0}")]
+    Provider(String),
+    #[error(transparent)]
+    RateLimited(GateError),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A completed login: the access token (shown once) and whom it names.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoginOutcome {
+    pub token: String,
+    pub identity: Identity,
+    pub jti: String,
+    pub expires_us: i64,
+}
+
+/// What `logout` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogoutOutcome {
+    pub identity: String,
+    pub jti: String,
+    /// The token had already expired or been revoked.
+    pub already: bool,
+}
+
+impl Gate {
+    fn oidc(&self) -> Result<Arc<OidcClient>, LoginError> {
+        self.humans
+            .oidc
+            .load_full()
+            .ok_or(LoginError::NotConfigured)
+    }
+
+    /// The provider URL the user's browser opens (code flow with PKCE S256). The redirect
+    /// must be a loopback address: the code goes back to the machine the login started on.
+    pub async fn oidc_authorization_url(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        nonce: &str,
+        code_challenge: &str,
+    ) -> Result<String, LoginError> {
+        let oidc = self.oidc()?;
+        check_loopback(redirect_uri)?;
+        for (what, v) in [
+            ("state", state),
+            ("nonce", nonce),
+            ("code_challenge", code_challenge),
+        ] {
+            if v.len() < 16 || v.len() > 256 {
+                return Err(LoginError::Invalid(format!(
+                    "{what} must be 16 to 256 characters"
+                )));
+            }
+        }
+        oidc.authorization_url(redirect_uri, state, nonce, code_challenge)
+            .await
+            .map_err(|e| LoginError::Provider(e.to_string()))
+    }
+
+    /// Redeems the code the browser brought back and issues an access token.
+    pub async fn oidc_exchange(
+        &self,
+        code: &str,
+        code_verifier: &str,
+        redirect_uri: &str,
+        nonce: &str,
+        peer: SocketAddr,
+    ) -> Result<LoginOutcome, LoginError> {
+        let oidc = self.oidc()?;
+        self.check_limits(None, peer)
+            .map_err(LoginError::RateLimited)?;
+        check_loopback(redirect_uri)?;
+        if !(43..=128).contains(&code_verifier.len()) {
+            return Err(LoginError::Invalid(
+                "code_verifier must be 43 to 128 characters (RFC 7636)".into(),
+            ));
+        }
+        let login = oidc
+            .exchange_code(
+                code,
+                code_verifier,
+                redirect_uri,
+                nonce,
+                AuditEvent::now_us(),
+            )
+            .await;
+        self.finish_login(&oidc, login, "oidc_code_pkce", peer)
+    }
+
+    /// Starts a device-flow login at the provider.
+    pub async fn oidc_device_start(&self, peer: SocketAddr) -> Result<DeviceStart, LoginError> {
+        let oidc = self.oidc()?;
+        self.check_limits(None, peer)
+            .map_err(LoginError::RateLimited)?;
+        oidc.start_device().await.map_err(|e| match e {
+            OidcError::Refused { .. } => LoginError::Refused(e.to_string()),
+            other => LoginError::Provider(other.to_string()),
+        })
+    }
+
+    /// One poll of a device-flow login: [`LoginError::Pending`] until the user approves.
+    pub async fn oidc_device_poll(
+        &self,
+        device_code: &str,
+        peer: SocketAddr,
+    ) -> Result<LoginOutcome, LoginError> {
+        let oidc = self.oidc()?;
+        self.check_limits(None, peer)
+            .map_err(LoginError::RateLimited)?;
+        let login = oidc.poll_device(device_code, AuditEvent::now_us()).await;
+        self.finish_login(&oidc, login, "oidc_device", peer)
+    }
+
+    fn finish_login(
+        &self,
+        oidc: &OidcClient,
+        login: Result<OidcLogin, OidcError>,
+        method: &str,
+        peer: SocketAddr,
+    ) -> Result<LoginOutcome, LoginError> {
+        let login = match login {
+            Ok(l) => l,
+            Err(OidcError::Pending) => return Err(LoginError::Pending),
+            Err(OidcError::SlowDown) => return Err(LoginError::SlowDown),
+            Err(OidcError::Provider(m)) => {
+                tracing::warn!(error = %m, "OIDC provider unavailable");
+                return Err(LoginError::Provider(m));
+            }
+            Err(e) => {
+                let reason = format!("OIDC login ({method}): {e}");
+                note_failure(&self.failures, peer.ip());
+                self.audit_auth_failure("<oidc>", peer, &reason);
+                return Err(LoginError::Refused(reason));
+            }
+        };
+        let ttl = oidc.config().access_token_ttl_secs;
+        let issued = self
+            .humans
+            .access
+            .issue(
+                &login.username,
+                &login.groups,
+                Some(&login.subject),
+                ttl,
+                AuditEvent::now_us(),
+            )
+            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+        let mut ev = AuditEvent::new(EventKind::Other);
+        ev.identity = Some(login.username.clone());
+        ev.detail = Some(serde_json::json!({
+            "login_step": "login",
+            "method": method,
+            "peer": peer.to_string(),
+            "credential": CredentialKind::Access.as_str(),
+            "credential_id": issued.claims.jti,
+            "expires_us": issued.claims.expires_us(),
+            "groups": login.groups,
+            "provider_groups": login.provider_groups,
+            "provider_sub": login.subject,
+        }));
+        // The token is handed out only once the login is on record.
+        self.audit.append(&[ev]).map_err(|e| {
+            LoginError::Unavailable(format!("the audit log cannot be written: {e}"))
+        })?;
+        tracing::info!(identity = %login.username, method, "login");
+        let principal = access_principal(&issued.claims);
+        Ok(LoginOutcome {
+            token: issued.token,
+            identity: principal.identity,
+            expires_us: issued.claims.expires_us(),
+            jti: issued.claims.jti,
+        })
+    }
+
+    /// Revokes the presented access token (`airlock logout`); sessions opened with it end.
+    pub fn logout(&self, token: &str, peer: SocketAddr) -> Result<LogoutOutcome, LoginError> {
+        self.check_limits(None, peer)
+            .map_err(LoginError::RateLimited)?;
+        if !token.starts_with(ACCESS_TOKEN_PREFIX) {
+            return Err(LoginError::Invalid(
+                "logout ends an `airlock login` access token (alk_at_…); revoke runtime tokens \
+                 with `airlock tokens revoke`"
+                    .into(),
+            ));
+        }
+        let now = AuditEvent::now_us();
+        let claims = self
+            .humans
+            .access
+            .verify_signature(token)
+            .map_err(|e| self.logout_failed(peer, &e.to_string()))?;
+        if claims.expires_us() <= now || self.humans.access.is_revoked(&claims.jti) {
+            return Ok(LogoutOutcome {
+                identity: claims.sub,
+                jti: claims.jti,
+                already: true,
+            });
+        }
+        self.humans
+            .access
+            .revoke(&claims, now)
+            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+        let mut ev = AuditEvent::new(EventKind::Other);
+        ev.identity = Some(claims.sub.clone());
+        ev.detail = Some(serde_json::json!({
+            "login_step": "logout",
+            "peer": peer.to_string(),
+            "credential": CredentialKind::Access.as_str(),
+            "credential_id": claims.jti,
+        }));
+        if let Err(e) = self.audit.append(&[ev]) {
+            tracing::error!(error = %e, "could not audit a logout");
+        }
+        self.credentials_changed();
+        Ok(LogoutOutcome {
+            identity: claims.sub,
+            jti: claims.jti,
+            already: false,
+        })
+    }
+
+    fn logout_failed(&self, peer: SocketAddr, reason: &str) -> LoginError {
+        note_failure(&self.failures, peer.ip());
+        self.audit_auth_failure("<logout>", peer, reason);
+        LoginError::Refused("the access token is not valid".into())
+    }
+}
+
+fn check_loopback(redirect_uri: &str) -> Result<(), LoginError> {
+    if airlock_identity::oidc::is_loopback_redirect(redirect_uri) {
+        Ok(())
+    } else {
+        Err(LoginError::Invalid(format!(
+            "redirect_uri `{redirect_uri}` must be http://127.0.0.1:PORT/… (a loopback listener)"
+        )))
     }
 }

@@ -28,7 +28,10 @@ mod compile;
 pub mod masking;
 pub mod reviews;
 use airlock_core::review::{Review, ReviewState};
-pub use auth::{AdminError, Credential, CredentialKind, Principal, Role, SessionEnd};
+pub use auth::{
+    AdminError, Credential, CredentialKind, LoginError, LoginOutcome, LogoutOutcome, Principal,
+    Role, SessionEnd,
+};
 pub use compile::compile_policy;
 use reviews::{ReviewBook, ReviewBookError};
 
@@ -145,6 +148,8 @@ pub struct Gate {
     federation: ArcSwap<airlock_identity::Federation>,
     /// Bumped when a credential may have stopped being valid; open sessions re-check theirs.
     credentials: tokio::sync::watch::Sender<u64>,
+    /// `[oidc]` login and the access tokens it issues (`data_dir/access-token.key`).
+    humans: auth::Humans,
     reviews: ReviewBook,
     /// The bootstrap admin (`data_dir/admin-token.sha256`): only the token's digest is kept.
     admin_digest: Option<[u8; 32]>,
@@ -161,6 +166,7 @@ impl Gate {
         let federation = ArcSwap::from_pointee(airlock_identity::Federation::new(
             &config.identity.trusted_issuers,
         ));
+        let humans = auth::Humans::open(&config)?;
         let hooks: Vec<airlock_notify::WebhookConfig> = config
             .notifications
             .iter()
@@ -193,6 +199,7 @@ impl Gate {
             tokens,
             federation,
             credentials: tokio::sync::watch::Sender::new(0),
+            humans,
             reviews,
         }))
     }
@@ -325,6 +332,7 @@ impl Gate {
             .store(Arc::new(airlock_identity::Federation::new(
                 &config.identity.trusted_issuers,
             )));
+        self.humans.reload(&config);
         self.runtime.store(Arc::new(Runtime::new(config)));
         // A reload may have removed a token that open sessions were opened with.
         self.credentials_changed();

@@ -10,8 +10,12 @@ use std::sync::Arc;
 
 use airlock_config::{Config, Connection, MaskStrategy, MaskingPolicy};
 use airlock_core::Identity;
-use airlock_mask::{ColumnEntity, CustomPattern, Detector, MaskSpec, Masker, Strategy};
+use airlock_mask::{
+    ColumnEntity, CustomPattern, Detector, MaskCounts, MaskSpec, Masked, Masker, Strategy,
+    WITHHELD_PLACEHOLDER,
+};
 use airlock_sql::lineage::ColumnRule;
+pub use airlock_store::MaskedCounts;
 
 /// File in `data_dir` holding the HMAC key of the `hash` strategy (created once, 0600).
 pub const HASH_KEY_FILE: &str = "masking-hash.key";
@@ -213,6 +217,89 @@ impl SessionMasking {
             .find_map(|s| self.column.get(s))
             .or(self.fallback.as_ref())
             .map(|(m, e)| (&**m, &**e))
+    }
+}
+
+/// What masking made of one value (for adapters that rewrite values themselves).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewrite {
+    Same,
+    Bytes(Vec<u8>),
+    Null,
+}
+
+/// Masked counts of one statement's result: per entity and per column rule.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub entities: MaskCounts,
+    pub columns: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    pub fn column(&mut self, source: &str) {
+        *self.columns.entry(source.to_owned()).or_default() += 1;
+    }
+
+    /// The counts for the audit event; the tally starts again from zero.
+    pub fn take(&mut self) -> MaskedCounts {
+        let mut out = MaskedCounts::default();
+        for (entity, n) in self.entities.iter() {
+            out.entities.insert(entity.to_owned(), n);
+        }
+        if self.entities.withheld() > 0 {
+            out.entities
+                .insert("withheld".to_owned(), self.entities.withheld());
+        }
+        out.columns = std::mem::take(&mut self.columns);
+        self.entities.clear();
+        out
+    }
+}
+
+impl SessionMasking {
+    /// The first column rule naming `column` of `table` (`schema` when known): for protocols
+    /// that describe each result column's base table and column (MySQL's `org_table`).
+    pub fn rule_for(&self, schema: Option<&str>, table: &str, column: &str) -> Option<&ColumnRule> {
+        self.rules.iter().find(|r| r.matches(schema, table, column))
+    }
+
+    /// A whole value of a column derived from `sources` (rule texts, `?unknown`), rewritten by
+    /// the strategy of the first applying rule.
+    pub fn mask_whole(
+        &self,
+        sources: &std::collections::BTreeSet<String>,
+        value: &[u8],
+        tally: &mut Tally,
+    ) -> Rewrite {
+        for s in sources {
+            tally.column(s);
+        }
+        let Some((masker, entity)) = self.column_masker(sources) else {
+            return Rewrite::Null;
+        };
+        match masker.mask_column(value, entity, &mut tally.entities) {
+            Masked::Null => Rewrite::Null,
+            other => Rewrite::Bytes(other.bytes().unwrap_or(WITHHELD_PLACEHOLDER).to_vec()),
+        }
+    }
+
+    /// Every content detector of every applying policy over one textual value.
+    pub fn mask_content(&self, value: &[u8], tally: &mut Tally) -> Rewrite {
+        let mut current: Option<Vec<u8>> = None;
+        for masker in &self.content {
+            let input = current.as_deref().unwrap_or(value);
+            let next = match masker.mask_text(input, &mut tally.entities) {
+                Masked::Unchanged(_) => continue,
+                Masked::Null => return Rewrite::Null,
+                Masked::Withheld => WITHHELD_PLACEHOLDER.to_vec(),
+                Masked::Replaced(b) => b.into_owned(),
+            };
+            current = Some(next);
+        }
+        match current {
+            Some(b) => Rewrite::Bytes(b),
+            None => Rewrite::Same,
+        }
     }
 }
 

@@ -73,7 +73,18 @@ struct Cached {
 struct IssuerState {
     spec: TrustedIssuer,
     algorithms: Vec<Algorithm>,
-    jwks: Mutex<Option<Cached>>,
+    keys: Jwks,
+}
+
+/// One issuer's JWKS, fetched on demand and cached; shared by workload federation and the
+/// `[oidc]` login (which verifies the provider's ID tokens the same way).
+pub(crate) struct Jwks {
+    /// For messages: the `[[trusted_issuers]]` name, or `oidc`.
+    name: String,
+    issuer: String,
+    /// Overrides discovery.
+    jwks_url: Option<String>,
+    cache: Mutex<Option<Cached>>,
     /// One fetch at a time per issuer (concurrent logins wait for it instead of each
     /// fetching); holds when a fetch last failed to produce the wanted key.
     fetching: tokio::sync::Mutex<Option<Instant>>,
@@ -98,9 +109,8 @@ impl Federation {
                             !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
                         })
                         .collect(),
+                    keys: Jwks::new(&spec.name, &spec.issuer, spec.jwks_url.clone()),
                     spec: spec.clone(),
-                    jwks: Mutex::new(None),
-                    fetching: tokio::sync::Mutex::new(None),
                 })
                 .collect(),
         }
@@ -132,7 +142,7 @@ impl Federation {
                 alg: format!("{:?}", header.alg),
             });
         }
-        let jwk = state.key(header.kid.as_deref(), header.alg).await?;
+        let jwk = state.keys.key(header.kid.as_deref(), header.alg).await?;
         let key = DecodingKey::from_jwk(&jwk)
             .map_err(|e| FederationError::Invalid(format!("unusable JWKS key: {e}")))?;
         let mut validation = Validation::new(header.alg);
@@ -172,11 +182,25 @@ impl Federation {
     }
 }
 
-impl IssuerState {
+impl Jwks {
+    pub(crate) fn new(name: &str, issuer: &str, jwks_url: Option<String>) -> Jwks {
+        Jwks {
+            name: name.to_owned(),
+            issuer: issuer.to_owned(),
+            jwks_url,
+            cache: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(None),
+        }
+    }
+
     /// The key for `kid`: from the cache, or after one refetch when it is unknown or stale.
-    async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<Jwk, FederationError> {
+    pub(crate) async fn key(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Jwk, FederationError> {
         let fresh = {
-            let cache = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             cache.as_ref().and_then(|c| {
                 (c.fetched.elapsed() < JWKS_MAX_AGE)
                     .then(|| find(&c.set, kid, alg))
@@ -190,11 +214,11 @@ impl IssuerState {
             let mut last_miss = self.fetching.lock().await;
             // Another task may have refreshed while this one waited.
             let cached = {
-                let cache = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
+                let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                 cache.as_ref().and_then(|c| find(&c.set, kid, alg))
             };
             let stale = {
-                let cache = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
+                let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                 cache
                     .as_ref()
                     .is_none_or(|c| c.fetched.elapsed() >= JWKS_MAX_AGE)
@@ -211,7 +235,7 @@ impl IssuerState {
                         if find(&set, kid, alg).is_none() {
                             *last_miss = Some(Instant::now());
                         }
-                        let mut cache = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                         *cache = Some(Cached {
                             set,
                             fetched: Instant::now(),
@@ -231,20 +255,20 @@ impl IssuerState {
                 },
             }
         }
-        let cache = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .as_ref()
             .and_then(|c| find(&c.set, kid, alg))
             .ok_or_else(|| FederationError::UnknownKey {
-                issuer: self.spec.name.clone(),
+                issuer: self.name.clone(),
                 kid: kid.unwrap_or("<none>").to_owned(),
             })
     }
 
     async fn fetch(&self) -> Result<JwkSet, FederationError> {
-        let issuer = self.spec.issuer.clone();
-        let jwks_url = self.spec.jwks_url.clone();
-        let name = self.spec.name.clone();
+        let issuer = self.issuer.clone();
+        let jwks_url = self.jwks_url.clone();
+        let name = self.name.clone();
         let err = move |message: String| FederationError::Jwks {
             issuer: name.clone(),
             message,

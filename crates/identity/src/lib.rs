@@ -3,7 +3,11 @@
 //! - [`tokens`]: runtime service-account tokens (`alk_…`), stored only as SHA-256 hashes,
 //!   with expiry, connection limits, rotation and revocation;
 //! - [`federation`]: workload identity federation — JWTs from `[[trusted_issuers]]`, verified
-//!   against the issuer's JWKS and mapped to identities by claim rules.
+//!   against the issuer's JWKS and mapped to identities by claim rules;
+//! - [`oidc`]: human login — the `[oidc]` relying party (code + PKCE, device flow, ID token
+//!   verification against the provider's JWKS, group mapping);
+//! - [`access`]: the short-lived access tokens (`alk_at_…`, Ed25519-signed) airlock issues
+//!   after a login, and their revocation (logout).
 //!
 //! The gate (`airlock-gate`) decides which of these a presented token is; this crate only
 //! verifies and stores.
@@ -16,10 +20,14 @@
     clippy::indexing_slicing
 )]
 
+pub mod access;
 pub mod federation;
+pub mod oidc;
 pub mod tokens;
 
+pub use access::{AccessClaims, AccessError, AccessTokens, IssuedAccess, ACCESS_TOKEN_PREFIX};
 pub use federation::{FederatedIdentity, Federation, FederationError};
+pub use oidc::{DeviceStart, OidcClient, OidcError, OidcLogin};
 pub use tokens::{IssuedToken, NewToken, TokenError, TokenRecord, TokenStore, TOKEN_PREFIX};
 
 /// Unix time in microseconds.

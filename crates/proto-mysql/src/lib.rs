@@ -16,6 +16,7 @@
 
 pub mod codec;
 pub mod handshake;
+pub mod mask;
 pub mod relay;
 pub mod upstream;
 
@@ -69,8 +70,53 @@ const UNSAFE_COLLATIONS: &[u8] = &[1, 84, 13, 88, 28, 87, 95, 96, 248, 249, 250]
 pub struct MySqlListenerConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub allow_plaintext_tokens: bool,
-    /// The largest packet a client may send (after joining 16 MiB frames).
+    /// The largest packet a client may send (after joining 16 MiB frames), and the largest
+    /// result packet a masked session buffers to mask.
     pub max_packet_bytes: usize,
+    /// Sessions are recorded here (statements and masked results) when set.
+    pub recordings: Option<airlock_record::Recordings>,
+}
+
+/// How long a connection's catalog (relations, views, ruled columns) is trusted before the next
+/// masked session reads it again.
+const CATALOG_TTL: Duration = Duration::from_secs(60);
+
+/// Catalogs per connection and rule column set, read by masked sessions at open.
+#[derive(Default)]
+pub struct CatalogCache {
+    map: Mutex<HashMap<String, (std::time::Instant, Arc<mask::Catalog>)>>,
+}
+
+impl CatalogCache {
+    fn get(&self, key: &str) -> Option<Arc<mask::Catalog>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < CATALOG_TTL)
+            .map(|(_, c)| c.clone())
+    }
+
+    fn put(&self, key: String, c: Arc<mask::Catalog>) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 1024 {
+            map.clear();
+        }
+        map.insert(key, (std::time::Instant::now(), c));
+    }
+}
+
+/// The catalog masking needs, from the session's own upstream (idle, before relaying). A read
+/// that fails leaves an empty catalog: every relation is then judged by name and no column
+/// metadata is trusted (fail closed).
+async fn load_catalog(
+    up: &mut upstream::Upstream,
+    m: &airlock_gate::masking::SessionMasking,
+) -> Result<mask::Catalog, upstream::UpstreamError> {
+    let tables = upstream::query_rows(up, mask::CATALOG_TABLES_SQL).await?;
+    let columns = match mask::catalog_columns_sql(m) {
+        Some(sql) => upstream::query_rows(up, &sql).await?,
+        None => Vec::new(),
+    };
+    Ok(mask::Catalog::from_rows(&tables, &columns))
 }
 
 /// Maps the connection ids the gateway hands to clients to upstream threads, for `KILL`.
@@ -123,6 +169,7 @@ impl KillRegistry {
 /// Serves the MySQL listener until the task is dropped.
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<MySqlListenerConfig>) {
     let kills = Arc::new(KillRegistry::default());
+    let catalogs = Arc::new(CatalogCache::default());
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -136,8 +183,9 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<MySqlList
         let gate = gate.clone();
         let config = config.clone();
         let kills = kills.clone();
+        let catalogs = catalogs.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle_client(tcp, peer, gate, config, kills).await {
+            if let Err(e) = handle_client(tcp, peer, gate, config, kills, catalogs).await {
                 debug!(%peer, error = %e, "mysql client ended with an error");
             }
         });
@@ -371,6 +419,7 @@ async fn handle_client(
     gate: Arc<Gate>,
     config: Arc<MySqlListenerConfig>,
     kills: Arc<KillRegistry>,
+    catalogs: Arc<CatalogCache>,
 ) -> Result<(), SessionError> {
     let connection_id = kills.allocate();
     let auth = tokio::time::timeout(
@@ -409,16 +458,6 @@ async fn handle_client(
             return Err(refuse(&mut stream, seq, code, state, &format!("airlock: {e}")).await);
         }
     };
-    if session.masking().is_some() {
-        // Fail closed: result masking is built for PostgreSQL only so far; a MySQL session a
-        // [[masking]] policy applies to must not see unmasked data.
-        let msg = format!(
-            "airlock: masking policies apply to `{}`, and masking of MySQL results is not available in this build; the session is refused rather than shown unmasked data",
-            session.connection_name()
-        );
-        session.close(&msg);
-        return Err(refuse(&mut stream, seq, 1227, "42000", &msg).await);
-    }
     let span = tracing::info_span!("mysql_session", session = %session.id(), identity = %session.identity().name, connection = %session.connection_name(), id = connection_id);
     async move {
         let params = upstream::ClientParams {
@@ -447,12 +486,54 @@ async fn handle_client(
                 thread_id: up.thread_id,
             },
         );
+        let mask_state = match session.masking() {
+            Some(m) if m.has_column_rules() => {
+                let mut rule_columns: Vec<String> = m
+                    .rules
+                    .iter()
+                    .map(|r| r.column_part().unwrap_or("*").to_lowercase())
+                    .collect();
+                rule_columns.sort();
+                rule_columns.dedup();
+                let key = format!("{}\n{}", session.connection_name(), rule_columns.join(","));
+                let catalog = match catalogs.get(&key) {
+                    Some(c) => c,
+                    None => {
+                        let c = match load_catalog(&mut up, m).await {
+                            Ok(c) => c,
+                            Err(e) => {
+                                warn!(error = %e, "reading the upstream catalog for masking failed; relations are judged by name only");
+                                mask::Catalog::default()
+                            }
+                        };
+                        let c = Arc::new(c);
+                        catalogs.put(key, c.clone());
+                        c
+                    }
+                };
+                Some(relay::MaskState::new(m.clone(), catalog))
+            }
+            Some(m) => Some(relay::MaskState::new(
+                m.clone(),
+                Arc::new(mask::Catalog::default()),
+            )),
+            None => None,
+        };
         let mut out = BytesMut::new();
         let mut seq = seq;
         put_packet(&mut out, &mut seq, &ok_payload(0, 0, SERVER_STATUS_AUTOCOMMIT, 0));
         stream.write_all(&out).await?;
-        info!(upstream_tls = up.tls, upstream_thread = up.thread_id, upstream_version = %up.version, "session open");
-        let relay = relay::Relay::new(
+        info!(upstream_tls = up.tls, upstream_thread = up.thread_id, upstream_version = %up.version, masked = mask_state.is_some(), "session open");
+        let recorder = config.recordings.as_ref().map(|r| {
+            Arc::new(r.start_session(airlock_record::SessionMeta {
+                session_id: session.id().to_owned(),
+                identity: Some(session.identity().name.clone()),
+                connection: Some(session.connection_name().to_owned()),
+                protocol: Some("mysql".into()),
+                peer: Some(peer.to_string()),
+            }))
+        });
+        let mut relay = relay::Relay::new(
             stream,
             buf,
             up,
@@ -460,8 +541,17 @@ async fn handle_client(
             kills.clone(),
             config.max_packet_bytes,
         );
+        if let Some(m) = mask_state {
+            relay = relay.with_masking(m);
+        }
+        if let (Some(rec), Some(r)) = (&recorder, &config.recordings) {
+            relay = relay.with_recorder(rec.clone(), r.config().max_rows);
+        }
         let reason = relay.run().await;
         kills.remove(connection_id);
+        if let Some(r) = &recorder {
+            r.end(&reason);
+        }
         info!(%reason, "session closed");
         session.close(&reason);
         Ok(())

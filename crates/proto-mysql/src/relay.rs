@@ -11,22 +11,31 @@
 //! 42000) naming the rule. A multi-statement `COM_QUERY` is judged as one command, so any
 //! denied part denies the whole packet.
 //!
-//! Masking hook: [`RowHook`] is where masking of text (`COM_QUERY`) and binary
-//! (`COM_STMT_EXECUTE`/`COM_STMT_FETCH`) rows plugs in; `relay_answer` calls it for each row
-//! packet when one is set (today none is: a session a `[[masking]]` policy applies to is refused
-//! at open, in `lib.rs`, rather than shown unmasked data).
+//! Masking and recording: in a session a `[[masking]]` policy applies to, or one that is
+//! recorded, the answer is followed packet by packet instead (`relay_answer` joins frames of
+//! packets longer than 16 MiB when it must rewrite them): column definitions give the plan,
+//! text and binary rows and ERR messages are rewritten by [`crate::mask`] and re-framed (sequence
+//! ids renumbered when a rewritten row needs a different number of frames), and the recorder is
+//! fed what the client is sent. A row larger than the packet limit is never forwarded in a masked
+//! session: the client gets an ERR instead and the rest of the answer is drained.
 
 use crate::codec::{
     decode_err, decode_ok, eof_status, err_payload, frame_header, is_eof, ok_payload, put_packet,
     split_packet, ErrPacket, FrameError, Reader, MAX_FRAME, SERVER_MORE_RESULTS_EXISTS,
     SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_CURSOR_EXISTS,
 };
+use crate::mask::{
+    mask_binary_row, mask_err, mask_text_row, parse_column_def, Catalog, ColumnDef, Plan,
+    StmtCache, StmtMask,
+};
 use crate::upstream::Upstream;
 use crate::{KillRegistry, *};
 use airlock_core::review::Review;
 use airlock_core::Action;
-use airlock_gate::{Judged, ReviewOutcome, SessionGate};
+use airlock_gate::masking::{SessionMasking, Tally};
+use airlock_gate::{Judged, ReviewOutcome, SessionEnd, SessionGate};
 use airlock_proto_pg::stream::PgStream;
+use airlock_record::Recorder;
 use airlock_sql::mysql::{parse_kill, reads_client_file, Kill};
 use bytes::{Buf, BytesMut};
 use std::collections::HashMap;
@@ -34,10 +43,51 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A place for result masking: called with each complete row packet's payload (text or binary
-/// protocol) and may rewrite it. Not used yet.
-pub trait RowHook: Send + Sync {
-    fn row(&mut self, binary: bool, payload: &mut BytesMut);
+/// Masking state of a session a `[[masking]]` policy applies to.
+pub struct MaskState {
+    pub masking: Arc<SessionMasking>,
+    pub catalog: Arc<Catalog>,
+    stmts: StmtCache,
+    /// Plans of result sets left open as cursors, by statement id (for `COM_STMT_FETCH`).
+    cursors: HashMap<u32, Arc<Plan>>,
+}
+
+impl MaskState {
+    pub fn new(masking: Arc<SessionMasking>, catalog: Arc<Catalog>) -> MaskState {
+        MaskState {
+            masking,
+            catalog,
+            stmts: StmtCache::default(),
+            cursors: HashMap::new(),
+        }
+    }
+
+    fn stmt(&mut self, text: &str) -> Arc<StmtMask> {
+        self.stmts.get(&self.masking, &self.catalog, text)
+    }
+}
+
+/// What one answer is relayed with.
+#[derive(Default)]
+struct AnswerCtx {
+    /// The statement whose result this is (masking).
+    stmt: Option<Arc<StmtMask>>,
+    /// `COM_STMT_EXECUTE`: its statement id (a cursor's plan is kept under it).
+    statement_id: Option<u32>,
+    /// `COM_STMT_FETCH`: the plan of the cursor's result set.
+    fetch_plan: Option<Arc<Plan>>,
+    /// The audit seq, for the recording.
+    seq: Option<u64>,
+    started: Option<Instant>,
+    // Filled while relaying.
+    defs: Vec<ColumnDef>,
+    plan: Option<Arc<Plan>>,
+    tally: Tally,
+    /// Rows of the current result set, and how many were recorded.
+    set_rows: u64,
+    recorded_sets: u32,
+    /// The error message the client was sent (masked), for the recording.
+    error_message: Option<String>,
 }
 
 /// What a prepared statement was judged to be when it was prepared.
@@ -47,6 +97,8 @@ struct Prepared {
     /// Approved in a review: the approval covers one execution.
     reviewed: bool,
     executed: bool,
+    /// Its result shape against the catalog (masked sessions).
+    mask: Option<Arc<StmtMask>>,
 }
 
 /// Which grammar the upstream's answer follows.
@@ -97,7 +149,12 @@ pub struct Relay {
     kills: Arc<KillRegistry>,
     max_packet: usize,
     prepared: HashMap<u32, Prepared>,
-    hook: Option<Box<dyn RowHook>>,
+    mask: Option<MaskState>,
+    recorder: Option<Arc<Recorder>>,
+    /// The upstream's id for this connection (a session cut mid-statement kills it).
+    thread_id: u32,
+    /// Rows kept per statement in the recording (decoding stops there).
+    record_rows: u64,
 }
 
 /// Why the command loop ended: a line for the log and the audit event.
@@ -144,26 +201,42 @@ impl Relay {
         Relay {
             client,
             client_buf,
+            thread_id: up.thread_id,
             up: up.stream,
             up_buf: up.leftover,
             session,
             kills,
             max_packet,
             prepared: HashMap::new(),
-            hook: None,
+            mask: None,
+            recorder: None,
+            record_rows: 0,
         }
     }
 
-    /// Relays until the client quits or either side fails; returns why.
+    /// Results are masked with this state.
+    pub fn with_masking(mut self, mask: MaskState) -> Relay {
+        self.mask = Some(mask);
+        self
+    }
+
+    /// Statements and (masked) results are recorded, at most `max_rows` rows per statement.
+    pub fn with_recorder(mut self, recorder: Arc<Recorder>, max_rows: u64) -> Relay {
+        self.recorder = Some(recorder);
+        self.record_rows = max_rows;
+        self
+    }
+
+    /// Relays until the client quits or either side fails, or the session's credential or
+    /// grant ends; returns why.
     pub async fn run(mut self) -> Reason {
-        let grant_end = self.session.grant_until_us();
+        let session = self.session.clone();
+        let ended = session.ended();
+        tokio::pin!(ended);
         loop {
             let packet = tokio::select! {
                 p = read_client(&mut self.client, &mut self.client_buf, self.max_packet) => p,
-                () = sleep_until_us(grant_end) => {
-                    self.send_err(1, 1927, "70100", "airlock: the access grant for this connection expired; request access again with `airlock request-access`").await;
-                    return "access grant expired".into();
-                }
+                end = &mut ended => return self.cut(end, false).await,
             };
             let packet = match packet {
                 Ok(Some(p)) => p,
@@ -180,7 +253,11 @@ impl Relay {
                     return format!("client protocol error: {e}");
                 }
             };
-            match self.command(packet.payload).await {
+            let result = tokio::select! {
+                r = self.command(packet.payload) => r,
+                end = &mut ended => return self.cut(end, true).await,
+            };
+            match result {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close(reason)) => return reason,
                 Err(RelayError::Io(e)) => return format!("i/o: {e}"),
@@ -191,6 +268,22 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// The credential or grant ended (already audited by the gate): the client gets ERR 1927
+    /// (70100, "connection was killed") and the connection closes. A statement still running
+    /// upstream is killed over a separate connection.
+    async fn cut(&mut self, end: SessionEnd, busy: bool) -> Reason {
+        self.send_err(1, 1927, "70100", &end.message).await;
+        let _ = self.client.shutdown().await;
+        if busy {
+            let spec = self.session.upstream().clone();
+            let sql = format!("KILL QUERY {}", self.thread_id);
+            tokio::spawn(async move {
+                let _ = crate::upstream::run_once(&spec, &sql).await;
+            });
+        }
+        end.reason
     }
 
     async fn send_err(&mut self, seq: u8, code: u16, state: &str, message: &str) {
@@ -250,12 +343,14 @@ impl Relay {
             }
             COM_PING | COM_STATISTICS | COM_SET_OPTION => {
                 self.forward(&payload).await?;
-                self.relay_answer(Answer::Single).await?;
+                self.relay_answer(Answer::Single, &mut AnswerCtx::default())
+                    .await?;
                 Ok(Flow::Continue)
             }
             COM_RESET_CONNECTION => {
                 self.forward(&payload).await?;
-                self.relay_answer(Answer::Single).await?;
+                self.relay_answer(Answer::Single, &mut AnswerCtx::default())
+                    .await?;
                 self.prepared.clear();
                 Ok(Flow::Continue)
             }
@@ -273,11 +368,7 @@ impl Relay {
                 self.prepare(&payload, text).await
             }
             COM_STMT_EXECUTE => self.execute(&payload).await,
-            COM_STMT_FETCH => {
-                self.forward(&payload).await?;
-                self.relay_answer(Answer::UntilEof).await?;
-                Ok(Flow::Continue)
-            }
+            COM_STMT_FETCH => self.fetch(&payload).await,
             COM_STMT_CLOSE => {
                 let id = Reader::new(body, "COM_STMT_CLOSE").u32().unwrap_or(0);
                 self.prepared.remove(&id);
@@ -291,7 +382,8 @@ impl Relay {
             }
             COM_STMT_RESET => {
                 self.forward(&payload).await?;
-                self.relay_answer(Answer::Single).await?;
+                self.relay_answer(Answer::Single, &mut AnswerCtx::default())
+                    .await?;
                 Ok(Flow::Continue)
             }
             other => {
@@ -338,10 +430,18 @@ impl Relay {
             .await;
             return Err(Flow::Close(format!("audit log unavailable: {e}")));
         }
+        if let Some(rec) = &self.recorder {
+            rec.statement(
+                seq,
+                text,
+                judged.decision.action.as_str(),
+                judged.decision.rule.as_deref(),
+            );
+        }
         Ok(())
     }
 
-    async fn deny(&mut self, judged: &Judged) {
+    async fn deny(&mut self, seq: u64, judged: &Judged) {
         let d = &judged.decision;
         let rule = d.rule.as_deref().unwrap_or("default_action");
         let message = d
@@ -360,6 +460,9 @@ impl Relay {
             _ => (1142, format!("airlock: {message} (rule `{rule}`)")),
         };
         self.send_err(1, code, "42000", &text).await;
+        if let Some(rec) = &self.recorder {
+            rec.error(seq, "42000", &text);
+        }
     }
 
     async fn query(&mut self, payload: &[u8], text: &str) -> Result<Flow, RelayError> {
@@ -380,29 +483,62 @@ impl Relay {
             return Ok(flow);
         }
         if judged.decision.action != Action::Allow {
-            self.deny(&judged).await;
+            self.deny(seq, &judged).await;
             return Ok(Flow::Continue);
         }
         let started = Instant::now();
         if let Kill::Thread { query_only, id } = kill {
             return self.kill(seq, started, query_only, id).await;
         }
+        let mut ctx = self.ctx_for(seq, started, text);
         self.forward(payload).await?;
-        let outcome = self.relay_answer(Answer::Results { binary: false }).await?;
-        self.record_result(seq, started, &outcome);
+        let outcome = self
+            .relay_answer(Answer::Results { binary: false }, &mut ctx)
+            .await?;
+        self.record_answer(seq, started, &outcome, &mut ctx);
         Ok(Flow::Continue)
     }
 
+    fn ctx_for(&mut self, seq: u64, started: Instant, text: &str) -> AnswerCtx {
+        AnswerCtx {
+            stmt: self.mask.as_mut().map(|m| m.stmt(text)),
+            seq: Some(seq),
+            started: Some(started),
+            ..AnswerCtx::default()
+        }
+    }
+
     fn record_result(&self, seq: u64, started: Instant, o: &Outcome) {
+        self.record_answer(seq, started, o, &mut AnswerCtx::default());
+    }
+
+    /// The result event (with masked counts) and the recording's last frame of a statement.
+    fn record_answer(&self, seq: u64, started: Instant, o: &Outcome, ctx: &mut AnswerCtx) {
         let rows = if o.rows > 0 { o.rows } else { o.affected };
-        self.session.record_result(
+        self.session.record_result_masked(
             seq,
             Some(rows),
             o.error
                 .as_ref()
                 .map(|e| format!("{} ({})", e.code, e.sqlstate)),
             started.elapsed(),
+            ctx.tally.take(),
         );
+        if let Some(rec) = &self.recorder {
+            match &o.error {
+                Some(e) => {
+                    let message = ctx.error_message.as_deref().unwrap_or(&e.message);
+                    rec.error_after(seq, &e.sqlstate, message, Some(started.elapsed()));
+                }
+                None if ctx.recorded_sets == 0 => rec.complete(
+                    seq,
+                    &format!("OK, {} rows affected", o.affected),
+                    Some(o.affected),
+                    started.elapsed(),
+                ),
+                None => {}
+            }
+        }
     }
 
     /// `KILL [QUERY] <gateway id>`: on the upstream thread behind that id, over a separate
@@ -476,13 +612,18 @@ impl Relay {
             return Ok(flow);
         }
         if judged.decision.action != Action::Allow {
-            self.deny(&judged).await;
+            self.deny(seq, &judged).await;
             return Ok(Flow::Continue);
         }
         let started = Instant::now();
+        let mut ctx = AnswerCtx {
+            seq: Some(seq),
+            started: Some(started),
+            ..AnswerCtx::default()
+        };
         self.forward(payload).await?;
-        let outcome = self.relay_answer(answer).await?;
-        self.record_result(seq, started, &outcome);
+        let outcome = self.relay_answer(answer, &mut ctx).await?;
+        self.record_answer(seq, started, &outcome, &mut ctx);
         Ok(Flow::Continue)
     }
 
@@ -498,11 +639,14 @@ impl Relay {
             if let Err(flow) = self.record(seq, &text, &judged).await {
                 return Ok(flow);
             }
-            self.deny(&judged).await;
+            self.deny(seq, &judged).await;
             return Ok(Flow::Continue);
         }
+        let mask = self.mask.as_mut().map(|m| m.stmt(&text));
         self.forward(payload).await?;
-        let outcome = self.relay_answer(Answer::Prepare).await?;
+        let outcome = self
+            .relay_answer(Answer::Prepare, &mut AnswerCtx::default())
+            .await?;
         if let Some(id) = outcome.statement_id {
             self.prepared.insert(
                 id,
@@ -511,6 +655,7 @@ impl Relay {
                     judged,
                     reviewed,
                     executed: false,
+                    mask,
                 },
             );
         }
@@ -537,23 +682,65 @@ impl Relay {
         }
         prep.executed = true;
         let text = prep.text.clone();
+        let stmt = prep.mask.clone();
         let seq = self.session.next_seq();
         if let Err(flow) = self.record(seq, &text, &judged).await {
             return Ok(flow);
         }
         if judged.decision.action != Action::Allow {
-            self.deny(&judged).await;
+            self.deny(seq, &judged).await;
             return Ok(Flow::Continue);
         }
         let started = Instant::now();
+        let mut ctx = AnswerCtx {
+            stmt,
+            statement_id: Some(id),
+            seq: Some(seq),
+            started: Some(started),
+            ..AnswerCtx::default()
+        };
+        if let Some(m) = self.mask.as_mut() {
+            m.cursors.remove(&id);
+        }
         self.forward(payload).await?;
-        let outcome = self.relay_answer(Answer::Results { binary: true }).await?;
-        self.record_result(seq, started, &outcome);
+        let outcome = self
+            .relay_answer(Answer::Results { binary: true }, &mut ctx)
+            .await?;
+        self.record_answer(seq, started, &outcome, &mut ctx);
+        Ok(Flow::Continue)
+    }
+
+    /// `COM_STMT_FETCH`: rows of a cursor, in the binary format of the execute's result set.
+    async fn fetch(&mut self, payload: &[u8]) -> Result<Flow, RelayError> {
+        let id = Reader::new(payload.get(1..).unwrap_or_default(), "COM_STMT_FETCH")
+            .u32()
+            .unwrap_or(0);
+        let mut ctx = AnswerCtx::default();
+        if let Some(m) = &self.mask {
+            match m.cursors.get(&id) {
+                Some(plan) => ctx.fetch_plan = Some(plan.clone()),
+                None => {
+                    // Without the cursor's column types its rows cannot be decoded, so they
+                    // cannot be masked.
+                    self.send_err(1, 1105, "HY000", "airlock: this cursor's rows cannot be masked (its result set was not seen by the gateway); execute the statement again").await;
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
+        self.forward(payload).await?;
+        self.relay_answer(Answer::UntilEof, &mut ctx).await?;
         Ok(Flow::Continue)
     }
 
     /// Relays the upstream's answer to the client until it is complete.
-    async fn relay_answer(&mut self, answer: Answer) -> Result<Outcome, RelayError> {
+    async fn relay_answer(
+        &mut self,
+        answer: Answer,
+        ctx: &mut AnswerCtx,
+    ) -> Result<Outcome, RelayError> {
+        if self.mask.is_some() || self.recorder.is_some() {
+            return self.relay_packets(answer, ctx).await;
+        }
         let mut outcome = Outcome::default();
         let mut state = match answer {
             Answer::UntilEof => State::Rows,
@@ -580,34 +767,315 @@ impl Relay {
                 pos += 4 + len;
             }
             if pos > 0 {
-                if let Some(hook) = self.hook.as_mut() {
-                    // Masking goes here: decode each row packet in up_buf[..pos], call
-                    // `hook.row`, re-frame with the same sequence ids. Not wired yet.
-                    let _ = hook;
-                }
                 self.client
                     .write_all(self.up_buf.get(..pos).unwrap_or_default())
                     .await?;
                 self.up_buf.advance(pos);
             }
             if matches!(state, State::Done) {
-                if !self.up_buf.is_empty() {
-                    return Err(RelayError::Upstream(
-                        "the upstream sent more than the answer to the command".into(),
-                    ));
-                }
-                return Ok(outcome);
+                return self.answer_done(outcome);
             }
-            if self.up_buf.capacity() - self.up_buf.len() < 8192 {
-                self.up_buf.reserve(64 * 1024);
-            }
-            if self.up.read_buf(&mut self.up_buf).await? == 0 {
-                return Err(RelayError::Upstream(
-                    "the upstream closed the connection".into(),
-                ));
-            }
+            self.fill_up_buf().await?;
         }
     }
+
+    fn answer_done(&self, outcome: Outcome) -> Result<Outcome, RelayError> {
+        if !self.up_buf.is_empty() {
+            return Err(RelayError::Upstream(
+                "the upstream sent more than the answer to the command".into(),
+            ));
+        }
+        Ok(outcome)
+    }
+
+    async fn fill_up_buf(&mut self) -> Result<(), RelayError> {
+        if self.up_buf.capacity() - self.up_buf.len() < 8192 {
+            self.up_buf.reserve(64 * 1024);
+        }
+        if self.up.read_buf(&mut self.up_buf).await? == 0 {
+            return Err(RelayError::Upstream(
+                "the upstream closed the connection".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The answer packet by packet: masking, recording, re-framing.
+    async fn relay_packets(
+        &mut self,
+        answer: Answer,
+        ctx: &mut AnswerCtx,
+    ) -> Result<Outcome, RelayError> {
+        let mut outcome = Outcome::default();
+        let mut state = match answer {
+            Answer::UntilEof => State::Rows,
+            _ => State::Start,
+        };
+        let mut continuation = false;
+        // The state before the packet being read (packets may span reads and frames).
+        let mut before = state;
+        let mut pending = BytesMut::new();
+        let mut out = BytesMut::new();
+        let mut out_seq: Option<u8> = None;
+        // A packet too large to mask was replaced by an ERR: the rest is drained.
+        let mut withheld = false;
+        let assemble = self.mask.is_some();
+        loop {
+            let mut pos = 0usize;
+            while !matches!(state, State::Done) {
+                let Some((len, seq)) = frame_header(self.up_buf.get(pos..).unwrap_or_default())
+                else {
+                    break;
+                };
+                if self.up_buf.len() < pos + 4 + len {
+                    break;
+                }
+                let next_seq = out_seq.get_or_insert(seq);
+                let first = !continuation;
+                continuation = len == MAX_FRAME;
+                let raw = self.up_buf.get(pos..pos + 4 + len).unwrap_or_default();
+                let frame = raw.get(4..).unwrap_or_default();
+                pos += 4 + len;
+                if first {
+                    before = state;
+                    state = step(answer, state, frame, len, &mut outcome)?;
+                }
+                if withheld {
+                    continue;
+                }
+                if first && !continuation {
+                    let p = Packet {
+                        answer,
+                        before,
+                        after: state,
+                        payload: frame,
+                        raw: Some((raw, seq)),
+                    };
+                    packet(
+                        self.mask.as_mut(),
+                        self.recorder.as_deref(),
+                        self.record_rows,
+                        p,
+                        ctx,
+                        &mut out,
+                        next_seq,
+                    )?;
+                    continue;
+                }
+                if !assemble {
+                    // Not masked: a packet over 16 MiB passes frame by frame, unrecorded.
+                    out.extend_from_slice(raw);
+                    *next_seq = seq.wrapping_add(1);
+                    continue;
+                }
+                if pending.len() + len > self.max_packet {
+                    withheld = true;
+                    pending = BytesMut::new();
+                    let e = ErrPacket {
+                        code: 1153,
+                        sqlstate: "08S01".into(),
+                        message: format!("airlock: a result packet larger than {} bytes cannot be masked; the rest of the result was withheld", self.max_packet),
+                    };
+                    put_packet(
+                        &mut out,
+                        next_seq,
+                        &err_payload(e.code, &e.sqlstate, &e.message),
+                    );
+                    ctx.tally.column("?withheld");
+                    outcome.error = Some(e);
+                    continue;
+                }
+                pending.extend_from_slice(frame);
+                if !continuation {
+                    let whole = std::mem::take(&mut pending);
+                    let p = Packet {
+                        answer,
+                        before,
+                        after: state,
+                        payload: &whole,
+                        raw: None,
+                    };
+                    packet(
+                        self.mask.as_mut(),
+                        self.recorder.as_deref(),
+                        self.record_rows,
+                        p,
+                        ctx,
+                        &mut out,
+                        next_seq,
+                    )?;
+                }
+            }
+            self.up_buf.advance(pos);
+            if !out.is_empty() {
+                self.client.write_all(&out).await?;
+                out.clear();
+            }
+            if matches!(state, State::Done) {
+                return self.answer_done(outcome);
+            }
+            self.fill_up_buf().await?;
+        }
+    }
+}
+
+/// One complete packet of an answer: appended to `out`, rewritten where masking says so.
+#[allow(clippy::too_many_arguments)]
+fn packet(
+    mut mask: Option<&mut MaskState>,
+    recorder: Option<&Recorder>,
+    record_rows: u64,
+    p: Packet<'_>,
+    ctx: &mut AnswerCtx,
+    out: &mut BytesMut,
+    out_seq: &mut u8,
+) -> Result<(), RelayError> {
+    let first = p.payload.first().copied();
+    let short = p.payload.len() < MAX_FRAME;
+    let mut rewritten: Option<BytesMut> = None;
+    let kind = match (p.answer, p.before) {
+        (_, State::Columns(_) | State::Defs { .. }) => Kind::Definition,
+        (_, State::ColumnsEof | State::DefsEof { .. }) => Kind::Eof,
+        (_, State::Start | State::Rows) | (Answer::Single | Answer::UntilEof, _)
+            if first == Some(0xFF) =>
+        {
+            Kind::Err
+        }
+        (Answer::Results { .. }, State::Start) if first != Some(0x00) => Kind::ColumnCount,
+        (Answer::Results { .. } | Answer::UntilEof, State::Rows)
+            if short && crate::codec::is_eof(p.payload) =>
+        {
+            Kind::Eof
+        }
+        (Answer::Results { binary }, State::Rows) => Kind::Row { binary },
+        (Answer::UntilEof, _) if ctx.fetch_plan.is_some() => Kind::Row { binary: true },
+        _ => Kind::Other,
+    };
+    match kind {
+        Kind::ColumnCount => {
+            ctx.defs.clear();
+            ctx.plan = None;
+            ctx.set_rows = 0;
+        }
+        Kind::Definition => {
+            if matches!(p.answer, Answer::Results { .. }) {
+                ctx.defs.push(parse_column_def(p.payload).ok_or_else(|| {
+                    RelayError::Upstream("a column definition that cannot be parsed".into())
+                })?);
+            }
+        }
+        Kind::Eof if matches!(p.before, State::ColumnsEof) => {
+            let plan = Arc::new(match &mask {
+                Some(m) => {
+                    let stmt = ctx
+                        .stmt
+                        .clone()
+                        .unwrap_or_else(|| Arc::new(StmtMask::opaque(&m.masking)));
+                    Plan::new(&m.masking, &m.catalog, &stmt, &ctx.defs)
+                }
+                None => Plan::bare(&ctx.defs),
+            });
+            if let (Some(m), Some(id), State::Done) =
+                (mask.as_deref_mut(), ctx.statement_id, p.after)
+            {
+                // The result stays open as a cursor: COM_STMT_FETCH reads it later.
+                m.cursors.insert(id, plan.clone());
+            }
+            if let (Some(rec), Some(seq)) = (&recorder, ctx.seq) {
+                let names: Vec<&str> = ctx.defs.iter().map(|d| d.name.as_str()).collect();
+                let right: Vec<bool> = ctx.defs.iter().map(|d| plan.right_aligned(d)).collect();
+                rec.columns_aligned(seq, &names, &right);
+            }
+            ctx.plan = Some(plan);
+        }
+        Kind::Eof => {
+            if let (Some(rec), Some(seq), Some(_)) = (&recorder, ctx.seq, &ctx.plan) {
+                if matches!(p.answer, Answer::Results { .. }) {
+                    let took = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
+                    rec.complete(seq, "SELECT", Some(ctx.set_rows), took);
+                    ctx.recorded_sets += 1;
+                }
+            }
+        }
+        Kind::Err => {
+            if let Some(m) = &mask {
+                rewritten = mask_err(&m.masking, p.payload, &mut ctx.tally);
+            }
+            let sent = rewritten.as_deref().unwrap_or(p.payload);
+            ctx.error_message = Some(crate::codec::decode_err(sent).message);
+        }
+        Kind::Row { binary } => {
+            let plan = if binary && matches!(p.answer, Answer::UntilEof) {
+                ctx.fetch_plan.clone()
+            } else {
+                ctx.plan.clone()
+            };
+            if let (Some(m), Some(plan)) = (&mask, &plan) {
+                let r = if binary {
+                    mask_binary_row(&m.masking, plan, p.payload, &mut ctx.tally)
+                } else {
+                    mask_text_row(&m.masking, plan, p.payload, &mut ctx.tally)
+                };
+                rewritten = r.map_err(|_| {
+                    RelayError::Upstream(
+                        "a result row that cannot be parsed cannot be masked".into(),
+                    )
+                })?;
+            } else if mask.is_some() {
+                return Err(RelayError::Upstream(
+                    "a result row without column definitions cannot be masked".into(),
+                ));
+            }
+            ctx.set_rows += 1;
+            if let (Some(rec), Some(seq), Some(plan)) = (&recorder, ctx.seq, &plan) {
+                if ctx.set_rows <= record_rows {
+                    let sent = rewritten.as_deref().unwrap_or(p.payload);
+                    let values = if binary {
+                        crate::mask::binary_row_values(plan, sent)
+                    } else {
+                        crate::mask::text_row_values(plan, sent)
+                    };
+                    if let Some(values) = values {
+                        let refs: Vec<Option<&[u8]>> =
+                            values.iter().map(|v| v.as_deref()).collect();
+                        rec.row(seq, &refs);
+                    }
+                } else {
+                    rec.row(seq, &[]);
+                }
+            }
+        }
+        Kind::Other => {}
+    }
+    match (rewritten, p.raw) {
+        (Some(new), _) => put_packet(out, out_seq, &new),
+        (None, Some((raw, seq))) if seq == *out_seq => {
+            out.extend_from_slice(raw);
+            *out_seq = seq.wrapping_add(1);
+        }
+        (None, _) => put_packet(out, out_seq, p.payload),
+    }
+    Ok(())
+}
+
+/// A complete packet of an answer and where it stands in the grammar.
+struct Packet<'a> {
+    answer: Answer,
+    before: State,
+    after: State,
+    payload: &'a [u8],
+    /// The frame as received (header included) with its sequence id, when it is one frame.
+    raw: Option<(&'a [u8], u8)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    ColumnCount,
+    Definition,
+    Eof,
+    Err,
+    Row { binary: bool },
+    Other,
 }
 
 /// One step of the answer grammar, on the first frame of a packet.
@@ -789,21 +1257,5 @@ async fn read_client(
             Ok(_) => {}
             Err(e) => return Err(ClientReadError::Io(e)),
         }
-    }
-}
-
-async fn sleep_until_us(until: Option<i64>) {
-    match until {
-        Some(until) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as i64)
-                .unwrap_or(0);
-            tokio::time::sleep(std::time::Duration::from_micros(
-                u64::try_from(until - now).unwrap_or(0),
-            ))
-            .await
-        }
-        None => std::future::pending::<()>().await,
     }
 }

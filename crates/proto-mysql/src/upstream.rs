@@ -335,3 +335,73 @@ pub async fn check_sql_mode(up: &mut Upstream) -> Result<(), UpstreamError> {
     }
     Ok(())
 }
+
+/// Rows of a text-protocol query can be larger than authentication packets (view definitions).
+const MAX_QUERY_PACKET: usize = 16 << 20;
+
+/// Runs `sql` on an idle upstream and returns its rows (text protocol, `None` for NULL). Leaves
+/// the upstream idle again. Used at session start (catalog reads for masking).
+pub async fn query_rows(
+    up: &mut Upstream,
+    sql: &str,
+) -> Result<Vec<Vec<Option<Vec<u8>>>>, UpstreamError> {
+    let mut seq = 0u8;
+    let mut payload = Vec::with_capacity(sql.len() + 1);
+    payload.push(crate::COM_QUERY);
+    payload.extend_from_slice(sql.as_bytes());
+    send(&mut up.stream, &mut seq, &payload).await?;
+    let mut buf = std::mem::take(&mut up.leftover);
+    let result = async {
+        let read = async |buf: &mut BytesMut, stream: &mut PgStream| loop {
+            match split_packet(buf, MAX_QUERY_PACKET, None) {
+                Ok(Some(p)) => return Ok(p),
+                Ok(None) => {}
+                Err(e) => return Err(fail(format!("upstream protocol error: {e}"))),
+            }
+            let n = stream
+                .read_buf(buf)
+                .await
+                .map_err(|e| fail(format!("reading from the upstream: {e}")))?;
+            if n == 0 {
+                return Err(fail("the upstream closed the connection"));
+            }
+        };
+        let first = read(&mut buf, &mut up.stream).await?;
+        let columns = match first.payload.first() {
+            Some(0xFF) => return Err(fail(decode_err(&first.payload).message)),
+            Some(0x00) => return Ok(Vec::new()),
+            _ => crate::codec::Reader::new(&first.payload, "column count")
+                .lenenc()
+                .ok()
+                .flatten()
+                .unwrap_or(0),
+        };
+        for _ in 0..=columns {
+            // Definitions, then their EOF.
+            read(&mut buf, &mut up.stream).await?;
+        }
+        let mut rows = Vec::new();
+        loop {
+            let p = read(&mut buf, &mut up.stream).await?;
+            if crate::codec::is_eof(&p.payload) {
+                return Ok(rows);
+            }
+            if p.payload.first() == Some(&0xFF) {
+                return Err(fail(decode_err(&p.payload).message));
+            }
+            let mut r = crate::codec::Reader::new(&p.payload, "row");
+            let mut row = Vec::with_capacity(usize::try_from(columns).unwrap_or(0));
+            for _ in 0..columns {
+                row.push(
+                    r.lenenc_bytes()
+                        .map_err(|e| fail(e.to_string()))?
+                        .map(<[u8]>::to_vec),
+                );
+            }
+            rows.push(row);
+        }
+    }
+    .await;
+    up.leftover = buf;
+    result
+}

@@ -62,6 +62,22 @@ impl ColumnRule {
         &self.text
     }
 
+    /// Whether the rule names `column` of `table` (`schema` when known). Used by adapters whose
+    /// wire protocol names a result column's base table and column (MySQL's `org_table`).
+    pub fn matches(&self, schema: Option<&str>, table: &str, column: &str) -> bool {
+        self.matches_table(schema, table) && self.matches_column(column)
+    }
+
+    /// Whether the rule may name a column of `table`.
+    pub fn names_table(&self, schema: Option<&str>, table: &str) -> bool {
+        self.matches_table(schema, table)
+    }
+
+    /// The column part, `None` for `*`.
+    pub fn column_part(&self) -> Option<&str> {
+        self.column.as_deref()
+    }
+
     fn matches_table(&self, schema: Option<&str>, table: &str) -> bool {
         let schema_ok = match (&self.schema, schema) {
             (Some(want), Some(have)) => want.eq_ignore_ascii_case(have),

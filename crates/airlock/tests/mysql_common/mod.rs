@@ -140,6 +140,24 @@ impl Gateway {
         )
     }
 
+    /// Like [`Self::mysql`] with extra client options.
+    pub fn mysql_raw(&self, extra: &[&str], script: &str) -> Output {
+        let port = format!("-P{}", self.port);
+        let pass = format!("-p{TOKEN}");
+        let mut args = vec![
+            "-h127.0.0.1",
+            port.as_str(),
+            "-uagent",
+            pass.as_str(),
+            "-Dmy-local",
+            "--force",
+            "--batch",
+            "--skip-ssl",
+        ];
+        args.extend_from_slice(extra);
+        mysql(&args, script)
+    }
+
     pub fn mysql(&self, script: &str) -> Output {
         self.mysql_as("agent", TOKEN, "my-local", script)
     }

@@ -54,7 +54,7 @@ fn classify_depth(sql: &str, depth: usize) -> Classification {
 }
 
 /// Words outside strings and quoted identifiers, upper-cased.
-fn bare_words(segment: &str) -> Vec<String> {
+pub(crate) fn bare_words(segment: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut quote: Option<char> = None;
@@ -242,7 +242,7 @@ fn normalize_raw_name(raw: &str) -> String {
         .to_lowercase()
 }
 
-fn object_name(name: &ObjectName) -> String {
+pub(crate) fn object_name(name: &ObjectName) -> String {
     let parts: Vec<String> = name
         .0
         .iter()
@@ -254,7 +254,7 @@ fn object_name(name: &ObjectName) -> String {
     parts.join(".")
 }
 
-fn relations(node: &impl ast::Visit) -> BTreeSet<String> {
+pub(crate) fn relations(node: &impl ast::Visit) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let _ = visit_relations(node, |r| {
         out.insert(object_name(r));

@@ -19,8 +19,10 @@
 mod classify;
 pub mod functions;
 mod lexer;
+pub mod shape;
 
 pub use classify::classify_mysql;
+pub use shape::{result_shape, FromRelation, Item, ResultKind, ResultShape};
 
 use airlock_core::Classification;
 use std::collections::HashMap;

@@ -1,0 +1,151 @@
+//! A MySQL session ends with its credential: a runtime token revoked mid-session closes the
+//! open `mysql` client session at once — even in the middle of a long statement, which is then
+//! killed upstream — with a native ERR (1927, 70100) naming the reason, and audit events.
+
+mod mysql_common;
+
+use mysql_common::*;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn admin_token(gw: &Gateway) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(t) = gw
+            .stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|l| l.split("bootstrap admin token").nth(1).map(str::to_owned))
+        {
+            return t.rsplit(' ').next().unwrap().trim().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no bootstrap admin token printed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ok(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "command failed: {}", text(o));
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+#[test]
+fn revoking_a_token_closes_the_open_mysql_session_and_kills_its_statement() {
+    let gw = Gateway::start("");
+    let admin = admin_token(&gw);
+    let token = ok(&gw.api_cli(
+        &admin,
+        &[
+            "tokens",
+            "create",
+            "--service-account",
+            "agent",
+            "--ttl",
+            "1h",
+        ],
+    ));
+    let list = ok(&gw.api_cli(&admin, &["tokens", "list", "--all", "--json"]));
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|t| t["hint"].as_str().unwrap().starts_with(&token[..10]))
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .expect("token listed");
+    let marker = unique("cut_marker");
+    let mut child = Command::new("mysql")
+        .args([
+            "-h127.0.0.1",
+            &format!("-P{}", gw.port),
+            "-uagent",
+            &format!("-p{token}"),
+            "-Dmy-local",
+            "--batch",
+            // No reconnect and no --force: the client ends on the cut, as a script would.
+            "--skip-reconnect",
+            "--skip-ssl",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"select 'before-revoke';\n").unwrap();
+    let script = format!("select sleep(8), '{marker}';\nselect 'after-revoke';\n");
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = stdin.write_all(script.as_bytes());
+        std::thread::sleep(Duration::from_secs(20));
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let running = direct("select count(*) from information_schema.processlist where info like '%cut_marker%' and info not like '%processlist%'");
+    assert_eq!(running, "1", "the long statement is not running upstream");
+    let revoked_at = Instant::now();
+    ok(&gw.api_cli(&admin, &["tokens", "revoke", &id]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the mysql client was not disconnected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        revoked_at.elapsed() < Duration::from_secs(3),
+        "the cut waited for the statement"
+    );
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(out.contains("before-revoke"), "{out}");
+    assert!(out.contains("ERROR 1927 (70100)"), "{out}");
+    assert!(
+        out.contains(&format!("the token {id} of `agent` was revoked")),
+        "{out}"
+    );
+    assert!(!out.contains("after-revoke"), "{out}");
+    // The statement was killed upstream, not left running for its 8 seconds.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let running = direct("select count(*) from information_schema.processlist where info like '%cut_marker%' and info not like '%processlist%'");
+        if running == "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the statement still runs upstream"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let audit = gw.audit_log();
+    assert!(
+        audit.contains("\"session_cut\":\"token revoked\""),
+        "{audit}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gw.audit_log().contains("\"reason\":\"token revoked\"") {
+        assert!(Instant::now() < deadline, "no session_end with the reason");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A new session with the revoked token is refused.
+    let again = text(&gw.mysql_as("agent", &token, "my-local", "select 1;"));
+    assert!(again.contains("ERROR 1045"), "{again}");
+}
