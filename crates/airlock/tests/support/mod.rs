@@ -183,6 +183,12 @@ impl Gateway {
         std::fs::read_to_string(self.dir.path().join("data").join("audit.log")).unwrap_or_default()
     }
 
+    /// SIGKILL: no shutdown path runs, as in a crash or an OOM kill.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().ok().flatten().is_none()
     }
