@@ -111,7 +111,10 @@ fn sigkill_mid_session_loses_no_audit_event_and_keeps_the_recording_readable() {
     );
     let max_recorded = recorded.iter().max().copied().unwrap_or(0);
     let contiguous = (0..=max_recorded).all(|n| recorded.contains(&n));
-    assert!(contiguous, "the recording has holes before its last statement");
+    assert!(
+        contiguous,
+        "the recording has holes before its last statement"
+    );
     // Statements committed 1.8 s before the kill are in the recording (it loses at most the
     // last flush interval, 1 s).
     assert!(
@@ -144,14 +147,20 @@ fn sigkill_mid_session_loses_no_audit_event_and_keeps_the_recording_readable() {
     let _restarted = KillOnDrop(restarted);
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", gw.port)).is_err() {
-        assert!(Instant::now() < deadline, "the restarted gateway does not listen");
+        assert!(
+            Instant::now() < deadline,
+            "the restarted gateway does not listen"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = gw.psql(&format!("SELECT count(*) AS after_restart FROM {table};"));
     assert!(text(&out).contains("after_restart"), "{}", text(&out));
     let before = audit.lines().count();
     let after = gw.audit_log();
-    assert!(after.lines().count() > before, "the restarted gateway appends");
+    assert!(
+        after.lines().count() > before,
+        "the restarted gateway appends"
+    );
     assert!(after.starts_with(&audit), "the old events are untouched");
     let out = gw.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -21,6 +21,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 mod access_review;
 mod auth;
+mod console;
 mod sessions;
 mod tokens;
 
@@ -41,7 +42,8 @@ pub fn router(gate: Arc<Gate>) -> Router {
         .merge(auth::routes())
         .merge(sessions::routes())
         .merge(access_review::routes())
-        .with_state(gate)
+        .with_state(gate.clone())
+        .merge(console::routes(gate))
 }
 
 /// Serves the API until the task is dropped.

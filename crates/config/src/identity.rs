@@ -30,6 +30,9 @@ pub struct OidcConfig {
     pub group_map: BTreeMap<String, String>,
     /// Lifetime of the access token airlock issues after a login.
     pub access_token_ttl_secs: u64,
+    /// The web console's external base URL (its login redirect is `{console_url}/console/callback`,
+    /// to be registered at the provider); `None`: `http://{api_listen}`.
+    pub console_url: Option<String>,
     pub line: usize,
 }
 

@@ -658,7 +658,7 @@ impl Gate {
         code_challenge: &str,
     ) -> Result<String, LoginError> {
         let oidc = self.oidc()?;
-        check_loopback(redirect_uri)?;
+        self.check_redirect(redirect_uri)?;
         for (what, v) in [
             ("state", state),
             ("nonce", nonce),
@@ -687,7 +687,7 @@ impl Gate {
         let oidc = self.oidc()?;
         self.check_limits(None, peer)
             .map_err(LoginError::RateLimited)?;
-        check_loopback(redirect_uri)?;
+        self.check_redirect(redirect_uri)?;
         if !(43..=128).contains(&code_verifier.len()) {
             return Err(LoginError::Invalid(
                 "code_verifier must be 43 to 128 characters (RFC 7636)".into(),
@@ -844,12 +844,32 @@ impl Gate {
     }
 }
 
-fn check_loopback(redirect_uri: &str) -> Result<(), LoginError> {
-    if airlock_identity::oidc::is_loopback_redirect(redirect_uri) {
-        Ok(())
-    } else {
-        Err(LoginError::Invalid(format!(
-            "redirect_uri `{redirect_uri}` must be http://127.0.0.1:PORT/… (a loopback listener)"
-        )))
+impl Gate {
+    /// Where the provider sends the web console's logins back:
+    /// `{[oidc] console_url or http://api_listen}/console/callback`.
+    pub fn console_redirect_uri(&self) -> String {
+        let config = self.runtime().config.clone();
+        let base = config
+            .identity
+            .oidc
+            .as_ref()
+            .and_then(|o| o.console_url.clone())
+            .unwrap_or_else(|| format!("http://{}", config.gateway.api_listen));
+        format!("{base}/console/callback")
+    }
+
+    /// A login's code may go only to the machine the CLI login started on (a loopback
+    /// listener) or to this gateway's own console.
+    fn check_redirect(&self, redirect_uri: &str) -> Result<(), LoginError> {
+        if airlock_identity::oidc::is_loopback_redirect(redirect_uri)
+            || redirect_uri == self.console_redirect_uri()
+        {
+            Ok(())
+        } else {
+            Err(LoginError::Invalid(format!(
+                "redirect_uri `{redirect_uri}` must be http://127.0.0.1:PORT/… (a loopback listener) or {}",
+                self.console_redirect_uri()
+            )))
+        }
     }
 }

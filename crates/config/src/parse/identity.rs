@@ -18,6 +18,7 @@ const OIDC_KEYS: &[&str] = &[
     "username_claim",
     "group_map",
     "access_token_ttl",
+    "console_url",
 ];
 const ISSUER_KEYS: &[&str] = &[
     "name",
@@ -91,6 +92,15 @@ pub(super) fn oidc(
             Err(e) => r.error(&ttl.span, format!("[oidc] access_token_ttl: {e}")),
         }
     }
+    let console_url = t
+        .string(r, "console_url")
+        .and_then(|u| match check_url(&u.value) {
+            Ok(()) => Some(u.value.trim_end_matches('/').to_owned()),
+            Err(e) => {
+                r.error(&u.span, format!("[oidc] console_url {e}"));
+                None
+            }
+        });
     Some(OidcConfig {
         issuer: issuer?.value.trim_end_matches('/').to_owned(),
         client_id: client_id?.value,
@@ -100,6 +110,7 @@ pub(super) fn oidc(
         username_claim,
         group_map,
         access_token_ttl_secs,
+        console_url,
         line: r.position(t.span.start).0,
     })
 }
