@@ -62,7 +62,7 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
         .append(&[start])
         .context("writing the first audit event")?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = runtime_builder(config.audit.fsync)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -82,6 +82,21 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
     trail.shutdown();
     indexer.shutdown();
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// The async runtime. With `[audit] fsync = false` the relays never block for long (an audit
+/// append is one `write`), so one worker per two cores: fewer workers means fewer cross-thread
+/// wake-ups and park/unpark cycles per statement, which dominate the proxy's CPU on small
+/// machines (measured in docs/benchmarks.md). With `fsync = true` each append waits for a
+/// group-committed fdatasync on its worker, so every core gets a worker and concurrent
+/// sessions can share one sync. `TOKIO_WORKER_THREADS` overrides both.
+fn runtime_builder(fsync: bool) -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() && !fsync {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        builder.worker_threads((cores / 2).max(1));
+    }
+    builder
 }
 
 fn load(path: Option<&Path>) -> anyhow::Result<Config> {

@@ -13,7 +13,9 @@ use airlock_config::{Config, Connection};
 use airlock_core::policy::{ConnectionRef, Decision, PolicySet, Request};
 use airlock_core::{Action, Classification, ConnectionType, Identity};
 use airlock_sql::PgClassifier;
-use airlock_store::{AuditEvent, AuditLog, CommandRecord, EventKind, MaskedCounts};
+use airlock_store::{
+    AuditEvent, AuditEventRef, AuditLog, CommandRecordRef, EventKind, MaskedCounts,
+};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -796,10 +798,6 @@ impl SessionGate {
     /// Appends one `command` event per entry; returns only when they are written (and synced,
     /// with `[audit] fsync`). The adapter forwards nothing of the batch if this fails.
     pub fn record(&self, commands: &[(u64, &str, &Judged)]) -> Result<(), GateError> {
-        let events: Vec<AuditEvent> = commands
-            .iter()
-            .map(|(seq, text, j)| self.command_event(*seq, text, j))
-            .collect();
         self.statements
             .fetch_add(commands.len() as u64, Ordering::Relaxed);
         for (_, text, j) in commands
@@ -823,27 +821,33 @@ impl SessionGate {
                 }),
             ));
         }
+        // Borrowed events: the same lines as owned `AuditEvent`s, without copying the session's
+        // strings and the statement into every event (this runs for every statement).
+        let events: Vec<AuditEventRef<'_>> = commands
+            .iter()
+            .map(|(seq, text, j)| self.command_event(*seq, text, j))
+            .collect();
         self.gate
             .audit
-            .append(&events)
+            .append_refs(&events)
             .map(|_| ())
             .map_err(|e| GateError::AuditUnavailable(e.to_string()))
     }
 
-    fn command_event(&self, seq: u64, text: &str, j: &Judged) -> AuditEvent {
+    fn command_event<'a>(&'a self, seq: u64, text: &'a str, j: &'a Judged) -> AuditEventRef<'a> {
         let c = &j.classification;
-        let mut ev = self.event(EventKind::Command);
-        ev.command = Some(CommandRecord {
+        let mut ev = self.event_ref(EventKind::Command);
+        ev.command = Some(CommandRecordRef {
             seq,
-            text: Some(text.to_owned()),
-            operation: Some(c.primary_operation().as_str().to_owned()),
-            reads: c.reads().map(str::to_owned).collect(),
-            writes: c.writes().map(str::to_owned).collect(),
-            flags: c.flags().into_iter().map(str::to_owned).collect(),
-            decision: Some(j.decision.action.as_str().to_owned()),
-            rule: j.decision.rule.clone(),
-            message: j.decision.message.clone(),
-            ..CommandRecord::default()
+            text: Some(text),
+            operation: Some(c.primary_operation().as_str()),
+            reads: c.reads().collect(),
+            writes: c.writes().collect(),
+            flags: c.flags(),
+            decision: Some(j.decision.action.as_str()),
+            rule: j.decision.rule.as_deref(),
+            message: j.decision.message.as_deref(),
+            ..CommandRecordRef::default()
         });
         ev
     }
@@ -869,16 +873,16 @@ impl SessionGate {
         elapsed: Duration,
         masked: MaskedCounts,
     ) {
-        let mut ev = self.event(EventKind::CommandResult);
-        ev.command = Some(CommandRecord {
+        let mut ev = self.event_ref(EventKind::CommandResult);
+        ev.command = Some(CommandRecordRef {
             seq,
             rows,
-            error,
+            error: error.as_deref(),
             duration_us: Some(elapsed.as_micros() as u64),
-            masked,
-            ..CommandRecord::default()
+            masked: Some(&masked),
+            ..CommandRecordRef::default()
         });
-        self.gate.audit.append_deferred(ev);
+        self.gate.audit.append_deferred_ref(&ev);
     }
 
     pub fn close(&self, reason: &str) {
@@ -890,6 +894,14 @@ impl SessionGate {
         if let Err(e) = self.gate.audit.append(&[ev]) {
             tracing::error!(session = %self.id, error = %e, "could not audit the session end");
         }
+    }
+
+    fn event_ref(&self, kind: EventKind) -> AuditEventRef<'_> {
+        let mut ev = AuditEventRef::new(kind);
+        ev.session_id = Some(&self.id);
+        ev.identity = Some(&self.identity.name);
+        ev.connection = Some(&self.connection.name);
+        ev
     }
 
     fn event(&self, kind: EventKind) -> AuditEvent {

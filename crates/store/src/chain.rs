@@ -18,9 +18,16 @@ pub(crate) fn chain_hash(seq: u64, prev: &str, event_json: &[u8]) -> String {
     hex::encode(chain_digest(seq, prev, event_json))
 }
 
-/// The raw 32 bytes behind [`chain_hash`]; allocation-free because the indexer computes one
-/// per event.
-pub(crate) fn chain_digest(seq: u64, prev: &str, event_json: &[u8]) -> [u8; 32] {
+/// [`chain_hash`] as 64 ASCII hex digits on the stack (no allocation: one per appended event).
+pub(crate) fn chain_hex(seq: u64, prev: &str, event_json: &[u8]) -> [u8; 64] {
+    let mut hex = [0u8; 64];
+    // 32 bytes always fit in 64 hex digits.
+    let _ = hex::encode_to_slice(chain_digest(seq, prev, event_json), &mut hex);
+    hex
+}
+
+/// `seq` as decimal ASCII digits, in a stack buffer; returns the buffer and where they start.
+fn decimal(seq: u64) -> ([u8; 20], usize) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     let mut n = seq;
@@ -35,6 +42,13 @@ pub(crate) fn chain_digest(seq: u64, prev: &str, event_json: &[u8]) -> [u8; 32] 
             break;
         }
     }
+    (digits, start)
+}
+
+/// The raw 32 bytes behind [`chain_hash`]; allocation-free because the indexer computes one
+/// per event.
+pub(crate) fn chain_digest(seq: u64, prev: &str, event_json: &[u8]) -> [u8; 32] {
+    let (digits, start) = decimal(seq);
     let mut hasher = Sha256::new();
     hasher.update(digits.get(start..).unwrap_or_default());
     hasher.update(b"\n");
@@ -44,13 +58,17 @@ pub(crate) fn chain_digest(seq: u64, prev: &str, event_json: &[u8]) -> [u8; 32] 
     hasher.finalize().into()
 }
 
+/// One log line, in exactly the form [`split_line`] expects (no `fmt` machinery: one per event).
 pub(crate) fn push_line(buf: &mut Vec<u8>, seq: u64, prev: &str, hash: &str, event_json: &[u8]) {
-    use std::io::Write as _;
-    // Writing into a Vec cannot fail.
-    let _ = write!(
-        buf,
-        "{{\"seq\":{seq},\"prev\":\"{prev}\",\"hash\":\"{hash}\",\"event\":"
-    );
+    let (digits, start) = decimal(seq);
+    buf.reserve(48 + prev.len() + hash.len() + event_json.len());
+    buf.extend_from_slice(b"{\"seq\":");
+    buf.extend_from_slice(digits.get(start..).unwrap_or_default());
+    buf.extend_from_slice(b",\"prev\":\"");
+    buf.extend_from_slice(prev.as_bytes());
+    buf.extend_from_slice(b"\",\"hash\":\"");
+    buf.extend_from_slice(hash.as_bytes());
+    buf.extend_from_slice(b"\",\"event\":");
     buf.extend_from_slice(event_json);
     buf.extend_from_slice(b"}\n");
 }

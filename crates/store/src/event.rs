@@ -135,3 +135,151 @@ impl MaskedCounts {
         }
     }
 }
+
+/// A borrowed [`AuditEvent`] of kind `command` or `command_result`, for the per-statement hot
+/// path: it serializes to exactly the bytes an [`AuditEvent`] with the same content would
+/// (same field names, order and omissions; see the tests), without cloning the session's id,
+/// identity, connection and the statement's text into every event.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEventRef<'a> {
+    pub ts_us: i64,
+    pub kind: EventKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandRecordRef<'a>>,
+}
+
+/// The borrowed form of [`CommandRecord`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CommandRecordRef<'a> {
+    pub seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub writes: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+    #[serde(skip_serializing_if = "masked_is_empty")]
+    pub masked: Option<&'a MaskedCounts>,
+}
+
+fn masked_is_empty(m: &Option<&MaskedCounts>) -> bool {
+    m.is_none_or(|m| m.is_empty())
+}
+
+impl<'a> AuditEventRef<'a> {
+    pub fn new(kind: EventKind) -> Self {
+        AuditEventRef {
+            ts_us: AuditEvent::now_us(),
+            kind,
+            session_id: None,
+            identity: None,
+            connection: None,
+            command: None,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn owned_and_borrowed(full: bool) -> (AuditEvent, Vec<u8>) {
+        let mut masked = MaskedCounts::default();
+        if full {
+            masked.entities.insert("email".into(), 2);
+            masked.columns.insert("users.email".into(), 2);
+        }
+        let owned = AuditEvent {
+            ts_us: 1_700_000_000_123_456,
+            kind: EventKind::Command,
+            session_id: Some("s-1".into()),
+            identity: Some("ann \"the\" agent".into()),
+            connection: full.then(|| "prod\n".into()),
+            command: Some(CommandRecord {
+                seq: 42,
+                text: Some("SELECT '\\u{1}é' FROM t WHERE a = $1".into()),
+                operation: Some("select".into()),
+                reads: if full {
+                    vec!["public.t".into(), "u".into()]
+                } else {
+                    vec![]
+                },
+                writes: if full { vec!["w".into()] } else { vec![] },
+                flags: if full {
+                    vec!["dynamic_sql".into()]
+                } else {
+                    vec![]
+                },
+                decision: Some("allow".into()),
+                rule: full.then(|| "r".into()),
+                message: full.then(|| "m".into()),
+                rows: full.then_some(7),
+                error: full.then(|| "42501".into()),
+                duration_us: full.then_some(99),
+                masked: masked.clone(),
+            }),
+            detail: None,
+        };
+        let c = owned.command.as_ref().unwrap();
+        let borrowed = AuditEventRef {
+            ts_us: owned.ts_us,
+            kind: owned.kind,
+            session_id: owned.session_id.as_deref(),
+            identity: owned.identity.as_deref(),
+            connection: owned.connection.as_deref(),
+            command: Some(CommandRecordRef {
+                seq: c.seq,
+                text: c.text.as_deref(),
+                operation: c.operation.as_deref(),
+                reads: c.reads.iter().map(String::as_str).collect(),
+                writes: c.writes.iter().map(String::as_str).collect(),
+                flags: c.flags.iter().map(String::as_str).collect(),
+                decision: c.decision.as_deref(),
+                rule: c.rule.as_deref(),
+                message: c.message.as_deref(),
+                rows: c.rows,
+                error: c.error.as_deref(),
+                duration_us: c.duration_us,
+                masked: Some(&c.masked),
+            }),
+        };
+        let bytes = serde_json::to_vec(&borrowed).unwrap();
+        (owned, bytes)
+    }
+
+    #[test]
+    fn borrowed_events_serialize_exactly_like_owned_ones() {
+        for full in [false, true] {
+            let (owned, borrowed) = owned_and_borrowed(full);
+            assert_eq!(
+                String::from_utf8(serde_json::to_vec(&owned).unwrap()).unwrap(),
+                String::from_utf8(borrowed.clone()).unwrap()
+            );
+            let back: AuditEvent = serde_json::from_slice(&borrowed).unwrap();
+            assert_eq!(back, owned);
+        }
+    }
+}

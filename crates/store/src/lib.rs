@@ -24,7 +24,9 @@ pub use checkpoint::{
     CheckpointOptions, CheckpointReport, CheckpointerHandle,
 };
 pub use error::StoreError;
-pub use event::{AuditEvent, CommandRecord, EventKind, MaskedCounts};
+pub use event::{
+    AuditEvent, AuditEventRef, CommandRecord, CommandRecordRef, EventKind, MaskedCounts,
+};
 pub use index::{
     spawn_indexer, CommandFilter, CommandHit, CommandRow, Index, IndexerHandle, SessionDetail,
     SessionFilter, SessionRow,

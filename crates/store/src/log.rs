@@ -13,8 +13,8 @@
 //!
 //! Only one `AuditLog` (one process) may write a given file at a time.
 
-use crate::chain::{chain_hash, parse_line, push_line, GENESIS_PREV};
-use crate::{AuditEvent, StoreError};
+use crate::chain::{chain_hash, chain_hex, parse_line, push_line, GENESIS_PREV};
+use crate::{AuditEvent, AuditEventRef, StoreError};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +28,8 @@ const DEFERRED_MAX_DELAY: Duration = Duration::from_millis(200);
 const TAIL_CHUNK: usize = 64 * 1024;
 /// A write buffer grown beyond this by one huge batch is released rather than kept.
 const KEEP_BUF_CAPACITY: usize = 1 << 20;
+/// Initial capacity of one event's JSON: a command event is typically 250-450 bytes.
+const EVENT_JSON_CAPACITY: usize = 512;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuditOptions {
@@ -208,10 +210,17 @@ impl AuditLog {
     /// event written. When this returns `Ok`, the lines are in the file (`write` returned) and,
     /// with `fsync`, on stable storage. On `Err` none of `events` is in the log.
     pub fn append(&self, events: &[AuditEvent]) -> Result<u64, StoreError> {
-        let serialized = events
-            .iter()
-            .map(serde_json::to_vec)
-            .collect::<Result<Vec<_>, _>>()?;
+        self.append_serialized(events)
+    }
+
+    /// [`append`](Self::append) for borrowed events (the per-statement hot path): the same
+    /// lines, without building owned events first.
+    pub fn append_refs(&self, events: &[AuditEventRef<'_>]) -> Result<u64, StoreError> {
+        self.append_serialized(events)
+    }
+
+    fn append_serialized<T: serde::Serialize>(&self, events: &[T]) -> Result<u64, StoreError> {
+        let serialized = events.iter().map(to_json).collect::<Result<Vec<_>, _>>()?;
         let shared = &self.inner.shared;
         let seq = shared.write_batch(&serialized)?;
         if shared.fsync {
@@ -225,11 +234,20 @@ impl AuditLog {
     /// 200 ms, or by [`flush`](Self::flush) / the drop of the last handle. If writing keeps
     /// failing, queued events stay in memory and are retried.
     pub fn append_deferred(&self, event: AuditEvent) {
-        let json = match serde_json::to_vec(&event) {
+        self.defer_serialized(&event, event.kind.as_str());
+    }
+
+    /// [`append_deferred`](Self::append_deferred) for a borrowed event.
+    pub fn append_deferred_ref(&self, event: &AuditEventRef<'_>) {
+        self.defer_serialized(event, event.kind.as_str());
+    }
+
+    fn defer_serialized<T: serde::Serialize>(&self, event: &T, kind: &str) {
+        let json = match to_json(event) {
             Ok(json) => json,
             Err(e) => {
                 // Unreachable for these types (string keys only); never drop silently anyway.
-                tracing::error!(error = %e, kind = event.kind.as_str(), "cannot serialize audit event");
+                tracing::error!(error = %e, kind, "cannot serialize audit event");
                 return;
             }
         };
@@ -337,9 +355,12 @@ impl Shared {
         let mut prev = w.last_hash.clone();
         for json in deferred.iter().chain(own) {
             seq += 1;
-            let hash = chain_hash(seq, &prev, json);
-            push_line(&mut w.buf, seq, &prev, &hash, json);
-            prev = hash;
+            let hex = chain_hex(seq, &prev, json);
+            // Hex digits are ASCII.
+            let hash = std::str::from_utf8(&hex).unwrap_or_default();
+            push_line(&mut w.buf, seq, &prev, hash, json);
+            prev.clear();
+            prev.push_str(hash);
         }
         let count = deferred.len() + own.len();
         match write_all_counted(&mut w.file, &w.buf) {
@@ -472,6 +493,14 @@ impl Shared {
             tracing::error!(path = %self.path.display(), error = %e, pending, "deferred audit events lost at close");
         }
     }
+}
+
+/// An event's JSON, serialized into a buffer sized for a typical command event so that it is
+/// not regrown several times on the hot path.
+fn to_json<T: serde::Serialize>(event: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut json = Vec::with_capacity(EVENT_JSON_CAPACITY);
+    serde_json::to_writer(&mut json, event)?;
+    Ok(json)
 }
 
 /// Writes `buf` with as few `write` calls as the kernel allows (one for a regular file),
