@@ -110,16 +110,26 @@ run() { # $1 = direct | airlock → tps
     awk '/transactions:/ { gsub(/\(/, "", $3); print $3 }' "$dir/$1.out"
 }
 latency() { awk '/95th percentile:/ { print $3 }' "$dir/$1.out"; }
+# CPU time airlock (all its threads) has used so far, in clock ticks: a figure less sensitive to
+# a busy machine than tps.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+ticks_per_s=$(getconf CLK_TCK)
 
-declare -a direct_tps airlock_tps
+declare -a direct_tps airlock_tps airlock_cpu
 for r in $(seq "$rounds"); do
     d=$(run direct); dl=$(latency direct)
+    c0=$(cpu_ticks)
     a=$(run airlock); al=$(latency airlock)
-    direct_tps+=("$d"); airlock_tps+=("$a")
-    note "round $r: direct $d tps (p95 $dl ms), airlock $a tps (p95 $al ms)"
+    c1=$(cpu_ticks)
+    # airlock CPU per transaction (µs), from the transaction count sysbench reports.
+    n=$(awk '/transactions:/ { print $2 }' "$dir/airlock.out")
+    c=$(awk -v t="$((c1 - c0))" -v hz="$ticks_per_s" -v n="$n" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')
+    direct_tps+=("$d"); airlock_tps+=("$a"); airlock_cpu+=("$c")
+    note "round $r: direct $d tps (p95 $dl ms), airlock $a tps (p95 $al ms, airlock CPU $c µs/transaction)"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 md=$(median "${direct_tps[@]}"); ma=$(median "${airlock_tps[@]}")
 ratio=$(awk -v a="$ma" -v d="$md" 'BEGIN { printf "%.2f", a / d }')
 echo "sysbench $test, $threads threads, ${time_s}s x $rounds rounds (recording $recording): direct $md tps, airlock $ma tps, ratio $ratio (target >= 0.80)"
+echo "airlock CPU per transaction (median): $(median "${airlock_cpu[@]}") µs"
 echo "audit events written: $(wc -l < "$dir/data/audit.log")"
