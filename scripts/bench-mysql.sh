@@ -2,9 +2,12 @@
 # sysbench OLTP against MariaDB/MySQL directly and through airlock (rules and the audit log on),
 # interleaved over several rounds so noise on a shared machine hits both alike. Loopback only.
 #
-#   bash scripts/bench-mysql.sh [--quick] [--rounds N] [--time S] [--threads N] [--test T] [--keep]
+#   bash scripts/bench-mysql.sh [--quick] [--rounds N] [--time S] [--threads N] [--test T]
+#                               [--no-recording] [--keep]
 #
 # --test: oltp_read_only (default) or oltp_read_write. Target: airlock >= 0.8 x direct.
+# Session recording is on, as by default; --no-recording measures without it ([recording]
+# enabled = false) to show its share.
 # Environment: AIRLOCK_BIN (default ${CARGO_TARGET_DIR:-target}/release/airlock, built if
 # missing), MYSQL_HOST_BENCH/MYSQL_PORT_BENCH/MYSQL_USER_BENCH (default 127.0.0.1, 3306, root
 # with no password: airlock logs in as that user, the clients as an agent with a token).
@@ -13,7 +16,7 @@ set -euo pipefail
 die() { echo "bench-mysql: error: $*" >&2; exit 1; }
 note() { echo "bench-mysql: $*" >&2; }
 
-rounds=3; time_s=20; threads=8; test=oltp_read_only; tables=4; size=10000; keep=false
+rounds=3; time_s=20; threads=8; test=oltp_read_only; tables=4; size=10000; keep=false; recording=true
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) rounds=1; time_s=8 ;;
@@ -21,8 +24,9 @@ while [ $# -gt 0 ]; do
         --time) time_s="$2"; shift ;;
         --threads) threads="$2"; shift ;;
         --test) test="$2"; shift ;;
+        --no-recording) recording=false ;;
         --keep) keep=true ;;
-        -h|--help) sed -n 2,10p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,13p "$0"; exit 0 ;;
         *) die "unknown option $1" ;;
     esac
     shift
@@ -58,6 +62,9 @@ cat > "$dir/airlock.toml" <<TOML
 [gateway]
 data_dir = "$dir/data"
 api_listen = "127.0.0.1:$api_port"
+
+[recording]
+enabled = $recording
 
 [listeners]
 mysql = "127.0.0.1:$gw_port"
@@ -103,16 +110,26 @@ run() { # $1 = direct | airlock → tps
     awk '/transactions:/ { gsub(/\(/, "", $3); print $3 }' "$dir/$1.out"
 }
 latency() { awk '/95th percentile:/ { print $3 }' "$dir/$1.out"; }
+# CPU time airlock (all its threads) has used so far, in clock ticks: a figure less sensitive to
+# a busy machine than tps.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+ticks_per_s=$(getconf CLK_TCK)
 
-declare -a direct_tps airlock_tps
+declare -a direct_tps airlock_tps airlock_cpu
 for r in $(seq "$rounds"); do
     d=$(run direct); dl=$(latency direct)
+    c0=$(cpu_ticks)
     a=$(run airlock); al=$(latency airlock)
-    direct_tps+=("$d"); airlock_tps+=("$a")
-    note "round $r: direct $d tps (p95 $dl ms), airlock $a tps (p95 $al ms)"
+    c1=$(cpu_ticks)
+    # airlock CPU per transaction (µs), from the transaction count sysbench reports.
+    n=$(awk '/transactions:/ { print $2 }' "$dir/airlock.out")
+    c=$(awk -v t="$((c1 - c0))" -v hz="$ticks_per_s" -v n="$n" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')
+    direct_tps+=("$d"); airlock_tps+=("$a"); airlock_cpu+=("$c")
+    note "round $r: direct $d tps (p95 $dl ms), airlock $a tps (p95 $al ms, airlock CPU $c µs/transaction)"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 md=$(median "${direct_tps[@]}"); ma=$(median "${airlock_tps[@]}")
 ratio=$(awk -v a="$ma" -v d="$md" 'BEGIN { printf "%.2f", a / d }')
-echo "sysbench $test, $threads threads, ${time_s}s x $rounds rounds: direct $md tps, airlock $ma tps, ratio $ratio (target >= 0.80)"
+echo "sysbench $test, $threads threads, ${time_s}s x $rounds rounds (recording $recording): direct $md tps, airlock $ma tps, ratio $ratio (target >= 0.80)"
+echo "airlock CPU per transaction (median): $(median "${airlock_cpu[@]}") µs"
 echo "audit events written: $(wc -l < "$dir/data/audit.log")"

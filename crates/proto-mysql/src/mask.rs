@@ -16,6 +16,7 @@ use crate::codec::{decode_err, err_payload, put_lenenc_bytes, Reader};
 use airlock_gate::masking::{Rewrite, SessionMasking, Tally};
 use airlock_sql::mysql::{result_shape, Item, ResultKind, ResultShape};
 use bytes::{BufMut, BytesMut};
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -777,17 +778,19 @@ pub fn mask_binary_row(
 }
 
 /// The values of a text row as the recording keeps them (`None` for NULL).
-pub fn text_row_values(plan: &Plan, p: &[u8]) -> Option<Vec<Option<Vec<u8>>>> {
+/// Values borrow from the packet (no copy per value).
+pub fn text_row_values<'a>(plan: &Plan, p: &'a [u8]) -> Option<Vec<Option<Cow<'a, [u8]>>>> {
     let mut r = Reader::new(p, "text row");
     let mut out = Vec::with_capacity(plan.cols.len());
     for _ in &plan.cols {
-        out.push(r.lenenc_bytes().ok()?.map(<[u8]>::to_vec));
+        out.push(r.lenenc_bytes().ok()?.map(Cow::Borrowed));
     }
     Some(out)
 }
 
-/// The values of a binary row rendered as text, as the mysql client would show them.
-pub fn binary_row_values(plan: &Plan, p: &[u8]) -> Option<Vec<Option<Vec<u8>>>> {
+/// The values of a binary row rendered as text, as the mysql client would show them. Strings
+/// borrow from the packet; only numbers and temporal values are rendered into new buffers.
+pub fn binary_row_values<'a>(plan: &Plan, p: &'a [u8]) -> Option<Vec<Option<Cow<'a, [u8]>>>> {
     let n = plan.cols.len();
     let bitmap_len = (n + 9) / 8;
     let bitmap = p.get(1..1 + bitmap_len)?;
@@ -816,7 +819,10 @@ pub fn binary_row_values(plan: &Plan, p: &[u8]) -> Option<Vec<Option<Vec<u8>>>> 
             }
         };
         pos += used;
-        out.push(Some(binary_as_text(col, v).unwrap_or_else(|| v.to_vec())));
+        out.push(Some(match binary_as_text(col, v) {
+            Some(text) => Cow::Owned(text),
+            None => Cow::Borrowed(v),
+        }));
     }
     Some(out)
 }

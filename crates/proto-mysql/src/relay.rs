@@ -820,6 +820,9 @@ impl Relay {
         // A packet too large to mask was replaced by an ERR: the rest is drained.
         let mut withheld = false;
         let assemble = self.mask.is_some();
+        // Without masking nothing is rewritten: frames go to the client as they arrived,
+        // straight from the read buffer (no copy), and packets are only looked at.
+        let passthrough = !assemble;
         loop {
             let mut pos = 0usize;
             while !matches!(state, State::Done) {
@@ -851,21 +854,20 @@ impl Relay {
                         payload: frame,
                         raw: Some((raw, seq)),
                     };
-                    packet(
+                    let rewritten = packet(
                         self.mask.as_mut(),
                         self.recorder.as_deref(),
                         self.record_rows,
-                        p,
+                        &p,
                         ctx,
-                        &mut out,
-                        next_seq,
                     )?;
+                    if !passthrough {
+                        emit(&mut out, next_seq, &p, rewritten);
+                    }
                     continue;
                 }
-                if !assemble {
+                if passthrough {
                     // Not masked: a packet over 16 MiB passes frame by frame, unrecorded.
-                    out.extend_from_slice(raw);
-                    *next_seq = seq.wrapping_add(1);
                     continue;
                 }
                 if pending.len() + len > self.max_packet {
@@ -895,16 +897,20 @@ impl Relay {
                         payload: &whole,
                         raw: None,
                     };
-                    packet(
+                    let rewritten = packet(
                         self.mask.as_mut(),
                         self.recorder.as_deref(),
                         self.record_rows,
-                        p,
+                        &p,
                         ctx,
-                        &mut out,
-                        next_seq,
                     )?;
+                    emit(&mut out, next_seq, &p, rewritten);
                 }
+            }
+            if passthrough && pos > 0 {
+                self.client
+                    .write_all(self.up_buf.get(..pos).unwrap_or_default())
+                    .await?;
             }
             self.up_buf.advance(pos);
             if !out.is_empty() {
@@ -919,17 +925,15 @@ impl Relay {
     }
 }
 
-/// One complete packet of an answer: appended to `out`, rewritten where masking says so.
-#[allow(clippy::too_many_arguments)]
+/// One complete packet of an answer: followed, recorded, and rewritten where masking says so
+/// (the rewritten payload is returned; see [`emit`]).
 fn packet(
     mut mask: Option<&mut MaskState>,
     recorder: Option<&Recorder>,
     record_rows: u64,
-    p: Packet<'_>,
+    p: &Packet<'_>,
     ctx: &mut AnswerCtx,
-    out: &mut BytesMut,
-    out_seq: &mut u8,
-) -> Result<(), RelayError> {
+) -> Result<Option<BytesMut>, RelayError> {
     let first = p.payload.first().copied();
     let short = p.payload.len() < MAX_FRAME;
     let mut rewritten: Option<BytesMut> = None;
@@ -1047,6 +1051,12 @@ fn packet(
         }
         Kind::Other => {}
     }
+    Ok(rewritten)
+}
+
+/// Appends a packet to `out`: as received when it is unchanged and its sequence id still fits,
+/// else re-framed.
+fn emit(out: &mut BytesMut, out_seq: &mut u8, p: &Packet<'_>, rewritten: Option<BytesMut>) {
     match (rewritten, p.raw) {
         (Some(new), _) => put_packet(out, out_seq, &new),
         (None, Some((raw, seq))) if seq == *out_seq => {
@@ -1055,7 +1065,6 @@ fn packet(
         }
         (None, _) => put_packet(out, out_seq, p.payload),
     }
-    Ok(())
 }
 
 /// A complete packet of an answer and where it stands in the grammar.
