@@ -95,10 +95,10 @@ fn sigkill_mid_session_loses_no_audit_event_and_keeps_the_recording_readable() {
     // at most about a second of statements.
     let session = audit
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["event"]["kind"] == "session_start")
-        .filter_map(|v| v["event"]["session_id"].as_str().map(str::to_owned))
-        .last()
+        .find_map(|v| v["event"]["session_id"].as_str().map(str::to_owned))
         .expect("a session_start event");
     let out = gw.cli(&["sessions", "replay", &session, "--json"]);
     assert!(out.status.success(), "{}", text(&out));
