@@ -207,9 +207,9 @@ fn open_index(state: &StateArgs) -> anyhow::Result<Index> {
             log.display()
         ));
     }
-    let index = Index::open(&dir.join("state.db"))
+    let index = Index::open(&dir.join("state.db"), &log)
         .with_context(|| format!("opening {}", dir.join("state.db").display()))?;
-    index.catch_up(&log).context("indexing the audit log")?;
+    index.catch_up().context("indexing the audit log")?;
     Ok(index)
 }
 
@@ -429,7 +429,7 @@ pub fn audit_verify(state: &StateArgs, public_key: Option<&str>) -> anyhow::Resu
     }
     let db = dir.join("state.db");
     if db.exists() {
-        let index = Index::open(&db)?;
+        let index = Index::open(&db, &log)?;
         let r = index.verify()?;
         match &r.first_broken {
             None => println!(

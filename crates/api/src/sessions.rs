@@ -70,9 +70,9 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 fn open_index(p: &Paths) -> Result<Index, ApiError> {
-    let index = Index::open(&p.data_dir.join("state.db")).map_err(internal)?;
+    let index = Index::open(&p.data_dir.join("state.db"), &p.log).map_err(internal)?;
     // Reads are never staler than the log.
-    index.catch_up(&p.log).map_err(internal)?;
+    index.catch_up().map_err(internal)?;
     Ok(index)
 }
 

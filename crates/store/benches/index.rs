@@ -123,10 +123,10 @@ fn bench_index(c: &mut Criterion) {
             for _ in 0..iters {
                 run += 1;
                 let db = dir.path().join(format!("state-{run}.db"));
-                let index = Index::open(&db).unwrap();
+                let index = Index::open(&db, &log_path).unwrap();
                 let start = Instant::now();
                 let cpu_start = thread_cpu();
-                let added = index.catch_up(&log_path).unwrap();
+                let added = index.catch_up().unwrap();
                 total += start.elapsed();
                 if let (Some(end), Some(start)) = (thread_cpu(), cpu_start) {
                     cpu += end.saturating_sub(start);

@@ -10,8 +10,10 @@
 //! The indexer runs for every statement the gateway forwards, on the cores the database
 //! needs, so it stores each event's text exactly once and does as little per event as it can:
 //!
-//! - `events(seq, hash, json)`: the exact event JSON of every line and its chain hash as 32
-//!   raw bytes. `prev` is not stored: it is the previous row's hash. No secondary index.
+//! - `events(seq, hash, pos, len)`: where each event's line is in the log (byte offset and
+//!   length without the newline) and its chain hash as 32 raw bytes. The event text is not
+//!   copied (version 4): the log holds it, and copying ~400 bytes per event into SQLite was
+//!   most of the indexer's work. `prev` is not stored: it is the previous row's hash.
 //! - `commands(sid, seq, command, result, decision, text_event)`, `WITHOUT ROWID`, keyed by
 //!   session and statement number: one row per statement holding the `events.seq` of its
 //!   latest `command` and `command_result` events (and of an earlier command event carrying
@@ -26,6 +28,11 @@
 //! - `sessions`: one row per session, addressed by an integer `sid`. `statements` / `denied`
 //!   are summed in memory during a batch and written once per session per batch.
 //!
+//! Reading an event back ([`Index::session`], [`Index::search`]) reads its line from the log
+//! at `pos` and checks it against `hash` (recomputed from the line's seq, prev and event): a
+//! log edited after indexing shows the command without its details rather than the edited
+//! text.
+//!
 //! Within a batch a command and its result (usually a few events apart) are merged in memory
 //! and written as one `commands` row. Only a command logged twice for the same statement
 //! (e.g. `review`, then the final decision) reads the existing row back. A line in the exact
@@ -35,7 +42,8 @@
 //! # Verification
 //!
 //! [`Index::verify`] recomputes the chain from `events`: each row's hash from its seq, the
-//! previous row's hash and its stored JSON. An edited `json` or `hash` breaks it at that seq,
+//! previous row's hash and the event text of the log line at `pos`. An edited log line, an
+//! edited `hash` or a moved `pos` breaks it at that seq,
 //! a deleted row leaves a seq gap, deleting the newest rows disagrees with `index_state`.
 //! Everything [`Index::session`] shows about a command comes from that verified JSON; only
 //! `commands.decision` and the session rows are unverified derived data, as before.
@@ -68,7 +76,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Tables of every earlier schema version, dropped before rebuilding.
 const DROP_OLD: &str = "
@@ -84,7 +92,8 @@ const SCHEMA: &str = "
 CREATE TABLE events (
     seq         INTEGER PRIMARY KEY,
     hash        BLOB NOT NULL,
-    json        TEXT NOT NULL
+    pos         INTEGER NOT NULL,
+    len         INTEGER NOT NULL
 );
 CREATE TABLE sessions (
     sid         INTEGER PRIMARY KEY,
@@ -243,6 +252,8 @@ const COMMAND_MATCH: &str = "
 pub struct Index {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// The audit log this index describes: read by catch-up, and to read events back.
+    log: PathBuf,
 }
 
 impl std::fmt::Debug for Index {
@@ -313,9 +324,10 @@ struct StoredEvent {
 }
 
 impl Index {
-    /// Opens or creates the index database (WAL mode, 5 s busy timeout). An index written by
-    /// an older version is emptied, to be rebuilt from the log by the next catch-up.
-    pub fn open(db_path: &Path) -> Result<Index, StoreError> {
+    /// Opens or creates the index database (WAL mode, 5 s busy timeout) of the audit log at
+    /// `log_path`. An index written by an older version is emptied, to be rebuilt from the log
+    /// by the next catch-up.
+    pub fn open(db_path: &Path, log_path: &Path) -> Result<Index, StoreError> {
         let mut conn = Connection::open(db_path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         // Only takes effect on a new, empty file (before WAL mode is set).
@@ -365,6 +377,7 @@ impl Index {
         Ok(Index {
             conn: Mutex::new(conn),
             path: db_path.to_path_buf(),
+            log: log_path.to_path_buf(),
         })
     }
 
@@ -373,7 +386,8 @@ impl Index {
     /// indexed; at a broken link the events before it are committed and `Err(Chain)` is
     /// returned (the index never contains an event that does not chain). A missing log file
     /// with nothing indexed yet is `Ok(0)`.
-    pub fn catch_up(&self, log_path: &Path) -> Result<usize, StoreError> {
+    pub fn catch_up(&self) -> Result<usize, StoreError> {
+        let log_path = self.log.as_path();
         let mut conn = lock(&self.conn);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (offset, last_seq, last_hash): (i64, i64, String) = tx.query_row(
@@ -408,10 +422,10 @@ impl Index {
         let mut added = 0usize;
         let mut broken = None;
         {
-            let mut writer = IndexWriter::new(&tx)?;
+            let mut writer = IndexWriter::new(&tx, log_path)?;
             // No newline at the end: a write in progress (or a crash the next open will repair).
             while let Some(line) = lines.next_line().map_err(|e| StoreError::io(log_path, e))? {
-                let n = line.len() + 1;
+                let line_len = line.len();
                 // The common case parses the event JSON once, for the fields the index needs;
                 // anything unusual, or a link that does not check, goes through the full
                 // parser as `verify_log` does (and so fails with the same message).
@@ -449,16 +463,11 @@ impl Index {
                         }
                     }
                 };
-                let Link {
-                    seq,
-                    json: event_json,
-                    event,
-                    ..
-                } = link;
-                if writer.insert(seq, &digest, event_json, event.as_ref())? {
+                let Link { seq, event, .. } = link;
+                if writer.insert(seq, &digest, (offset, line_len), event.as_ref())? {
                     added += 1;
                 }
-                offset += n as u64;
+                offset += line_len as u64 + 1;
             }
             writer.finish()?;
         }
@@ -525,7 +534,7 @@ impl Index {
         let conn = lock(&self.conn);
         let sql = format!(
             "SELECT s.id, c.seq, c.ts_us, s.identity, s.connection, c.operation, c.decision,
-                    ce.json, te.json
+                    ce.pos, ce.len, ce.hash, te.pos, te.len, te.hash
              FROM commands c
              JOIN sessions s ON s.sid = c.sid
              LEFT JOIN events ce ON ce.seq = c.command
@@ -542,6 +551,7 @@ impl Index {
         let limit = filter
             .limit
             .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let mut lines = LogLines::open(&self.log);
         let rows = stmt.query_map(
             rusqlite::named_params! {
                 "?1": filter.identity, "?2": filter.connection, "?3": filter.since_us,
@@ -550,8 +560,8 @@ impl Index {
                 "?13": filter.masked,
             },
             |r| {
-                let command = stored_event(r.get_ref(7)?.as_str_or_null()?);
-                let text_event = stored_event(r.get_ref(8)?.as_str_or_null()?);
+                let command = lines.stored_event(r, 7)?;
+                let text_event = lines.stored_event(r, 10)?;
                 let text = command
                     .and_then(|e| e.command)
                     .and_then(|c| c.text)
@@ -586,20 +596,22 @@ impl Index {
             return Ok(None);
         };
         let mut stmt = conn.prepare_cached(
-            "SELECT c.seq, c.decision, ce.json, re.json, te.json
+            "SELECT c.seq, c.decision, ce.pos, ce.len, ce.hash, re.pos, re.len, re.hash,
+                    te.pos, te.len, te.hash
              FROM commands c
              LEFT JOIN events ce ON ce.seq = c.command
              LEFT JOIN events re ON re.seq = c.result
              LEFT JOIN events te ON te.seq = c.text_event
              WHERE c.sid = ?1 ORDER BY c.seq",
         )?;
+        let mut lines = LogLines::open(&self.log);
         let commands = stmt
             .query_map(params![sid], |r| {
                 let seq = get_u64(r, 0)?.unwrap_or(0);
                 let decision: Option<String> = r.get(1)?;
-                let command = stored_event(r.get_ref(2)?.as_str_or_null()?);
-                let result = stored_event(r.get_ref(3)?.as_str_or_null()?);
-                let text_event = stored_event(r.get_ref(4)?.as_str_or_null()?);
+                let command = lines.stored_event(r, 2)?;
+                let result = lines.stored_event(r, 5)?;
+                let text_event = lines.stored_event(r, 8)?;
                 let (ts_us, cmd) = command.map_or((None, None), |e| (e.ts_us, e.command));
                 let cmd = cmd.unwrap_or_default();
                 let res = result.and_then(|e| e.command).unwrap_or_default();
@@ -635,8 +647,9 @@ impl Index {
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let mut stmt = conn.prepare("SELECT seq, hash, json FROM events ORDER BY seq")?;
+        let mut stmt = conn.prepare("SELECT seq, hash, pos, len FROM events ORDER BY seq")?;
         let mut rows = stmt.query([])?;
+        let mut lines = LogLines::open(&self.log);
         let mut walker = ChainWalker::genesis();
         let mut events = 0u64;
         let report = |walker: ChainWalker, events, first_broken| VerifyReport {
@@ -650,8 +663,14 @@ impl Index {
             // Typed access would fail the whole verification on a row edited to another type;
             // reading the bytes makes that an ordinary mismatch at this seq instead.
             let hash = value_bytes(row.get_ref(1)?);
-            let json = value_bytes(row.get_ref(2)?);
-            if let Err(reason) = walker.check_stored(seq, hash, json) {
+            let located = lines.line(seq, row.get(2)?, row.get(3)?).and_then(|line| {
+                let l = parse_line(line)?;
+                if l.seq != seq {
+                    return Err(format!("the log line at the indexed position holds seq {}", l.seq));
+                }
+                walker.check_stored(seq, hash, l.event.get().as_bytes())
+            });
+            if let Err(reason) = located {
                 let at = walker.next_seq;
                 return Ok(report(walker, events, Some((at, reason))));
             }
@@ -696,8 +715,65 @@ fn value_bytes(v: rusqlite::types::ValueRef<'_>) -> &[u8] {
     }
 }
 
-fn stored_event(json: Option<&str>) -> Option<StoredEvent> {
-    serde_json::from_str(json?).ok()
+/// Reads indexed events back from the log by the position stored with them.
+struct LogLines {
+    file: Result<File, String>,
+    buf: Vec<u8>,
+}
+
+impl LogLines {
+    fn open(log: &Path) -> Self {
+        LogLines {
+            file: File::open(log).map_err(|e| format!("cannot open {}: {e}", log.display())),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The line (without newline) stored for event `seq` at `pos`.
+    fn line(&mut self, seq: u64, pos: i64, len: i64) -> Result<&[u8], String> {
+        use std::os::unix::fs::FileExt;
+        let file = self.file.as_ref().map_err(Clone::clone)?;
+        let (Ok(pos), Ok(len)) = (u64::try_from(pos), usize::try_from(len)) else {
+            return Err(format!("event {seq}: bad position in the index"));
+        };
+        self.buf.resize(len, 0);
+        file.read_exact_at(&mut self.buf, pos)
+            .map_err(|e| format!("event {seq}: cannot read {len} bytes at {pos} of the log: {e}"))?;
+        Ok(&self.buf)
+    }
+
+    /// The event whose `(pos, len, hash)` are the columns from `col` on, if its line still
+    /// says what was indexed; `None` for NULL columns (no such event) and for a line that
+    /// was edited or cannot be read (logged as a warning: `audit verify` says more).
+    fn stored_event(
+        &mut self,
+        r: &rusqlite::Row<'_>,
+        col: usize,
+    ) -> rusqlite::Result<Option<StoredEvent>> {
+        let (Some(pos), Some(len)) = (r.get::<_, Option<i64>>(col)?, r.get::<_, Option<i64>>(col + 1)?)
+        else {
+            return Ok(None);
+        };
+        let hash = value_bytes(r.get_ref(col + 2)?).to_vec();
+        match self.event_json(pos, len, &hash) {
+            Ok(json) => Ok(serde_json::from_str(json).ok()),
+            Err(reason) => {
+                tracing::warn!(reason, "audit event not shown: the log no longer matches the index");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The event JSON of the line at `pos`, checked against the indexed `hash`.
+    fn event_json(&mut self, pos: i64, len: i64, hash: &[u8]) -> Result<&str, String> {
+        let line = self.line(0, pos, len)?;
+        let l = parse_line(line)?;
+        let json = l.event.get();
+        if crate::chain::chain_digest(l.seq, l.prev, json.as_bytes()).as_slice() != hash {
+            return Err(format!("event {} at byte {pos} of the log was edited", l.seq));
+        }
+        Ok(json)
+    }
 }
 
 fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
@@ -849,34 +925,37 @@ struct IndexWriter<'c> {
     pending: BTreeMap<(i64, u64), PendingCommand>,
     /// Per sid: statements and denied to add.
     counts: HashMap<i64, (i64, i64)>,
+    /// To read back an earlier event (rare: a command logged twice).
+    lines: LogLines,
 }
 
 impl<'c> IndexWriter<'c> {
-    fn new(conn: &'c Connection) -> Result<Self, StoreError> {
+    fn new(conn: &'c Connection, log: &Path) -> Result<Self, StoreError> {
         Ok(IndexWriter {
             conn,
             insert_event: conn.prepare_cached(
-                "INSERT OR IGNORE INTO events (seq, hash, json) VALUES (?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO events (seq, hash, pos, len) VALUES (?1, ?2, ?3, ?4)",
             )?,
             sessions: HashMap::new(),
             pending: BTreeMap::new(),
             counts: HashMap::new(),
+            lines: LogLines::open(log),
         })
     }
 
-    /// Stores the event and applies what it says (`event`, if it could be read). Returns
-    /// false if it was already indexed.
+    /// Stores where the event's line is (`(pos, len)` in the log) and applies what it says
+    /// (`event`, if it could be read). Returns false if it was already indexed.
     fn insert(
         &mut self,
         seq: u64,
         digest: &[u8; 32],
-        json: &str,
+        (pos, len): (u64, usize),
         event: Option<&IndexedEvent<'_>>,
     ) -> Result<bool, StoreError> {
         let seq_i = to_i64(seq);
         if self
             .insert_event
-            .execute(params![seq_i, &digest[..], json])?
+            .execute(params![seq_i, &digest[..], to_i64(pos), to_i64(len as u64)])?
             == 0
         {
             return Ok(false);
@@ -1143,14 +1222,17 @@ impl<'c> IndexWriter<'c> {
         Ok(())
     }
 
-    fn event_has_text(&self, event_seq: i64) -> Result<bool, StoreError> {
-        let json: Option<String> = self
+    fn event_has_text(&mut self, event_seq: i64) -> Result<bool, StoreError> {
+        let at: Option<(i64, i64, Vec<u8>)> = self
             .conn
-            .prepare_cached("SELECT json FROM events WHERE seq = ?1")?
-            .query_row(params![event_seq], |r| r.get(0))
+            .prepare_cached("SELECT pos, len, hash FROM events WHERE seq = ?1")?
+            .query_row(params![event_seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        Ok(json.is_some_and(|j| {
-            serde_json::from_str::<IndexedEvent<'_>>(&j)
+        let Some((pos, len, hash)) = at else {
+            return Ok(false);
+        };
+        Ok(self.lines.event_json(pos, len, &hash).is_ok_and(|j| {
+            serde_json::from_str::<IndexedEvent<'_>>(j)
                 .ok()
                 .and_then(|e| e.command)
                 .is_some_and(|c| c.text.is_some())
@@ -1186,7 +1268,7 @@ pub fn spawn_indexer(
     db_path: &Path,
     interval: Duration,
 ) -> Result<IndexerHandle, StoreError> {
-    let index = Index::open(db_path)?;
+    let index = Index::open(db_path, log_path)?;
     let log_path = log_path.to_path_buf();
     let stop = Arc::new((Mutex::new(false), Condvar::new()));
     let thread_stop = Arc::clone(&stop);
@@ -1195,7 +1277,7 @@ pub fn spawn_indexer(
         .spawn(move || {
             let mut last_error: Option<String> = None;
             loop {
-                match index.catch_up(&log_path) {
+                match index.catch_up() {
                     Ok(n) => {
                         if n > 0 {
                             tracing::debug!(events = n, "audit index caught up");
@@ -1219,7 +1301,7 @@ pub fn spawn_indexer(
                     break;
                 }
             }
-            if let Err(e) = index.catch_up(&log_path) {
+            if let Err(e) = index.catch_up() {
                 tracing::warn!(log = %log_path.display(), error = %e, "final audit indexing failed");
             }
         })
@@ -1437,16 +1519,16 @@ mod tests {
         let log_path = dir.path().join("audit.log");
         let log = AuditLog::open(&log_path, AuditOptions::default()).unwrap();
         let events = workload();
-        let step_by_step = Index::open(&dir.path().join("steps.db")).unwrap();
+        let step_by_step = Index::open(&dir.path().join("steps.db"), &log_path).unwrap();
         for (i, chunk) in events.chunks(7).enumerate() {
             log.append(chunk).unwrap();
             if i % 2 == 0 {
-                step_by_step.catch_up(&log_path).unwrap();
+                step_by_step.catch_up().unwrap();
             }
         }
-        step_by_step.catch_up(&log_path).unwrap();
-        let at_once = Index::open(&dir.path().join("once.db")).unwrap();
-        assert_eq!(at_once.catch_up(&log_path).unwrap(), events.len());
+        step_by_step.catch_up().unwrap();
+        let at_once = Index::open(&dir.path().join("once.db"), &log_path).unwrap();
+        assert_eq!(at_once.catch_up().unwrap(), events.len());
         assert_matches(&at_once, &events);
         assert_matches(&step_by_step, &events);
         let re_decided = events
@@ -1503,8 +1585,8 @@ mod tests {
         }
         std::fs::write(&log_path, text).unwrap();
         assert!(crate::verify_log(&log_path).unwrap().is_ok());
-        let index = Index::open(&dir.path().join("index.db")).unwrap();
-        assert_eq!(index.catch_up(&log_path).unwrap(), 3);
+        let index = Index::open(&dir.path().join("index.db"), &log_path).unwrap();
+        assert_eq!(index.catch_up().unwrap(), 3);
         let s1 = index.session("s1").unwrap().unwrap();
         assert_eq!((s1.session.statements, s1.session.denied), (1, 1));
         assert_eq!(s1.commands[0].rows, Some(3));
@@ -1521,8 +1603,8 @@ mod tests {
         let log = AuditLog::open(&log_path, AuditOptions::default()).unwrap();
         log.append(&workload()[..10]).unwrap();
         let db = dir.path().join("index.db");
-        let index = Index::open(&db).unwrap();
-        index.catch_up(&log_path).unwrap();
+        let index = Index::open(&db, &log_path).unwrap();
+        index.catch_up().unwrap();
         let conn = Connection::open(&db).unwrap();
         conn.execute("UPDATE events SET hash = zeroblob(32) WHERE seq = 6", [])
             .unwrap();
@@ -1559,10 +1641,10 @@ mod tests {
             )
             .unwrap();
         }
-        let index = Index::open(&db).unwrap();
+        let index = Index::open(&db, &log_path).unwrap();
         assert_eq!(index.last_seq().unwrap(), 0);
         assert!(index.session("stale").unwrap().is_none());
-        assert_eq!(index.catch_up(&log_path).unwrap(), events.len());
+        assert_eq!(index.catch_up().unwrap(), events.len());
         assert_matches(&index, &events);
         let conn = Connection::open(&db).unwrap();
         let (version, page_size): (i64, i64) = conn
@@ -1577,6 +1659,6 @@ mod tests {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
         drop(index);
-        assert!(matches!(Index::open(&db), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(Index::open(&db, &log_path), Err(StoreError::Corrupt { .. })));
     }
 }

@@ -409,7 +409,7 @@ fn indexed_fixture(dir: &Path) -> (std::path::PathBuf, Index) {
     log.append(&[AuditEvent::new(EventKind::GatewayStop)])
         .unwrap();
     drop(log);
-    let index = Index::open(&dir.join("index.db")).unwrap();
+    let index = Index::open(&dir.join("index.db"), &path).unwrap();
     (path, index)
 }
 
@@ -417,11 +417,11 @@ fn indexed_fixture(dir: &Path) -> (std::path::PathBuf, Index) {
 fn index_catch_up_is_idempotent_and_queries_join_results() {
     let dir = tempfile::tempdir().unwrap();
     let (log_path, index) = indexed_fixture(dir.path());
-    assert_eq!(index.catch_up(&log_path).unwrap(), 8);
-    assert_eq!(index.catch_up(&log_path).unwrap(), 0);
+    assert_eq!(index.catch_up().unwrap(), 8);
+    assert_eq!(index.catch_up().unwrap(), 0);
     // A second handle (another process, e.g. the CLI) sees the same state and adds nothing.
-    let other = Index::open(&dir.path().join("index.db")).unwrap();
-    assert_eq!(other.catch_up(&log_path).unwrap(), 0);
+    let other = Index::open(&dir.path().join("index.db"), &log_path).unwrap();
+    assert_eq!(other.catch_up().unwrap(), 0);
     assert_eq!(index.last_seq().unwrap(), 8);
 
     let all = index.sessions(SessionFilter::default()).unwrap();
@@ -493,17 +493,17 @@ fn catch_up_reads_only_complete_lines_and_continues() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     let log = sample_log(&path, 2);
-    let index = Index::open(&dir.path().join("index.db")).unwrap();
-    assert_eq!(index.catch_up(&path).unwrap(), 3);
+    let index = Index::open(&dir.path().join("index.db"), &path).unwrap();
+    assert_eq!(index.catch_up().unwrap(), 3);
     let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
     f.write_all(b"{\"seq\":4,").unwrap();
-    assert_eq!(index.catch_up(&path).unwrap(), 0);
+    assert_eq!(index.catch_up().unwrap(), 0);
     drop(log);
     // Reopening repairs the partial line; the index then continues from its offset.
     let log = AuditLog::open(&path, AuditOptions::default()).unwrap();
     log.append(&[command("s1", 3, "select 3", "allow")])
         .unwrap();
-    assert_eq!(index.catch_up(&path).unwrap(), 1);
+    assert_eq!(index.catch_up().unwrap(), 1);
     assert_eq!(index.session("s1").unwrap().unwrap().session.statements, 3);
     assert!(index.verify().unwrap().is_ok());
 }
@@ -516,13 +516,13 @@ fn catch_up_stops_at_a_tampered_line() {
     let mut l = lines(&path);
     l[3] = l[3].replace("select 3", "select 7");
     write_lines(&path, &l);
-    let index = Index::open(&dir.path().join("index.db")).unwrap();
-    match index.catch_up(&path) {
+    let index = Index::open(&dir.path().join("index.db"), &path).unwrap();
+    match index.catch_up() {
         Err(StoreError::Chain { seq, .. }) => assert_eq!(seq, 4),
         other => panic!("expected a chain error, got {other:?}"),
     }
     assert_eq!(index.last_seq().unwrap(), 3);
-    assert!(index.catch_up(&path).is_err(), "must keep refusing");
+    assert!(index.catch_up().is_err(), "must keep refusing");
     assert!(index.verify().unwrap().is_ok());
 }
 
@@ -530,20 +530,18 @@ fn catch_up_stops_at_a_tampered_line() {
 fn index_verify_detects_edited_and_deleted_rows() {
     let dir = tempfile::tempdir().unwrap();
     let (log_path, index) = indexed_fixture(dir.path());
-    index.catch_up(&log_path).unwrap();
+    index.catch_up().unwrap();
     drop(index);
     let db = dir.path().join("index.db");
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let original: String = conn
-        .query_row("SELECT json FROM events WHERE seq = 4", [], |r| r.get(0))
+    let original: Vec<u8> = conn
+        .query_row("SELECT hash FROM events WHERE seq = 4", [], |r| r.get(0))
         .unwrap();
 
-    conn.execute(
-        "UPDATE events SET json = replace(json, 'delete from', 'select from') WHERE seq = 4",
-        [],
-    )
-    .unwrap();
-    let (seq, reason) = Index::open(&db)
+    // The index's own record of the event edited.
+    conn.execute("UPDATE events SET hash = zeroblob(32) WHERE seq = 4", [])
+        .unwrap();
+    let (seq, reason) = Index::open(&db, &log_path)
         .unwrap()
         .verify()
         .unwrap()
@@ -551,14 +549,28 @@ fn index_verify_detects_edited_and_deleted_rows() {
         .unwrap();
     assert_eq!(seq, 4);
     assert!(reason.contains("edited"), "{reason}");
-    conn.execute("UPDATE events SET json = ?1 WHERE seq = 4", [&original])
+    conn.execute("UPDATE events SET hash = ?1 WHERE seq = 4", [&original])
         .unwrap();
-    assert!(Index::open(&db).unwrap().verify().unwrap().is_ok());
+    assert!(Index::open(&db, &log_path).unwrap().verify().unwrap().is_ok());
+
+    // The log line the index points at edited after indexing (same length, so every
+    // position stays valid): verify breaks there and reading never shows the edited text.
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(text.matches("delete from").count(), 1);
+    std::fs::write(&log_path, text.replace("delete from", "select from")).unwrap();
+    let edited = Index::open(&db, &log_path).unwrap();
+    let (seq, reason) = edited.verify().unwrap().first_broken.unwrap();
+    assert_eq!(seq, 4);
+    assert!(reason.contains("edited"), "{reason}");
+    let shown = format!("{:?}", edited.session("s1").unwrap().unwrap());
+    assert!(!shown.contains("select from"), "{shown}");
+    std::fs::write(&log_path, text).unwrap();
+    assert!(Index::open(&db, &log_path).unwrap().verify().unwrap().is_ok());
 
     conn.execute("DELETE FROM events WHERE seq = 5", [])
         .unwrap();
     assert_eq!(
-        Index::open(&db)
+        Index::open(&db, &log_path)
             .unwrap()
             .verify()
             .unwrap()
@@ -572,7 +584,7 @@ fn index_verify_detects_edited_and_deleted_rows() {
     conn2
         .execute("DELETE FROM events WHERE seq >= 5", [])
         .unwrap();
-    let report = Index::open(&db).unwrap().verify().unwrap();
+    let report = Index::open(&db, &log_path).unwrap().verify().unwrap();
     let (seq, reason) = report.first_broken.unwrap();
     assert_eq!(seq, 5);
     assert!(reason.contains("deleted"), "{reason}");
@@ -585,7 +597,7 @@ fn background_indexer_follows_the_log() {
     let db = dir.path().join("index.db");
     let indexer = spawn_indexer(&path, &db, Duration::from_millis(20)).unwrap();
     let log = sample_log(&path, 3);
-    let reader = Index::open(&db).unwrap();
+    let reader = Index::open(&db, &path).unwrap();
     let started = Instant::now();
     while reader.last_seq().unwrap() < 4 {
         assert!(

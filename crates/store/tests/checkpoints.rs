@@ -311,8 +311,8 @@ fn search_filters_by_operation_object_decision_masked_and_time() {
     log.append(&[command("s2", 1, "select", "payments", "allow")])
         .unwrap();
     drop(log);
-    let index = Index::open(&dir.path().join("state.db")).unwrap();
-    index.catch_up(&log_path).unwrap();
+    let index = Index::open(&dir.path().join("state.db"), &log_path).unwrap();
+    index.catch_up().unwrap();
 
     let find = |f: CommandFilter| -> Vec<(String, u64)> {
         index
