@@ -114,13 +114,15 @@ latency() { awk '/95th percentile:/ { print $3 }' "$dir/$1.out"; }
 # a busy machine than tps.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
 ticks_per_s=$(getconf CLK_TCK)
+# shellcheck source=lib/thread-cpu.sh
+. "$(dirname "$0")/lib/thread-cpu.sh"
 
 declare -a direct_tps airlock_tps airlock_cpu
 for r in $(seq "$rounds"); do
     d=$(run direct); dl=$(latency direct)
-    c0=$(cpu_ticks)
+    c0=$(cpu_ticks); thread_cpu_snapshot "$pid" >"$dir/threads-before"
     a=$(run airlock); al=$(latency airlock)
-    c1=$(cpu_ticks)
+    c1=$(cpu_ticks); thread_cpu_snapshot "$pid" >"$dir/threads-after-$r"
     # airlock CPU per transaction (µs), from the transaction count sysbench reports.
     n=$(awk '/transactions:/ { print $2 }' "$dir/airlock.out")
     c=$(awk -v t="$((c1 - c0))" -v hz="$ticks_per_s" -v n="$n" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')
@@ -132,4 +134,6 @@ md=$(median "${direct_tps[@]}"); ma=$(median "${airlock_tps[@]}")
 ratio=$(awk -v a="$ma" -v d="$md" 'BEGIN { printf "%.2f", a / d }')
 echo "sysbench $test, $threads threads, ${time_s}s x $rounds rounds (recording $recording): direct $md tps, airlock $ma tps, ratio $ratio (target >= 0.80)"
 echo "airlock CPU per transaction (median): $(median "${airlock_cpu[@]}") µs"
+echo "airlock CPU per transaction by thread, last round:"
+thread_cpu_report "$dir/threads-before" "$dir/threads-after-$rounds" "$n"
 echo "audit events written: $(wc -l < "$dir/data/audit.log")"

@@ -179,6 +179,8 @@ cpu_ticks() {
     awk '{ print $12 + $13 }' <<<"$stat"
 }
 clk_tck=$(getconf CLK_TCK)
+# shellcheck source=lib/thread-cpu.sh
+. "$repo_root/scripts/lib/thread-cpu.sh"
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "nan"; exit } if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -397,9 +399,11 @@ for ((round = 1; round <= rounds; round++)); do
         pid=${proxy_pid[$target]}
         cpu_before=0
         [[ -n $pid ]] && cpu_before=$(cpu_ticks "$pid")
+        [[ $target == airlock ]] && thread_cpu_snapshot "$pid" >"$work_dir/threads-before"
         run_pgbench "$target" "$transactions" "$log"
         cpu_after=0
         [[ -n $pid ]] && cpu_after=$(cpu_ticks "$pid")
+        [[ $target == airlock ]] && thread_cpu_snapshot "$pid" >"$work_dir/threads-after"
         tps=$(awk '/^tps = / { print $3; exit }' "$log")
         lat=$(awk '/^latency average = / { print $4; exit }' "$log")
         [[ $tps =~ ^[0-9.]+$ && $lat =~ ^[0-9.]+$ ]] || die "could not read tps/latency from $log"
@@ -457,6 +461,8 @@ awk -v a="${med_tps[airlock]}" -v d="${med_tps[direct]}" -v b="${med_tps[pgbounc
 echo "per-round airlock/direct [${ratio_direct_list% }]  airlock/pgbouncer [${ratio_bouncer_list% }]"
 echo "airlock: rules on, audit on, masking $masking_status"
 echo "airlock: audit log $audit_bytes bytes after the runs, RSS ${airlock_rss_kib} KiB"
+echo "airlock CPU per transaction by thread, last round:"
+thread_cpu_report "$work_dir/threads-before" "$work_dir/threads-after" $((clients * transactions))
 echo "load average (1/5/15 min): $load_before before, $load_after after"
 echo "per-round tps: direct [${tps_list[direct]% }]  pgbouncer [${tps_list[pgbouncer]% }]  airlock [${tps_list[airlock]% }]"
 exit 0
