@@ -3,7 +3,8 @@
 //! through a scripted browser, `airlock login --device`, group claims mapped to airlock
 //! groups, the access token used as a psql password, `airlock logout` revoking it, and the
 //! provider misbehaving (wrong audience, expired ID token, forged signature, wrong nonce,
-//! a rotated signing key).
+//! a rotated signing key). The web console's login, review approval and logout run in a real
+//! headless Chromium (Debian's `chromium`, driven by playwright-core).
 
 mod support;
 
@@ -28,7 +29,10 @@ fn install_provider() {
         return;
     }
     let dir = provider_dir();
-    if !dir.join("node_modules/oidc-provider/package.json").exists() {
+    let installed = ["oidc-provider", "playwright-core"]
+        .iter()
+        .all(|p| dir.join("node_modules").join(p).join("package.json").exists());
+    if !installed {
         let out = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)
@@ -422,4 +426,92 @@ fn login_against_a_gateway_without_oidc_says_so() {
     let out = code_login(&gw, home.path(), "alice");
     assert!(!out.status.success());
     assert!(text(&out).contains("no [oidc] section"), "{}", text(&out));
+}
+
+/// The web console in a real browser: OIDC login through the provider's pages, the pending
+/// review of a held statement shown (its markup as text, not HTML), approved with a click (the
+/// held statement then runs), logout.
+#[test]
+fn web_console_login_and_review_approval_in_headless_chromium() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "the web console test needs Chromium at {chromium} (Debian: apt-get install chromium; or set CHROMIUM)"
+    );
+    let provider = Provider::start_on(free_port());
+    std::env::set_var("AIRLOCK_TEST_OIDC_SECRET", CLIENT_SECRET);
+    let review_rules = r#"
+[reviews]
+hold = "60s"
+
+[[rules]]
+name = "review-unbounded-deletes"
+agents = true
+operations = ["delete"]
+without_where = true
+action = "review"
+reviewers = ["dba"]
+"#;
+    let gw = Gateway::start_with(
+        HUMAN_CONNECTIONS,
+        &format!("{}{review_rules}", oidc_config(&provider.issuer())),
+        None,
+    );
+    let table = format!("console_review_{}", std::process::id());
+    let setup = psql(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable",
+        &format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int); INSERT INTO {table} VALUES (1), (2);"),
+    );
+    assert!(setup.status.success(), "{}", text(&setup));
+
+    // The agent's unbounded delete is held for review; psql waits for the decision.
+    let held = std::thread::spawn({
+        let conninfo = gw.agent();
+        let sql = format!("DELETE FROM {table} /* <img src=x onerror=window.pwned=1> */;");
+        move || psql(&conninfo, &sql)
+    });
+
+    let out = Command::new("node")
+        .arg(provider_dir().join("console.mjs"))
+        .arg(format!("http://127.0.0.1:{}/console/", gw.api_port))
+        .env("CHROMIUM", &chromium)
+        .env("OIDC_TEST_USER", "alice")
+        .env("STATEMENT", &table)
+        .output()
+        .expect("node");
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "console.mjs: {report} {}", String::from_utf8_lossy(&out.stderr));
+    let seen: serde_json::Value = serde_json::from_str(report.trim()).expect("console.mjs JSON");
+    assert!(seen["who"].as_str().unwrap().contains("alice@example.test"), "{seen}");
+    assert!(seen["who"].as_str().unwrap().contains("dba"), "{seen}");
+    assert!(!seen["urlAfterLogin"].as_str().unwrap().contains("token"), "token left in the URL: {seen}");
+    assert_eq!(seen["tokenStored"], "alk_at_", "{seen}");
+    // Statement text is rendered as text: the markup is visible and never ran.
+    assert!(seen["statementCell"].as_str().unwrap().contains("<img src=x onerror=window.pwned=1>"), "{seen}");
+    assert_eq!(seen["imgInRow"], 0, "{seen}");
+    assert_eq!(seen["pwned"], false, "{seen}");
+    assert_eq!(seen["approved"], true, "{seen}");
+    assert!(seen["tokenAfterLogout"].is_null(), "{seen}");
+    assert_eq!(seen["consoleErrors"].as_array().unwrap().len(), 0, "{seen}");
+
+    // The approval released the held statement, which ran exactly once.
+    let held = held.join().unwrap();
+    assert!(held.status.success(), "{}", text(&held));
+    assert!(String::from_utf8_lossy(&held.stdout).contains("DELETE 2"), "{}", text(&held));
+    let review = seen["review"].as_str().unwrap();
+    let log = gw.audit_log();
+    let approval = log
+        .lines()
+        .find(|l| l.contains(review) && l.contains("review_approved"))
+        .unwrap_or_else(|| panic!("no approval of {review} in the audit log"));
+    assert!(approval.contains("alice@example.test"), "{approval}");
+    // Logging out revoked the console's access token at the gateway.
+    assert!(
+        log.contains(r#""login_step":"logout""#),
+        "no logout in the audit log"
+    );
+    let _ = psql(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable",
+        &format!("DROP TABLE IF EXISTS {table};"),
+    );
 }

@@ -41,7 +41,8 @@ const provider = new Provider(issuer, {
       client_secret: clientSecret,
       // Native client: any port on a loopback redirect URI is accepted (RFC 8252 §7.3).
       application_type: 'native',
-      redirect_uris: ['http://127.0.0.1/callback'],
+      // The CLI's loopback listener, and the gateway's web console (both on 127.0.0.1 in tests).
+      redirect_uris: ['http://127.0.0.1/callback', 'http://127.0.0.1/console/callback'],
       grant_types: ['authorization_code', 'urn:ietf:params:oauth:grant-type:device_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
