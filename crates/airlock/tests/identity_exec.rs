@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
 
-const RULES: &str = r#"
+fn rules() -> String {
+    let common = r#"
 [[users]]
 name = "alice"
 groups = ["dba"]
@@ -21,15 +22,9 @@ name = "no-drop"
 operations = ["drop"]
 action = "deny"
 message = "no drops here"
-
-[[rules]]
-name = "review-deletes"
-agents = true
-operations = ["delete"]
-without_where = true
-action = "review"
-reviewers = ["dba"]
 "#;
+    format!("{common}{REVIEW_AGENT_DELETES}")
+}
 
 fn exec(gw: &Gateway, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_airlock"))
@@ -44,7 +39,7 @@ fn exec(gw: &Gateway, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn exec_prints_tables_json_and_csv_and_native_denials() {
-    let gw = Gateway::start(RULES);
+    let gw = Gateway::start(&rules());
     let sql = "SELECT 1 AS id, 'a,\"b\"' AS note UNION ALL SELECT 22, NULL ORDER BY 1";
 
     let table = exec(&gw, &["pg-local", sql]);
@@ -85,7 +80,7 @@ fn exec_prints_tables_json_and_csv_and_native_denials() {
 
 #[test]
 fn exec_shows_the_review_id_and_waits_for_approval() {
-    let gw = Gateway::start(RULES);
+    let gw = Gateway::start(&rules());
     let table = unique("exec_review");
     direct(&format!(
         "CREATE TABLE {table} (id int); INSERT INTO {table} VALUES (1), (2)"

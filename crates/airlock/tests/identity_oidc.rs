@@ -29,9 +29,12 @@ fn install_provider() {
         return;
     }
     let dir = provider_dir();
-    let installed = ["oidc-provider", "playwright-core"]
-        .iter()
-        .all(|p| dir.join("node_modules").join(p).join("package.json").exists());
+    let installed = ["oidc-provider", "playwright-core"].iter().all(|p| {
+        dir.join("node_modules")
+            .join(p)
+            .join("package.json")
+            .exists()
+    });
     if !installed {
         let out = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
@@ -440,29 +443,18 @@ fn web_console_login_and_review_approval_in_headless_chromium() {
     );
     let provider = Provider::start_on(free_port());
     std::env::set_var("AIRLOCK_TEST_OIDC_SECRET", CLIENT_SECRET);
-    let review_rules = r#"
-[reviews]
-hold = "60s"
-
-[[rules]]
-name = "review-unbounded-deletes"
-agents = true
-operations = ["delete"]
-without_where = true
-action = "review"
-reviewers = ["dba"]
-"#;
     let gw = Gateway::start_with(
         HUMAN_CONNECTIONS,
-        &format!("{}{review_rules}", oidc_config(&provider.issuer())),
+        &format!(
+            "{}\n[reviews]\nhold = \"60s\"\n{REVIEW_AGENT_DELETES}",
+            oidc_config(&provider.issuer())
+        ),
         None,
     );
-    let table = format!("console_review_{}", std::process::id());
-    let setup = psql(
-        "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable",
-        &format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int); INSERT INTO {table} VALUES (1), (2);"),
-    );
-    assert!(setup.status.success(), "{}", text(&setup));
+    let table = unique("console_review");
+    direct(&format!(
+        "CREATE TABLE {table} (id int); INSERT INTO {table} VALUES (1), (2);"
+    ));
 
     // The agent's unbounded delete is held for review; psql waits for the decision.
     let held = std::thread::spawn({
@@ -480,14 +472,30 @@ reviewers = ["dba"]
         .output()
         .expect("node");
     let report = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "console.mjs: {report} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "console.mjs: {report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let seen: serde_json::Value = serde_json::from_str(report.trim()).expect("console.mjs JSON");
-    assert!(seen["who"].as_str().unwrap().contains("alice@example.test"), "{seen}");
+    assert!(
+        seen["who"].as_str().unwrap().contains("alice@example.test"),
+        "{seen}"
+    );
     assert!(seen["who"].as_str().unwrap().contains("dba"), "{seen}");
-    assert!(!seen["urlAfterLogin"].as_str().unwrap().contains("token"), "token left in the URL: {seen}");
+    assert!(
+        !seen["urlAfterLogin"].as_str().unwrap().contains("token"),
+        "token left in the URL: {seen}"
+    );
     assert_eq!(seen["tokenStored"], "alk_at_", "{seen}");
     // Statement text is rendered as text: the markup is visible and never ran.
-    assert!(seen["statementCell"].as_str().unwrap().contains("<img src=x onerror=window.pwned=1>"), "{seen}");
+    assert!(
+        seen["statementCell"]
+            .as_str()
+            .unwrap()
+            .contains("<img src=x onerror=window.pwned=1>"),
+        "{seen}"
+    );
     assert_eq!(seen["imgInRow"], 0, "{seen}");
     assert_eq!(seen["pwned"], false, "{seen}");
     assert_eq!(seen["approved"], true, "{seen}");
@@ -497,7 +505,11 @@ reviewers = ["dba"]
     // The approval released the held statement, which ran exactly once.
     let held = held.join().unwrap();
     assert!(held.status.success(), "{}", text(&held));
-    assert!(String::from_utf8_lossy(&held.stdout).contains("DELETE 2"), "{}", text(&held));
+    assert!(
+        String::from_utf8_lossy(&held.stdout).contains("DELETE 2"),
+        "{}",
+        text(&held)
+    );
     let review = seen["review"].as_str().unwrap();
     let log = gw.audit_log();
     let approval = log
@@ -510,8 +522,5 @@ reviewers = ["dba"]
         log.contains(r#""login_step":"logout""#),
         "no logout in the audit log"
     );
-    let _ = psql(
-        "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable",
-        &format!("DROP TABLE IF EXISTS {table};"),
-    );
+    direct(&format!("DROP TABLE {table}"));
 }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 const INDEX: &str = include_str!("../console/index.html");
 const APP_JS: &str = include_str!("../console/app.js");
 const STYLE: &str = include_str!("../console/style.css");
+const ICON: &str = include_str!("../console/icon.svg");
 /// A login must come back within this.
 const PENDING_TTL: Duration = Duration::from_secs(600);
 /// Logins in flight at once; beyond it the oldest are forgotten (a flood cannot grow memory).
@@ -56,6 +57,15 @@ pub(crate) fn routes(gate: Arc<Gate>) -> Router {
         .route(
             "/console/app.js",
             get(|| async { page("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/console/icon.svg",
+            get(|| async { page("image/svg+xml", ICON) }),
+        )
+        // Browsers ask for it on their own; answer instead of logging a 404 in the console.
+        .route(
+            "/favicon.ico",
+            get(|| async { Redirect::permanent("/console/icon.svg") }),
         )
         .route(
             "/console/style.css",

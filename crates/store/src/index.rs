@@ -666,7 +666,10 @@ impl Index {
             let located = lines.line(seq, row.get(2)?, row.get(3)?).and_then(|line| {
                 let l = parse_line(line)?;
                 if l.seq != seq {
-                    return Err(format!("the log line at the indexed position holds seq {}", l.seq));
+                    return Err(format!(
+                        "the log line at the indexed position holds seq {}",
+                        l.seq
+                    ));
                 }
                 walker.check_stored(seq, hash, l.event.get().as_bytes())
             });
@@ -737,8 +740,9 @@ impl LogLines {
             return Err(format!("event {seq}: bad position in the index"));
         };
         self.buf.resize(len, 0);
-        file.read_exact_at(&mut self.buf, pos)
-            .map_err(|e| format!("event {seq}: cannot read {len} bytes at {pos} of the log: {e}"))?;
+        file.read_exact_at(&mut self.buf, pos).map_err(|e| {
+            format!("event {seq}: cannot read {len} bytes at {pos} of the log: {e}")
+        })?;
         Ok(&self.buf)
     }
 
@@ -750,15 +754,20 @@ impl LogLines {
         r: &rusqlite::Row<'_>,
         col: usize,
     ) -> rusqlite::Result<Option<StoredEvent>> {
-        let (Some(pos), Some(len)) = (r.get::<_, Option<i64>>(col)?, r.get::<_, Option<i64>>(col + 1)?)
-        else {
+        let (Some(pos), Some(len)) = (
+            r.get::<_, Option<i64>>(col)?,
+            r.get::<_, Option<i64>>(col + 1)?,
+        ) else {
             return Ok(None);
         };
         let hash = value_bytes(r.get_ref(col + 2)?).to_vec();
         match self.event_json(pos, len, &hash) {
             Ok(json) => Ok(serde_json::from_str(json).ok()),
             Err(reason) => {
-                tracing::warn!(reason, "audit event not shown: the log no longer matches the index");
+                tracing::warn!(
+                    reason,
+                    "audit event not shown: the log no longer matches the index"
+                );
                 Ok(None)
             }
         }
@@ -770,7 +779,10 @@ impl LogLines {
         let l = parse_line(line)?;
         let json = l.event.get();
         if crate::chain::chain_digest(l.seq, l.prev, json.as_bytes()).as_slice() != hash {
-            return Err(format!("event {} at byte {pos} of the log was edited", l.seq));
+            return Err(format!(
+                "event {} at byte {pos} of the log was edited",
+                l.seq
+            ));
         }
         Ok(json)
     }
@@ -953,10 +965,12 @@ impl<'c> IndexWriter<'c> {
         event: Option<&IndexedEvent<'_>>,
     ) -> Result<bool, StoreError> {
         let seq_i = to_i64(seq);
-        if self
-            .insert_event
-            .execute(params![seq_i, &digest[..], to_i64(pos), to_i64(len as u64)])?
-            == 0
+        if self.insert_event.execute(params![
+            seq_i,
+            &digest[..],
+            to_i64(pos),
+            to_i64(len as u64)
+        ])? == 0
         {
             return Ok(false);
         }
@@ -1226,7 +1240,9 @@ impl<'c> IndexWriter<'c> {
         let at: Option<(i64, i64, Vec<u8>)> = self
             .conn
             .prepare_cached("SELECT pos, len, hash FROM events WHERE seq = ?1")?
-            .query_row(params![event_seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row(params![event_seq], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()?;
         let Some((pos, len, hash)) = at else {
             return Ok(false);
@@ -1659,6 +1675,9 @@ mod tests {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
         drop(index);
-        assert!(matches!(Index::open(&db, &log_path), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            Index::open(&db, &log_path),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }

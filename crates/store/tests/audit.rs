@@ -551,7 +551,11 @@ fn index_verify_detects_edited_and_deleted_rows() {
     assert!(reason.contains("edited"), "{reason}");
     conn.execute("UPDATE events SET hash = ?1 WHERE seq = 4", [&original])
         .unwrap();
-    assert!(Index::open(&db, &log_path).unwrap().verify().unwrap().is_ok());
+    assert!(Index::open(&db, &log_path)
+        .unwrap()
+        .verify()
+        .unwrap()
+        .is_ok());
 
     // The log line the index points at edited after indexing (same length, so every
     // position stays valid): verify breaks there and reading never shows the edited text.
@@ -565,7 +569,11 @@ fn index_verify_detects_edited_and_deleted_rows() {
     let shown = format!("{:?}", edited.session("s1").unwrap().unwrap());
     assert!(!shown.contains("select from"), "{shown}");
     std::fs::write(&log_path, text).unwrap();
-    assert!(Index::open(&db, &log_path).unwrap().verify().unwrap().is_ok());
+    assert!(Index::open(&db, &log_path)
+        .unwrap()
+        .verify()
+        .unwrap()
+        .is_ok());
 
     conn.execute("DELETE FROM events WHERE seq = 5", [])
         .unwrap();

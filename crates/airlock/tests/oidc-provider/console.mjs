@@ -25,8 +25,11 @@ const seen = { consoleErrors: [], cspViolations: 0 };
 try {
   const page = await browser.newPage();
   page.setDefaultTimeout(20000);
+  // Errors on the console's own pages only (the provider's development pages load web fonts).
+  const consoleOrigin = new URL(consoleUrl).origin;
   page.on('console', (m) => {
-    if (m.type() === 'error') seen.consoleErrors.push(m.text());
+    const where = m.location().url || page.url();
+    if (m.type() === 'error' && where.startsWith(consoleOrigin)) seen.consoleErrors.push(`${where}: ${m.text()}`);
   });
 
   await page.goto(consoleUrl);

@@ -230,6 +230,17 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// A rule holding the agent's unbounded `DELETE`s for a review by group `dba`.
+pub const REVIEW_AGENT_DELETES: &str = r#"
+[[rules]]
+name = "review-deletes"
+agents = true
+operations = ["delete"]
+without_where = true
+action = "review"
+reviewers = ["dba"]
+"#;
+
 /// A direct connection to the machine's PostgreSQL, bypassing the gateway (for setup and checks).
 pub fn direct(sql: &str) -> String {
     let o = Command::new("psql")
