@@ -307,7 +307,11 @@ fn device_flow_login() {
         .unwrap();
     assert!(browser.status.success(), "{}", text(&browser));
     let status = wait_child(&mut child, Duration::from_secs(60));
-    let rest: Vec<String> = rx.try_iter().collect();
+    // The reader thread forwards the last lines after the CLI exits: read until the pipe closes.
+    let mut rest = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+        rest.push(line);
+    }
     assert!(status, "login --device failed: {lines:?} {rest:?}");
     assert!(
         rest.iter()
