@@ -89,23 +89,14 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
 /// wake-ups and park/unpark cycles per statement, which dominate the proxy's CPU on small
 /// machines (measured in docs/benchmarks.md). With `fsync = true` each append waits for a
 /// group-committed fdatasync on its worker, so every core gets a worker and concurrent
-/// sessions can share one sync. `TOKIO_WORKER_THREADS` overrides both. Where that leaves one
-/// worker (fsync off, 2–3 cores) the runtime is tokio's current-thread scheduler on the main
-/// thread: the same single thread of execution without the multi-thread scheduler's
-/// work-stealing bookkeeping and park/unpark handshakes (measured in docs/benchmarks.md).
+/// sessions can share one sync. `TOKIO_WORKER_THREADS` overrides both.
 fn runtime_builder(fsync: bool) -> tokio::runtime::Builder {
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_some() || fsync {
-        return tokio::runtime::Builder::new_multi_thread();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() && !fsync {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        builder.worker_threads((cores / 2).max(1));
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    match cores / 2 {
-        0 | 1 => tokio::runtime::Builder::new_current_thread(),
-        workers => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(workers);
-            builder
-        }
-    }
+    builder
 }
 
 fn load(path: Option<&Path>) -> anyhow::Result<Config> {
