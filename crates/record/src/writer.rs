@@ -47,10 +47,11 @@ pub struct RecordingConfig {
     pub flush_interval: Duration,
     /// Batches queued for the writer before the data path starts dropping.
     pub queue_batches: usize,
-    /// zstd level. 3 (zstd's default) because recordings are kept for months: on a recorded
-    /// sysbench session (random 120-character strings) level 1 was only 19 % faster but 43 %
-    /// larger (414 MB/s x6.1 vs 349 MB/s x8.8, `zstd -b1 -e3`); on pgbench's one-number rows
-    /// both are fast (812 / 637 MB/s) and compress alike (x13.3 / x12.1).
+    /// zstd level. 1: measured in the gateway on sysbench `oltp_read_only` sessions (random
+    /// 120-character strings, 256 KiB chunks), level 1 cost the recording thread 304 µs per
+    /// transaction against 393 µs at level 3 and wrote 11.0 KB against 11.9 KB per transaction
+    /// (`bash scripts/bench-mysql.sh --rounds 1 --time 10 --keep`, back to back); on pgbench's
+    /// one-number rows 1 is also the faster and smaller (`zstd -b1 -e3`: 812 vs 637 MB/s).
     pub level: i32,
 }
 
@@ -62,7 +63,7 @@ impl RecordingConfig {
             max_bytes_per_statement: 1 << 20,
             flush_interval: Duration::from_secs(1),
             queue_batches: 16384,
-            level: 3,
+            level: 1,
         }
     }
 }
