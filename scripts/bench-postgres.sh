@@ -29,6 +29,10 @@ Options:
   --no-masking       leave the masking policy out of the airlock config
   --sslmode M        libpq sslmode of the clients for every target (default disable, so that
                      no target pays for TLS and the others do not)
+  --pin              give the proxies a core of their own: pgbench and PostgreSQL (its postmaster
+                     and every backend) on CPU 0, pgbouncer and airlock on CPU 1, for every
+                     target (direct too), as when the gateway runs on its own machine. Changes
+                     the CPU affinity of the running PostgreSQL and restores it on exit
   --keep             keep the temporary directory (configs, logs, audit log) and print it
   -h, --help         this text
 
@@ -59,6 +63,7 @@ quick=false
 masking=true
 sslmode=disable
 keep=false
+pin=false
 transactions_set=false
 rounds_set=false
 
@@ -75,6 +80,7 @@ while [[ $# -gt 0 ]]; do
         --no-masking) masking=false; shift ;;
         --sslmode) need_value "$@"; sslmode=$2; shift 2 ;;
         --keep) keep=true; shift ;;
+        --pin) pin=true; shift ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -113,9 +119,17 @@ chmod 755 "$work_dir"
 airlock_pid=""
 pgbouncer_pidfile="$work_dir/pgbouncer/pgbouncer.pid"
 
+# --pin: the postmaster's pid and affinity before the run, restored by cleanup.
+pg_postmaster=""
+pg_affinity=""
+
 cleanup() {
     local status=$?
     set +e
+    if [[ -n $pg_postmaster ]]; then
+        taskset -a -cp "$pg_affinity" "$pg_postmaster" >/dev/null 2>&1
+        for child in $(pgrep -P "$pg_postmaster"); do taskset -a -cp "$pg_affinity" "$child" >/dev/null 2>&1; done
+    fi
     if [[ -n $airlock_pid ]] && kill -0 "$airlock_pid" 2>/dev/null; then
         kill -TERM "$airlock_pid" 2>/dev/null
         for _ in $(seq 50); do kill -0 "$airlock_pid" 2>/dev/null || break; sleep 0.1; done
@@ -230,7 +244,8 @@ admin_users = $pg_user
 EOF
 printf '"%s" ""\n' "$pg_user" >"$work_dir/pgbouncer/userlist.txt"
 chown -R postgres: "$work_dir/pgbouncer"
-runuser -u postgres -- "$pgbouncer_bin" -d "$work_dir/pgbouncer/pgbouncer.ini" >"$work_dir/pgbouncer/stdout.log" 2>&1 ||
+$pin && proxy_cpu=(taskset -c 1) || proxy_cpu=()
+runuser -u postgres -- "${proxy_cpu[@]}" "$pgbouncer_bin" -d "$work_dir/pgbouncer/pgbouncer.ini" >"$work_dir/pgbouncer/stdout.log" 2>&1 ||
     die "pgbouncer did not start: $(tail -5 "$work_dir/pgbouncer/stdout.log" "$work_dir/pgbouncer/pgbouncer.log" 2>/dev/null)"
 wait_for_port "$bouncer_port" 15 pgbouncer ||
     die "pgbouncer did not come up: $(tail -5 "$work_dir/pgbouncer/pgbouncer.log" 2>/dev/null)"
@@ -309,7 +324,7 @@ fi
     die "airlock check rejected the generated config:
 $(cat "$work_dir/airlock/check.log")"
 start_airlock() {
-    "$airlock_bin" serve --config "$work_dir/airlock/airlock.toml" >"$work_dir/airlock/airlock.log" 2>&1 &
+    "${proxy_cpu[@]}" "$airlock_bin" serve --config "$work_dir/airlock/airlock.toml" >"$work_dir/airlock/airlock.log" 2>&1 &
     airlock_pid=$!
     wait_for_port "$airlock_port" 60 airlock "$airlock_pid"
 }
@@ -361,7 +376,7 @@ run_timeout=$((clients * transactions / 200 + 60))
 run_pgbench() {
     local target=$1 count=$2 log=$3 rc=0
     env ${password[$target]:+PGPASSWORD=${password[$target]}} \
-        timeout "$run_timeout" pgbench -S -n -M "$mode" -c "$clients" -j "$threads" -t "$count" \
+        timeout "$run_timeout" "${client_cpu[@]}" pgbench -S -n -M "$mode" -c "$clients" -j "$threads" -t "$count" \
         -h "${host[$target]}" -p "${port[$target]}" -U "${user[$target]}" "$bench_db" >"$log" 2>&1 || rc=$?
     if ((rc == 124)); then
         die "pgbench against $target did not finish within ${run_timeout}s; see $log"
@@ -379,6 +394,20 @@ $(tail -15 "$log")$extra"
 }
 
 note "targets: direct $pg_host:$pg_port, pgbouncer 127.0.0.1:$bouncer_port, airlock 127.0.0.1:$airlock_port"
+client_cpu=()
+if $pin; then
+    (($(nproc) >= 2)) || die "--pin needs at least 2 CPUs"
+    data_dir=$(psql -h "$pg_host" -p "$pg_port" -U "$pg_user" -d "$bench_db" -Atc "SHOW data_directory") ||
+        die "--pin: cannot ask PostgreSQL for its data directory"
+    pg_postmaster=$(head -1 "$data_dir/postmaster.pid" 2>/dev/null) ||
+        die "--pin: cannot read $data_dir/postmaster.pid (PostgreSQL must run on this machine)"
+    pg_affinity=$(taskset -cp "$pg_postmaster" | awk '{ print $NF }')
+    taskset -a -cp 0 "$pg_postmaster" >/dev/null
+    for child in $(pgrep -P "$pg_postmaster"); do taskset -a -cp 0 "$child" >/dev/null; done
+    client_cpu=(taskset -c 0)
+    note "pinned: PostgreSQL (postmaster $pg_postmaster, was CPUs $pg_affinity) and pgbench on CPU 0, pgbouncer and airlock on CPU 1"
+fi
+
 load_before=$(cut -d" " -f1-3 /proc/loadavg)
 note "pgbench -S -n -M $mode -c $clients -j $threads -t $transactions, $rounds round(s), sslmode=$sslmode, masking $masking_status"
 
@@ -438,7 +467,12 @@ for target in "${targets[@]}"; do
 done
 
 echo
-echo "pgbench -S -n -M $mode -c $clients -j $threads -t $transactions, scale $scale, $rounds round(s), medians; $(nproc) CPUs shared by pgbench, PostgreSQL and the proxy"
+if $pin; then
+    cpus="pgbench and PostgreSQL pinned to CPU 0, the proxy to CPU 1"
+else
+    cpus="$(nproc) CPUs shared by pgbench, PostgreSQL and the proxy"
+fi
+echo "pgbench -S -n -M $mode -c $clients -j $threads -t $transactions, scale $scale, $rounds round(s), medians; $cpus"
 echo
 printf '| %-9s | %10s | %11s | %12s | %15s | %14s |\n' target "tps" "vs direct" "latency avg" "added latency" "proxy CPU/txn"
 printf '| %-9s | %10s | %11s | %12s | %15s | %14s |\n' --------- ---------: ----------: -----------: --------------: -------------:

@@ -592,52 +592,13 @@ pub fn parse_duration_secs(s: &str) -> anyhow::Result<u64> {
     Ok(n * unit)
 }
 
-/// `2026-11-23T10:00:00Z`, `2026-11-23`, or a duration ago: `90s`, `15m`, `2h`, `7d`.
+/// `2026-11-23T10:00:00Z`, `2026-11-23`, or a duration ago: `90s`, `15m`, `2h`, `7d` (the
+/// spellings `airlock access-review --since` takes too).
 pub fn parse_since(s: &str) -> anyhow::Result<i64> {
-    let now_us = unix_secs() * 1_000_000;
-    if let Some(n) = s.strip_suffix(['s', 'm', 'h', 'd']) {
-        if let Ok(n) = n.parse::<i64>() {
-            let unit = match s.as_bytes().last() {
-                Some(b's') => 1,
-                Some(b'm') => 60,
-                Some(b'h') => 3600,
-                _ => 86_400,
-            };
-            return Ok(now_us - n * unit * 1_000_000);
-        }
-    }
-    let bad = || {
-        anyhow!("cannot read time `{s}`: use RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23), or a duration ago (15m, 2h, 7d)")
-    };
-    let (date, time) = s.split_once('T').unwrap_or((s, "00:00:00Z"));
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|p| p.parse().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    let time = time.trim_end_matches('Z');
-    let t: Vec<i64> = time
-        .split(':')
-        .map(|p| {
-            p.split('.')
-                .next()
-                .unwrap_or("0")
-                .parse()
-                .map_err(|_| bad())
-        })
-        .collect::<Result<_, _>>()?;
-    let (&[y, mo, day], &[h, mi, sec]) = (d.as_slice(), t.as_slice()) else {
-        return Err(bad());
-    };
-    Ok((days_from_civil(y, mo, day) * 86_400 + h * 3600 + mi * 60 + sec) * 1_000_000)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    Ok(airlock_report::time::parse_time(
+        s,
+        unix_secs() * 1_000_000,
+    )?)
 }
 
 pub fn fmt_time(us: i64) -> String {

@@ -7,7 +7,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 
 /// The test adds a masking policy and asserts the report's masked counts.
@@ -74,23 +74,6 @@ action = "deny"
         ));
     }
     s
-}
-
-fn pending_review(gw: &Gateway) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let o = gw.api_cli(ALICE_TOKEN, &["reviews", "list", "--json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        if let Some(id) = v
-            .as_array()
-            .and_then(|a| a.first())
-            .and_then(|r| r["id"].as_str())
-        {
-            return id.to_owned();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("no pending review appeared");
 }
 
 /// A plain HTTP/1.1 GET against the gateway API: (status, body).
@@ -183,7 +166,7 @@ fn the_report_shows_what_each_identity_did_and_what_to_revoke() {
         let t = t.clone();
         move || psql(&conninfo, &format!("delete from {t} where id = 1;\n"))
     });
-    let review = pending_review(&gw);
+    let review = gw.pending_review();
     let o = gw.api_cli(ALICE_TOKEN, &["reviews", "approve", &review]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&held.join().unwrap()).contains("DELETE 1"));
@@ -215,7 +198,7 @@ fn the_report_shows_what_each_identity_did_and_what_to_revoke() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let grant = pending_review(&gw);
+    let grant = gw.pending_review();
     let o = gw.api_cli(BOB_TOKEN, &["reviews", "approve", &grant]);
     assert!(o.status.success(), "{}", text(&o));
     let outsider = gw.conninfo("outsider", OUTSIDER_TOKEN, "pg-local");

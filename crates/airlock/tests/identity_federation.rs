@@ -9,7 +9,6 @@ mod jwks;
 
 use jwks::{sign, Issuer};
 use serde_json::json;
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
@@ -164,19 +163,7 @@ fn a_federated_session_ends_when_its_jwt_expires() {
         started.elapsed() < Duration::from_secs(6),
         "cut at exp, not after the query"
     );
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let out = exited_output(&mut child);
     assert!(out.contains("started"), "{out}");
     assert!(out.contains("the token of `ci-api-main` expired"), "{out}");
     assert!(!out.contains("after"), "{out}");

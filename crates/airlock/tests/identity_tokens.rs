@@ -21,31 +21,6 @@ sslmode = "disable"
 allow_groups = ["ai-agents"]
 "#;
 
-fn admin_token(gw: &Gateway) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(t) = gw
-            .stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .find_map(|l| l.split("bootstrap admin token").nth(1).map(str::to_owned))
-        {
-            return t.rsplit(' ').next().unwrap().trim().to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no bootstrap admin token printed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn ok(o: &std::process::Output) -> String {
-    assert!(o.status.success(), "command failed: {}", text(o));
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
-
 fn create(gw: &Gateway, admin: &str, extra: &[&str]) -> String {
     let mut args = vec!["tokens", "create", "--service-account", "agent"];
     args.extend_from_slice(extra);
@@ -73,7 +48,7 @@ fn id_of(gw: &Gateway, admin: &str, token: &str) -> String {
 #[test]
 fn tokens_are_created_listed_rotated_revoked_and_limited_to_connections() {
     let gw = Gateway::start_with(SECOND, "", None);
-    let admin = admin_token(&gw);
+    let admin = gw.admin_token();
 
     let token = create(&gw, &admin, &["--ttl", "30d"]);
     let out = psql(
@@ -236,7 +211,7 @@ fn finish(mut child: std::process::Child, within: Duration) -> String {
 #[test]
 fn revoking_a_token_closes_the_open_psql_session() {
     let gw = Gateway::start("");
-    let admin = admin_token(&gw);
+    let admin = gw.admin_token();
     let token = create(&gw, &admin, &["--ttl", "1h"]);
     let id = id_of(&gw, &admin, &token);
     let child = slow_psql(
@@ -270,7 +245,7 @@ fn revoking_a_token_closes_the_open_psql_session() {
 #[test]
 fn an_expiring_token_closes_the_open_psql_session() {
     let gw = Gateway::start("");
-    let admin = admin_token(&gw);
+    let admin = gw.admin_token();
     let token = create(&gw, &admin, &["--ttl", "3s"]);
     let started = Instant::now();
     let child = slow_psql(

@@ -2,15 +2,15 @@
 //! 16 MiB − 1 query split across frames, a client that vanishes mid-result. Each gets a clear
 //! error (or a clean close) for that session only; the gateway keeps serving everyone else.
 
-mod mysql_common;
+mod support;
 
 use airlock_proto_mysql::codec::{put_packet, split_packet, Packet};
 use airlock_proto_mysql::handshake::{Greeting, Response, CLEAR};
 use bytes::BytesMut;
-use mysql_common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
+use support::*;
 
 struct Raw {
     s: TcpStream,
@@ -110,7 +110,7 @@ fn still_serving(gw: &Gateway) {
 
 #[test]
 fn malformed_handshakes_close_only_that_connection() {
-    let gw = Gateway::start("");
+    let gw = Gateway::start_mysql("");
     // Garbage instead of a HandshakeResponse.
     let (mut r, _) = Raw::connect(&gw);
     r.send(1, b"\x01\x02");
@@ -133,7 +133,7 @@ fn malformed_handshakes_close_only_that_connection() {
 
 #[test]
 fn bad_command_packets_are_clear_errors() {
-    let gw = Gateway::start("");
+    let gw = Gateway::start_mysql("");
     // Wrong sequence id for a command.
     let mut r = Raw::login(&gw);
     r.send(3, b"\x03select 1");
@@ -168,7 +168,7 @@ fn bad_command_packets_are_clear_errors() {
 
 #[test]
 fn a_query_of_16_mib_minus_1_split_across_frames() {
-    let gw = Gateway::start("");
+    let gw = Gateway::start_mysql("");
     let mut r = Raw::login(&gw);
     // COM_QUERY payload of exactly 0xFFFFFF bytes: one full frame and an empty one.
     let prefix = b"\x03select length('";
@@ -221,7 +221,7 @@ impl Raw {
 
 #[test]
 fn a_client_that_vanishes_mid_result_ends_only_its_session() {
-    let gw = Gateway::start("");
+    let gw = Gateway::start_mysql("");
     let mut other = Raw::login(&gw);
     for _ in 0..3 {
         let mut r = Raw::login(&gw);

@@ -1,10 +1,10 @@
 //! The MySQL/MariaDB data path with real clients: the `mysql` command-line client and the
 //! mysql_async driver, against the machine's MariaDB through the gateway.
 
-mod mysql_common;
+mod support;
 
 use mysql_async::prelude::*;
-use mysql_common::*;
+use support::*;
 
 const NO_DDL: &str = r#"
 [[rules]]
@@ -17,7 +17,7 @@ message = "Destructive DDL is not allowed"
 
 #[test]
 fn mysql_client_session_is_relayed_classified_and_audited() {
-    let gw = Gateway::start(NO_DDL);
+    let gw = Gateway::start_mysql(NO_DDL);
     let t = unique("my_t");
     let script = format!(
         r#"select 40 + 2 as answer;
@@ -53,8 +53,8 @@ select 'after denial' as state;
     );
     assert!(s.contains("after denial"), "{s}");
     // None of the denied statements reached the upstream.
-    assert_eq!(direct(&format!("select count(*) from {t}")), "2");
-    direct(&format!("drop table {t}"));
+    assert_eq!(direct_mysql(&format!("select count(*) from {t}")), "2");
+    direct_mysql(&format!("drop table {t}"));
     let audit = gw.audit_log();
     assert!(audit.contains(&format!("insert into {t}")), "{audit}");
     assert!(audit.contains("\"decision\":\"deny\""), "{audit}");
@@ -67,7 +67,7 @@ select 'after denial' as state;
 
 #[test]
 fn bad_token_and_unknown_connection_are_native_errors() {
-    let gw = Gateway::start("");
+    let gw = Gateway::start_mysql("");
     let s = text(&gw.mysql_as("agent", "wrong-token", "my-local", "select 1;"));
     assert!(s.contains("ERROR 1045 (28000)"), "{s}");
     let s = text(&gw.mysql_as("agent", TOKEN, "nope", "select 1;"));
@@ -93,7 +93,7 @@ fn opts(gw: &Gateway, user: &str, token: &str) -> mysql_async::Opts {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_driver_text_binary_multi_statement_and_denials() {
-    let gw = Gateway::start(NO_DDL);
+    let gw = Gateway::start_mysql(NO_DDL);
     let t = unique("my_drv");
     let mut conn = mysql_async::Conn::new(opts(&gw, "agent", TOKEN))
         .await
@@ -168,7 +168,7 @@ async fn rust_driver_text_binary_multi_statement_and_denials() {
         .await
         .unwrap();
     conn.disconnect().await.unwrap();
-    direct(&format!("drop table {t}; drop table {t}_x"));
+    direct_mysql(&format!("drop table {t}; drop table {t}_x"));
     let audit = gw.audit_log();
     // 50 executions of the prepared insert are 50 audit records.
     assert_eq!(
@@ -184,7 +184,7 @@ async fn rust_driver_text_binary_multi_statement_and_denials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_query_reaches_the_right_upstream_thread() {
-    let gw = Gateway::start("");
+    let gw = Gateway::start_mysql("");
     let mut busy = mysql_async::Conn::new(opts(&gw, "agent", TOKEN))
         .await
         .unwrap();
@@ -227,7 +227,7 @@ async fn kill_query_reaches_the_right_upstream_thread() {
 
 #[test]
 fn policy_test_uses_the_mysql_classifier_for_mysql_connections() {
-    let gw = Gateway::start(NO_DDL);
+    let gw = Gateway::start_mysql(NO_DDL);
     // An executable comment is SQL to MySQL (a DROP here) but only a comment to PostgreSQL.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(["policy", "test", "--config"])

@@ -3,10 +3,10 @@
 //! machine's MariaDB through the gateway: a bypass corpus of queries that try to get a masked
 //! value out, ERR messages that echo values, and an audit trail with counts but no values.
 
-mod mysql_common;
+mod support;
 
 use mysql_async::prelude::*;
-use mysql_common::*;
+use support::*;
 
 /// Values no content detector recognises: only the column rule can mask them.
 const CODES: [&str; 3] = ["ZEBRA-4471", "OKAPI-9925", "LLAMA-3310"];
@@ -35,7 +35,7 @@ impl Drop for Fixture {
 fn fixture(strategy: &str) -> Fixture {
     let t = unique("mask_c");
     let v = format!("{t}_v");
-    direct(&format!(
+    direct_mysql(&format!(
         "create table {t} (id int primary key, name varchar(40), email varchar(80), \
          secret_code varchar(20) unique, card bigint, note text);
          insert into {t} values
@@ -58,7 +58,7 @@ strategy = "{strategy}"
 "#
     );
     Fixture {
-        gw: Gateway::start(&extra),
+        gw: Gateway::start_mysql(&extra),
         t,
         v,
     }

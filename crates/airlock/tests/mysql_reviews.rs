@@ -1,10 +1,9 @@
 //! Reviews over MySQL: no notices exist, so a held statement waits; approved in time it runs,
 //! otherwise the client gets an ERR naming the review id, and a re-run after approval executes.
 
-mod mysql_common;
+mod support;
 
-use mysql_common::*;
-use std::time::{Duration, Instant};
+use support::*;
 
 fn config(hold: &str) -> String {
     format!(
@@ -29,28 +28,11 @@ timeout = "10m"
     )
 }
 
-fn pending_review(gw: &Gateway) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let o = gw.api_cli(ALICE_TOKEN, &["reviews", "list", "--json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        if let Some(id) = v
-            .as_array()
-            .and_then(|a| a.first())
-            .and_then(|r| r["id"].as_str())
-        {
-            return id.to_owned();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("no pending review appeared");
-}
-
 #[test]
 fn held_delete_runs_when_approved_while_waiting() {
-    let gw = Gateway::start(&config("30s"));
+    let gw = Gateway::start_mysql(&config("30s"));
     let t = unique("my_review");
-    direct(&format!(
+    direct_mysql(&format!(
         "create table {t} (id int); insert into {t} values (1), (2)"
     ));
     let client = std::thread::spawn({
@@ -70,9 +52,9 @@ fn held_delete_runs_when_approved_while_waiting() {
             )
         }
     });
-    let id = pending_review(&gw);
+    let id = gw.pending_review();
     assert_eq!(
-        direct(&format!("select count(*) from {t}")),
+        direct_mysql(&format!("select count(*) from {t}")),
         "2",
         "ran while held"
     );
@@ -80,15 +62,15 @@ fn held_delete_runs_when_approved_while_waiting() {
     assert!(o.status.success(), "{}", text(&o));
     let s = text(&client.join().unwrap());
     assert!(s.contains("done"), "{s}");
-    assert_eq!(direct(&format!("select count(*) from {t}")), "0");
-    direct(&format!("drop table {t}"));
+    assert_eq!(direct_mysql(&format!("select count(*) from {t}")), "0");
+    direct_mysql(&format!("drop table {t}"));
 }
 
 #[test]
 fn held_delete_times_out_with_the_review_id_and_runs_on_rerun_after_approval() {
-    let gw = Gateway::start(&config("1s"));
+    let gw = Gateway::start_mysql(&config("1s"));
     let t = unique("my_review");
-    direct(&format!(
+    direct_mysql(&format!(
         "create table {t} (id int); insert into {t} values (1), (2)"
     ));
     let s = text(&gw.mysql(&format!("delete from {t};\n")));
@@ -96,13 +78,13 @@ fn held_delete_times_out_with_the_review_id_and_runs_on_rerun_after_approval() {
         s.contains("ERROR 1142 (42000)") && s.contains("pending approval, review id r-"),
         "{s}"
     );
-    let id = pending_review(&gw);
+    let id = gw.pending_review();
     assert!(s.contains(&id), "{s}");
-    assert_eq!(direct(&format!("select count(*) from {t}")), "2");
+    assert_eq!(direct_mysql(&format!("select count(*) from {t}")), "2");
     let o = gw.api_cli(ALICE_TOKEN, &["reviews", "approve", &id]);
     assert!(o.status.success(), "{}", text(&o));
     let s = text(&gw.mysql(&format!("delete from {t};\nselect 'rerun' as r;\n")));
     assert!(s.contains("rerun") && !s.contains("ERROR"), "{s}");
-    assert_eq!(direct(&format!("select count(*) from {t}")), "0");
-    direct(&format!("drop table {t}"));
+    assert_eq!(direct_mysql(&format!("select count(*) from {t}")), "0");
+    direct_mysql(&format!("drop table {t}"));
 }

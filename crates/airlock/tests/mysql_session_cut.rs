@@ -2,42 +2,17 @@
 //! open `mysql` client session at once — even in the middle of a long statement, which is then
 //! killed upstream — with a native ERR (1927, 70100) naming the reason, and audit events.
 
-mod mysql_common;
+mod support;
 
-use mysql_common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn admin_token(gw: &Gateway) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(t) = gw
-            .stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .find_map(|l| l.split("bootstrap admin token").nth(1).map(str::to_owned))
-        {
-            return t.rsplit(' ').next().unwrap().trim().to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no bootstrap admin token printed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn ok(o: &std::process::Output) -> String {
-    assert!(o.status.success(), "command failed: {}", text(o));
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
+use support::*;
 
 #[test]
 fn revoking_a_token_closes_the_open_mysql_session_and_kills_its_statement() {
-    let gw = Gateway::start("");
-    let admin = admin_token(&gw);
+    let gw = Gateway::start_mysql("");
+    let admin = gw.admin_token();
     let token = ok(&gw.api_cli(
         &admin,
         &[
@@ -86,7 +61,7 @@ fn revoking_a_token_closes_the_open_mysql_session_and_kills_its_statement() {
         std::thread::sleep(Duration::from_secs(20));
     });
     std::thread::sleep(Duration::from_millis(1500));
-    let running = direct("select count(*) from information_schema.processlist where info like '%cut_marker%' and info not like '%processlist%'");
+    let running = direct_mysql("select count(*) from information_schema.processlist where info like '%cut_marker%' and info not like '%processlist%'");
     assert_eq!(running, "1", "the long statement is not running upstream");
     let revoked_at = Instant::now();
     ok(&gw.api_cli(&admin, &["tokens", "revoke", &id]));
@@ -102,19 +77,7 @@ fn revoking_a_token_closes_the_open_mysql_session_and_kills_its_statement() {
         revoked_at.elapsed() < Duration::from_secs(3),
         "the cut waited for the statement"
     );
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let out = exited_output(&mut child);
     assert!(out.contains("before-revoke"), "{out}");
     assert!(out.contains("ERROR 1927 (70100)"), "{out}");
     assert!(
@@ -125,7 +88,7 @@ fn revoking_a_token_closes_the_open_mysql_session_and_kills_its_statement() {
     // The statement was killed upstream, not left running for its 8 seconds.
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let running = direct("select count(*) from information_schema.processlist where info like '%cut_marker%' and info not like '%processlist%'");
+        let running = direct_mysql("select count(*) from information_schema.processlist where info like '%cut_marker%' and info not like '%processlist%'");
         if running == "0" {
             break;
         }

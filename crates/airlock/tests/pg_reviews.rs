@@ -81,23 +81,6 @@ timeout = "10m"
 }
 
 /// Waits until a pending review shows up in `airlock reviews list` and returns its id.
-fn pending_review(gw: &Gateway) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let o = gw.api_cli(ALICE_TOKEN, &["reviews", "list", "--json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        if let Some(id) = v
-            .as_array()
-            .and_then(|a| a.first())
-            .and_then(|r| r["id"].as_str())
-        {
-            return id.to_owned();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("no pending review appeared");
-}
-
 #[test]
 fn held_delete_runs_once_after_approval_from_the_cli() {
     let (hook, seen) = receiver();
@@ -111,7 +94,7 @@ fn held_delete_runs_once_after_approval_from_the_cli() {
         let t = t.clone();
         move || psql(&conninfo, &format!("delete from {t};\n"))
     });
-    let id = pending_review(&gw);
+    let id = gw.pending_review();
     // Still held: nothing deleted yet.
     assert_eq!(direct(&format!("select count(*) from {t}")), "2");
     // The agent cannot approve its own request (nor is it a reviewer).
@@ -164,7 +147,7 @@ fn a_timed_out_hold_says_pending_and_a_rerun_after_approval_runs_once() {
     let s = text(&out);
     assert!(s.contains("pending approval, review id r-"), "{s}");
     assert_eq!(direct(&format!("select id from {t}")), "1");
-    let id = pending_review(&gw);
+    let id = gw.pending_review();
     let o = gw.api_cli(BOB_TOKEN, &["reviews", "approve", &id]);
     assert!(o.status.success(), "{}", text(&o));
     let s = text(&psql(&gw.agent(), &stmt));
@@ -190,7 +173,7 @@ fn a_denied_review_fails_the_statement_with_who_denied_it() {
         let t = t.clone();
         move || psql(&conninfo, &format!("delete from {t};\n"))
     });
-    let id = pending_review(&gw);
+    let id = gw.pending_review();
     let o = gw.api_cli(ALICE_TOKEN, &["reviews", "deny", &id]);
     assert!(o.status.success(), "{}", text(&o));
     let s = text(&psql_thread.join().unwrap());
@@ -220,7 +203,7 @@ fn an_access_grant_lets_an_outsider_in_until_it_expires() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let id = pending_review(&gw);
+    let id = gw.pending_review();
     let o = gw.api_cli(ALICE_TOKEN, &["reviews", "approve", &id]);
     assert!(o.status.success(), "{}", text(&o));
     // Inside the grant: a session opens, and is cut when the grant ends.
@@ -245,24 +228,7 @@ fn an_access_grant_lets_an_outsider_in_until_it_expires() {
 #[test]
 fn the_bootstrap_admin_token_is_printed_once_and_works_for_the_api() {
     let gw = Gateway::start("");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let token = loop {
-        let line = gw
-            .stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains("bootstrap admin token"))
-            .cloned();
-        if let Some(line) = line {
-            break line.rsplit(' ').next().unwrap().to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no bootstrap admin token printed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let token = gw.admin_token();
     assert!(token.starts_with("alk_admin_"), "{token}");
     let o = gw.api_cli(&token, &["reviews", "list", "--state", "all"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -1,8 +1,9 @@
 //! Test harness: runs the real `airlock` binary against the machine's PostgreSQL
-//! (127.0.0.1:5432, trust, database `test`) and drives it with real clients.
+//! (127.0.0.1:5432, trust, database `test`) or MariaDB (127.0.0.1:3306, root without password,
+//! database `test`) and drives it with the real clients (`psql`, `mysql`).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -12,6 +13,7 @@ pub const TOKEN: &str = "test-agent-token-0123456789";
 pub const OUTSIDER_TOKEN: &str = "test-outsider-token-0123456789";
 pub const ALICE_TOKEN: &str = "test-alice-token-0123456789";
 pub const BOB_TOKEN: &str = "test-bob-token-0123456789";
+pub const DEV_TOKEN: &str = "test-dev-token-0123456789";
 pub const DIRECT: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 
 pub fn free_port() -> u16 {
@@ -77,15 +79,32 @@ impl Gateway {
 
     /// `upstream`: extra `[[connections]]`; `shell_prefix`: e.g. a `ulimit` to run under.
     pub fn start_with(upstream: &str, extra: &str, shell_prefix: Option<&str>) -> Gateway {
+        Self::launch(
+            |data, port, api_port| base_config(data, port, api_port, upstream, extra),
+            shell_prefix,
+        )
+    }
+
+    /// A gateway with a `mysql` listener in front of the machine's MariaDB ([`mysql_config`]).
+    pub fn start_mysql(extra: &str) -> Gateway {
+        Self::launch(
+            |data, port, api_port| mysql_config(data, port, api_port, extra),
+            None,
+        )
+    }
+
+    /// Writes the config `config(data_dir, listener_port, api_port)` returns, starts `airlock
+    /// serve` on it and waits until the listener accepts connections.
+    pub fn launch(
+        config: impl FnOnce(&Path, u16, u16) -> String,
+        shell_prefix: Option<&str>,
+    ) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let api_port = free_port();
+        let config_text = config(&dir.path().join("data"), port, api_port);
         let config = dir.path().join("airlock.toml");
-        std::fs::write(
-            &config,
-            base_config(&dir.path().join("data"), port, api_port, upstream, extra),
-        )
-        .expect("write config");
+        std::fs::write(&config, config_text).expect("write config");
         let bin = env!("CARGO_BIN_EXE_airlock");
         let mut cmd = match shell_prefix {
             Some(prefix) => {
@@ -107,6 +126,7 @@ impl Gateway {
             .env("AIRLOCK_TEST_OUTSIDER_TOKEN", OUTSIDER_TOKEN)
             .env("AIRLOCK_TEST_ALICE_TOKEN", ALICE_TOKEN)
             .env("AIRLOCK_TEST_BOB_TOKEN", BOB_TOKEN)
+            .env("AIRLOCK_TEST_DEV_TOKEN", DEV_TOKEN)
             .env("AIRLOCK_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -181,6 +201,95 @@ impl Gateway {
 
     pub fn audit_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("data").join("audit.log")).unwrap_or_default()
+    }
+
+    /// The real `mysql` client through the gateway, feeding `script` on stdin (`--force`: keep
+    /// going after errors, like psql's ON_ERROR_STOP=0).
+    pub fn mysql_as(&self, user: &str, token: &str, db: &str, script: &str) -> Output {
+        let port = format!("-P{}", self.port);
+        let user = format!("-u{user}");
+        let pass = format!("-p{token}");
+        let db = format!("-D{db}");
+        mysql(
+            &[
+                "-h127.0.0.1",
+                &port,
+                &user,
+                &pass,
+                &db,
+                "--force",
+                "--batch",
+                "--skip-ssl",
+            ],
+            script,
+        )
+    }
+
+    /// `mysql` as the agent on `my-local` with extra client options.
+    pub fn mysql_raw(&self, extra: &[&str], script: &str) -> Output {
+        let port = format!("-P{}", self.port);
+        let pass = format!("-p{TOKEN}");
+        let mut args = vec![
+            "-h127.0.0.1",
+            port.as_str(),
+            "-uagent",
+            pass.as_str(),
+            "-Dmy-local",
+            "--force",
+            "--batch",
+            "--skip-ssl",
+        ];
+        args.extend_from_slice(extra);
+        mysql(&args, script)
+    }
+
+    /// `mysql` as the agent on `my-local`.
+    pub fn mysql(&self, script: &str) -> Output {
+        self.mysql_as("agent", TOKEN, "my-local", script)
+    }
+
+    /// A MySQL driver URL for `my-local` through the gateway.
+    pub fn url(&self, user: &str, token: &str) -> String {
+        format!("mysql://{user}:{token}@127.0.0.1:{}/my-local", self.port)
+    }
+
+    /// The id of the first pending review, as reviewer `alice` lists them (waits up to 20 s).
+    pub fn pending_review(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let o = self.api_cli(ALICE_TOKEN, &["reviews", "list", "--json"]);
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+            if let Some(id) = v
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(|r| r["id"].as_str())
+            {
+                return id.to_owned();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no pending review appeared");
+    }
+
+    /// The bootstrap admin token `serve` prints once on its first start.
+    pub fn admin_token(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(t) = self
+                .stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| l.split("bootstrap admin token").nth(1).map(str::to_owned))
+            {
+                return t.rsplit(' ').next().unwrap().trim().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no bootstrap admin token printed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGKILL: no shutdown path runs, as in a crash or an OOM kill.
@@ -260,4 +369,102 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Everything a finished child with piped stdout and stderr wrote: stdout, then stderr.
+pub fn exited_output(child: &mut Child) -> String {
+    use std::io::Read;
+    let mut out = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        s.read_to_string(&mut out).expect("child stdout");
+    }
+    if let Some(mut s) = child.stderr.take() {
+        s.read_to_string(&mut out).expect("child stderr");
+    }
+    out
+}
+
+/// The command's stdout, trimmed, after asserting it succeeded.
+pub fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "command failed: {}", text(o));
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// The MySQL configuration: agents and engineers may use `my-local` (the machine's MariaDB).
+pub fn mysql_config(dir: &Path, port: u16, api_port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[gateway]
+data_dir = "{dir}"
+api_listen = "127.0.0.1:{api_port}"
+
+[listeners]
+mysql = "127.0.0.1:{port}"
+
+[[service_accounts]]
+name = "agent"
+groups = ["ai-agents"]
+agent = true
+token_env = "AIRLOCK_TEST_TOKEN"
+
+[[service_accounts]]
+name = "dev"
+groups = ["engineers"]
+token_env = "AIRLOCK_TEST_DEV_TOKEN"
+
+[[service_accounts]]
+name = "outsider"
+groups = ["contractors"]
+token_env = "AIRLOCK_TEST_OUTSIDER_TOKEN"
+
+[[connections]]
+name = "my-local"
+type = "mysql"
+address = "127.0.0.1:3306"
+database = "test"
+user = "root"
+sslmode = "disable"
+tags = {{ env = "dev" }}
+allow_groups = ["ai-agents", "engineers"]
+
+{extra}
+"#,
+        dir = dir.display()
+    )
+}
+
+/// The real `mysql` client with `args`, feeding `script` on stdin.
+pub fn mysql(args: &[&str], script: &str) -> Output {
+    let mut child = Command::new("mysql")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the mysql client is installed");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let script = script.to_owned();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(script.as_bytes());
+    });
+    let out = child.wait_with_output().expect("mysql");
+    let _ = feeder.join();
+    out
+}
+
+/// Straight to MariaDB, bypassing the gateway (setup and checks).
+pub fn direct_mysql(sql: &str) -> String {
+    let o = mysql(
+        &[
+            "-h127.0.0.1",
+            "-P3306",
+            "-uroot",
+            "-Dtest",
+            "--batch",
+            "--skip-column-names",
+        ],
+        sql,
+    );
+    assert!(o.status.success(), "direct `{sql}` failed: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
