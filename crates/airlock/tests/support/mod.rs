@@ -32,8 +32,9 @@ pub struct Gateway {
     pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-/// The base configuration: one agent allowed on `pg-local`, one identity that is not.
-pub fn base_config(dir: &Path, port: u16, api_port: u16, upstream: &str, extra: &str) -> String {
+/// `[gateway]`, one listener, and the identities every test config has: an agent and an
+/// outsider (not allowed anywhere).
+fn common_config(dir: &Path, listener: &str, port: u16, api_port: u16) -> String {
     format!(
         r#"
 [gateway]
@@ -41,7 +42,7 @@ data_dir = "{dir}"
 api_listen = "127.0.0.1:{api_port}"
 
 [listeners]
-postgres = "127.0.0.1:{port}"
+{listener} = "127.0.0.1:{port}"
 
 [[service_accounts]]
 name = "agent"
@@ -53,7 +54,15 @@ token_env = "AIRLOCK_TEST_TOKEN"
 name = "outsider"
 groups = ["contractors"]
 token_env = "AIRLOCK_TEST_OUTSIDER_TOKEN"
+"#,
+        dir = dir.display()
+    )
+}
 
+/// The base configuration: one agent allowed on `pg-local`, one identity that is not.
+pub fn base_config(dir: &Path, port: u16, api_port: u16, upstream: &str, extra: &str) -> String {
+    format!(
+        r#"{common}
 [[connections]]
 name = "pg-local"
 type = "postgres"
@@ -68,7 +77,7 @@ allow_groups = ["ai-agents"]
 
 {extra}
 "#,
-        dir = dir.display()
+        common = common_config(dir, "postgres", port, api_port)
     )
 }
 
@@ -393,29 +402,11 @@ pub fn ok(o: &Output) -> String {
 /// The MySQL configuration: agents and engineers may use `my-local` (the machine's MariaDB).
 pub fn mysql_config(dir: &Path, port: u16, api_port: u16, extra: &str) -> String {
     format!(
-        r#"
-[gateway]
-data_dir = "{dir}"
-api_listen = "127.0.0.1:{api_port}"
-
-[listeners]
-mysql = "127.0.0.1:{port}"
-
-[[service_accounts]]
-name = "agent"
-groups = ["ai-agents"]
-agent = true
-token_env = "AIRLOCK_TEST_TOKEN"
-
+        r#"{common}
 [[service_accounts]]
 name = "dev"
 groups = ["engineers"]
 token_env = "AIRLOCK_TEST_DEV_TOKEN"
-
-[[service_accounts]]
-name = "outsider"
-groups = ["contractors"]
-token_env = "AIRLOCK_TEST_OUTSIDER_TOKEN"
 
 [[connections]]
 name = "my-local"
@@ -429,7 +420,7 @@ allow_groups = ["ai-agents", "engineers"]
 
 {extra}
 "#,
-        dir = dir.display()
+        common = common_config(dir, "mysql", port, api_port)
     )
 }
 
