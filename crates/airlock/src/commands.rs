@@ -190,9 +190,9 @@ fn state_paths(state: &StateArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
         return Ok((dir.clone(), dir.join("audit.log")));
     }
     if let Some(path) = &state.config {
-        let config =
-            airlock_config::load_file(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
-        return Ok((config.gateway.data_dir, config.audit.path));
+        // Only the paths: reading the audit trail must not need the gateway's secrets.
+        return airlock_config::load_state_locations(path)
+            .map_err(|e| anyhow!("invalid configuration:\n{e}"));
     }
     let dir = PathBuf::from("./airlock-data");
     Ok((dir.clone(), dir.join("audit.log")))

@@ -123,3 +123,41 @@ fn login_without_a_gateway_says_how_to_point_at_one() {
     assert!(out.contains("cannot reach the airlock API"), "{out}");
     assert!(out.contains("set --api or AIRLOCK_API"), "{out}");
 }
+
+/// Reading the audit trail with the gateway's config needs only its paths, not its secrets: an
+/// auditor has the file but not the agents' tokens.
+#[test]
+fn read_only_commands_take_a_config_without_its_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("audit.log"), "").unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[gateway]\ndata_dir = \"{}\"\n\n[[service_accounts]]\nname = \"agent\"\ntoken_env = \"AIRLOCK_TEST_UNSET_TOKEN\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let (code, out) = airlock(&["sessions", "list", "--config", config]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("AIRLOCK_TEST_UNSET_TOKEN"), "{out}");
+    let (code, out) = airlock(&["audit", "verify", "--config", config]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 events, chain intact"), "{out}");
+    // Serving still needs every secret.
+    let (code, out) = airlock(&["check", "--config", config]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("AIRLOCK_TEST_UNSET_TOKEN is not set"), "{out}");
+    // The paths part is still validated, with its line.
+    std::fs::write(&path, "[gateway]\ndata_dirr = \"x\"\n").unwrap();
+    let (code, out) = airlock(&["sessions", "list", "--config", config]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("gateway.toml:2:1: unknown key `data_dirr`"),
+        "{out}"
+    );
+}

@@ -37,19 +37,33 @@ pub use trail::{
     CheckpointSettings, ExporterKind, ExporterSettings, RecordingSettings, TrailConfig,
 };
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Reads and validates a config file, resolving secrets from the real environment and files.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let origin = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => load_str(&text, &origin, &SystemEnv),
-        Err(e) => Err(ConfigErrors(vec![Diagnostic {
-            file: origin,
-            line: 0,
-            column: 0,
-            message: format!("cannot read the config file: {e}"),
-        }])),
+        Err(e) => Err(unreadable(origin, &e)),
+    }
+}
+
+fn unreadable(origin: String, e: &std::io::Error) -> ConfigErrors {
+    ConfigErrors(vec![Diagnostic {
+        file: origin,
+        line: 0,
+        column: 0,
+        message: format!("cannot read the config file: {e}"),
+    }])
+}
+
+/// `(data_dir, audit log path)` of the config file at `path`, reading only `[gateway]` and
+/// `[audit]`: no secret is resolved (for read-only commands run by auditors).
+pub fn load_state_locations(path: &Path) -> Result<(PathBuf, PathBuf), ConfigErrors> {
+    let origin = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse::load_state_locations(&text, &origin),
+        Err(e) => Err(unreadable(origin, &e)),
     }
 }
 

@@ -171,6 +171,41 @@ pub(crate) fn load(text: &str, origin: &str, env: &dyn EnvLookup) -> Result<Conf
     }
 }
 
+/// Only `[gateway]` and `[audit]`, checked as [`load`] checks them: where the gateway keeps its
+/// state. Secrets and the other sections are not read, so the read-only commands (`sessions`,
+/// `audit`) work for someone who has the config file but not the gateway's credentials.
+pub(crate) fn load_state_locations(
+    text: &str,
+    origin: &str,
+) -> Result<(PathBuf, PathBuf), ConfigErrors> {
+    let mut report = Report::new(text, origin);
+    let (doc, syntax_errors) = DeTable::parse_recoverable(text);
+    if !syntax_errors.is_empty() {
+        for e in &syntax_errors {
+            let span = e.span().unwrap_or(0..0);
+            report.error(&span, e.message().to_string());
+        }
+        return Err(sorted(report.errors));
+    }
+    let root = Table {
+        table: doc.get_ref(),
+        span: doc.span(),
+        what: "the top level".to_string(),
+    };
+    let gateway = section(&mut report, &root, "gateway")
+        .map(|t| gateway(&mut report, &t))
+        .unwrap_or_else(default_gateway);
+    let audit = match section(&mut report, &root, "audit") {
+        Some(t) => audit(&mut report, &t, &gateway),
+        None => default_audit(&gateway),
+    };
+    if report.errors.is_empty() {
+        Ok((gateway.data_dir, audit.path))
+    } else {
+        Err(sorted(report.errors))
+    }
+}
+
 fn sorted(mut diagnostics: Vec<Diagnostic>) -> ConfigErrors {
     diagnostics.sort_by_key(|d| (d.line, d.column));
     ConfigErrors(diagnostics)
