@@ -145,6 +145,39 @@ struct Sp<T> {
 }
 
 pub(crate) fn load(text: &str, origin: &str, env: &dyn EnvLookup) -> Result<Config, ConfigErrors> {
+    let (config, warnings) = parse_with(text, origin, |r, root| build(r, root, origin, env))?;
+    let mut config = config;
+    config.warnings = warnings;
+    Ok(config)
+}
+
+/// Only `[gateway]` and `[audit]`, checked as [`load`] checks them: where the gateway keeps its
+/// state. Secrets and the other sections are not read, so the read-only commands (`sessions`,
+/// `audit`) work for someone who has the config file but not the gateway's credentials.
+pub(crate) fn load_state_locations(
+    text: &str,
+    origin: &str,
+) -> Result<(PathBuf, PathBuf), ConfigErrors> {
+    let (paths, _) = parse_with(text, origin, |r, root| {
+        let gateway = section(r, root, "gateway")
+            .map(|t| gateway(r, &t))
+            .unwrap_or_else(default_gateway);
+        let audit = match section(r, root, "audit") {
+            Some(t) => audit(r, &t, &gateway),
+            None => default_audit(&gateway),
+        };
+        (gateway.data_dir, audit.path)
+    })?;
+    Ok(paths)
+}
+
+/// Parses the TOML and runs `read` over its top-level table; the result and the warnings if
+/// nothing was reported as an error, else every error in line order.
+fn parse_with<T>(
+    text: &str,
+    origin: &str,
+    read: impl FnOnce(&mut Report<'_>, &Table<'_, '_>) -> T,
+) -> Result<(T, Vec<Diagnostic>), ConfigErrors> {
     let mut report = Report::new(text, origin);
     let (doc, syntax_errors) = DeTable::parse_recoverable(text);
     if !syntax_errors.is_empty() {
@@ -161,46 +194,9 @@ pub(crate) fn load(text: &str, origin: &str, env: &dyn EnvLookup) -> Result<Conf
         span: doc.span(),
         what: "the top level".to_string(),
     };
-    let config = build(&mut report, &root, origin, env);
+    let value = read(&mut report, &root);
     if report.errors.is_empty() {
-        let mut config = config;
-        config.warnings = sorted(report.warnings).0;
-        Ok(config)
-    } else {
-        Err(sorted(report.errors))
-    }
-}
-
-/// Only `[gateway]` and `[audit]`, checked as [`load`] checks them: where the gateway keeps its
-/// state. Secrets and the other sections are not read, so the read-only commands (`sessions`,
-/// `audit`) work for someone who has the config file but not the gateway's credentials.
-pub(crate) fn load_state_locations(
-    text: &str,
-    origin: &str,
-) -> Result<(PathBuf, PathBuf), ConfigErrors> {
-    let mut report = Report::new(text, origin);
-    let (doc, syntax_errors) = DeTable::parse_recoverable(text);
-    if !syntax_errors.is_empty() {
-        for e in &syntax_errors {
-            let span = e.span().unwrap_or(0..0);
-            report.error(&span, e.message().to_string());
-        }
-        return Err(sorted(report.errors));
-    }
-    let root = Table {
-        table: doc.get_ref(),
-        span: doc.span(),
-        what: "the top level".to_string(),
-    };
-    let gateway = section(&mut report, &root, "gateway")
-        .map(|t| gateway(&mut report, &t))
-        .unwrap_or_else(default_gateway);
-    let audit = match section(&mut report, &root, "audit") {
-        Some(t) => audit(&mut report, &t, &gateway),
-        None => default_audit(&gateway),
-    };
-    if report.errors.is_empty() {
-        Ok((gateway.data_dir, audit.path))
+        Ok((value, sorted(report.warnings).0))
     } else {
         Err(sorted(report.errors))
     }
