@@ -663,7 +663,9 @@ impl Index {
             // Typed access would fail the whole verification on a row edited to another type;
             // reading the bytes makes that an ordinary mismatch at this seq instead.
             let hash = value_bytes(row.get_ref(1)?);
-            let located = lines.line(seq, row.get(2)?, row.get(3)?).and_then(|line| {
+            // The position read leniently too: a non-integer reads as outside the log.
+            let at = |i| row.get::<_, i64>(i).unwrap_or(-1);
+            let located = lines.line(at(2), at(3)).and_then(|line| {
                 let l = parse_line(line)?;
                 if l.seq != seq {
                     return Err(format!(
@@ -732,17 +734,30 @@ impl LogLines {
         }
     }
 
-    /// The line (without newline) stored for event `seq` at `pos`.
-    fn line(&mut self, seq: u64, pos: i64, len: i64) -> Result<&[u8], String> {
+    /// The line (without newline) the index places at `pos`. The position comes from the
+    /// index, which may have been edited: it is checked against the file's length before
+    /// anything is allocated for it.
+    fn line(&mut self, pos: i64, len: i64) -> Result<&[u8], String> {
         use std::os::unix::fs::FileExt;
         let file = self.file.as_ref().map_err(Clone::clone)?;
-        let (Ok(pos), Ok(len)) = (u64::try_from(pos), usize::try_from(len)) else {
-            return Err(format!("event {seq}: bad position in the index"));
+        let file_len = file
+            .metadata()
+            .map_err(|e| format!("cannot read the log's length: {e}"))?
+            .len();
+        let in_file = u64::try_from(pos)
+            .ok()
+            .zip(u64::try_from(len).ok())
+            .filter(|&(p, l)| p.checked_add(l).is_some_and(|end| end <= file_len));
+        let Some((pos, len)) = in_file else {
+            return Err(format!(
+                "the index places the event at bytes {pos}+{len}, outside the log ({file_len} bytes)"
+            ));
         };
+        // `len` fits in the file, which is in memory's reach only if it fits in usize.
+        let len = usize::try_from(len).map_err(|_| "event too large to read".to_string())?;
         self.buf.resize(len, 0);
-        file.read_exact_at(&mut self.buf, pos).map_err(|e| {
-            format!("event {seq}: cannot read {len} bytes at {pos} of the log: {e}")
-        })?;
+        file.read_exact_at(&mut self.buf, pos)
+            .map_err(|e| format!("cannot read {len} bytes at byte {pos} of the log: {e}"))?;
         Ok(&self.buf)
     }
 
@@ -775,7 +790,7 @@ impl LogLines {
 
     /// The event JSON of the line at `pos`, checked against the indexed `hash`.
     fn event_json(&mut self, pos: i64, len: i64, hash: &[u8]) -> Result<&str, String> {
-        let line = self.line(0, pos, len)?;
+        let line = self.line(pos, len)?;
         let l = parse_line(line)?;
         let json = l.event.get();
         if crate::chain::chain_digest(l.seq, l.prev, json.as_bytes()).as_slice() != hash {

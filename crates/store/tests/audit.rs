@@ -557,6 +557,45 @@ fn index_verify_detects_edited_and_deleted_rows() {
         .unwrap()
         .is_ok());
 
+    // A position edited to point outside the log (or to ask for 2^62 bytes) is a break at that
+    // seq, not an allocation of that size.
+    conn.execute(
+        "UPDATE events SET len = 4611686018427387904 WHERE seq = 4",
+        [],
+    )
+    .unwrap();
+    let (seq, reason) = Index::open(&db, &log_path)
+        .unwrap()
+        .verify()
+        .unwrap()
+        .first_broken
+        .unwrap();
+    assert_eq!(seq, 4);
+    assert!(reason.contains("outside the log"), "{reason}");
+    let shown = format!(
+        "{:?}",
+        Index::open(&db, &log_path).unwrap().session("s1").unwrap()
+    );
+    assert!(!shown.contains("delete from"), "{shown}");
+    conn.execute("UPDATE events SET len = 'x' WHERE seq = 4", [])
+        .unwrap();
+    let (seq, _) = Index::open(&db, &log_path)
+        .unwrap()
+        .verify()
+        .unwrap()
+        .first_broken
+        .unwrap();
+    assert_eq!(seq, 4);
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let line4 = text.lines().nth(3).unwrap().len();
+    conn.execute("UPDATE events SET len = ?1 WHERE seq = 4", [line4 as i64])
+        .unwrap();
+    assert!(Index::open(&db, &log_path)
+        .unwrap()
+        .verify()
+        .unwrap()
+        .is_ok());
+
     // The log line the index points at edited after indexing (same length, so every
     // position stays valid): verify breaks there and reading never shows the edited text.
     let text = std::fs::read_to_string(&log_path).unwrap();
