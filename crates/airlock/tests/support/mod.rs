@@ -215,35 +215,32 @@ impl Gateway {
     /// The real `mysql` client through the gateway, feeding `script` on stdin (`--force`: keep
     /// going after errors, like psql's ON_ERROR_STOP=0).
     pub fn mysql_as(&self, user: &str, token: &str, db: &str, script: &str) -> Output {
-        let port = format!("-P{}", self.port);
-        let user = format!("-u{user}");
-        let pass = format!("-p{token}");
-        let db = format!("-D{db}");
-        mysql(
-            &[
-                "-h127.0.0.1",
-                &port,
-                &user,
-                &pass,
-                &db,
-                "--force",
-                "--batch",
-                "--skip-ssl",
-            ],
-            script,
-        )
+        self.mysql_with(user, token, db, &[], script)
     }
 
     /// `mysql` as the agent on `my-local` with extra client options.
     pub fn mysql_raw(&self, extra: &[&str], script: &str) -> Output {
+        self.mysql_with("agent", TOKEN, "my-local", extra, script)
+    }
+
+    fn mysql_with(
+        &self,
+        user: &str,
+        token: &str,
+        db: &str,
+        extra: &[&str],
+        script: &str,
+    ) -> Output {
         let port = format!("-P{}", self.port);
-        let pass = format!("-p{TOKEN}");
+        let user = format!("-u{user}");
+        let pass = format!("-p{token}");
+        let db = format!("-D{db}");
         let mut args = vec![
             "-h127.0.0.1",
-            port.as_str(),
-            "-uagent",
-            pass.as_str(),
-            "-Dmy-local",
+            &port,
+            &user,
+            &pass,
+            &db,
             "--force",
             "--batch",
             "--skip-ssl",
