@@ -95,13 +95,17 @@ pub enum Operation {
     Begin,
     Commit,
     Rollback,
+    /// Explicit locks: `LOCK TABLE`, `SELECT … FOR UPDATE/SHARE`, MySQL `LOCK IN SHARE MODE`.
+    /// A read that holds row or table locks blocks every writer for as long as its
+    /// transaction stays open, so it counts as a write (a read-only rule denies it).
+    Lock,
     Other,
     #[default]
     Unknown,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 21] = [
+    pub const ALL: [Operation; 22] = [
         Operation::Select,
         Operation::Insert,
         Operation::Update,
@@ -121,6 +125,7 @@ impl Operation {
         Operation::Begin,
         Operation::Commit,
         Operation::Rollback,
+        Operation::Lock,
         Operation::Other,
         Operation::Unknown,
     ];
@@ -146,6 +151,7 @@ impl Operation {
             Operation::Begin => "begin",
             Operation::Commit => "commit",
             Operation::Rollback => "rollback",
+            Operation::Lock => "lock",
             Operation::Other => "other",
             Operation::Unknown => "unknown",
         }

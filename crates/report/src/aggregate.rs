@@ -79,7 +79,7 @@ const DAY_US: i64 = 86_400 * 1_000_000;
 /// Operations that change something even when the classifier named no written relation.
 const WRITE_OPERATIONS: &[&str] = &[
     "insert", "update", "delete", "merge", "create", "alter", "drop", "truncate", "grant",
-    "revoke", "call", "do", "unknown",
+    "revoke", "call", "do", "lock", "unknown",
 ];
 
 #[derive(Default)]
