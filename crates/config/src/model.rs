@@ -180,6 +180,10 @@ pub struct Connection {
     pub user: Option<String>,
     /// `None`: no password is sent (trust auth upstream).
     pub password: Option<SecretRef>,
+    /// A second upstream role with only read privileges (defence in depth): sessions whose
+    /// rules deny every write connect as this role instead of `user`.
+    pub readonly_user: Option<String>,
+    pub readonly_password: Option<SecretRef>,
     pub tags: BTreeMap<String, String>,
     pub allow_groups: Vec<String>,
     pub allow_identities: Vec<String>,

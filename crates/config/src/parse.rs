@@ -90,6 +90,9 @@ const CONNECTION_KEYS: &[&str] = &[
     "user",
     "password_env",
     "password_file",
+    "readonly_user",
+    "readonly_password_env",
+    "readonly_password_file",
     "tags",
     "allow_groups",
     "allow_identities",
@@ -972,6 +975,14 @@ fn connections(
         let database = t.string(r, "database").map(|s| s.value);
         let user = t.string(r, "user").map(|s| s.value);
         let password = secret(r, t, "password", &owner, env);
+        let readonly_user = t.string(r, "readonly_user");
+        let readonly_password = secret(r, t, "readonly_password", &owner, env);
+        if let (None, Ok(Some(_))) = (&readonly_user, &readonly_password) {
+            r.error(
+                &t.span,
+                format!("{owner} sets a `readonly_password_*` without `readonly_user`"),
+            );
+        }
         let tags = t.string_map(r, "tags");
         let allow_groups = t.plain_list(r, "allow_groups");
         let allow_identities = t.plain_list(r, "allow_identities");
@@ -994,7 +1005,8 @@ fn connections(
                 format!("{owner} has no `allow_groups` or `allow_identities`: nobody may use it"),
             );
         }
-        let (Some(name), Some(kind), Some(address), Ok(password)) = (name, kind, address, password)
+        let (Some(name), Some(kind), Some(address), Ok(password), Ok(readonly_password)) =
+            (name, kind, address, password, readonly_password)
         else {
             continue;
         };
@@ -1005,6 +1017,8 @@ fn connections(
             database,
             user,
             password,
+            readonly_user: readonly_user.map(|u| u.value),
+            readonly_password,
             tags,
             allow_groups,
             allow_identities,

@@ -319,6 +319,27 @@ impl Rule {
         }
     }
 
+    /// Whether the rule's identity and connection matchers select this pair (the matchers that
+    /// do not depend on the command).
+    fn selects(&self, identity: &Identity, connection: &ConnectionRef<'_>) -> bool {
+        (self.identities.is_empty() || self.identities.contains(&identity.name))
+            && (self.groups.is_empty() || self.groups.iter().any(|g| identity.in_group(g)))
+            && self.agents.is_none_or(|want| want == identity.agent)
+            && self.connections.as_ref().is_none_or(|c| c.matches(connection))
+    }
+
+    /// A deny rule whose only command matcher is `writes = true`: it refuses every statement
+    /// that writes or may write, whatever its operation, objects or time.
+    fn denies_every_write(&self) -> bool {
+        self.action == Action::Deny
+            && self.writes == Some(true)
+            && self.operations.is_empty()
+            && self.objects.is_empty()
+            && !self.without_where
+            && self.pattern.is_none()
+            && self.hours.is_none()
+    }
+
     /// How well the rule fits one statement, every matcher combined.
     fn fit(&self, req: &Request<'_>, part: &Part<'_>, text: &mut NormalizedText<'_>) -> Fit {
         let mut fit = Fit::Yes;
@@ -634,6 +655,23 @@ impl PolicySet {
         }
     }
 
+    /// Whether no statement that writes or may write can ever be allowed for this identity on
+    /// this connection: a `writes = true` deny rule selects the pair, or writes default to deny
+    /// and no allow/review rule that could match a write selects it. Such sessions are opened
+    /// read-only upstream (defence in depth: a read-only role, or the database's read-only
+    /// mode), so a write the classifier missed still fails at the database.
+    pub fn denies_all_writes(&self, identity: &Identity, connection: &ConnectionRef<'_>) -> bool {
+        let mut selected = self
+            .rules
+            .iter()
+            .filter(|r| r.selects(identity, connection));
+        if selected.clone().any(Rule::denies_every_write) {
+            return true;
+        }
+        self.default_write_action == Action::Deny
+            && !selected.any(|r| r.action != Action::Deny && r.writes != Some(false))
+    }
+
     pub fn decide(&self, req: &Request<'_>) -> Decision {
         let classification = req.classification;
         // An unparsed classification always carries its `unknown` statement; if a caller built
@@ -876,6 +914,43 @@ mod tests {
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn sessions_under_a_blanket_write_deny_are_read_only() {
+        let agent = identity("claude", &["ai-agents"], true);
+        let human = identity("ann", &["engineers"], false);
+        let prod_tags = tags(&[("env", "prod")]);
+        let prod = ConnectionRef {
+            name: "pg-prod",
+            tags: Some(&prod_tags),
+        };
+        let mut read_only = Rule::new("agents-read-only", Action::Deny);
+        read_only.agents = Some(true);
+        read_only.writes = Some(true);
+        read_only.connections = Some(ConnectionMatch {
+            names: Vec::new(),
+            tags: prod_tags.clone(),
+        });
+        let set = PolicySet::new(vec![read_only.clone()], Action::Allow, Action::Allow);
+        assert!(set.denies_all_writes(&agent, &prod));
+        assert!(!set.denies_all_writes(&human, &prod));
+        // A narrower deny (only at night, only some tables) leaves writes possible.
+        let mut at_night = read_only.clone();
+        at_night.hours = Some(TimeWindow::parse("22:00-06:00", Vec::new()).unwrap());
+        let set = PolicySet::new(vec![at_night], Action::Allow, Action::Allow);
+        assert!(!set.denies_all_writes(&agent, &prod));
+        // Writes denied by default: read-only unless an allow or review rule could admit one.
+        let set = PolicySet::new(Vec::new(), Action::Allow, Action::Deny);
+        assert!(set.denies_all_writes(&human, &prod));
+        let mut reviewed = Rule::new("review-writes", Action::Review);
+        reviewed.operations = vec![Operation::Update];
+        let set = PolicySet::new(vec![reviewed], Action::Allow, Action::Deny);
+        assert!(!set.denies_all_writes(&human, &prod));
+        let mut reads_only = Rule::new("reads", Action::Allow);
+        reads_only.writes = Some(false);
+        let set = PolicySet::new(vec![reads_only], Action::Allow, Action::Deny);
+        assert!(set.denies_all_writes(&human, &prod));
     }
 
     /// The request context; tests change only what they are about.

@@ -421,6 +421,14 @@ impl Gate {
                 return Err(GateError::MaskingUnavailable(why));
             }
         };
+        let read_only = rt.policy.denies_all_writes(
+            &identity,
+            &ConnectionRef {
+                name: &conn.name,
+                tags: Some(&conn.tags),
+            },
+        );
+        let upstream = UpstreamSpec::from_connection(conn, read_only);
         let id = new_session_id();
         let mut ev = AuditEvent::new(EventKind::SessionStart);
         ev.session_id = Some(id.clone());
@@ -437,13 +445,15 @@ impl Gate {
             "credential": credential.kind.as_str(),
             "credential_id": credential.id,
             "masking": masking_note,
+            "upstream_user": upstream.user,
+            "read_only": read_only,
         }));
         self.audit
             .append(&[ev])
             .map_err(|e| GateError::AuditUnavailable(e.to_string()))?;
         Ok(SessionGate {
             gate: self.clone(),
-            upstream: UpstreamSpec::from_connection(conn),
+            upstream,
             connection: conn.clone(),
             identity,
             id,
@@ -499,6 +509,12 @@ pub struct UpstreamSpec {
     pub password: Option<String>,
     pub sslmode: String,
     pub ca_file: Option<PathBuf>,
+    /// The identity's rules deny every write on this connection: the adapter opens the upstream
+    /// session in the database's read-only mode (PostgreSQL `default_transaction_read_only`,
+    /// MySQL `SET SESSION TRANSACTION READ ONLY`) and refuses statements that would turn it off,
+    /// so a write the classifier missed still fails at the database. With a configured
+    /// `readonly_user`, `user`/`password` above are that role's.
+    pub read_only: bool,
 }
 
 impl std::fmt::Debug for UpstreamSpec {
@@ -509,22 +525,32 @@ impl std::fmt::Debug for UpstreamSpec {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("sslmode", &self.sslmode)
+            .field("read_only", &self.read_only)
             .finish()
     }
 }
 
 impl UpstreamSpec {
-    fn from_connection(c: &Connection) -> Self {
+    fn from_connection(c: &Connection, read_only: bool) -> Self {
+        let default_user = || match c.kind {
+            ConnectionType::Mysql => "root".to_owned(),
+            _ => "postgres".to_owned(),
+        };
+        let (user, password) = match (&c.readonly_user, read_only) {
+            (Some(role), true) => (role.clone(), c.readonly_password.as_ref()),
+            _ => (
+                c.user.clone().unwrap_or_else(default_user),
+                c.password.as_ref(),
+            ),
+        };
         UpstreamSpec {
             address: c.address.clone(),
             database: c.database.clone().unwrap_or_else(|| c.name.clone()),
-            user: c.user.clone().unwrap_or_else(|| match c.kind {
-                ConnectionType::Mysql => "root".into(),
-                _ => "postgres".into(),
-            }),
-            password: c.password.as_ref().map(|p| p.value.expose().to_owned()),
+            user,
+            password: password.map(|p| p.value.expose().to_owned()),
             sslmode: c.sslmode.as_str().to_owned(),
             ca_file: c.ca_file.clone(),
+            read_only,
         }
     }
 }
