@@ -41,6 +41,7 @@ mod classify;
 pub mod functions;
 pub mod lineage;
 pub mod mysql;
+pub mod session_settings;
 mod walk;
 
 pub use cache::PgClassifier;
