@@ -94,7 +94,7 @@ fn switching_to_an_unsafe_encoding_mid_session_is_refused() {
              SELECT set_config('client_encoding', 'SJIS', false);\n\
              SELECT pg_catalog.set_config('client_' || 'encoding', 'UHC', false);\n\
              SELECT set_config('client_encoding', lower('SJIS'), false);\n\
-             SET client_encoding = 'SJIS'; DELETE FROM {t} WHERE id = 10;\n\
+             SET client_encoding = 'SJIS' \\; DELETE FROM {t} WHERE id = 10;\n\
              SHOW client_encoding;\n\
              SET client_encoding = 'LATIN1';\n\
              SHOW client_encoding;\n"
@@ -191,7 +191,7 @@ tags = {{ env = "dev" }}
 allow_groups = ["ai-agents"]
 "#
     );
-    let gw = Gateway::start_with(&upstream, READ_ONLY_AGENTS);
+    let gw = Gateway::start_with(&upstream, READ_ONLY_AGENTS, None);
     let o = psql(
         &gw.conninfo("agent", TOKEN, "pg-ro"),
         "select current_user as who;\n",
