@@ -67,6 +67,7 @@ mod email;
 mod keyword;
 mod net;
 mod numeric;
+mod phone;
 mod render;
 mod scan;
 
@@ -233,6 +234,20 @@ impl Default for MaskSpec {
     }
 }
 
+/// Options of the built-in detectors beyond which ones run. Kept out of [`MaskSpec`] so that
+/// code building a `MaskSpec` literal keeps compiling as options are added.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DetectorOptions {
+    /// ISO 3166 alpha-2 codes (`"US"`, `"ES"`, …) of the countries whose national phone
+    /// formats appear in the data. Numbers with an international prefix (`+`, `00`), a trunk
+    /// `0` (`06 12 34 56 78`, `030 901820`), North American dashes, dots or parentheses, and
+    /// Brazilian `(11) 98765-4321` are found without it. It adds the national formats that
+    /// look like ordinary numbers without a hint: `US`/`CA` (and the other NANP members)
+    /// `555 123 4567`; `ES` `612 34 56 78`; `IT` `333 123 4567`; `IN` `98765 43210`; `BR`
+    /// `11 98765-4321`. Other valid codes are accepted and change nothing.
+    pub phone_regions: Vec<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MaskError {
     #[error("custom detector {name:?}: invalid regex: {source}")]
@@ -249,6 +264,8 @@ pub enum MaskError {
     HashKeyTooShort,
     #[error("max_value_bytes must be greater than zero")]
     ZeroMaxValueBytes,
+    #[error("phone region {0:?} is not an ISO 3166 alpha-2 country code")]
+    BadPhoneRegion(String),
     #[error("building the keyword automaton failed: {0}")]
     Internal(String),
 }
@@ -409,6 +426,8 @@ struct Custom {
 /// A compiled masking policy. `Send + Sync`: build once, share across sessions.
 pub struct Masker {
     enabled: u16,
+    /// Phone region bits (`phone::region_bits`).
+    regions: u8,
     strategy: Strategy,
     max_value_bytes: usize,
     keywords: keyword::Keywords,
@@ -435,6 +454,15 @@ const CUSTOM_REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 impl Masker {
     pub fn new(spec: MaskSpec) -> Result<Masker, MaskError> {
+        Masker::with_options(spec, DetectorOptions::default())
+    }
+
+    /// [`Masker::new`] with detector options (phone regions).
+    pub fn with_options(spec: MaskSpec, options: DetectorOptions) -> Result<Masker, MaskError> {
+        let mut regions = 0u8;
+        for r in &options.phone_regions {
+            regions |= phone::region_bits(r).ok_or_else(|| MaskError::BadPhoneRegion(r.clone()))?;
+        }
         if spec.max_value_bytes == 0 {
             return Err(MaskError::ZeroMaxValueBytes);
         }
@@ -475,6 +503,7 @@ impl Masker {
         let enabled = spec.detectors.iter().fold(0u16, |acc, d| acc | d.bit());
         Ok(Masker {
             enabled,
+            regions,
             strategy: spec.strategy,
             max_value_bytes: spec.max_value_bytes,
             keywords: keyword::Keywords::new().map_err(|e| MaskError::Internal(e.to_string()))?,
@@ -516,7 +545,13 @@ impl Masker {
     /// Merged detections; allocates nothing when there are none.
     fn find(&self, value: &[u8]) -> Vec<Found> {
         let mut found: Vec<Found> = Vec::new();
-        scan::scan(self.enabled, &self.keywords, value, &mut found);
+        scan::scan(
+            self.enabled,
+            self.regions,
+            &self.keywords,
+            value,
+            &mut found,
+        );
         for (idx, c) in self.custom.iter().enumerate() {
             let entity = Entity::Custom(idx);
             for m in c.regex.find_iter(value) {

@@ -176,6 +176,12 @@ const IBAN_POS: &[(&str, &str)] = &[
         "FR1420041010050500013M02606",
     ),
     ("NL91ABNA0417164300", "NL91ABNA0417164300"),
+    // Lower case, as some systems store them (issue #14).
+    ("de89370400440532013000", "de89370400440532013000"),
+    (
+        "iban: gb82 west 1234 5698 7654 32.",
+        "gb82 west 1234 5698 7654 32",
+    ),
 ];
 const IBAN_NEG: &[&str] = &[
     // Check digits wrong.
@@ -184,9 +190,10 @@ const IBAN_NEG: &[&str] = &[
     // Wrong length for the country.
     "DE8937040044053201300",
     "DE893704004405320130001",
-    // Unknown country, lower case, glued to a word.
+    // Unknown country, lower case with wrong check digits, glued to a word.
     "ZZ89370400440532013000",
-    "de89370400440532013000",
+    "de88370400440532013000",
+    "xde89370400440532013000",
     "XDE89370400440532013000",
     "SKU-DE12 box",
 ];
