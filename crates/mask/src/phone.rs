@@ -28,18 +28,29 @@ pub(crate) const IT: u8 = 1 << 2;
 pub(crate) const IN: u8 = 1 << 3;
 pub(crate) const BR: u8 = 1 << 4;
 
-/// The region bits `code` (ISO 3166 alpha-2) turns on; `None` when it is not a region code.
-/// Regions whose national numbers start with a trunk `0` need no hint and give 0.
+/// ISO 3166-1 alpha-2 codes (and `XK`, Kosovo), so that a typo (`UK` for `GB`, `SP` for `ES`)
+/// is refused at start-up instead of silently doing nothing.
+const ISO_3166: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL \
+    BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ \
+    DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS \
+    GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR \
+    KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU \
+    MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY \
+    QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH \
+    TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS XK YE YT ZA ZM ZW";
+
+/// The region bits `code` (ISO 3166 alpha-2, any case) turns on; `None` when it is not a
+/// country code. Regions whose national numbers start with a trunk `0` need no hint and give 0.
 pub(crate) fn region_bits(code: &str) -> Option<u8> {
-    let b = code.as_bytes();
-    if b.len() != 2 || !b.iter().all(u8::is_ascii_alphabetic) {
+    let upper = code.to_ascii_uppercase();
+    if upper.len() != 2 || !ISO_3166.split_ascii_whitespace().any(|c| c == upper) {
         return None;
     }
-    Some(match code.to_ascii_uppercase().as_str() {
+    Some(match upper.as_str() {
         // The North American Numbering Plan: the US, Canada and the Caribbean members.
         "US" | "CA" | "PR" | "AG" | "AI" | "AS" | "BB" | "BM" | "BS" | "DM" | "DO" | "GD"
         | "GU" | "JM" | "KN" | "KY" | "LC" | "MP" | "MS" | "SX" | "TC" | "TT" | "VC" | "VG"
-        | "VI" => NANP,
+        | "VI" | "UM" => NANP,
         "ES" => ES,
         "IT" | "SM" | "VA" => IT,
         "IN" => IN,
@@ -431,7 +442,7 @@ pub(crate) fn national(v: &[u8], i: usize, regions: u8) -> Option<Found> {
     } else if d0 == b'0' {
         true
     } else {
-        hinted(lens, digits, d0, at(v, i + 3), regions) || context(v, i)
+        hinted(lens, digits, d0, at(v, run.end(0) + 1), regions) || context(v, i)
     };
     if !ok {
         return None;
@@ -439,13 +450,14 @@ pub(crate) fn national(v: &[u8], i: usize, regions: u8) -> Option<Found> {
     finish(v, run.end(k - 1)).map(|e| Found::builtin(i, e, Detector::Phone))
 }
 
-/// The national formats without a trunk `0` of the hinted regions (`lens`: the digit groups).
-fn hinted(lens: &[usize], digits: usize, d0: u8, d3: u8, regions: u8) -> bool {
+/// The national formats without a trunk `0` of the hinted regions (`lens`: the digit groups,
+/// `d0`: the first digit, `second`: the first digit of the second group).
+fn hinted(lens: &[usize], digits: usize, d0: u8, second: u8, regions: u8) -> bool {
     let last = lens.last().copied().unwrap_or(0);
     (regions & NANP != 0
         && lens == [3, 3, 4]
         && matches!(d0, b'2'..=b'9')
-        && matches!(d3, b'2'..=b'9'))
+        && matches!(second, b'2'..=b'9'))
         // Spain: 612 34 56 78, 612 345 678, 91 123 45 67 (groups of 2 or 3).
         || (regions & ES != 0
             && digits == 9
@@ -490,6 +502,17 @@ mod tests {
         assert_eq!(finish(b" ext. 12 ok", 0), Some(8));
         assert_eq!(finish(b" extra", 0), Some(0));
         assert_eq!(finish(b"x962b", 0), None);
+    }
+
+    #[test]
+    fn region_codes() {
+        assert_eq!(ISO_3166.split_ascii_whitespace().count(), 250);
+        assert_eq!(region_bits("es"), Some(ES));
+        assert_eq!(region_bits("CA"), Some(NANP));
+        assert_eq!(region_bits("FR"), Some(0));
+        assert_eq!(region_bits("UK"), None);
+        assert_eq!(region_bits("USA"), None);
+        assert_eq!(region_bits(""), None);
     }
 
     #[test]
