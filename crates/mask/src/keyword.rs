@@ -30,8 +30,8 @@ enum Kind {
 /// GitHub token prefixes before their `_` (classic personal, OAuth, user-to-server,
 /// server-to-server and refresh tokens: 36 letters and digits follow) and the fine-grained
 /// personal access token's `github_pat_` (at least 40 of `[A-Za-z0-9_]`). Each is a pattern of
-/// the automaton; every pattern weakens its prefilter a little (these six cost about 3 % of the
-/// full detector set's speed), so vendor formats are added only when common in data.
+/// the automaton; every pattern weakens its prefilter a little, so vendor formats are added only
+/// when common in data.
 const GITHUB: &[&[u8; 3]] = &[b"ghp", b"gho", b"ghu", b"ghs", b"ghr"];
 
 fn is_word(b: u8) -> bool {
@@ -81,13 +81,15 @@ impl Keywords {
         add("ASIA".into(), Kind::AwsKeyId);
         add("-----BEGIN ".into(), Kind::Pem);
         add("eyJ".into(), Kind::Jwt);
+        // From the prefix's last two letters on (`hp_`, `ub_pat_`): patterns whose third byte
+        // is `_` are cheap for the automaton's prefilter, as few bytes of ordinary text are.
         for p in GITHUB {
             add(
-                format!("{}_", String::from_utf8_lossy(&p[..])),
+                format!("{}_", String::from_utf8_lossy(&p[1..])),
                 Kind::Github,
             );
         }
-        add("github_pat_".into(), Kind::Github);
+        add("ub_pat_".into(), Kind::Github);
         let casings = |w: &str| {
             let mut cap = w.to_owned();
             if let Some(first) = cap.get_mut(0..1) {
@@ -148,15 +150,8 @@ impl Keywords {
                 Some(Kind::AwsKeyId) if enabled & AWS != 0 => aws_key_id(v, m.start()),
                 Some(Kind::Pem) if enabled & PEM != 0 => pem(v, m.start(), m.end()),
                 Some(Kind::Jwt) if enabled & JWT != 0 => jwt(v, m.start()),
-                // The `_` is the pattern's fourth byte (`ghp_`) or its seventh (`github_pat_`).
-                Some(Kind::Github) if enabled & SECRET != 0 => {
-                    let us = if m.len() == 4 {
-                        m.start() + 3
-                    } else {
-                        m.start() + 6
-                    };
-                    github_token(v, us)
-                }
+                // The `_` is the pattern's third byte (`hp_`, `ub_pat_`).
+                Some(Kind::Github) if enabled & SECRET != 0 => github_token(v, m.start() + 2),
                 Some(k @ (Kind::Assign | Kind::Bearer | Kind::Authorization))
                     if enabled & (SECRET | AWS) != 0 =>
                 {
