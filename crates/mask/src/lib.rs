@@ -22,33 +22,44 @@
 //!
 //! Regexes are never run over every value for the built-in detectors. One pass classifies the
 //! bytes eight at a time (SWAR range tests, no unsafe) and only looks closer at a few anchors: the start of a token that
-//! begins with a digit (cards, SSNs, phones, IPv4), two capitals followed by two digits (IBAN),
-//! `@` (email), `+` and `(` (phones), `:` inside a hex-and-colon token (IPv6). A second pass,
+//! begins with a digit (cards, SSNs, phones, IPv4), a letter two bytes before a digit (IBAN, either
+//! case), `@` (email), `+` and `(` (phones), `:` inside a hex-and-colon token (IPv6). A second pass,
 //! an Aho-Corasick automaton with a SIMD prefilter, finds the literal triggers: `AKIA`/`ASIA`,
-//! `-----BEGIN `, `eyJ` and the secret keywords. Precise checks (Luhn and issuer prefixes,
-//! mod-97, SSN ranges, JWT header decoding, Shannon entropy) run only around those anchors.
+//! `-----BEGIN `, `eyJ`, GitHub token prefixes and the secret keywords. Precise checks (Luhn and
+//! issuer prefixes, mod-97, SSN ranges, phone country codes and national shapes, JWT header
+//! decoding, Shannon entropy) run only around those anchors.
 //! Custom regexes are the exception: they run over every value, at the regex engine's speed.
 //!
 //! A value with nothing to mask returns [`Masked::Unchanged`] without allocating.
 //!
-//! Throughput (all detectors, the corpus in `benches/common/corpus.rs`): about 300 MB/s per
-//! core. `cargo bench -p airlock-mask -- --quick` (wall clock) or, on a busy machine,
-//! `cargo run --release -p airlock-mask --example throughput` (CPU time).
+//! Throughput (all detectors, the corpus in `benches/common/corpus.rs`): see the masking rows of
+//! `docs/benchmarks.md`. `cargo bench -p airlock-mask -- --quick` (wall clock) or, on a busy
+//! machine, `cargo run --release -p airlock-mask --example throughput` (CPU time). Recall and
+//! false positives on a labelled corpus: `cargo test -p airlock-mask --test recall -- --nocapture`.
 //!
 //! # Choices worth knowing
 //!
-//! - SSN: `AAA-GG-SSSS` with dashes anywhere; nine bare digits only within 24 bytes after
-//!   `ssn` / `social sec` (bare nine-digit numbers are usually ids).
-//! - Phone: `+` international forms (8–15 digits) and North American `(555) 123-4567`,
-//!   `555-123-4567`, `555.123.4567`; other national formats and space-only groupings are not
-//!   detected, so plain long numbers (order ids, epoch times) never are.
-//! - IPv4 `1.2.3.4` cannot be told from a four-part version; `v1.2.3.4` and five-part versions
-//!   are excluded. IPv6 `a::b` is a valid address and is masked.
+//! - SSN: `AAA-GG-SSSS` with dashes or single spaces (not inside a longer list of numbers);
+//!   nine bare digits only within 24 bytes after `ssn` / `social sec` (bare nine-digit numbers
+//!   are usually ids).
+//! - Phone: `+` and `00` international forms (8–15 digits, `00` needs a real country code),
+//!   national numbers with a trunk `0` in groups (`06 12 34 56 78`, `030 901820`,
+//!   `090-1234-5678`, `(02) 9876 5432`), North American `(555) 123-4567`, `555-123-4567`,
+//!   `555.123.4567`, Brazilian `(11) 98765-4321`, each with an optional extension (`x962`,
+//!   ` ext. 12`). National formats without a trunk `0` (`612 34 56 78`, `98765 43210`,
+//!   `555 234 5678`) need their region in [`DetectorOptions::phone_regions`] or a phone word
+//!   (`tel`, `phone`, `mobile`, …) just before; so do bare runs of digits. A run of digit groups
+//!   that only starts like a phone number (`0123 4567 8901 2345`) is not one.
+//! - IPv4 `1.2.3.4` cannot be told from a four-part version; `v1.2.3.4`, `version 1.2.3.4`,
+//!   `section 4.2.1.3` and five-part versions are excluded. IPv6 `a::b` is a valid address and is
+//!   masked.
 //! - Secrets: the value after `password`/`secret`/`token`/`api_key`/`access_key`
 //!   (`:`/`=`), `Bearer`, or `Authorization: <scheme>`; masked when ≥ 8 bytes, not a plain
 //!   lower-case word, and Shannon entropy ≥ `min(3.0, 0.85·log2(len))` bits per byte.
-//!   Passphrases with spaces are not caught.
-//! - IBAN upper case only; emails ASCII-shaped with non-ASCII bytes taken as letters.
+//!   GitHub tokens (`ghp_…`, `github_pat_…`) are found without a key name. Passphrases with
+//!   spaces are not caught.
+//! - IBAN in upper or lower case; emails ASCII-shaped with non-ASCII bytes taken as letters
+//!   (internationalised local parts and domains, `.рф`), apostrophes inside the local part.
 //!
 //! # Fail closed
 //!
