@@ -13,6 +13,10 @@ fn is_local(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-') || b >= 0x80
 }
 
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
+
 fn is_domain(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-') || b >= 0x80
 }
@@ -22,12 +26,23 @@ const FILE_EXTENSIONS: &[&[u8]] = &[
     b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"ico", b"bmp", b"avif",
 ];
 
-/// The address around the `@` at `at_pos`: a local part of `[A-Za-z0-9._%+-]` (no leading or
-/// trailing dot), a domain of at least two labels with an alphabetic top-level label of two or
+/// The address around the `@` at `at_pos`: a local part of `[A-Za-z0-9._%+-]` and inner
+/// apostrophes (no leading or trailing dot), a domain of at least two labels with an alphabetic top-level label of two or
 /// more letters (or `xn--` punycode). Non-ASCII bytes are taken as letters in both parts.
 pub(crate) fn at_sign(v: &[u8], at_pos: usize) -> Option<Found> {
     let mut start = at_pos;
-    while start > 0 && at_pos - start < MAX_LOCAL && is_local(before(v, start)) {
+    while start > 0 && at_pos - start < MAX_LOCAL {
+        let b = before(v, start);
+        // An apostrophe belongs to the address only between two letters or digits
+        // (`o'brien@…`); a quote before it (`'ada@…'`, `name='ada@…`) does not.
+        let inner_quote = b == b'\''
+            && start >= 2
+            && start < at_pos
+            && is_word(before(v, start - 1))
+            && is_word(at(v, start));
+        if !is_local(b) && !inner_quote {
+            break;
+        }
         start -= 1;
     }
     while at(v, start) == b'.' && start < at_pos {
@@ -60,8 +75,11 @@ pub(crate) fn at_sign(v: &[u8], at_pos: usize) -> Option<Found> {
         count += 1;
         last = label;
     }
+    // ASCII letters, punycode, or an internationalised top-level domain (`.рф`, `.中国`,
+    // `.δοκιμή`): non-ASCII bytes only, at least two characters.
     let tld_ok = (last.len() >= 2 && last.iter().all(u8::is_ascii_alphabetic))
-        || (last.len() > 4 && last.starts_with(b"xn--"));
+        || (last.len() > 4 && last.starts_with(b"xn--"))
+        || (last.len() >= 4 && last.iter().all(|&b| b >= 0x80));
     if count < 2 || !tld_ok {
         return None;
     }

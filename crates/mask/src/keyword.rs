@@ -23,6 +23,23 @@ enum Kind {
     Bearer,
     /// `Authorization: Basic …`.
     Authorization,
+    /// `ghp_…`, `github_pat_…`.
+    Github,
+}
+
+/// GitHub token prefixes before their `_` (classic personal, OAuth, user-to-server,
+/// server-to-server and refresh tokens: 36 letters and digits follow) and the fine-grained
+/// personal access token's `github_pat_` (at least 40 of `[A-Za-z0-9_]`). Each is a pattern of
+/// the automaton; every pattern weakens its prefilter a little, so vendor formats are added only
+/// when common in data.
+const GITHUB: &[&[u8; 3]] = &[b"ghp", b"gho", b"ghu", b"ghs", b"ghr"];
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn is_word_or_dash(b: u8) -> bool {
+    is_word(b) || b == b'-'
 }
 
 const ASSIGN_WORDS: &[&str] = &[
@@ -64,6 +81,15 @@ impl Keywords {
         add("ASIA".into(), Kind::AwsKeyId);
         add("-----BEGIN ".into(), Kind::Pem);
         add("eyJ".into(), Kind::Jwt);
+        // From the prefix's last two letters on (`hp_`, `ub_pat_`): patterns whose third byte
+        // is `_` are cheap for the automaton's prefilter, as few bytes of ordinary text are.
+        for p in GITHUB {
+            add(
+                format!("{}_", String::from_utf8_lossy(&p[1..])),
+                Kind::Github,
+            );
+        }
+        add("ub_pat_".into(), Kind::Github);
         let casings = |w: &str| {
             let mut cap = w.to_owned();
             if let Some(first) = cap.get_mut(0..1) {
@@ -124,6 +150,8 @@ impl Keywords {
                 Some(Kind::AwsKeyId) if enabled & AWS != 0 => aws_key_id(v, m.start()),
                 Some(Kind::Pem) if enabled & PEM != 0 => pem(v, m.start(), m.end()),
                 Some(Kind::Jwt) if enabled & JWT != 0 => jwt(v, m.start()),
+                // The `_` is the pattern's third byte (`hp_`, `ub_pat_`).
+                Some(Kind::Github) if enabled & SECRET != 0 => github_token(v, m.start() + 2),
                 Some(k @ (Kind::Assign | Kind::Bearer | Kind::Authorization))
                     if enabled & (SECRET | AWS) != 0 =>
                 {
@@ -174,6 +202,28 @@ fn aws_key_id(v: &[u8], start: usize) -> Option<Found> {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         && !is_alnum(at(v, end));
     ok.then(|| Found::builtin(start, end, Detector::AwsKey))
+}
+
+/// A GitHub token around the `_` at `us` (see [`GITHUB`]), standing alone.
+fn github_token(v: &[u8], us: usize) -> Option<Found> {
+    let (start, body, allowed, min, max): (usize, usize, fn(u8) -> bool, usize, usize) =
+        if us >= 3 && GITHUB.iter().any(|p| slice(v, us - 3, us) == &p[..]) {
+            (us - 3, us + 1, is_alnum, 36, 36)
+        } else if us >= 6 && slice(v, us - 6, us + 5) == b"github_pat_" {
+            (us - 6, us + 5, is_word, 40, 255)
+        } else {
+            return None;
+        };
+    if is_word_or_dash(before(v, start)) {
+        return None;
+    }
+    let end = skip_while(v, body, allowed);
+    let len = end - body;
+    if !(min..=max).contains(&len) || is_word_or_dash(at(v, end)) {
+        return None;
+    }
+    // A placeholder (`ghp_xxxxxxxx…`) is not a credential.
+    looks_secret(slice(v, body, end)).then(|| Found::builtin(start, end, Detector::Secret))
 }
 
 /// A PEM block whose label names a private key, through its `-----END …-----` line. A block

@@ -22,33 +22,44 @@
 //!
 //! Regexes are never run over every value for the built-in detectors. One pass classifies the
 //! bytes eight at a time (SWAR range tests, no unsafe) and only looks closer at a few anchors: the start of a token that
-//! begins with a digit (cards, SSNs, phones, IPv4), two capitals followed by two digits (IBAN),
-//! `@` (email), `+` and `(` (phones), `:` inside a hex-and-colon token (IPv6). A second pass,
+//! begins with a digit (cards, SSNs, phones, IPv4), a letter two bytes before a digit (IBAN, either
+//! case), `@` (email), `+` and `(` (phones), `:` inside a hex-and-colon token (IPv6). A second pass,
 //! an Aho-Corasick automaton with a SIMD prefilter, finds the literal triggers: `AKIA`/`ASIA`,
-//! `-----BEGIN `, `eyJ` and the secret keywords. Precise checks (Luhn and issuer prefixes,
-//! mod-97, SSN ranges, JWT header decoding, Shannon entropy) run only around those anchors.
+//! `-----BEGIN `, `eyJ`, GitHub token prefixes and the secret keywords. Precise checks (Luhn and
+//! issuer prefixes, mod-97, SSN ranges, phone country codes and national shapes, JWT header
+//! decoding, Shannon entropy) run only around those anchors.
 //! Custom regexes are the exception: they run over every value, at the regex engine's speed.
 //!
 //! A value with nothing to mask returns [`Masked::Unchanged`] without allocating.
 //!
-//! Throughput (all detectors, the corpus in `benches/common/corpus.rs`): about 300 MB/s per
-//! core. `cargo bench -p airlock-mask -- --quick` (wall clock) or, on a busy machine,
-//! `cargo run --release -p airlock-mask --example throughput` (CPU time).
+//! Throughput (all detectors, the corpus in `benches/common/corpus.rs`): see the masking rows of
+//! `docs/benchmarks.md`. `cargo bench -p airlock-mask -- --quick` (wall clock) or, on a busy
+//! machine, `cargo run --release -p airlock-mask --example throughput` (CPU time). Recall and
+//! false positives on a labelled corpus: `cargo test -p airlock-mask --test recall -- --nocapture`.
 //!
 //! # Choices worth knowing
 //!
-//! - SSN: `AAA-GG-SSSS` with dashes anywhere; nine bare digits only within 24 bytes after
-//!   `ssn` / `social sec` (bare nine-digit numbers are usually ids).
-//! - Phone: `+` international forms (8–15 digits) and North American `(555) 123-4567`,
-//!   `555-123-4567`, `555.123.4567`; other national formats and space-only groupings are not
-//!   detected, so plain long numbers (order ids, epoch times) never are.
-//! - IPv4 `1.2.3.4` cannot be told from a four-part version; `v1.2.3.4` and five-part versions
-//!   are excluded. IPv6 `a::b` is a valid address and is masked.
+//! - SSN: `AAA-GG-SSSS` with dashes or single spaces (not inside a longer list of numbers);
+//!   nine bare digits only within 24 bytes after `ssn` / `social sec` (bare nine-digit numbers
+//!   are usually ids).
+//! - Phone: `+` and `00` international forms (8–15 digits, `00` needs a real country code),
+//!   national numbers with a trunk `0` in groups (`06 12 34 56 78`, `030 901820`,
+//!   `090-1234-5678`, `(02) 9876 5432`), North American `(555) 123-4567`, `555-123-4567`,
+//!   `555.123.4567`, Brazilian `(11) 98765-4321`, each with an optional extension (`x962`,
+//!   ` ext. 12`). National formats without a trunk `0` (`612 34 56 78`, `98765 43210`,
+//!   `555 234 5678`) need their region in [`DetectorOptions::phone_regions`] or a phone word
+//!   (`tel`, `phone`, `mobile`, …) just before; so do bare runs of digits. A run of digit groups
+//!   that only starts like a phone number (`0123 4567 8901 2345`) is not one.
+//! - IPv4 `1.2.3.4` cannot be told from a four-part version; `v1.2.3.4`, `version 1.2.3.4`,
+//!   `section 4.2.1.3` and five-part versions are excluded. IPv6 `a::b` is a valid address and is
+//!   masked.
 //! - Secrets: the value after `password`/`secret`/`token`/`api_key`/`access_key`
 //!   (`:`/`=`), `Bearer`, or `Authorization: <scheme>`; masked when ≥ 8 bytes, not a plain
 //!   lower-case word, and Shannon entropy ≥ `min(3.0, 0.85·log2(len))` bits per byte.
-//!   Passphrases with spaces are not caught.
-//! - IBAN upper case only; emails ASCII-shaped with non-ASCII bytes taken as letters.
+//!   GitHub tokens (`ghp_…`, `github_pat_…`) are found without a key name. Passphrases with
+//!   spaces are not caught.
+//! - IBAN in upper or lower case; emails ASCII-shaped with non-ASCII bytes taken as letters
+//!   (internationalised local parts and domains, `.рф`), apostrophes inside the local part.
 //!
 //! # Fail closed
 //!
@@ -67,6 +78,7 @@ mod email;
 mod keyword;
 mod net;
 mod numeric;
+mod phone;
 mod render;
 mod scan;
 
@@ -233,6 +245,20 @@ impl Default for MaskSpec {
     }
 }
 
+/// Options of the built-in detectors beyond which ones run. Kept out of [`MaskSpec`] so that
+/// code building a `MaskSpec` literal keeps compiling as options are added.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DetectorOptions {
+    /// ISO 3166 alpha-2 codes (`"US"`, `"ES"`, …) of the countries whose national phone
+    /// formats appear in the data. Numbers with an international prefix (`+`, `00`), a trunk
+    /// `0` (`06 12 34 56 78`, `030 901820`), North American dashes, dots or parentheses, and
+    /// Brazilian `(11) 98765-4321` are found without it. It adds the national formats that
+    /// look like ordinary numbers without a hint: `US`/`CA` (and the other NANP members)
+    /// `555 123 4567`; `ES` `612 34 56 78`; `IT` `333 123 4567`; `IN` `98765 43210`; `BR`
+    /// `11 98765-4321`. Other valid codes are accepted and change nothing.
+    pub phone_regions: Vec<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MaskError {
     #[error("custom detector {name:?}: invalid regex: {source}")]
@@ -249,6 +275,8 @@ pub enum MaskError {
     HashKeyTooShort,
     #[error("max_value_bytes must be greater than zero")]
     ZeroMaxValueBytes,
+    #[error("phone region {0:?} is not an ISO 3166 alpha-2 country code")]
+    BadPhoneRegion(String),
     #[error("building the keyword automaton failed: {0}")]
     Internal(String),
 }
@@ -415,6 +443,8 @@ struct Custom {
 /// A compiled masking policy. `Send + Sync`: build once, share across sessions.
 pub struct Masker {
     enabled: u16,
+    /// Phone region bits (`phone::region_bits`).
+    regions: u8,
     strategy: Strategy,
     max_value_bytes: usize,
     keywords: keyword::Keywords,
@@ -441,6 +471,15 @@ const CUSTOM_REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 impl Masker {
     pub fn new(spec: MaskSpec) -> Result<Masker, MaskError> {
+        Masker::with_options(spec, DetectorOptions::default())
+    }
+
+    /// [`Masker::new`] with detector options (phone regions).
+    pub fn with_options(spec: MaskSpec, options: DetectorOptions) -> Result<Masker, MaskError> {
+        let mut regions = 0u8;
+        for r in &options.phone_regions {
+            regions |= phone::region_bits(r).ok_or_else(|| MaskError::BadPhoneRegion(r.clone()))?;
+        }
         if spec.max_value_bytes == 0 {
             return Err(MaskError::ZeroMaxValueBytes);
         }
@@ -481,6 +520,7 @@ impl Masker {
         let enabled = spec.detectors.iter().fold(0u16, |acc, d| acc | d.bit());
         Ok(Masker {
             enabled,
+            regions,
             strategy: spec.strategy,
             max_value_bytes: spec.max_value_bytes,
             keywords: keyword::Keywords::new().map_err(|e| MaskError::Internal(e.to_string()))?,
@@ -522,7 +562,13 @@ impl Masker {
     /// Merged detections; allocates nothing when there are none.
     fn find(&self, value: &[u8]) -> Vec<Found> {
         let mut found: Vec<Found> = Vec::new();
-        scan::scan(self.enabled, &self.keywords, value, &mut found);
+        scan::scan(
+            self.enabled,
+            self.regions,
+            &self.keywords,
+            value,
+            &mut found,
+        );
         for (idx, c) in self.custom.iter().enumerate() {
             let entity = Entity::Custom(idx);
             for m in c.regex.find_iter(value) {

@@ -6,7 +6,7 @@
 
 use crate::bytes::{at, before, contains_ignore_case, is_alnum, is_digit, slice};
 use crate::scan::{Found, CARD, IPV4, PHONE, SSN};
-use crate::Detector;
+use crate::{phone, Detector};
 
 const MAX_GROUPS: usize = 8;
 /// Longer digit runs are never one of our entities; parsing stops there.
@@ -100,7 +100,7 @@ fn right_ok(v: &[u8], e: usize, glue: &[u8]) -> bool {
 const GLUE: &[u8] = b"-./";
 
 /// All digit-started entities at a token start `i`.
-pub(crate) fn at_digit(enabled: u16, v: &[u8], i: usize) -> Option<Found> {
+pub(crate) fn at_digit(enabled: u16, regions: u8, v: &[u8], i: usize) -> Option<Found> {
     if !left_ok(v, i) {
         return None;
     }
@@ -110,10 +110,19 @@ pub(crate) fn at_digit(enabled: u16, v: &[u8], i: usize) -> Option<Found> {
     while is_digit(at(v, run_end)) && run_end - i <= MAX_GROUP_LEN {
         run_end += 1;
     }
-    let grouped = matches!(at(v, run_end), b' ' | b'-' | b'.') && is_digit(at(v, run_end + 1));
+    // `/` only groups a phone number (`030/901820`); the card, SSN and IPv4 parsers stop there.
+    let grouped =
+        matches!(at(v, run_end), b' ' | b'-' | b'.' | b'/') && is_digit(at(v, run_end + 1));
     if !grouped && !(9..=19).contains(&(run_end - i)) {
         return None;
     }
+    candidate(enabled, regions, v, i, run_end)
+}
+
+/// The precise checks, out of line: most calls of [`at_digit`] end in its fast path, which
+/// then needs no room for the groups and the detectors' state.
+#[inline(never)]
+fn candidate(enabled: u16, regions: u8, v: &[u8], i: usize, run_end: usize) -> Option<Found> {
     let g = Groups::parse(v, i);
     if enabled & IPV4 != 0 {
         if let Some(e) = ipv4(v, &g) {
@@ -135,7 +144,21 @@ pub(crate) fn at_digit(enabled: u16, v: &[u8], i: usize) -> Option<Found> {
             return Some(Found::builtin(i, e, Detector::CreditCard));
         }
     }
+    if enabled & PHONE != 0 && maybe_national_phone(v, &g, i, run_end) {
+        return phone::national(v, i, regions);
+    }
     None
+}
+
+/// A cheap look at the groups already parsed, so that most grouped numbers (timestamps,
+/// decimals) never reach the phone parser: a national number has 9–12 digits and, after its
+/// first separator, one kind of separator. `00…` and `0…/…` have their own shapes.
+fn maybe_national_phone(v: &[u8], g: &Groups, i: usize, run_end: usize) -> bool {
+    if at(v, run_end) == b'/' || (at(v, i) == b'0' && at(v, i + 1) == b'0') {
+        return true;
+    }
+    let digits: usize = (0..g.count).map(|k| g.len(k)).sum();
+    (9..=12).contains(&digits) && (2..g.count.saturating_sub(1)).all(|k| g.sep(k) == g.sep(1))
 }
 
 /// Four dotted decimal octets, 0–255, no leading zeros, and not a fifth component: `1.2.3.4.5`
@@ -154,17 +177,52 @@ fn ipv4(v: &[u8], g: &Groups) -> Option<usize> {
         }
     }
     let e = g.end(3);
-    right_ok(v, e, b".").then_some(e)
+    (right_ok(v, e, b".") && !after_version_word(v, g.start.first().copied().unwrap_or(0)))
+        .then_some(e)
 }
 
-/// `AAA-GG-SSSS` with dashes, or nine bare digits right after `ssn`/`social security`.
-/// Issued ranges only: area not 000, 666 or 9xx; group not 00; serial not 0000.
+/// `version 1.2.3.4`, `firmware: 10.0.0.1`, `section 4.2.1.3`: a four-part version or
+/// section number, not an address.
+fn after_version_word(v: &[u8], i: usize) -> bool {
+    let mut p = i;
+    while p > 0 && matches!(before(v, p), b' ' | b':' | b'=' | b'\t') && i - p < 3 {
+        p -= 1;
+    }
+    if p == i {
+        return false;
+    }
+    [
+        &b"version"[..],
+        b"release",
+        b"build",
+        b"firmware",
+        b"ver",
+        b"section",
+        b"chapter",
+        b"clause",
+    ]
+    .iter()
+    .any(|w| {
+        p >= w.len()
+            && slice(v, p - w.len(), p).eq_ignore_ascii_case(w)
+            && !is_alnum(before(v, p - w.len()))
+    })
+}
+
+/// `AAA-GG-SSSS` with dashes, `AAA GG SSSS` with spaces, or nine bare digits right after
+/// `ssn`/`social security`. Issued ranges only: area not 000, 666 or 9xx; group not 00; serial
+/// not 0000.
 fn ssn(v: &[u8], g: &Groups, i: usize) -> Option<usize> {
-    let (area, group, serial, end) = if g.count >= 3
-        && g.sep(0) == b'-'
-        && g.sep(1) == b'-'
+    let s = g.sep(0);
+    let grouped = g.count >= 3
+        && matches!(s, b'-' | b' ')
+        && g.sep(1) == s
         && (g.len(0), g.len(1), g.len(2)) == (3, 2, 4)
-    {
+        // With spaces, not one part of a longer list of numbers: `7 419 14 2628`,
+        // `419 14 2628 10`.
+        && (s == b'-'
+            || (g.sep(2) != b' ' && !(before(v, i) == b' ' && is_digit(before(v, i.saturating_sub(1))))));
+    let (area, group, serial, end) = if grouped {
         (g.value(v, 0)?, g.value(v, 1)?, g.value(v, 2)?, g.end(2))
     } else if g.len(0) == 9 && g.sep(0) != b'-' && g.sep(0) != b'.' && ssn_context(v, i) {
         let all = g.value(v, 0)?;
@@ -195,64 +253,11 @@ fn nanp(v: &[u8], g: &Groups) -> Option<usize> {
     if !matches!(g.digits(v, off).first(), Some(b'2'..=b'9')) {
         return None;
     }
-    let e = g.end(off + 2);
-    right_ok(v, e, GLUE).then_some(e)
-}
-
-/// `+` country code and subscriber number, 8–15 digits in all, separators ` -.()` between.
-pub(crate) fn e164(v: &[u8], plus: usize) -> Option<Found> {
-    if !matches!(at(v, plus + 1), b'1'..=b'9') || is_digit(before(v, plus)) {
+    // A fourth group joined by the same separator makes it some other number.
+    if g.sep(off + 2) == s {
         return None;
     }
-    let mut p = plus + 1;
-    let mut digits = 0;
-    let mut end = p;
-    loop {
-        while is_digit(at(v, p)) {
-            p += 1;
-            digits += 1;
-        }
-        end = end.max(p);
-        if digits > 15 {
-            return None;
-        }
-        // Up to two separator bytes, e.g. `) ` in `+1 (555) 123-4567`.
-        let mut q = p;
-        while q < p + 2 && matches!(at(v, q), b' ' | b'-' | b'.' | b'(' | b')') {
-            q += 1;
-        }
-        if q > p && is_digit(at(v, q)) {
-            p = q;
-        } else {
-            break;
-        }
-    }
-    ((8..=15).contains(&digits) && right_ok(v, end, GLUE))
-        .then(|| Found::builtin(plus, end, Detector::Phone))
-}
-
-/// `(555) 123-4567`, `(555)123-4567`, `(555) 123.4567`.
-pub(crate) fn paren_phone(v: &[u8], open: usize) -> Option<Found> {
-    if is_digit(before(v, open)) || !matches!(at(v, open + 1), b'2'..=b'9') {
-        return None;
-    }
-    let three = |p: usize| (0..3).all(|k| is_digit(at(v, p + k)));
-    if !three(open + 1) || at(v, open + 4) != b')' {
-        return None;
-    }
-    let mut p = open + 5;
-    if at(v, p) == b' ' {
-        p += 1;
-    }
-    if !three(p) || !matches!(at(v, p + 3), b'-' | b'.' | b' ') {
-        return None;
-    }
-    p += 4;
-    if !(0..4).all(|k| is_digit(at(v, p + k))) {
-        return None;
-    }
-    let e = p + 4;
-    right_ok(v, e, GLUE).then(|| Found::builtin(open, e, Detector::Phone))
+    phone::finish(v, g.end(off + 2))
 }
 
 /// 13–19 digits, Luhn-valid, with a known issuer prefix. Bare, or grouped by one kind of
@@ -446,11 +451,18 @@ const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
 ];
 
 /// An IBAN at `i`: country code, two check digits, the country's length, mod-97 == 1.
-/// Compact (`DE89370400440532013000`) or printed in groups of four separated by single spaces.
-/// Upper case only.
+/// Compact (`DE89370400440532013000`) or printed in groups of four separated by single spaces,
+/// in upper or lower case (`de89 3704 …`: some systems store them lower-cased).
 pub(crate) fn iban(v: &[u8], i: usize) -> Option<Found> {
-    let (c0, c1) = (at(v, i), at(v, i + 1));
-    if !c1.is_ascii_uppercase() || !is_digit(at(v, i + 2)) || !is_digit(at(v, i + 3)) {
+    let (c0, c1) = (
+        at(v, i).to_ascii_uppercase(),
+        at(v, i + 1).to_ascii_uppercase(),
+    );
+    if !c0.is_ascii_uppercase()
+        || !c1.is_ascii_uppercase()
+        || !is_digit(at(v, i + 2))
+        || !is_digit(at(v, i + 3))
+    {
         return None;
     }
     let want = IBAN_LENGTHS
@@ -462,8 +474,8 @@ pub(crate) fn iban(v: &[u8], i: usize) -> Option<Found> {
     let mut p = i;
     while n < want {
         let b = at(v, p);
-        if b.is_ascii_digit() || b.is_ascii_uppercase() {
-            set(&mut chars, n, b);
+        if b.is_ascii_alphanumeric() {
+            set(&mut chars, n, b.to_ascii_uppercase());
             n += 1;
             p += 1;
         } else if b == b' ' && n % 4 == 0 && n > 0 && is_alnum(at(v, p + 1)) {

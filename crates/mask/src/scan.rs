@@ -3,7 +3,7 @@
 
 use crate::bytes::{at, before, is_alnum};
 use crate::keyword::Keywords;
-use crate::{email, net, numeric, Detector};
+use crate::{email, net, numeric, phone, Detector};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Entity {
@@ -110,16 +110,20 @@ fn class(b: u8) -> u8 {
 }
 
 /// Appends every built-in detection in `v` to `out` (unsorted, possibly overlapping).
-pub(crate) fn scan(enabled: u16, keywords: &Keywords, v: &[u8], out: &mut Vec<Found>) {
+/// `regions`: the phone region bits of [`phone::region_bits`].
+pub(crate) fn scan(enabled: u16, regions: u8, keywords: &Keywords, v: &[u8], out: &mut Vec<Found>) {
     if enabled & (NUMERIC | IBAN | EMAIL | IPV6) != 0 {
-        anchors(enabled, v, out);
+        anchors(enabled, regions, v, out);
     }
     if enabled & (AWS | PEM | JWT | SECRET) != 0 {
         keywords.scan(enabled, v, out);
     }
 }
 
-fn anchors(enabled: u16, v: &[u8], out: &mut Vec<Found>) {
+/// Lanes 6 and 7 of a chunk, whose third byte lies in the next chunk.
+const LAST_TWO_LANES: u64 = 0x8080 << 48;
+
+fn anchors(enabled: u16, regions: u8, v: &[u8], out: &mut Vec<Found>) {
     let n = v.len();
     let mut i = 0;
     // One IPv6 check per maximal hex-and-colon token, however many colons it has.
@@ -128,14 +132,18 @@ fn anchors(enabled: u16, v: &[u8], out: &mut Vec<Found>) {
         let x = load8(v, i);
         let digit = between(x, 0x2F, 0x3A);
         let upper = between(x, 0x40, 0x5B);
-        let alnum = digit | upper | between(x, 0x60, 0x7B);
+        let lower = between(x, 0x60, 0x7B);
+        let alnum = digit | upper | lower;
         let prev_alnum = (alnum << 8) | if is_alnum(before(v, i)) { 0x80 } else { 0 };
         let mut token_start = 0;
         if enabled & NUMERIC != 0 {
             token_start |= digit;
         }
         if enabled & IBAN != 0 {
-            token_start |= upper;
+            // Two letters of either case, then check digits: only letters two bytes before
+            // a digit are worth a look (the last two lanes cannot tell yet), which keeps
+            // ordinary words out of the IBAN check.
+            token_start |= (upper | lower) & ((digit >> 16) | LAST_TWO_LANES);
         }
         let mut special = 0;
         if enabled & EMAIL != 0 {
@@ -155,16 +163,16 @@ fn anchors(enabled: u16, v: &[u8], out: &mut Vec<Found>) {
                 break;
             }
             let found = match class(at(v, p)) {
-                C_DIGIT => numeric::at_digit(enabled, v, p),
-                C_UPPER => numeric::iban(v, p),
+                C_DIGIT => numeric::at_digit(enabled, regions, v, p),
+                C_UPPER | C_LOWER => numeric::iban(v, p),
                 C_AT => email::at_sign(v, p),
                 C_COLON if p >= v6_checked_until => {
                     let (found, token_end) = net::ipv6_around(v, p);
                     v6_checked_until = token_end;
                     found
                 }
-                C_PLUS if !is_alnum(before(v, p)) => numeric::e164(v, p),
-                C_LPAREN => numeric::paren_phone(v, p),
+                C_PLUS if !is_alnum(before(v, p)) => phone::e164(v, p),
+                C_LPAREN => phone::paren(v, p),
                 _ => None,
             };
             if let Some(f) = found {
@@ -273,7 +281,7 @@ mod tests {
         let mut out = Vec::new();
         // Entities straddling 8-byte chunk edges and ending in a short tail.
         let v = b"1234567 ada@example.com x4111111111111111 4111111111111111";
-        anchors(EMAIL | CARD, v, &mut out);
+        anchors(EMAIL | CARD, 0, v, &mut out);
         let got: Vec<&[u8]> = out.iter().map(|f| &v[f.start..f.end]).collect();
         assert_eq!(got, vec![&b"ada@example.com"[..], &b"4111111111111111"[..]]);
         assert_eq!(out[1].start, v.len() - 16);

@@ -8,7 +8,7 @@
     clippy::manual_is_multiple_of
 )]
 
-use airlock_mask::{CustomPattern, Detector, MaskSpec, Masker};
+use airlock_mask::{CustomPattern, Detector, DetectorOptions, MaskSpec, Masker};
 
 fn masker(d: Detector) -> Masker {
     Masker::new(MaskSpec {
@@ -74,6 +74,17 @@ const EMAIL_POS: &[(&str, &str)] = &[
     ),
     ("name,ada@example.org,42", "ada@example.org"),
     ("josé.müller@example.com", "josé.müller@example.com"),
+    // Issue #14: apostrophes inside the local part, internationalised domains.
+    ("o'brien@example.ie", "o'brien@example.ie"),
+    (
+        "to 'mary.o'hara+news@example.com'.",
+        "mary.o'hara+news@example.com",
+    ),
+    ("name='ada@example.com'", "ada@example.com"),
+    ("jürgen@müller.de", "jürgen@müller.de"),
+    ("user@例え.jp", "user@例え.jp"),
+    ("{\"email\":\"ada@пример.рф\"}", "ada@пример.рф"),
+    ("δοκιμή@παράδειγμα.δοκιμή", "δοκιμή@παράδειγμα.δοκιμή"),
 ];
 const EMAIL_NEG: &[&str] = &[
     "user@localhost",
@@ -84,6 +95,8 @@ const EMAIL_NEG: &[&str] = &[
     "a@b.c",
     "price: 3 @ 4.99",
     "git@ssh",
+    "it's @home",
+    "user@host.é",
 ];
 
 #[test]
@@ -176,6 +189,12 @@ const IBAN_POS: &[(&str, &str)] = &[
         "FR1420041010050500013M02606",
     ),
     ("NL91ABNA0417164300", "NL91ABNA0417164300"),
+    // Lower case, as some systems store them (issue #14).
+    ("de89370400440532013000", "de89370400440532013000"),
+    (
+        "iban: gb82 west 1234 5698 7654 32.",
+        "gb82 west 1234 5698 7654 32",
+    ),
 ];
 const IBAN_NEG: &[&str] = &[
     // Check digits wrong.
@@ -184,9 +203,10 @@ const IBAN_NEG: &[&str] = &[
     // Wrong length for the country.
     "DE8937040044053201300",
     "DE893704004405320130001",
-    // Unknown country, lower case, glued to a word.
+    // Unknown country, lower case with wrong check digits, glued to a word.
     "ZZ89370400440532013000",
-    "de89370400440532013000",
+    "de88370400440532013000",
+    "xde89370400440532013000",
     "XDE89370400440532013000",
     "SKU-DE12 box",
 ];
@@ -202,6 +222,9 @@ const SSN_POS: &[(&str, &str)] = &[
     ("ssn: 078-05-1120.", "078-05-1120"),
     ("SSN 219099999", "219099999"),
     ("{\"social_security\":\"219-09-9999\"}", "219-09-9999"),
+    // Issue #14: space-separated.
+    ("419 14 2628", "419 14 2628"),
+    ("SSN: 078 05 1120.", "078 05 1120"),
 ];
 const SSN_NEG: &[&str] = &[
     "000-12-3456",
@@ -214,6 +237,10 @@ const SSN_NEG: &[&str] = &[
     "2024-45-6789-1",
     "12-123-45-6789",
     "phone 555-123-4567",
+    "666 12 3456",
+    // Part of a longer list of numbers.
+    "7 419 14 2628",
+    "419 14 2628 10",
 ];
 
 #[test]
@@ -231,6 +258,29 @@ const PHONE_POS: &[(&str, &str)] = &[
     ("+44 20 7946 0958", "+44 20 7946 0958"),
     ("{\"phone\":\"+4915123456789\"}", "+4915123456789"),
     ("tel:+33.1.23.45.67.89", "+33.1.23.45.67.89"),
+    // Issue #14: national formats with a trunk 0, the 00 prefix, extensions, and a number
+    // followed by more digits in parentheses.
+    ("06 12 34 56 78", "06 12 34 56 78"),
+    ("030 901820", "030 901820"),
+    ("090-1234-5678", "090-1234-5678"),
+    ("Berlin 030/901820", "030/901820"),
+    ("(02) 9876 5432", "(02) 9876 5432"),
+    ("(0116) 496 0123", "(0116) 496 0123"),
+    ("(11) 98765-4321", "(11) 98765-4321"),
+    ("call 0033 6 12 34 56 78.", "0033 6 12 34 56 78"),
+    ("0049301234567", "0049301234567"),
+    ("001-555-123-4567", "001-555-123-4567"),
+    ("555-123-4567x962", "555-123-4567x962"),
+    ("(555) 123-4567 ext. 12, thanks", "(555) 123-4567 ext. 12"),
+    ("+44 20 7946 0958 x123", "+44 20 7946 0958 x123"),
+    ("Support line +4930901820 (24/7)", "+4930901820"),
+    ("+44 (0)20 7946 0958", "+44 (0)20 7946 0958"),
+    ("Tel: 1 (555) 123-4567", "1 (555) 123-4567"),
+    ("(+33) 6 12 34 56 78", "(+33) 6 12 34 56 78"),
+    // A bare national number after a phone word.
+    ("Tél. : 0612345678", "0612345678"),
+    ("{\"mobile\":\"07700900123\"}", "07700900123"),
+    ("phone: 5551234567", "5551234567"),
 ];
 const PHONE_NEG: &[&str] = &[
     // Plain long numbers: order ids, epoch times.
@@ -250,6 +300,23 @@ const PHONE_NEG: &[&str] = &[
     "+0000",
     // Part of a longer dashed number.
     "555-123-4567-89",
+    // Phone-shaped starts of longer runs: account, tracking, failed IBAN and card numbers.
+    "0123 4567 8901 2345",
+    "tracking 0034 0434 1610 9401 5902",
+    "DE88 3704 0044 0532 0130 00",
+    "4261 0582 9765 8748",
+    // Ids, dates, ISBNs, zero-padded numbers.
+    "ORD-0355-198191",
+    "01.02.2024",
+    "05-06-2024 10:30",
+    "0-306-40615-2",
+    "ref 00123456789",
+    "id=0000012345",
+    "Invoice 0001234567 of 2024-02-01",
+    // National formats without a trunk 0 need a region or a phone word.
+    "612 34 56 78",
+    "98765 43210",
+    "order 0612345678",
 ];
 
 #[test]
@@ -274,7 +341,77 @@ const IPV4_NEG: &[&str] = &[
     "2024.01.15",
     "3.14159",
     "10.0.0.1a",
+    // Versions and section numbers named as such.
+    "version 1.2.3.4",
+    "Firmware: 10.0.0.1",
+    "section 4.2.1.3",
 ];
+
+#[test]
+fn phone_regions_add_national_formats_without_trunk_zero() {
+    let with = |regions: &[&str]| {
+        Masker::with_options(
+            MaskSpec {
+                detectors: vec![Detector::Phone],
+                ..MaskSpec::default()
+            },
+            DetectorOptions {
+                phone_regions: regions.iter().map(|r| r.to_string()).collect(),
+            },
+        )
+    };
+    let cases = [
+        ("ES", "612 34 56 78"),
+        ("ES", "91 123 45 67"),
+        ("IT", "333 123 4567"),
+        ("IN", "98765 43210"),
+        ("BR", "11 98765-4321"),
+        ("US", "555 234 5678"),
+        ("ca", "555 234 5678"),
+    ];
+    let none = with(&[]).unwrap();
+    for (region, text) in cases {
+        let m = with(&[region]).unwrap();
+        assert_eq!(found(&m, text), vec![text.to_owned()], "{region}: {text}");
+        assert!(found(&none, text).is_empty(), "{text} without a region");
+    }
+    // Spain's numbers are 9 digits in groups of 2 or 3; a French thousands-grouped amount
+    // of other shape and an SSN-shaped 3-2-4 are not Spanish phone numbers.
+    let es = with(&["ES"]).unwrap();
+    assert!(found(&es, "612 34 5678").is_empty());
+    assert!(found(&es, "1 234 567").is_empty());
+    // Unknown or misspelt region codes are refused, not ignored.
+    for bad in ["UK", "SP", "USA", "", "1A"] {
+        assert!(with(&[bad]).is_err(), "{bad:?}");
+    }
+    assert!(with(&["FR", "DE", "GB", "JP"]).is_ok());
+}
+
+const GITHUB_TOKEN: &str = "ghp_R8x2Lq9ZtW4mN7vB3kJ6pS1dF5gH0yC2aE8u";
+
+#[test]
+fn github_tokens() {
+    let fine_grained =
+        "github_pat_11ABCDEFG0a1B2c3D4e5F6_g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V2w3X4y5Z6a7B8c9D0e1F2g3H4i5";
+    assert_positives(
+        Detector::Secret,
+        &[
+            (GITHUB_TOKEN, GITHUB_TOKEN),
+            (&format!("GH={GITHUB_TOKEN};"), GITHUB_TOKEN),
+            (&format!("token leaked: {fine_grained}"), fine_grained),
+        ],
+    );
+    assert_negatives(
+        Detector::Secret,
+        &[
+            "ghp_short",
+            "ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            &format!("x{GITHUB_TOKEN}"),
+            &format!("{GITHUB_TOKEN}9"),
+            "the ghost of ghp_ past",
+        ],
+    );
+}
 
 #[test]
 fn ipv4() {

@@ -6,7 +6,9 @@
     clippy::manual_is_multiple_of
 )]
 
-use airlock_mask::{Detector, MaskCounts, MaskSpec, Masked, Masker, Strategy as MaskStrategy};
+use airlock_mask::{
+    Detector, DetectorOptions, MaskCounts, MaskSpec, Masked, Masker, Strategy as MaskStrategy,
+};
 use proptest::prelude::*;
 
 fn masker(strategy: MaskStrategy) -> Masker {
@@ -97,6 +99,26 @@ proptest! {
         for s in [MaskStrategy::Redact, MaskStrategy::Partial, MaskStrategy::Hash] {
             let mut counts = MaskCounts::default();
             let _ = masker(s).mask_text(&bytes, &mut counts);
+        }
+    }
+
+    #[test]
+    fn never_panics_on_phone_soup(parts in prop::collection::vec(prop_oneof![
+        Just(&b"0"[..]), Just(&b"00"[..]), Just(&b"+"[..]), Just(&b"("[..]), Just(&b")"[..]),
+        Just(&b" "[..]), Just(&b"-"[..]), Just(&b"/"[..]), Just(&b"."[..]), Just(&b"x"[..]),
+        Just(&b" ext. "[..]), Just(&b"12"[..]), Just(&b"345"[..]), Just(&b"6789"[..]),
+        Just(&b"tel "[..]), Just(&b"1"[..]), Just(&b"'"[..]), Just(&b"@"[..]), Just(&b"de89"[..]),
+        Just(&b"ghp_"[..]), Just(&b"\xc3\xa9"[..]),
+    ], 0..48)) {
+        let bytes = parts.concat();
+        let m = Masker::with_options(
+            MaskSpec { detectors: Detector::ALL.to_vec(), strategy: MaskStrategy::Partial, ..MaskSpec::default() },
+            DetectorOptions { phone_regions: ["US", "ES", "IT", "IN", "BR"].map(String::from).to_vec() },
+        ).unwrap();
+        let mut counts = MaskCounts::default();
+        let _ = m.mask_text(&bytes, &mut counts);
+        for d in m.detections(&bytes) {
+            prop_assert!(d.start < d.end && d.end <= bytes.len());
         }
     }
 
