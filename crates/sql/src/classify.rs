@@ -4,21 +4,43 @@ use airlock_core::{Classification, Operation, Statement};
 use pg_query::protobuf::{self, TransactionStmtKind, VariableSetKind};
 use pg_query::NodeEnum;
 
+use crate::functions;
 use crate::walk;
 
 /// Settings whose change alters the privileges the session acts with.
 const PRIVILEGE_SETTINGS: &[&str] = &["role", "session_authorization"];
 
-/// Classifies PostgreSQL text (one or more statements). Never fails: text the grammar rejects,
-/// or anything the classifier cannot follow, becomes [`Classification::unparsed`].
-pub fn classify_pg(sql: &str) -> Classification {
+/// Longest text the classifier parses. Bigger text is unparsed (fails closed: the most
+/// dangerous class) before the parser sees it. The parser's own cost is roughly linear, about
+/// 1 s and a few hundred MB per 4 MiB of dense `IN (...)` list, so the limit bounds the time
+/// and memory one command can cost; real statements are far smaller (a 1 MiB limit still
+/// admits an `IN` list of 100,000 ids).
+pub const MAX_CLASSIFIED_BYTES: usize = 4 * 1024 * 1024;
+
+/// Parses PostgreSQL text within the classifier's bounds.
+pub(crate) fn parse(sql: &str) -> Result<pg_query::ParseResult, String> {
+    if sql.len() > MAX_CLASSIFIED_BYTES {
+        return Err(format!(
+            "statement text of {} bytes is over the classifier's limit of {MAX_CLASSIFIED_BYTES} bytes",
+            sql.len()
+        ));
+    }
     // libpg_query is C behind an FFI boundary and `ParseResult::new` indexes into the tree; a
     // panic there must fail closed for this one command, not take the session down.
-    let parsed = std::panic::catch_unwind(|| pg_query::parse(sql, 0));
-    let result = match parsed {
-        Ok(Ok(result)) => result,
-        Ok(Err(error)) => return Classification::unparsed(error.to_string()),
-        Err(_) => return Classification::unparsed("the SQL parser panicked"),
+    match std::panic::catch_unwind(|| pg_query::parse(sql, 0)) {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("the SQL parser panicked".to_owned()),
+    }
+}
+
+/// Classifies PostgreSQL text (one or more statements). Never fails: text the grammar rejects,
+/// text over [`MAX_CLASSIFIED_BYTES`], or anything the classifier cannot follow, becomes
+/// [`Classification::unparsed`].
+pub fn classify_pg(sql: &str) -> Classification {
+    let result = match parse(sql) {
+        Ok(result) => result,
+        Err(error) => return Classification::unparsed(error),
     };
     let mut statements = Vec::with_capacity(result.protobuf.stmts.len());
     for raw in &result.protobuf.stmts {
@@ -38,9 +60,9 @@ pub fn classify_pg(sql: &str) -> Classification {
     }
 }
 
-fn classify_statement(node: &NodeEnum) -> Result<Statement, String> {
-    let tree = serde_json::to_value(node).map_err(|e| format!("parse tree: {e}"))?;
-    let scan = walk::scan(&tree);
+pub(crate) fn classify_statement(node: &NodeEnum) -> Result<Statement, String> {
+    let copy_from = matches!(node, NodeEnum::CopyStmt(s) if s.is_from);
+    let scan = walk::scan(node, copy_from).map_err(|e| e.to_string())?;
     let kind = kind_of(node);
 
     if !kind.executed {
@@ -73,6 +95,10 @@ fn classify_statement(node: &NodeEnum) -> Result<Statement, String> {
             operation = *nested;
         } else if scan.select_into {
             operation = Operation::Create;
+        } else if scan.locking {
+            // FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE anywhere (subquery, CTE): the rows
+            // stay locked until the transaction ends and block every writer.
+            operation = Operation::Lock;
         }
     }
     let mut writes = scan.writes();
@@ -92,7 +118,8 @@ fn classify_statement(node: &NodeEnum) -> Result<Statement, String> {
             || !scan.modifying.is_empty()
             || scan.select_into
             || scan.unknown_function
-            || scan.execute,
+            || scan.execute
+            || scan.locking,
         dynamic_sql: kind.dynamic || scan.dynamic_function || scan.execute,
         functions: scan.functions(),
     })
@@ -178,26 +205,35 @@ fn kind_of(node: &NodeEnum) -> Kind {
             let privileges = PRIVILEGE_SETTINGS
                 .iter()
                 .any(|p| s.name.eq_ignore_ascii_case(p));
-            Kind::new(Op::Set, reset_all || privileges)
+            // A search_path that puts another schema before pg_catalog lets every later
+            // unqualified name (`lower`, `=`, `text`) resolve to a user object: nothing after it
+            // can be trusted, so it is the most dangerous class. This depends on the SET's
+            // literal values; the cache never shares a SET's entry between texts (cache.rs).
+            if untrusted_search_path(s) {
+                Kind::new(Op::Set, true).dynamic()
+            } else {
+                Kind::new(Op::Set, reset_all || privileges)
+            }
         }
         N::VariableShowStmt(_) => Kind::new(Op::Show, false),
+        N::LockStmt(_) => Kind::new(Op::Lock, true),
         N::TransactionStmt(s) => {
-            let op = match TransactionStmtKind::try_from(s.kind) {
-                Ok(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart) => {
-                    Op::Begin
+            use TransactionStmtKind as T;
+            match T::try_from(s.kind) {
+                Ok(T::TransStmtBegin | T::TransStmtStart) => Kind::new(Op::Begin, false),
+                Ok(T::TransStmtCommit) => Kind::new(Op::Commit, false),
+                Ok(T::TransStmtRollback) => Kind::new(Op::Rollback, false),
+                // Two-phase commit: PREPARE TRANSACTION keeps locks and a transaction alive
+                // beyond the session, and COMMIT/ROLLBACK PREPARED end any session's prepared
+                // transaction by its name. All of them act outside this session.
+                Ok(T::TransStmtPrepare) => Kind::new(Op::Other, true),
+                Ok(T::TransStmtCommitPrepared) => Kind::new(Op::Commit, true),
+                Ok(T::TransStmtRollbackPrepared) => Kind::new(Op::Rollback, true),
+                Ok(T::TransStmtSavepoint | T::TransStmtRelease | T::TransStmtRollbackTo) => {
+                    Kind::new(Op::Other, false)
                 }
-                Ok(
-                    TransactionStmtKind::TransStmtCommit
-                    | TransactionStmtKind::TransStmtCommitPrepared,
-                ) => Op::Commit,
-                Ok(
-                    TransactionStmtKind::TransStmtRollback
-                    | TransactionStmtKind::TransStmtRollbackPrepared,
-                ) => Op::Rollback,
-                // SAVEPOINT, RELEASE, ROLLBACK TO, PREPARE TRANSACTION
-                _ => Op::Other,
-            };
-            Kind::new(op, false)
+                Ok(T::Undefined) | Err(_) => Kind::new(Op::Unknown, true),
+            }
         }
         N::GrantStmt(s) => Kind::new(if s.is_grant { Op::Grant } else { Op::Revoke }, true),
         N::GrantRoleStmt(s) => Kind::new(if s.is_grant { Op::Grant } else { Op::Revoke }, true),
@@ -318,6 +354,40 @@ fn kind_of(node: &NodeEnum) -> Kind {
         // LOCK, VACUUM/ANALYZE, CLUSTER, REINDEX, REFRESH MATERIALIZED VIEW, ALTER SYSTEM,
         // CHECKPOINT, LOAD, and anything not listed above: may change state, fail closed.
         _ => Kind::new(Op::Other, true),
+    }
+}
+
+/// The values of a `SET name = a, b, ...` as PostgreSQL flattens them (string and number
+/// constants); `None` when an argument is anything else.
+pub(crate) fn set_values(s: &protobuf::VariableSetStmt) -> Option<Vec<String>> {
+    use protobuf::a_const::Val;
+    s.args
+        .iter()
+        .map(|arg| match arg.node.as_ref()? {
+            NodeEnum::AConst(c) => match c.val.as_ref()? {
+                Val::Sval(v) => Some(v.sval.clone()),
+                Val::Ival(v) => Some(v.ival.to_string()),
+                Val::Fval(v) => Some(v.fval.clone()),
+                Val::Boolval(v) => Some(if v.boolval { "on" } else { "off" }.to_owned()),
+                Val::Bsval(v) => Some(v.bsval.clone()),
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// `SET search_path` / `SET SCHEMA` to a value that lists pg_catalog after another schema.
+/// `SET search_path TO DEFAULT`, `RESET search_path` and `FROM CURRENT` return to (or keep) the
+/// value the session started with, which the gateway checks at startup
+/// ([`functions::search_path_trusts_builtins`]).
+fn untrusted_search_path(s: &protobuf::VariableSetStmt) -> bool {
+    if !s.name.eq_ignore_ascii_case("search_path") || s.kind != VariableSetKind::VarSetValue as i32
+    {
+        return false;
+    }
+    match set_values(s) {
+        Some(values) => !functions::search_path_elements_trust_builtins(&values),
+        None => true,
     }
 }
 

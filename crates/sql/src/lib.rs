@@ -41,7 +41,10 @@ mod classify;
 pub mod functions;
 pub mod lineage;
 pub mod mysql;
+mod readonly;
 mod walk;
 
 pub use cache::PgClassifier;
-pub use classify::classify_pg;
+pub use classify::{classify_pg, MAX_CLASSIFIED_BYTES};
+pub use functions::search_path_trusts_builtins;
+pub use readonly::pg_leaves_read_only;
