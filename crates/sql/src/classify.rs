@@ -11,11 +11,83 @@ use crate::walk;
 const PRIVILEGE_SETTINGS: &[&str] = &["role", "session_authorization"];
 
 /// Longest text the classifier parses. Bigger text is unparsed (fails closed: the most
-/// dangerous class) before the parser sees it. The parser's own cost is roughly linear, about
-/// 1 s and a few hundred MB per 4 MiB of dense `IN (...)` list, so the limit bounds the time
-/// and memory one command can cost; real statements are far smaller (a 1 MiB limit still
-/// admits an `IN` list of 100,000 ids).
+/// dangerous class) before the parser sees it.
 pub const MAX_CLASSIFIED_BYTES: usize = 4 * 1024 * 1024;
+
+/// Most tokens (estimated, see [`estimate_tokens`]) the classifier parses. The parser's cost
+/// grows with the number of tokens, not bytes: libpg_query, its protobuf output and the decoded
+/// tree take about 350 bytes per token together (a 1 MiB `IN (1,1,1,...)` list, 524,000 items,
+/// peaked at 355 MB and 2.4 s), so this bounds one statement to roughly 175 MB and a second.
+/// An `IN` list of 250,000 ids still classifies.
+pub const MAX_CLASSIFIED_TOKENS: usize = 500_000;
+
+/// An upper estimate of the number of lexical tokens in `sql`, in one pass without allocating:
+/// runs of identifier characters and digits count one, every other non-blank character one,
+/// quoted strings and identifiers, dollar-quoted strings and comments one each. Used only to
+/// bound the parser's cost: an estimate that is off makes the bound looser or stricter, never
+/// the classification wrong.
+pub(crate) fn estimate_tokens(sql: &str) -> usize {
+    let bytes = sql.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+    let mut tokens = 0usize;
+    let mut i = 0usize;
+    while let Some(&b) = bytes.get(i) {
+        let rest = bytes.get(i..).unwrap_or_default();
+        if b.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        tokens += 1;
+        if rest.starts_with(b"--") {
+            i += rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len());
+        } else if rest.starts_with(b"/*") {
+            i += find(rest, b"*/").map_or(rest.len(), |end| end + 2);
+        } else if b == b'\'' || b == b'"' {
+            // Doubled quotes continue the token; a backslash escape (E'..') may end it early,
+            // which only counts more tokens.
+            let mut j = i + 1;
+            loop {
+                match bytes.get(j) {
+                    None => break,
+                    Some(&c) if c == b && bytes.get(j + 1) == Some(&b) => j += 2,
+                    Some(&c) if c == b => {
+                        j += 1;
+                        break;
+                    }
+                    Some(_) => j += 1,
+                }
+            }
+            i = j;
+        } else if b == b'$' {
+            // $tag$ ... $tag$ (or a $1 parameter).
+            let tag_end = rest
+                .iter()
+                .skip(1)
+                .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_'))
+                .map(|p| p + 1);
+            match tag_end {
+                Some(end) if rest.get(end) == Some(&b'$') => {
+                    let tag = rest.get(..=end).unwrap_or_default();
+                    let body = rest.get(end + 1..).unwrap_or_default();
+                    i += end + 1 + find(body, tag).map_or(body.len(), |p| p + tag.len());
+                }
+                _ => i += 1 + rest.iter().skip(1).take_while(|&&c| word(c)).count(),
+            }
+        } else if word(b) {
+            i += rest.iter().take_while(|&&c| word(c)).count();
+        } else {
+            i += 1;
+        }
+    }
+    tokens
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
 
 /// Parses PostgreSQL text within the classifier's bounds.
 pub(crate) fn parse(sql: &str) -> Result<pg_query::ParseResult, String> {
@@ -23,6 +95,12 @@ pub(crate) fn parse(sql: &str) -> Result<pg_query::ParseResult, String> {
         return Err(format!(
             "statement text of {} bytes is over the classifier's limit of {MAX_CLASSIFIED_BYTES} bytes",
             sql.len()
+        ));
+    }
+    let tokens = estimate_tokens(sql);
+    if tokens > MAX_CLASSIFIED_TOKENS {
+        return Err(format!(
+            "statement text of about {tokens} tokens is over the classifier's limit of {MAX_CLASSIFIED_TOKENS} tokens"
         ));
     }
     // libpg_query is C behind an FFI boundary and `ParseResult::new` indexes into the tree; a
@@ -35,7 +113,7 @@ pub(crate) fn parse(sql: &str) -> Result<pg_query::ParseResult, String> {
 }
 
 /// Classifies PostgreSQL text (one or more statements). Never fails: text the grammar rejects,
-/// text over [`MAX_CLASSIFIED_BYTES`], or anything the classifier cannot follow, becomes
+/// text over [`MAX_CLASSIFIED_BYTES`] or [`MAX_CLASSIFIED_TOKENS`], or anything the classifier cannot follow, becomes
 /// [`Classification::unparsed`].
 pub fn classify_pg(sql: &str) -> Classification {
     let result = match parse(sql) {
@@ -412,4 +490,29 @@ fn object_name(node: &protobuf::Node) -> Option<String> {
         _ => return None,
     };
     (!name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_estimate() {
+        assert_eq!(estimate_tokens(""), 0);
+        assert_eq!(estimate_tokens("select 1"), 2);
+        assert_eq!(
+            estimate_tokens("SELECT * FROM t WHERE id IN (1, 22, 333)"),
+            14
+        );
+        assert_eq!(estimate_tokens("select 'a, b, c' , \"x y\""), 4);
+        assert_eq!(estimate_tokens("select 'it''s, here'"), 2);
+        assert_eq!(estimate_tokens("select $$a, b, c$$, $q$ x $$ y $q$, $1"), 6);
+        assert_eq!(estimate_tokens("select /* a, b */ 1 -- c, d\n, 2"), 6);
+        // Unterminated constructs run to the end.
+        assert_eq!(estimate_tokens("select 'a, b"), 2);
+        assert_eq!(estimate_tokens("select /* a, b"), 2);
+        assert_eq!(estimate_tokens("select $x$ a, b"), 2);
+        let dense = format!("select {}", vec!["1"; 1000].join(","));
+        assert_eq!(estimate_tokens(&dense), 1 + 1999);
+    }
 }

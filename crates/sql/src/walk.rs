@@ -455,7 +455,7 @@ impl Walker {
     }
 }
 
-impl<'a> ser::Serializer for &'a mut Walker {
+impl ser::Serializer for &mut Walker {
     type Ok = ();
     type Error = WalkError;
     type SerializeSeq = Self;
@@ -587,7 +587,7 @@ impl<'a> ser::Serializer for &'a mut Walker {
     }
 }
 
-impl<'a> ser::SerializeSeq for &'a mut Walker {
+impl ser::SerializeSeq for &mut Walker {
     type Ok = ();
     type Error = WalkError;
     fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), WalkError> {
@@ -598,7 +598,7 @@ impl<'a> ser::SerializeSeq for &'a mut Walker {
     }
 }
 
-impl<'a> ser::SerializeTuple for &'a mut Walker {
+impl ser::SerializeTuple for &mut Walker {
     type Ok = ();
     type Error = WalkError;
     fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), WalkError> {
@@ -609,7 +609,7 @@ impl<'a> ser::SerializeTuple for &'a mut Walker {
     }
 }
 
-impl<'a> ser::SerializeTupleStruct for &'a mut Walker {
+impl ser::SerializeTupleStruct for &mut Walker {
     type Ok = ();
     type Error = WalkError;
     fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), WalkError> {
@@ -620,7 +620,7 @@ impl<'a> ser::SerializeTupleStruct for &'a mut Walker {
     }
 }
 
-impl<'a> ser::SerializeTupleVariant for &'a mut Walker {
+impl ser::SerializeTupleVariant for &mut Walker {
     type Ok = ();
     type Error = WalkError;
     fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), WalkError> {
@@ -631,7 +631,7 @@ impl<'a> ser::SerializeTupleVariant for &'a mut Walker {
     }
 }
 
-impl<'a> ser::SerializeMap for &'a mut Walker {
+impl ser::SerializeMap for &mut Walker {
     type Ok = ();
     type Error = WalkError;
     fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), WalkError> {
@@ -645,7 +645,7 @@ impl<'a> ser::SerializeMap for &'a mut Walker {
     }
 }
 
-impl<'a> ser::SerializeStruct for &'a mut Walker {
+impl ser::SerializeStruct for &mut Walker {
     type Ok = ();
     type Error = WalkError;
     fn serialize_field<T: ?Sized + Serialize>(
@@ -664,7 +664,7 @@ impl<'a> ser::SerializeStruct for &'a mut Walker {
     }
 }
 
-impl<'a> ser::SerializeStructVariant for &'a mut Walker {
+impl ser::SerializeStructVariant for &mut Walker {
     type Ok = ();
     type Error = WalkError;
     fn serialize_field<T: ?Sized + Serialize>(
