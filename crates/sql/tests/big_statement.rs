@@ -113,7 +113,7 @@ fn big_statements_are_classified_within_time_and_memory_bounds() {
         error.contains("tokens is over the classifier's limit"),
         "{error}"
     );
-    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     assert!(growth.is_none_or(|g| g < 16 << 20), "+{}", mib(growth));
 
     // Over the byte limit, even with few tokens (one big string literal).
@@ -125,7 +125,7 @@ fn big_statements_are_classified_within_time_and_memory_bounds() {
         error.contains("bytes is over the classifier's limit"),
         "{error}"
     );
-    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     // The cache does not keep refused text either.
     let classifier = PgClassifier::new(16);
     assert!(classifier.classify(&sql).unparsed);
