@@ -350,3 +350,322 @@ fn hostile_results_are_masked_or_withheld_never_a_crash() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(f.gw.alive(), "the gateway survived");
 }
+
+/// `translate(v, '0123456789', 'abcdefghij')`: a transform that slips past every detector.
+fn letters(v: &str) -> String {
+    v.chars()
+        .map(|c| match c.to_digit(10) {
+            Some(d) => char::from(b'a' + d as u8),
+            None => c,
+        })
+        .collect()
+}
+
+#[test]
+fn values_computed_from_a_partial_column_are_redacted_whole() {
+    let f = setup();
+    let s = &f.schema;
+    let mut script = String::new();
+    // Four queries of four digits each would rebuild every card under `partial`.
+    for n in [1, 5, 9, 13] {
+        script.push_str(&format!(
+            "select 'xxxxxxxxxxxx' || substr(card_number, {n}, 4) as piece from {s}.payments order by id;\n"
+        ));
+    }
+    script.push_str(&format!(
+        "select ascii(substr(card_number, 2, 1)) as a, reverse(card_number) as r, \
+         translate(card_number, '0123456789', 'abcdefghij') as t from {s}.payments order by id;\n\
+         select p from {s}.payments p order by id;\n\
+         select row_to_json(c) from {s}.customers c order by id;\n"
+    ));
+    let o = f.gw.psql(&script);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert_no_secret("derived values", &out);
+    for piece in ["5500", "0055", "5559", "4012", "8888", "1881"] {
+        assert!(!out.contains(piece), "`{piece}` leaked:\n{out}");
+    }
+    for card in CARDS {
+        assert!(!out.contains(&letters(card)), "{out}");
+    }
+    assert!(out.contains("[CARD]"), "derived values are redacted: {out}");
+}
+
+#[test]
+fn planner_statistics_of_masked_columns_are_masked() {
+    let f = setup();
+    let s = &f.schema;
+    direct(&format!("analyze {s}.payments; analyze {s}.customers"));
+    let o = f.gw.psql(&format!(
+        "select attname, most_common_vals::text as mcv, histogram_bounds::text as hb \
+           from pg_stats where schemaname = '{s}';\n\
+         select translate(most_common_vals::text, '0123456789', 'abcdefghij') from pg_catalog.pg_stats where schemaname = '{s}';\n\
+         select stavalues1::text, stavalues2::text from pg_statistic s join pg_class c on c.oid = s.starelid \
+           join pg_namespace n on n.oid = c.relnamespace where n.nspname = '{s}';\n"
+    ));
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert_no_secret("pg_stats", &out);
+    for card in CARDS {
+        assert!(!out.contains(&letters(card)), "{out}");
+    }
+}
+
+#[test]
+fn errors_with_a_masked_column_in_scope_echo_no_values() {
+    let f = setup();
+    let s = &f.schema;
+    let o = f.gw.psql(&format!(
+        "select string_agg(translate(card_number, '0123456789', 'abcdefghij'), ',')::int from {s}.payments;\n\
+         select card_number::int from {s}.payments;\n\
+         select (reverse(email) || 'x')::int from {s}.customers;\n\
+         select 1 as still_alive;\n"
+    ));
+    let out = text(&o);
+    assert_no_secret("errors", &out);
+    for card in CARDS {
+        assert!(!out.contains(&letters(card)), "{out}");
+    }
+    // The fixed text and the SQLSTATE class stay: the user still learns what went wrong.
+    assert!(out.contains("invalid input syntax"), "{out}");
+    assert!(out.contains("[WITHHELD]"), "{out}");
+    assert!(out.contains("still_alive"), "{out}");
+}
+
+#[test]
+fn copies_of_masked_columns_and_opaque_code_are_refused_and_new_relations_masked() {
+    let f = setup();
+    let s = &f.schema;
+    let o = f.gw.psql(&format!(
+        "create table {s}.copy1 as select card_number from {s}.payments;\n\
+         select card_number into {s}.copy2 from {s}.payments;\n\
+         create table {s}.plain (v text);\n\
+         insert into {s}.plain select reverse(card_number) from {s}.payments;\n\
+         update {s}.customers set notes = (select card_number from {s}.payments where id = 10) where id = 3;\n\
+         do $$ begin perform 1; end $$;\n\
+         create function {s}.leak() returns text language sql as $$ select card_number from {s}.payments limit 1 $$;\n\
+         create view {s}.v_new as select card_number as c, email as e from {s}.payments, {s}.customers;\n\
+         select * from {s}.v_new;\n\
+         select set_config('airlock.t', card_number, false) from {s}.payments where id = 10;\n\
+         select current_setting('airlock.t') as from_settings;\n\
+         select * from {s}.plain;\n\
+         select 1 as still_alive;\n"
+    ));
+    let out = text(&o);
+    assert_no_secret("copies", &out);
+    assert!(out.contains("copy masked columns"), "{out}");
+    assert!(
+        out.contains("code whose reads masking cannot follow"),
+        "{out}"
+    );
+    assert!(out.contains("still_alive"), "{out}");
+    // Nothing was copied: the refused statements never reached the server.
+    assert_eq!(
+        direct(&format!("select count(*) from {s}.plain")),
+        "0",
+        "{out}"
+    );
+    assert_eq!(
+        direct(&format!("select to_regclass('{s}.copy1') is null")),
+        "t"
+    );
+}
+
+#[test]
+fn text_bytea_results_are_scanned_as_bytes() {
+    let f = setup();
+    let s = &f.schema;
+    let o = f.gw.psql(&format!(
+        "select convert_to(notes, 'UTF8') as b from {s}.customers order by id;\n"
+    ));
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let hex = |v: &str| v.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    assert!(
+        !out.contains(&hex(IBANS[0])),
+        "bytea hex leaked the IBAN: {out}"
+    );
+    assert!(
+        !out.contains(&hex(EMAILS[2])),
+        "bytea hex leaked the email: {out}"
+    );
+    assert!(out.contains("\\x"), "{out}");
+}
+
+/// Any value's raw binary bytes.
+struct Raw(#[allow(dead_code)] Vec<u8>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Raw {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw.to_vec()))
+    }
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn binary_numeric_bytea_and_arrays_are_scanned() {
+    let f = setup();
+    let s = f.schema.clone();
+    let (client, conn) = tokio_postgres::connect(&f.gw.agent(), NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let rows = client
+        .query(
+            &format!(
+                "select card_as_int::numeric as n, convert_to(c.notes, 'UTF8') as b, \
+                 array[c.notes, 'x'] as a, card_as_int::float8 as f \
+                 from {s}.payments p join {s}.customers c on c.id = p.customer_id order by p.id"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
+        let n: Option<Raw> = row.get(0);
+        assert!(
+            n.is_none(),
+            "a card number as binary numeric must be withheld"
+        );
+        let b: Option<Vec<u8>> = row.get(1);
+        if let Some(b) = b {
+            let b = String::from_utf8_lossy(&b).into_owned();
+            assert_no_secret("binary bytea", &b);
+        }
+        let a: Option<Raw> = row.get(2);
+        if let Some(Raw(a)) = a {
+            assert_no_secret("binary array", &String::from_utf8_lossy(&a));
+        }
+    }
+}
+
+/// A raw frontend-protocol session: the client `tokio-postgres` would never send a second
+/// Parse of a name, but an attacker can.
+fn raw_session(port: u16) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut body = Vec::new();
+    body.extend_from_slice(&196608u32.to_be_bytes());
+    for (k, v) in [("user", "agent"), ("database", "pg-local")] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    msg.extend_from_slice(&body);
+    sock.write_all(&msg).unwrap();
+    let _ = read_until_ready(&mut sock, Some(TOKEN));
+    sock
+}
+
+fn frontend(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+fn cstrs(parts: &[&str]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for p in parts {
+        b.extend_from_slice(p.as_bytes());
+        b.push(0);
+    }
+    b
+}
+
+/// Reads backend messages until ReadyForQuery; answers a password request with `password`.
+fn read_until_ready(sock: &mut std::net::TcpStream, password: Option<&str>) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut all = Vec::new();
+    loop {
+        let mut head = [0u8; 5];
+        sock.read_exact(&mut head).unwrap();
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize - 4;
+        let mut body = vec![0u8; len];
+        sock.read_exact(&mut body).unwrap();
+        all.push(head[0]);
+        all.extend_from_slice(&body);
+        match head[0] {
+            b'R' if body[..4] == [0, 0, 0, 3] => {
+                sock.write_all(&frontend(b'p', &cstrs(&[password.unwrap()])))
+                    .unwrap();
+            }
+            b'Z' => return all,
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_second_parse_of_a_name_does_not_change_what_is_masked() {
+    use std::io::Write;
+    let f = setup();
+    let s = &f.schema;
+    let mut sock = raw_session(f.gw.port);
+    let parse = |name: &str, sql: &str| {
+        let mut b = cstrs(&[name, sql]);
+        b.extend_from_slice(&0u16.to_be_bytes());
+        frontend(b'P', &b)
+    };
+    let first = parse(
+        "s1",
+        &format!("select card_number from {s}.payments order by id"),
+    );
+    let second = parse("s1", "select 'harmless'::text as card_number");
+    let mut batch = first;
+    batch.extend(frontend(b'S', &[]));
+    sock.write_all(&batch).unwrap();
+    let _ = read_until_ready(&mut sock, None);
+    let mut bind = cstrs(&["", "s1"]);
+    bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut batch = second;
+    batch.extend(frontend(b'S', &[]));
+    batch.extend(frontend(b'B', &bind));
+    let mut exec = cstrs(&[""]);
+    exec.extend_from_slice(&0u32.to_be_bytes());
+    batch.extend(frontend(b'E', &exec));
+    batch.extend(frontend(b'S', &[]));
+    sock.write_all(&batch).unwrap();
+    let mut got = read_until_ready(&mut sock, None);
+    got.extend(read_until_ready(&mut sock, None));
+    let got = String::from_utf8_lossy(&got).into_owned();
+    assert!(
+        got.contains("42P05"),
+        "the re-Parse is refused like the server does: {got}"
+    );
+    assert_no_secret("re-Parse", &got);
+    assert!(
+        got.contains("1111"),
+        "the old statement still runs, masked: {got}"
+    );
+}
+
+#[test]
+fn notification_payloads_are_withheld_under_column_masking() {
+    let f = setup();
+    let channel = unique("ch");
+    let notify = {
+        let channel = channel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(700));
+            direct(&format!("notify {channel}, '{}'", CARDS[0]));
+        })
+    };
+    let o = f.gw.psql(&format!(
+        "listen {channel};\nselect pg_sleep(2);\nselect 1 as after;\n"
+    ));
+    notify.join().unwrap();
+    let out = text(&o);
+    assert!(out.contains("Asynchronous notification"), "{out}");
+    assert_no_secret("notification", &out);
+    assert!(out.contains("[WITHHELD]"), "{out}");
+}

@@ -325,7 +325,10 @@ impl Rule {
         (self.identities.is_empty() || self.identities.contains(&identity.name))
             && (self.groups.is_empty() || self.groups.iter().any(|g| identity.in_group(g)))
             && self.agents.is_none_or(|want| want == identity.agent)
-            && self.connections.as_ref().is_none_or(|c| c.matches(connection))
+            && self
+                .connections
+                .as_ref()
+                .is_none_or(|c| c.matches(connection))
     }
 
     /// A deny rule whose only command matcher is `writes = true`: it refuses every statement

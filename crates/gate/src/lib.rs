@@ -783,6 +783,24 @@ impl SessionGate {
         self.gate.runtime.load().views.get(&self.connection.name)
     }
 
+    /// Changes whenever a session of this connection forwards DDL (see `ViewCache`).
+    pub fn views_generation(&self) -> u64 {
+        self.gate
+            .runtime
+            .load()
+            .views
+            .generation(&self.connection.name)
+    }
+
+    /// This session forwards DDL: views and tables may change under every snapshot.
+    pub fn invalidate_views(&self) {
+        self.gate
+            .runtime
+            .load()
+            .views
+            .invalidate(&self.connection.name);
+    }
+
     pub fn store_views(&self, views: Arc<airlock_sql::lineage::ViewMap>) {
         self.gate
             .runtime

@@ -14,7 +14,7 @@ use airlock_mask::{
     ColumnEntity, CustomPattern, Detector, MaskCounts, MaskSpec, Masked, Masker, Strategy,
     WITHHELD_PLACEHOLDER,
 };
-use airlock_sql::lineage::ColumnRule;
+use airlock_sql::lineage::{ColumnRule, DERIVED_MARKER};
 pub use airlock_store::MaskedCounts;
 
 /// File in `data_dir` holding the HMAC key of the `hash` strategy (created once, 0600).
@@ -263,24 +263,43 @@ impl SessionMasking {
         self.rules.iter().find(|r| r.matches(schema, table, column))
     }
 
-    /// A whole value of a column derived from `sources` (rule texts, `?unknown`), rewritten by
-    /// the strategy of the first applying rule.
+    /// A whole value of a column derived from `sources` (rule texts, `?unknown`, `?derived`),
+    /// rewritten by the strategy of the first applying rule.
     pub fn mask_whole(
         &self,
         sources: &std::collections::BTreeSet<String>,
         value: &[u8],
         tally: &mut Tally,
     ) -> Rewrite {
-        for s in sources {
+        for s in sources.iter().filter(|s| s.as_str() != DERIVED_MARKER) {
             tally.column(s);
         }
-        let Some((masker, entity)) = self.column_masker(sources) else {
-            return Rewrite::Null;
-        };
-        match masker.mask_column(value, entity, &mut tally.entities) {
-            Masked::Null => Rewrite::Null,
-            other => Rewrite::Bytes(other.bytes().unwrap_or(WITHHELD_PLACEHOLDER).to_vec()),
+        match self.mask_column_value(sources, value, &mut tally.entities) {
+            None | Some(Masked::Null) => Rewrite::Null,
+            Some(other) => Rewrite::Bytes(other.bytes().unwrap_or(WITHHELD_PLACEHOLDER).to_vec()),
         }
+    }
+
+    /// One value of a column masked because it derives from `sources`; `None` when no masker
+    /// applies (the caller withholds the value). Values computed from a masked column
+    /// ([`DERIVED_MARKER`]) are redacted whole under `partial` and `hash`:
+    /// `substr(card, 5, 4)` would show four more digits per query, and the hash of a short
+    /// piece is reversed with a dictionary.
+    pub fn mask_column_value<'a>(
+        &'a self,
+        sources: &std::collections::BTreeSet<String>,
+        value: &'a [u8],
+        entities: &mut MaskCounts,
+    ) -> Option<Masked<'a>> {
+        let (masker, entity) = self.column_masker(sources)?;
+        let masked = masker.mask_column(value, entity, entities);
+        let derived = sources.contains(DERIVED_MARKER);
+        if derived && matches!(masker.strategy(), Strategy::Partial | Strategy::Hash) {
+            return Some(Masked::Replaced(std::borrow::Cow::Borrowed(
+                entity.redacted(),
+            )));
+        }
+        Some(masked)
     }
 
     /// Every content detector of every applying policy over one textual value.
@@ -365,6 +384,8 @@ pub struct ViewCache {
     map: std::sync::Mutex<
         std::collections::HashMap<String, (std::time::Instant, Arc<airlock_sql::lineage::ViewMap>)>,
     >,
+    /// Bumped per connection whenever a session forwards DDL: snapshots taken before are stale.
+    generations: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl ViewCache {
@@ -378,5 +399,29 @@ impl ViewCache {
     pub fn put(&self, connection: &str, views: Arc<airlock_sql::lineage::ViewMap>) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.insert(connection.to_owned(), (std::time::Instant::now(), views));
+    }
+
+    /// DDL went through a session of `connection`: the next session fetches the catalog again,
+    /// and open sessions see their snapshot is stale ([`ViewCache::generation`] moved).
+    pub fn invalidate(&self, connection: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(connection);
+        *self
+            .generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(connection.to_owned())
+            .or_default() += 1;
+    }
+
+    pub fn generation(&self, connection: &str) -> u64 {
+        self.generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(connection)
+            .copied()
+            .unwrap_or(0)
     }
 }

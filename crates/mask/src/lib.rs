@@ -398,6 +398,12 @@ impl ColumnEntity {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The column's redaction label (`[CARD]`), whatever the policy's strategy: for values
+    /// computed from a masked column, where a partial or hashed form would leak the source.
+    pub fn redacted(&self) -> &[u8] {
+        &self.redacted
+    }
 }
 
 struct Custom {

@@ -192,6 +192,25 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    /// A NUL-terminated string as raw bytes (in the session's client encoding).
+    pub fn cbytes(&mut self) -> Result<&'a [u8], FrameError> {
+        let end = self
+            .buf
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(FrameError::Malformed {
+                what: self.what,
+                why: "string is not NUL-terminated",
+            })?;
+        let (s, rest) = self.buf.split_at(end);
+        self.buf = rest.get(1..).unwrap_or_default();
+        Ok(s)
+    }
+
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
     /// A NUL-terminated UTF-8 string.
     pub fn cstr(&mut self) -> Result<&'a str, FrameError> {
         let end = self

@@ -11,6 +11,7 @@
 )]
 
 pub mod codec;
+pub mod encoding;
 pub mod mask;
 pub mod relay;
 pub mod stream;
@@ -362,10 +363,19 @@ async fn run_session(
     cancels: Arc<CancelRegistry>,
 ) -> Result<(), SessionError> {
     let spec = session.upstream().clone();
-    let passed: Vec<(String, String)> = params
+    let mut passed: Vec<(String, String)> = params
         .into_iter()
         .filter(|(k, _)| PASSED_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(k)))
         .collect();
+    if let Some(f) = refuse_startup_params(&passed) {
+        session.close(&f.message);
+        return Err(send_fatal(&mut client, &f).await);
+    }
+    if spec.read_only {
+        // Defence in depth: the identity's rules deny every write here, so the database is
+        // told too. A startup parameter is also what `RESET` returns to.
+        passed.push(("default_transaction_read_only".into(), "on".into()));
+    }
     let target = upstream::UpstreamTarget {
         connection: session.connection_name(),
         address: &spec.address,
@@ -378,6 +388,13 @@ async fn run_session(
     };
     let mut up = match upstream::connect(&target).await {
         Ok(up) => up,
+        Err(f) => {
+            session.close(&f.message);
+            return Err(send_fatal(&mut client, &f).await);
+        }
+    };
+    let encoding = match upstream_settings(&up.replay, spec.read_only) {
+        Ok(e) => Arc::new(encoding::SharedEncoding::new(e)),
         Err(f) => {
             session.close(&f.message);
             return Err(send_fatal(&mut client, &f).await);
@@ -449,6 +466,7 @@ async fn run_session(
         queue.clone(),
         limits(),
         recorder.clone(),
+        encoding.clone(),
     );
     let u2c = relay::upstream_to_client(
         up_r,
@@ -457,6 +475,7 @@ async fn run_session(
         queue,
         limits(),
         recorder.clone(),
+        encoding,
     );
     let outcome = tokio::select! {
         // An access grant or token that ends, or a token revoked, ends the session.
@@ -481,6 +500,57 @@ async fn run_session(
     info!(%reason, "session closed");
     session.close(&reason);
     Ok(())
+}
+
+/// Startup parameters that would make the server read statements differently from the
+/// gateway: a client encoding that is not ASCII-safe.
+fn refuse_startup_params(params: &[(String, String)]) -> Option<ErrorFields> {
+    for (name, value) in params {
+        if name.eq_ignore_ascii_case("client_encoding") {
+            if let Err(e) = encoding::ClientEncoding::check(value) {
+                return Some(ErrorFields::fatal("22023", format!("airlock: {e}")));
+            }
+        }
+    }
+    None
+}
+
+/// The session's settings as the upstream reported them at startup: its client encoding must
+/// be one the gateway reads as the server does (a role or database default could set another),
+/// and a read-only session must be read-only (servers that report it: PostgreSQL 14 and later).
+fn upstream_settings(
+    replay: &[u8],
+    read_only: bool,
+) -> Result<encoding::ClientEncoding, ErrorFields> {
+    let mut buf = BytesMut::from(replay);
+    let mut enc = encoding::ClientEncoding::Utf8;
+    while let Ok(Some(msg)) = split_message(&mut buf, usize::MAX) {
+        if msg.tag != b'S' {
+            continue;
+        }
+        let mut r = Reader::new(&msg.body, "ParameterStatus");
+        let (Ok(name), Ok(value)) = (r.cstr(), r.cstr()) else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("client_encoding") {
+            enc = encoding::ClientEncoding::parse(value).map_err(|e| {
+                ErrorFields::fatal(
+                    "22023",
+                    format!("airlock: the upstream session's {e} (a role or database default?)"),
+                )
+            })?;
+        }
+        if read_only
+            && name.eq_ignore_ascii_case("default_transaction_read_only")
+            && !value.eq_ignore_ascii_case("on")
+        {
+            return Err(ErrorFields::fatal(
+                "58000",
+                "airlock: this session must be read-only but the upstream did not accept default_transaction_read_only = on",
+            ));
+        }
+    }
+    Ok(enc)
 }
 
 async fn handle_cancel(cancels: &CancelRegistry, pid: u32, key: &[u8]) {

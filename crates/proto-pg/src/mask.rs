@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use airlock_gate::masking::SessionMasking;
 use airlock_mask::{MaskCounts, Masked, WITHHELD_PLACEHOLDER};
-use airlock_sql::lineage::{CopyFormat, CopyKind, StatementLineage};
+use airlock_sql::lineage::{CopyFormat, CopyKind, StatementLineage, DERIVED_MARKER};
 use airlock_store::MaskedCounts;
 use bytes::{BufMut, BytesMut};
 
@@ -30,6 +30,10 @@ const UNKNOWN: u32 = 705;
 const INT2: u32 = 21;
 const INT4: u32 = 23;
 const INT8: u32 = 20;
+const FLOAT4: u32 = 700;
+const FLOAT8: u32 = 701;
+const NUMERIC: u32 = 1700;
+const BYTEA: u32 = 17;
 
 /// One column of a result, as seen by the client.
 #[derive(Debug, Clone)]
@@ -246,19 +250,16 @@ fn mask_value<'a>(
     let json = matches!(col.type_oid, JSON | JSONB);
 
     if let Some(sources) = &col.sources {
-        for s in sources {
+        for s in sources.iter().filter(|s| s.as_str() != DERIVED_MARKER) {
             *counts.columns.entry(s.clone()).or_default() += 1;
         }
         let Some(text) = text else {
             // A binary value of a type we cannot rewrite keeps its type as NULL.
             return Value::Null;
         };
-        let Some((masker, entity)) = m.column_masker(sources) else {
-            return Value::Null;
-        };
-        return match masker.mask_column(text, entity, &mut counts.entities) {
-            Masked::Null => Value::Null,
-            other => {
+        return match m.mask_column_value(sources, text, &mut counts.entities) {
+            None | Some(Masked::Null) => Value::Null,
+            Some(other) => {
                 let bytes = other.bytes().unwrap_or(WITHHELD_PLACEHOLDER);
                 Value::Bytes(Cow::Owned(finish(prefix, bytes, json)))
             }
@@ -269,8 +270,11 @@ fn mask_value<'a>(
         return Value::Same;
     }
     let Some(text) = text else {
-        return binary_integer(m, col, v, counts);
+        return binary_value(m, col, v, counts);
     };
+    if col.type_oid == BYTEA {
+        return bytea_text(m, col, text, counts);
+    }
     let mut current: Cow<'a, [u8]> = Cow::Borrowed(text);
     let mut changed = false;
     for masker in &m.content {
@@ -293,29 +297,139 @@ fn mask_value<'a>(
     Value::Bytes(Cow::Owned(finish(prefix, &current, !valid_json)))
 }
 
-/// Binary integers can hold card numbers and phone numbers: decode, scan, and NULL on a hit.
-fn binary_integer(
+/// Binary values of non-text types can still carry what the detectors look for: integers and
+/// `numeric` hold card and phone numbers, floats phone numbers, `bytea` any bytes, arrays and
+/// records embed their elements' text. Numbers are rendered as PostgreSQL prints them and
+/// scanned; everything else is scanned as raw bytes. A hit makes the value NULL (its type stays
+/// valid); `bytea` gets its masked bytes, which are still a valid `bytea`.
+fn binary_value(
     m: &SessionMasking,
     col: &ColPlan,
     v: &[u8],
     counts: &mut Counts,
 ) -> Value<'static> {
-    let n: i64 = match (col.type_oid, v.len()) {
-        (INT8, 8) => i64::from_be_bytes(v.try_into().unwrap_or([0; 8])),
-        (INT4, 4) => i64::from(i32::from_be_bytes(v.try_into().unwrap_or([0; 4]))),
-        (INT2, 2) => i64::from(i16::from_be_bytes(v.try_into().unwrap_or([0; 2]))),
-        _ => return Value::Same,
+    let rendered: Option<String> = match (col.type_oid, v.len()) {
+        (INT8, 8) => <[u8; 8]>::try_from(v)
+            .ok()
+            .map(|b| i64::from_be_bytes(b).to_string()),
+        (INT4, 4) => <[u8; 4]>::try_from(v)
+            .ok()
+            .map(|b| i32::from_be_bytes(b).to_string()),
+        (INT2, 2) => <[u8; 2]>::try_from(v)
+            .ok()
+            .map(|b| i16::from_be_bytes(b).to_string()),
+        (FLOAT8, 8) => <[u8; 8]>::try_from(v)
+            .ok()
+            .map(|b| f64::from_be_bytes(b).to_string()),
+        (FLOAT4, 4) => <[u8; 4]>::try_from(v)
+            .ok()
+            .map(|b| f32::from_be_bytes(b).to_string()),
+        (NUMERIC, _) => numeric_text(v),
+        _ => None,
     };
-    let digits = n.to_string();
+    let scanned: &[u8] = rendered.as_deref().map_or(v, str::as_bytes);
+    let mut current: Cow<'_, [u8]> = Cow::Borrowed(scanned);
+    let mut changed = false;
     for masker in &m.content {
-        if !masker
-            .mask_text(digits.as_bytes(), &mut counts.entities)
-            .is_unchanged()
-        {
-            return Value::Null;
+        match masker.mask_text(&current, &mut counts.entities) {
+            Masked::Unchanged(_) => {}
+            Masked::Replaced(b) if col.type_oid == BYTEA => {
+                current = Cow::Owned(b.into_owned());
+                changed = true;
+            }
+            _ => return Value::Null,
         }
     }
-    Value::Same
+    if changed {
+        Value::Bytes(Cow::Owned(current.into_owned()))
+    } else {
+        Value::Same
+    }
+}
+
+/// A text-format `bytea` (`\\x` hex, the default output): the detectors see the decoded
+/// bytes, and masked bytes go back out as hex.
+fn bytea_text(
+    m: &SessionMasking,
+    col: &ColPlan,
+    text: &[u8],
+    counts: &mut Counts,
+) -> Value<'static> {
+    let Some(hex) = text.strip_prefix(b"\\x") else {
+        // `bytea_output = escape`: printable bytes stay themselves, so scan the text.
+        return binary_value(m, col, text, counts);
+    };
+    let decoded: Option<Vec<u8>> = hex
+        .chunks(2)
+        .map(|pair| {
+            let s = std::str::from_utf8(pair).ok()?;
+            u8::from_str_radix(s, 16).ok()
+        })
+        .collect();
+    let Some(decoded) = decoded else {
+        return Value::Null;
+    };
+    match binary_value(m, col, &decoded, counts) {
+        Value::Bytes(masked) => {
+            let mut out = Vec::with_capacity(2 + masked.len() * 2);
+            out.extend_from_slice(b"\\x");
+            for b in masked.iter() {
+                out.extend_from_slice(format!("{b:02x}").as_bytes());
+            }
+            Value::Bytes(Cow::Owned(out))
+        }
+        other => other,
+    }
+}
+
+/// A binary `numeric` as PostgreSQL prints it (`-1234.50`); `None` for NaN, infinities and
+/// malformed input (nothing to scan: the raw bytes are scanned instead).
+fn numeric_text(v: &[u8]) -> Option<String> {
+    use std::fmt::Write;
+    let mut r = Cursor { b: v, pos: 0 };
+    let ndigits = usize::from(r.u16()?);
+    let weight = i32::from(r.u16()? as i16);
+    let sign = r.u16()?;
+    let dscale = usize::from(r.u16()?);
+    let mut digits = Vec::with_capacity(ndigits.min(1024));
+    for _ in 0..ndigits {
+        digits.push(r.u16()?);
+    }
+    let digit = |i: i32| -> u16 {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| digits.get(i).copied())
+            .unwrap_or(0)
+    };
+    let mut out = String::new();
+    match sign {
+        0x0000 => {}
+        0x4000 => out.push('-'),
+        _ => return None,
+    }
+    if weight < 0 {
+        out.push('0');
+    } else {
+        for i in 0..=weight {
+            let _ = if i == 0 {
+                write!(out, "{}", digit(i))
+            } else {
+                write!(out, "{:04}", digit(i))
+            };
+        }
+    }
+    if dscale > 0 {
+        let mut frac = String::with_capacity(dscale + 4);
+        let mut i = weight + 1;
+        while frac.len() < dscale {
+            let _ = write!(frac, "{:04}", digit(i));
+            i += 1;
+        }
+        frac.truncate(dscale);
+        out.push('.');
+        out.push_str(&frac);
+    }
+    Some(out)
 }
 
 /// `bytes` as the value of its column: JSON columns get a JSON string when the masked text is
@@ -478,9 +592,20 @@ fn put_copy_text(out: &mut Vec<u8>, v: &[u8], delim: u8) {
 /// context, where). With column rules in force, the values PostgreSQL echoes in details
 /// (`Key (email)=(…)`, `Failing row contains (…)`) are withheld whole: they are column values
 /// whose columns the message does not reliably name.
-pub fn mask_error_body(m: &SessionMasking, body: &[u8], counts: &mut Counts) -> Option<Vec<u8>> {
+/// `strict`: a masked column may be in scope of the statement that failed, so the value parts
+/// of the message (quoted text, echoed keys and rows) are withheld whatever the detectors say:
+/// `string_agg(translate(card, '0123456789', 'abcdefghij'), ',')::int` would otherwise return
+/// every card in `invalid input syntax for type integer: "…"`. A message raised by PL/pgSQL
+/// (`RAISE`, its context says so) is user text throughout and is withheld whole.
+pub fn mask_error_body(
+    m: &SessionMasking,
+    body: &[u8],
+    counts: &mut Counts,
+    strict: bool,
+) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(body.len() + 16);
     let mut changed = false;
+    let raised = strict && error_field(body, b'W').is_some_and(|w| contains(w, b"at RAISE"));
     let mut rest = body;
     while let Some((&field, after)) = rest.split_first() {
         if field == 0 {
@@ -490,7 +615,17 @@ pub fn mask_error_body(m: &SessionMasking, body: &[u8], counts: &mut Counts) -> 
         let value = after.get(..end)?;
         rest = after.get(end + 1..)?;
         let mut v: Cow<'_, [u8]> = Cow::Borrowed(value);
-        if matches!(field, b'M' | b'D' | b'H' | b'W') {
+        if matches!(field, b'M' | b'D' | b'H' | b'W' | b'q') {
+            if raised && matches!(field, b'M' | b'D' | b'H') {
+                v = Cow::Borrowed(WITHHELD_PLACEHOLDER);
+            } else if strict {
+                if let Some(w) = withhold_quoted(&v) {
+                    v = Cow::Owned(w);
+                }
+            }
+            if v.as_ref() != value {
+                *counts.columns.entry("?error_text".to_owned()).or_default() += 1;
+            }
             if field == b'D' && m.has_column_rules() {
                 if let Some(w) = withhold_echoed_values(&v) {
                     v = Cow::Owned(w);
@@ -515,6 +650,114 @@ pub fn mask_error_body(m: &SessionMasking, body: &[u8], counts: &mut Counts) -> 
     }
     out.push(0);
     changed.then_some(out)
+}
+
+/// `value` through every content detector of the session (a value that cannot be scanned is
+/// withheld).
+fn detected<'a>(m: &SessionMasking, value: &'a [u8]) -> Cow<'a, [u8]> {
+    let mut tally = airlock_gate::masking::Tally::default();
+    match m.mask_content(value, &mut tally) {
+        airlock_gate::masking::Rewrite::Same => Cow::Borrowed(value),
+        airlock_gate::masking::Rewrite::Bytes(b) => Cow::Owned(b),
+        airlock_gate::masking::Rewrite::Null => Cow::Borrowed(WITHHELD_PLACEHOLDER),
+    }
+}
+
+/// A `NotificationResponse` (pid, channel, payload): payloads are written by any session of
+/// the database, so under column masking they are withheld (a trigger may copy a masked column
+/// into them); otherwise the detectors run over them. `None`: unchanged.
+pub fn mask_notification(m: &SessionMasking, body: &[u8]) -> Option<Vec<u8>> {
+    let mut r = Cursor { b: body, pos: 0 };
+    let head = r.take(4)?;
+    let channel = r.cstr()?;
+    let payload = r.cstr()?;
+    let masked = if m.has_column_rules() && !payload.is_empty() {
+        Cow::Borrowed(WITHHELD_PLACEHOLDER)
+    } else {
+        detected(m, payload)
+    };
+    if masked.as_ref() == payload {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(channel);
+    out.push(0);
+    out.extend(masked.iter().filter(|&&b| b != 0));
+    out.push(0);
+    Some(out)
+}
+
+/// A `ParameterStatus` value: `application_name` can be set to anything, including a masked
+/// value (`set_config('application_name', card, false)`), so under column masking a change of
+/// it is withheld; every value goes through the detectors. `None`: unchanged.
+pub fn mask_parameter_value(m: &SessionMasking, name: &str, value: &[u8]) -> Option<Vec<u8>> {
+    let masked: Cow<'_, [u8]> =
+        if m.has_column_rules() && name.eq_ignore_ascii_case("application_name") {
+            Cow::Borrowed(WITHHELD_PLACEHOLDER)
+        } else {
+            detected(m, value)
+        };
+    if masked.as_ref() == value {
+        return None;
+    }
+    let mut out = Vec::with_capacity(name.len() + masked.len() + 2);
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    out.extend(masked.iter().filter(|&&b| b != 0));
+    out.push(0);
+    Some(out)
+}
+
+/// One field of an ErrorResponse/NoticeResponse body.
+fn error_field(body: &[u8], wanted: u8) -> Option<&[u8]> {
+    let mut rest = body;
+    while let Some((&field, after)) = rest.split_first() {
+        if field == 0 {
+            return None;
+        }
+        let end = after.iter().position(|&b| b == 0)?;
+        if field == wanted {
+            return after.get(..end);
+        }
+        rest = after.get(end + 1..)?;
+    }
+    None
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every `"…"` and `'…'` segment of a message becomes `"[WITHHELD]"`: PostgreSQL quotes the
+/// values it echoes (`invalid input syntax for type integer: "…"`, `value "…" is out of range`).
+/// An unterminated quote withholds the rest.
+fn withhold_quoted(text: &[u8]) -> Option<Vec<u8>> {
+    if !text.iter().any(|&b| b == b'"' || b == b'\'') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(&b) = text.get(i) {
+        if b == b'"' || b == b'\'' {
+            out.push(b);
+            out.extend_from_slice(WITHHELD_PLACEHOLDER);
+            match text
+                .get(i + 1..)
+                .and_then(|r| r.iter().position(|&c| c == b))
+            {
+                Some(close) => {
+                    out.push(b);
+                    i += close + 2;
+                }
+                None => break,
+            }
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Some(out)
 }
 
 /// `Key (a, b)=(1, x) already exists.` → `Key (a, b)=([WITHHELD]) already exists.`;
@@ -611,10 +854,14 @@ impl<'a> Cursor<'a> {
 
 /// The catalog query for view definitions (plain and materialized), run once per connection
 /// per minute on a session's own upstream before the client's first statement.
-const VIEWS_SQL: &str =
-    "SELECT schemaname::text, viewname::text, definition FROM pg_catalog.pg_views \
-     WHERE schemaname NOT IN ('pg_catalog', 'information_schema') \
-     UNION ALL SELECT schemaname::text, matviewname::text, definition FROM pg_catalog.pg_matviews";
+/// Every relation lineage may meet outside the system schemas, with the definition of views
+/// and materialized views (tables have none). Relations missing from this snapshot were
+/// created later and are masked ([`airlock_sql::lineage::Views::knows_relation`]).
+const VIEWS_SQL: &str = "SELECT n.nspname::text, c.relname::text, \
+     CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'";
 
 /// Reads the upstream's view definitions. Must run while the upstream is idle (after
 /// authentication, before relaying); leaves it idle again.
@@ -645,28 +892,36 @@ pub async fn fetch_views(
                     b: &msg.body,
                     pos: 0,
                 };
-                let mut cols = Vec::with_capacity(3);
+                let mut cols: Vec<Option<String>> = Vec::with_capacity(3);
                 if r.u16() != Some(3) {
-                    return Err("unexpected row shape from pg_views".into());
+                    return Err("unexpected row shape from pg_class".into());
                 }
                 for _ in 0..3 {
-                    let len = r.i32().ok_or("truncated row from pg_views")?;
-                    let v = usize::try_from(len)
-                        .ok()
-                        .and_then(|n| r.take(n))
-                        .map(|b| String::from_utf8_lossy(b).into_owned())
-                        .unwrap_or_default();
+                    let len = r.i32().ok_or("truncated row from pg_class")?;
+                    let v = match usize::try_from(len) {
+                        Ok(n) => Some(
+                            r.take(n)
+                                .map(|b| String::from_utf8_lossy(b).into_owned())
+                                .ok_or("truncated row from pg_class")?,
+                        ),
+                        Err(_) => None,
+                    };
                     cols.push(v);
                 }
-                if let [schema, name, def] = cols.as_slice() {
-                    views.insert(schema, name, def);
+                match cols.as_slice() {
+                    [Some(schema), Some(name), Some(def)] => views.insert(schema, name, def),
+                    [Some(schema), Some(name), None] => views.insert_table(schema, name),
+                    _ => return Err("unexpected row from pg_class".into()),
                 }
             }
             b'E' => error = Some(crate::codec::decode_error(&msg.body).message),
             b'Z' => {
                 return match error {
                     Some(e) => Err(e),
-                    None => Ok(views),
+                    None => {
+                        views.mark_complete();
+                        Ok(views)
+                    }
                 }
             }
             _ => {}

@@ -18,15 +18,17 @@ use crate::codec::{
     self, peek_message, put_error, put_message, put_query, rows_from_tag, ErrorFields, FrameError,
     Reader,
 };
+use crate::encoding::{ClientEncoding, SharedEncoding};
 use crate::mask::{self, Column, Counts, LineageCache, RowPlan};
 use crate::stream::PgStream;
 use airlock_core::review::Review;
-use airlock_core::Action;
+use airlock_core::{Action, Operation};
 use airlock_gate::masking::SessionMasking;
 use airlock_gate::{GateError, Judged, ReviewOutcome, SessionGate};
 use airlock_record::Recorder;
-use airlock_sql::lineage::{CopyFormat, CopyKind, StatementLineage, ViewMap};
+use airlock_sql::lineage::{CopyFormat, CopyKind, StaleViews, StatementLineage, ViewMap};
 use bytes::{Buf, BufMut, BytesMut};
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,7 +49,7 @@ pub(crate) enum Expect {
         error: ErrorFields,
         extended: bool,
     },
-    Parse,
+    Parse(Arc<Prepared>),
     Bind,
     /// `Some`: a statement whose result shape masking needs (filled from the RowDescription).
     DescribeStatement(Option<Arc<Prepared>>),
@@ -147,6 +149,10 @@ pub(crate) struct Prepared {
     /// prepared statement.
     reviewed: bool,
     executed: AtomicBool,
+    /// The server refused the Parse (set by the upstream task). If the gateway's view of the
+    /// name was wrong (a Close the server skipped after an error), the server still has an
+    /// older statement under this name: results of Executes are then masked as unknown.
+    rejected: AtomicBool,
     /// Masking: the statement's column lineage, its result columns once described, and
     /// whether a Describe was already sent for it.
     lineage: Option<Arc<Vec<StatementLineage>>>,
@@ -172,25 +178,52 @@ struct Portal {
 struct MaskCtx {
     masking: Arc<SessionMasking>,
     views: Arc<ViewMap>,
+    /// The connection's DDL generation when `views` was taken; once it moves, views may have
+    /// changed under the snapshot and are treated as unknown relations.
+    generation: u64,
+    stale: bool,
     lineages: LineageCache,
 }
 
 impl MaskCtx {
-    fn lineage(&mut self, text: &Arc<str>) -> Option<Arc<Vec<StatementLineage>>> {
+    fn lineage(
+        &mut self,
+        text: &Arc<str>,
+        session: &SessionGate,
+    ) -> Option<Arc<Vec<StatementLineage>>> {
         if !self.masking.has_column_rules() {
             return None;
         }
-        Some(self.lineages.get(text, &self.masking, &*self.views))
+        if !self.stale && session.views_generation() != self.generation {
+            self.stale = true;
+            self.lineages = LineageCache::new();
+        }
+        Some(if self.stale {
+            self.lineages
+                .get(text, &self.masking, &StaleViews(&*self.views))
+        } else {
+            self.lineages.get(text, &self.masking, &*self.views)
+        })
     }
 
-    /// Binary COPY rows cannot be split into fields, so they cannot be masked: refused.
+    /// Statements masking cannot follow are refused: binary COPY rows cannot be split into
+    /// fields; copies of masked columns into tables and code masking cannot see into would
+    /// carry values past it (see `StatementLineage::Unmaskable`).
     fn refuse_unmaskable(lineage: &Option<Arc<Vec<StatementLineage>>>, judged: &mut Judged) {
-        let binary_copy = lineage.as_ref().is_some_and(|l| {
-            l.iter()
-                .any(|s| s.copy_format().is_some_and(|f| f.kind == CopyKind::Binary))
-        });
-        if binary_copy && judged.decision.action == Action::Allow {
+        if judged.decision.action != Action::Allow {
+            return;
+        }
+        let Some(l) = lineage.as_ref() else {
+            return;
+        };
+        if l.iter()
+            .any(|s| s.copy_format().is_some_and(|f| f.kind == CopyKind::Binary))
+        {
             judged.force_deny("masking applies to this session and binary COPY output cannot be masked; use COPY ... TO STDOUT in text or csv format");
+        } else if let Some(why) = l.iter().find_map(StatementLineage::unmaskable) {
+            judged.force_deny(&format!(
+                "masking applies to this session and this statement is refused: {why}"
+            ));
         }
     }
 }
@@ -246,6 +279,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     queue: Queue,
     limits: Limits,
     recorder: Option<Arc<Recorder>>,
+    encoding: Arc<SharedEncoding>,
 ) -> Result<(), RelayError> {
     let mut buf = BytesMut::with_capacity(8192);
     let mut p = Pending {
@@ -256,6 +290,8 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     let mut portals: HashMap<String, Portal> = HashMap::new();
     let mut mask = session.masking().cloned().map(|masking| MaskCtx {
         masking,
+        generation: session.views_generation(),
+        stale: false,
         views: session.cached_views().unwrap_or_default(),
         lineages: LineageCache::new(),
     });
@@ -274,15 +310,16 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     return Err(e.into());
                 }
             };
+            let enc = encoding.get();
             match msg.tag {
                 b'Q' => {
-                    let text = Reader::new(&msg.body, "Query").cstr()?;
+                    let text = read_text(&mut Reader::new(&msg.body, "Query"), enc)?;
                     let (mut judged, _) = p
-                        .judge_holding(text, &mut upstream, &client_writer, &session, &queue)
+                        .judge_holding(&text, &mut upstream, &client_writer, &session, &queue)
                         .await?;
                     let text: Arc<str> = Arc::from(text);
                     let masked = mask.as_mut().map(|m| {
-                        let lineage = m.lineage(&text);
+                        let lineage = m.lineage(&text, &session);
                         MaskCtx::refuse_unmaskable(&lineage, &mut judged);
                         MaskState::new(lineage)
                     });
@@ -301,17 +338,34 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                 }
                 b'P' => {
                     let mut r = Reader::new(&msg.body, "Parse");
-                    let name = r.cstr()?;
-                    let text = r.cstr()?;
+                    let name = read_text(&mut r, enc)?;
+                    let name = &*name;
+                    let text = read_text(&mut r, enc)?;
+                    let text = &*text;
                     let (mut judged, reviewed) = p
                         .judge_holding(text, &mut upstream, &client_writer, &session, &queue)
                         .await?;
                     let lineage = mask.as_mut().and_then(|m| {
-                        let lineage = m.lineage(&Arc::from(text));
+                        let lineage = m.lineage(&Arc::from(text), &session);
                         MaskCtx::refuse_unmaskable(&lineage, &mut judged);
                         lineage
                     });
-                    if let Some(error) = denial(&session, &judged) {
+                    if !name.is_empty() && statements.contains_key(name) {
+                        // The server refuses to re-Parse an existing named statement (42P05) and
+                        // keeps the old one: so does the gateway, or it would judge and mask
+                        // later Executes by the new text while the server runs the old.
+                        judged.force_deny("a prepared statement of this name already exists");
+                        put_deny_extended(&mut p.out);
+                        p.expects.push(Expect::Denied {
+                            error: ErrorFields::error(
+                                "42P05",
+                                format!("prepared statement \"{name}\" already exists"),
+                            ),
+                            extended: true,
+                        });
+                        p.records
+                            .push((session.next_seq(), Arc::from(text), judged));
+                    } else if let Some(error) = denial(&session, &judged) {
                         // Parse, bind and run the raising DO block on the unnamed statement; the
                         // upstream then skips everything up to the client's Sync, as it would
                         // after any error.
@@ -325,26 +379,27 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                             .push((session.next_seq(), Arc::from(text), judged));
                         statements.remove(name);
                     } else {
-                        statements.insert(
-                            name.to_owned(),
-                            Arc::new(Prepared {
-                                text: Arc::from(text),
-                                judged,
-                                reviewed,
-                                executed: AtomicBool::new(false),
-                                lineage,
-                                shape: Mutex::new(None),
-                                described: AtomicBool::new(false),
-                            }),
-                        );
+                        let prepared = Arc::new(Prepared {
+                            text: Arc::from(text),
+                            judged,
+                            reviewed,
+                            executed: AtomicBool::new(false),
+                            rejected: AtomicBool::new(false),
+                            lineage,
+                            shape: Mutex::new(None),
+                            described: AtomicBool::new(false),
+                        });
+                        statements.insert(name.to_owned(), prepared.clone());
                         copy_message(&mut p.out, msg.tag, &msg.body);
-                        p.expects.push(Expect::Parse);
+                        p.expects.push(Expect::Parse(prepared));
                     }
                 }
                 b'B' => {
                     let mut r = Reader::new(&msg.body, "Bind");
-                    let portal = r.cstr()?;
-                    let statement = r.cstr()?;
+                    let portal = read_text(&mut r, enc)?;
+                    let portal = &*portal;
+                    let statement = read_text(&mut r, enc)?;
+                    let statement = &*statement;
                     match statements.get(statement) {
                         Some(p) => {
                             let formats = if mask.is_some() {
@@ -368,7 +423,8 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     p.expects.push(Expect::Bind);
                 }
                 b'E' => {
-                    let portal = Reader::new(&msg.body, "Execute").cstr()?;
+                    let portal = read_text(&mut Reader::new(&msg.body, "Execute"), enc)?;
+                    let portal = &*portal;
                     let seq = session.next_seq();
                     // Executing a portal runs the statement it was bound from: that is the
                     // command the audit event is for. A portal we never saw bound (unknown to
@@ -426,7 +482,8 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                 b'D' => {
                     let mut r = Reader::new(&msg.body, "Describe");
                     let kind = r.u8()?;
-                    let name = r.cstr()?;
+                    let name = read_text(&mut r, enc)?;
+                    let name = &*name;
                     let prepared = if mask.is_some() {
                         let prep = if kind == b'S' {
                             statements.get(name).cloned()
@@ -450,7 +507,8 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                 b'C' => {
                     let mut r = Reader::new(&msg.body, "Close");
                     let kind = r.u8()?;
-                    let name = r.cstr()?;
+                    let name = read_text(&mut r, enc)?;
+                    let name = &*name;
                     if kind == b'S' {
                         statements.remove(name);
                     } else {
@@ -574,6 +632,29 @@ impl Pending {
         queue: &Queue,
     ) -> Result<(Judged, bool), RelayError> {
         let mut judged = session.judge(text);
+        let c = &judged.classification;
+        if c.unparsed
+            || c.statements.iter().any(|s| {
+                // DDL, or code whose effects we cannot see (DO, CALL, dynamic SQL, unknown).
+                s.dynamic_sql
+                    || matches!(
+                        s.operation,
+                        Operation::Create
+                            | Operation::Alter
+                            | Operation::Drop
+                            | Operation::Do
+                            | Operation::Call
+                            | Operation::Unknown
+                    )
+                    || (s.operation == Operation::Other && s.writes_data)
+            })
+        {
+            // Views and tables may change: masking's catalog snapshots are stale from here.
+            session.invalidate_views();
+        }
+        if let Some(why) = guard_settings(text) {
+            judged.force_deny(&why);
+        }
         let reviewed = judged.decision.action == Action::Review;
         if reviewed {
             self.flush(upstream, client_writer, session, queue).await?;
@@ -617,6 +698,58 @@ async fn resolve_review(
         ReviewOutcome::Run(review) => judged.approved_by(&review),
         ReviewOutcome::Refuse { message, .. } => judged.refused(&message),
     }
+}
+
+/// Settings the gateway's reading of the session depends on: a statement that would switch
+/// `client_encoding` to one in which a backslash or quote can hide inside a character (or to a
+/// value computed at run time) is refused before it reaches the server. The parse runs only
+/// when the text could name such a setting (`U&` identifiers can spell it without the word).
+fn guard_settings(text: &str) -> Option<String> {
+    const HINTS: &[&[u8]] = &[b"encoding", b"names", b"set_config", b"reset", b"u&"];
+    let bytes = text.as_bytes();
+    let mentions = HINTS
+        .iter()
+        .any(|h| bytes.windows(h.len()).any(|w| w.eq_ignore_ascii_case(h)));
+    if !mentions {
+        return None;
+    }
+    let changes = match airlock_sql::session_settings::pg_setting_changes(text) {
+        Ok(c) => c,
+        // Unparsed text is already the most dangerous class for the rules; whether it sets
+        // client_encoding cannot be known, so it does not reach the server.
+        Err(e) => {
+            return Some(format!(
+                "airlock cannot tell whether this statement changes client_encoding ({e})"
+            ))
+        }
+    };
+    for change in changes.iter().filter(|c| c.concerns("client_encoding")) {
+        use airlock_sql::session_settings::SettingValue as V;
+        match &change.value {
+            V::Default => {}
+            V::Literal(v) if change.name == "client_encoding" => {
+                if let Err(e) = ClientEncoding::check(v) {
+                    return Some(e.to_string());
+                }
+            }
+            V::Literal(_) | V::Unknown => {
+                return Some(
+                    "this statement may set client_encoding to a value airlock cannot check before it runs; set it with a literal (SET client_encoding = 'UTF8')".to_owned(),
+                )
+            }
+        }
+    }
+    None
+}
+
+/// A message string in the session's client encoding, as text for the gate.
+fn read_text<'a>(r: &mut Reader<'a>, enc: ClientEncoding) -> Result<Cow<'a, str>, FrameError> {
+    let what = r.what();
+    let bytes = r.cbytes()?;
+    enc.decode(bytes).ok_or(FrameError::Malformed {
+        what,
+        why: "string is not valid UTF-8 (the session's client_encoding)",
+    })
 }
 
 /// Parse, Bind and Execute of the raising DO block on the unnamed statement and portal.
@@ -702,6 +835,7 @@ pub(crate) async fn upstream_to_client(
     queue: Queue,
     limits: Limits,
     recorder: Option<Arc<Recorder>>,
+    encoding: Arc<SharedEncoding>,
 ) -> Result<(), RelayError> {
     let rec = recorder.as_deref();
     let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -733,6 +867,7 @@ pub(crate) async fn upstream_to_client(
         let mut rewritten = false;
         let mut pos = 0usize;
         let mut too_large = None;
+        let mut closing: Option<ErrorFields> = None;
         {
             let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
             loop {
@@ -753,7 +888,12 @@ pub(crate) async fn upstream_to_client(
                     // Asynchronous messages belong to no request; a notice may echo values.
                     b'N' => {
                         let step = match masking.and_then(|m| {
-                            mask::mask_error_body(m, body, &mut mask::Counts::default())
+                            mask::mask_error_body(
+                                m,
+                                body,
+                                &mut mask::Counts::default(),
+                                m.has_column_rules(),
+                            )
                         }) {
                             Some(b) => Step::Rewrite(tag, b),
                             None => Step::Pass,
@@ -767,7 +907,16 @@ pub(crate) async fn upstream_to_client(
                         }
                         step
                     }
-                    b'A' | b'S' => Step::Pass,
+                    b'S' => match parameter_status(body, &session, &encoding, masking) {
+                        Ok(step) => step,
+                        Err(f) => {
+                            closing = Some(f);
+                            break;
+                        }
+                    },
+                    b'A' => masking
+                        .and_then(|m| mask::mask_notification(m, body))
+                        .map_or(Step::Pass, |b| Step::Rewrite(tag, b)),
                     _ => on_response(&mut q, tag, body, &session, masking, rec)?,
                 };
                 match step {
@@ -797,6 +946,12 @@ pub(crate) async fn upstream_to_client(
             w.write_all(&out).await?;
         } else {
             w.write_all(buf.get(..pos).unwrap_or_default()).await?;
+        }
+        if let Some(f) = closing {
+            // What came before the offending message was relayed; nothing after it is.
+            drop(w);
+            fatal(&client, &f).await;
+            return Err(RelayError::Upstream(f.message));
         }
         buf.advance(pos);
         if let Some(body_len) = too_large {
@@ -865,6 +1020,52 @@ struct Oversized {
     pass: bool,
 }
 
+/// A `ParameterStatus` from the upstream. The gateway follows `client_encoding` (to read the
+/// client's next messages) and closes the session when a setting it relies on was changed
+/// behind its back: an encoding in which statements hide (only reachable through code the
+/// classifier cannot see), or read-only mode switched off in a session opened read-only.
+/// Under masking the value goes through the detectors (`set_config('application_name', …)`
+/// would otherwise carry a masked value out).
+fn parameter_status(
+    body: &[u8],
+    session: &SessionGate,
+    encoding: &SharedEncoding,
+    masking: Option<&SessionMasking>,
+) -> Result<Step, ErrorFields> {
+    let mut r = Reader::new(body, "ParameterStatus");
+    let (Ok(name), Ok(value)) = (r.cbytes(), r.cbytes()) else {
+        return Err(ErrorFields::fatal(
+            "08P01",
+            "airlock: malformed ParameterStatus from the upstream",
+        ));
+    };
+    let name = String::from_utf8_lossy(name);
+    let value_text = String::from_utf8_lossy(value);
+    if name.eq_ignore_ascii_case("client_encoding") {
+        match ClientEncoding::parse(&value_text) {
+            Ok(e) => encoding.set(e),
+            Err(e) => {
+                return Err(ErrorFields::fatal(
+                    "57P01",
+                    format!("airlock: the session's {e}; the session is closed"),
+                ))
+            }
+        }
+    }
+    if session.upstream().read_only
+        && name.eq_ignore_ascii_case("default_transaction_read_only")
+        && !value_text.eq_ignore_ascii_case("on")
+    {
+        return Err(ErrorFields::fatal(
+            "57P01",
+            "airlock: this session is read-only and default_transaction_read_only was switched off; the session is closed",
+        ));
+    }
+    Ok(masking
+        .and_then(|m| mask::mask_parameter_value(m, &name, value))
+        .map_or(Step::Pass, |b| Step::Rewrite(b'S', b)))
+}
+
 /// Matches one backend message to the request it answers.
 fn on_response(
     q: &mut VecDeque<Expect>,
@@ -876,8 +1077,8 @@ fn on_response(
 ) -> Result<Step, RelayError> {
     let Some(front) = q.front_mut() else {
         // Nothing outstanding (e.g. a FATAL error when the server shuts down): pass it on.
-        return Ok(match (tag, masking) {
-            (b'E', Some(m)) => error_step(m, body, &mut mask::Counts::default()),
+        return Ok(match tag {
+            b'E' => untracked_error(body, masking),
             _ => Step::Pass,
         });
     };
@@ -926,7 +1127,20 @@ fn on_response(
             }
             _ => Step::Pass,
         },
-        Expect::Parse => simple_completion(tag, b'1', &mut done, &mut failed),
+        Expect::Parse(prep) => {
+            if tag == b'E' {
+                prep.rejected.store(true, Ordering::Relaxed);
+            }
+            match simple_completion(tag, b'1', &mut done, &mut failed) {
+                Step::Pass if tag == b'E' => untracked_error(body, masking),
+                step => step,
+            }
+        }
+        Expect::Bind | Expect::Close if tag == b'E' => {
+            done = true;
+            failed = true;
+            untracked_error(body, masking)
+        }
         Expect::Bind => simple_completion(tag, b'2', &mut done, &mut failed),
         Expect::Close => simple_completion(tag, b'3', &mut done, &mut failed),
         Expect::DescribeStatement(prep) | Expect::DescribePortal(prep) => match tag {
@@ -940,7 +1154,7 @@ fn on_response(
             b'E' => {
                 done = true;
                 failed = true;
-                Step::Pass
+                untracked_error(body, masking)
             }
             _ => Step::Pass,
         },
@@ -955,7 +1169,7 @@ fn on_response(
             b'E' => {
                 done = true;
                 failed = true;
-                Step::Pass
+                untracked_error(body, masking)
             }
             _ => Step::Pass,
         },
@@ -1051,14 +1265,29 @@ fn remember_shape(prep: &Prepared, body: &[u8]) {
 
 fn masked_error(t: &mut Tracked, body: &[u8], masking: Option<&SessionMasking>) -> Step {
     match (masking, t.mask.as_mut()) {
-        (Some(m), Some(state)) => error_step(m, body, &mut state.counts),
-        (Some(m), None) => error_step(m, body, &mut mask::Counts::default()),
+        (Some(m), Some(state)) => {
+            // A masked column is in scope unless the failing statement's lineage says it
+            // touches no ruled table.
+            let strict =
+                m.has_column_rules() && state.lineage().is_none_or(|l| l.unknown_is_masked());
+            error_step(m, body, &mut state.counts, strict)
+        }
+        (Some(m), None) => error_step(m, body, &mut mask::Counts::default(), m.has_column_rules()),
         _ => Step::Pass,
     }
 }
 
-fn error_step(m: &SessionMasking, body: &[u8], counts: &mut mask::Counts) -> Step {
-    match mask::mask_error_body(m, body, counts) {
+/// An error outside a tracked command's results (Parse, Bind, Describe, none outstanding):
+/// masked strictly, since which columns were in scope is not known here.
+fn untracked_error(body: &[u8], masking: Option<&SessionMasking>) -> Step {
+    match masking {
+        Some(m) => error_step(m, body, &mut mask::Counts::default(), m.has_column_rules()),
+        None => Step::Pass,
+    }
+}
+
+fn error_step(m: &SessionMasking, body: &[u8], counts: &mut mask::Counts, strict: bool) -> Step {
+    match mask::mask_error_body(m, body, counts, strict) {
         Some(b) => Step::Rewrite(b'E', b),
         None => Step::Pass,
     }
@@ -1136,6 +1365,7 @@ fn execute_plan(state: &MaskState) -> RowPlan {
     let Some(shape) = shape else {
         return RowPlan::new(Some(&StatementLineage::Opaque), &[]);
     };
+    let rejected = prep.rejected.load(Ordering::Relaxed);
     let cols: Vec<Column> = shape
         .iter()
         .enumerate()
@@ -1151,6 +1381,9 @@ fn execute_plan(state: &MaskState) -> RowPlan {
             }
         })
         .collect();
+    if rejected {
+        return RowPlan::new(Some(&StatementLineage::Opaque), &cols);
+    }
     RowPlan::new(state.lineage(), &cols)
 }
 

@@ -58,6 +58,7 @@ pub mod functions;
 pub mod lineage;
 pub mod mysql;
 mod readonly;
+pub mod session_settings;
 mod walk;
 
 pub use cache::PgClassifier;

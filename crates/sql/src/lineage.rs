@@ -17,10 +17,37 @@
 //! and whole-row references (`row_to_json(p)`) count every column rule that may apply to the
 //! table, including `*.column` rules for a column the table may not have.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+
+/// Catalog relations that hold samples of column values (most common values, histogram
+/// bounds): read through them, a masked column's values come out as statistics.
+const STATISTICS_RELATIONS: &[&str] = &[
+    "pg_stats",
+    "pg_statistic",
+    "pg_stats_ext",
+    "pg_stats_ext_exprs",
+    "pg_statistic_ext_data",
+    "pg_largeobject",
+    "pg_settings",
+    "pg_file_settings",
+    "pg_db_role_setting",
+];
+
+/// Built-ins whose result is read from somewhere lineage cannot follow, though they write
+/// nothing: session settings (`set_config` earlier in the session may have stored a masked
+/// value there).
+const OPAQUE_READERS: &[&str] = &["current_setting"];
+
+/// Functions that may write but return only numbers of their own (sequence values): their
+/// result carries no column value, so lineage does not treat it as unknown.
+const VALUE_ONLY_FUNCTIONS: &[&str] = &["nextval", "setval", "currval", "lastval"];
+
+/// Added to a masked column's sources when its values are computed from the masked columns
+/// rather than passed through ([`Taint::derived`]): the masker then redacts them whole.
+pub const DERIVED_MARKER: &str = "?derived";
 
 /// How deep views over views (and nested subqueries) are followed before giving up (unknown).
 const MAX_DEPTH: usize = 32;
@@ -102,6 +129,13 @@ impl ColumnRule {
 /// the unqualified name resolves to (the caller picks; `public` first is the usual answer).
 pub trait Views {
     fn definition(&self, schema: Option<&str>, name: &str) -> Option<Arc<str>>;
+
+    /// Whether the catalog snapshot has this table or view: `Some(false)` for a relation
+    /// created after the snapshot (a `CREATE TABLE AS` copy, a new view), which lineage
+    /// cannot follow, so its columns are masked; `None` when no snapshot was taken.
+    fn knows_relation(&self, _schema: Option<&str>, _name: &str) -> Option<bool> {
+        None
+    }
 }
 
 /// No views known: every relation is taken to be a table.
@@ -113,20 +147,55 @@ impl Views for NoViews {
     }
 }
 
+/// A snapshot taken before DDL went through: its tables are still known, but any view may have
+/// been replaced or renamed, so views count as unknown relations (masked).
+pub struct StaleViews<'a>(pub &'a dyn Views);
+
+impl Views for StaleViews<'_> {
+    fn definition(&self, _: Option<&str>, _: &str) -> Option<Arc<str>> {
+        None
+    }
+
+    fn knows_relation(&self, schema: Option<&str>, name: &str) -> Option<bool> {
+        if self.0.definition(schema, name).is_some() {
+            return Some(false);
+        }
+        // Without a snapshot nothing was known to begin with: still unknown, now masked.
+        Some(self.0.knows_relation(schema, name).unwrap_or(false))
+    }
+}
+
 /// A snapshot of view definitions keyed by `schema.name` (lower-case).
 #[derive(Debug, Default, Clone)]
 pub struct ViewMap {
     by_qualified: HashMap<String, Arc<str>>,
     by_name: HashMap<String, Arc<str>>,
+    /// Every table and view of the snapshot, as `schema.name` and as `name`.
+    relations: HashSet<String>,
+    /// The snapshot lists every relation ([`ViewMap::insert_table`] was fed the catalog).
+    complete: bool,
 }
 
 impl ViewMap {
+    /// A table (or foreign/partitioned table) of the catalog snapshot.
+    pub fn insert_table(&mut self, schema: &str, name: &str) {
+        self.relations
+            .insert(format!("{}.{}", schema.to_lowercase(), name.to_lowercase()));
+        self.relations.insert(name.to_lowercase());
+    }
+
+    /// Marks the snapshot as listing every relation: names missing from it are then new.
+    pub fn mark_complete(&mut self) {
+        self.complete = true;
+    }
+
     pub fn insert(&mut self, schema: &str, name: &str, definition: &str) {
         let def: Arc<str> = Arc::from(definition);
         self.by_qualified.insert(
             format!("{}.{}", schema.to_lowercase(), name.to_lowercase()),
             def.clone(),
         );
+        self.insert_table(schema, name);
         // An unqualified name: `public` wins, otherwise the first seen.
         let key = name.to_lowercase();
         if schema.eq_ignore_ascii_case("public") || !self.by_name.contains_key(&key) {
@@ -153,6 +222,17 @@ impl Views for ViewMap {
             None => self.by_name.get(&name.to_lowercase()).cloned(),
         }
     }
+
+    fn knows_relation(&self, schema: Option<&str>, name: &str) -> Option<bool> {
+        if !self.complete {
+            return None;
+        }
+        let key = match schema {
+            Some(s) => format!("{}.{}", s.to_lowercase(), name.to_lowercase()),
+            None => name.to_lowercase(),
+        };
+        Some(self.relations.contains(&key))
+    }
 }
 
 /// What one output column derives from.
@@ -162,6 +242,11 @@ pub struct Taint {
     pub sources: BTreeSet<String>,
     /// Lineage could not be established for (part of) this value.
     pub unknown: bool,
+    /// The value is computed from its sources (`substr(card, 5, 4)`, `a || b`, a whole-row
+    /// reference), not a source column passed through unchanged. A strategy that shows part of
+    /// a value (`partial`) or maps it one-to-one (`hash`) would reveal or let a dictionary
+    /// recover the source piece by piece, so derived values are redacted whole.
+    pub derived: bool,
 }
 
 impl Taint {
@@ -169,12 +254,20 @@ impl Taint {
         Taint {
             sources: BTreeSet::new(),
             unknown: true,
+            derived: true,
         }
     }
 
     fn absorb(&mut self, other: &Taint) {
         self.sources.extend(other.sources.iter().cloned());
         self.unknown |= other.unknown;
+        self.derived |= other.derived;
+    }
+
+    /// The taint of an expression computed from this one.
+    fn computed(mut self) -> Taint {
+        self.derived = true;
+        self
     }
 
     pub fn is_clean(&self) -> bool {
@@ -192,6 +285,10 @@ pub enum StatementLineage {
     /// every column is unknown, and the statement is taken to touch masked tables.
     Opaque,
     Rows(RowsLineage),
+    /// The statement moves masked values where masking cannot follow them (into a table, a
+    /// setting) or runs code whose reads lineage cannot see (`DO`, a new function, rule or
+    /// trigger): a session under column masking must not run it. The text says why.
+    Unmaskable(&'static str),
 }
 
 /// How `COPY ... TO STDOUT` lays out its rows (masking splits them into fields).
@@ -224,7 +321,9 @@ impl StatementLineage {
     pub fn columns(&self, names: &[&str]) -> Vec<Taint> {
         match self {
             StatementLineage::Clean => vec![Taint::default(); names.len()],
-            StatementLineage::Opaque => vec![Taint::unknown(); names.len()],
+            StatementLineage::Opaque | StatementLineage::Unmaskable(_) => {
+                vec![Taint::unknown(); names.len()]
+            }
             StatementLineage::Rows(r) => r.output.map_columns(names),
         }
     }
@@ -249,19 +348,31 @@ impl StatementLineage {
             views: &NoViews,
             touches_ruled_table: false,
             depth: 0,
+            written: Taint::default(),
         };
         let mut all = an.derived_all(&r.output);
         if all.unknown && !r.touches_ruled_table {
             all.unknown = false;
         }
         let verdict = if !all.sources.is_empty() {
-            Some(all.sources)
+            // Positions are unknown here: treat every value as possibly computed.
+            let mut sources = all.sources;
+            sources.insert(DERIVED_MARKER.to_owned());
+            Some(sources)
         } else if all.unknown {
             Some(BTreeSet::from(["?unknown".to_owned()]))
         } else {
             None
         };
         vec![verdict; n]
+    }
+
+    /// Why a session under column masking must not run this statement, if it must not.
+    pub fn unmaskable(&self) -> Option<&'static str> {
+        match self {
+            StatementLineage::Unmaskable(why) => Some(why),
+            _ => None,
+        }
     }
 
     pub fn copy_format(&self) -> Option<CopyFormat> {
@@ -274,7 +385,7 @@ impl StatementLineage {
     pub fn unknown_is_masked(&self) -> bool {
         match self {
             StatementLineage::Clean => false,
-            StatementLineage::Opaque => true,
+            StatementLineage::Opaque | StatementLineage::Unmaskable(_) => true,
             StatementLineage::Rows(r) => r.touches_ruled_table,
         }
     }
@@ -286,7 +397,11 @@ impl StatementLineage {
             .into_iter()
             .map(|t| {
                 if !t.sources.is_empty() {
-                    Some(t.sources)
+                    let mut sources = t.sources;
+                    if t.derived {
+                        sources.insert(DERIVED_MARKER.to_owned());
+                    }
+                    Some(sources)
                 } else if t.unknown && unknown_masked {
                     Some(BTreeSet::from(["?unknown".to_owned()]))
                 } else {
@@ -319,6 +434,7 @@ pub fn lineage(sql: &str, rules: &[ColumnRule], views: &dyn Views) -> Vec<Statem
             views,
             touches_ruled_table: false,
             depth: 0,
+            written: Taint::default(),
         };
         out.push(an.statement(&tree));
     }
@@ -398,6 +514,8 @@ struct Analyzer<'a> {
     views: &'a dyn Views,
     touches_ruled_table: bool,
     depth: usize,
+    /// What an INSERT/UPDATE/MERGE writes into its table, for [`StatementLineage::Unmaskable`].
+    written: Taint,
 }
 
 /// `{"node": {"Tag": {...}}}` or `{"Tag": {...}}` → ("Tag", fields).
@@ -468,13 +586,36 @@ impl Analyzer<'_> {
         let root = Scope::root();
         let derived = match tag {
             "SelectStmt" => {
-                if map.get("into_clause").is_some_and(|v| !v.is_null()) {
-                    return StatementLineage::Clean;
+                let into = map.get("into_clause").is_some_and(|v| !v.is_null());
+                let d = self.select(map, &root);
+                if into {
+                    return self.unless_copies_masked(&self.derived_all_static(&d));
                 }
-                self.select(map, &root)
+                d
+            }
+            "CreateTableAsStmt" => {
+                let d = match map.get("query") {
+                    Some(q) => self.query_node(q, &root),
+                    None => unknown_derived(),
+                };
+                return self.unless_copies_masked(&self.derived_all_static(&d));
+            }
+            "DoStmt"
+            | "CreateFunctionStmt"
+            | "RuleStmt"
+            | "CreateTrigStmt"
+            | "CreateEventTrigStmt" => {
+                return StatementLineage::Unmaskable(
+                    "it defines or runs code whose reads masking cannot follow",
+                )
             }
             "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
-                match self.modify(tag, map, &root) {
+                let returned = self.modify(tag, map, &root);
+                let written = std::mem::take(&mut self.written);
+                if let StatementLineage::Unmaskable(why) = self.unless_copies_masked(&written) {
+                    return StatementLineage::Unmaskable(why);
+                }
+                match returned {
                     Some(d) => d,
                     None => return StatementLineage::Clean,
                 }
@@ -486,9 +627,9 @@ impl Analyzer<'_> {
             // Plans, settings, transaction control and DDL carry no column values.
             "ExplainStmt" | "VariableShowStmt" | "TransactionStmt" | "VariableSetStmt"
             | "CreateStmt" | "DropStmt" | "AlterTableStmt" | "IndexStmt" | "ViewStmt"
-            | "CreateTableAsStmt" | "DeclareCursorStmt" | "ListenStmt" | "UnlistenStmt"
-            | "NotifyStmt" | "DiscardStmt" | "DeallocateStmt" | "PrepareStmt" | "TruncateStmt"
-            | "GrantStmt" | "LockStmt" | "ClosePortalStmt" => return StatementLineage::Clean,
+            | "DeclareCursorStmt" | "ListenStmt" | "UnlistenStmt" | "NotifyStmt"
+            | "DiscardStmt" | "DeallocateStmt" | "PrepareStmt" | "TruncateStmt" | "GrantStmt"
+            | "LockStmt" | "ClosePortalStmt" => return StatementLineage::Clean,
             // FETCH, EXECUTE, CALL (OUT parameters), and anything else returning rows.
             _ => return StatementLineage::Opaque,
         };
@@ -497,6 +638,34 @@ impl Analyzer<'_> {
             copy: (tag == "CopyStmt").then(|| copy_format(map)),
             touches_ruled_table: self.touches_ruled_table,
         })
+    }
+
+    /// A statement that stores `written` somewhere masking cannot follow (a table the catalog
+    /// snapshot has no rule for) must not carry masked values there.
+    fn unless_copies_masked(&self, written: &Taint) -> StatementLineage {
+        if !written.sources.is_empty() || (written.unknown && self.touches_ruled_table) {
+            StatementLineage::Unmaskable(
+                "it would copy masked columns into the database, where masking cannot follow them",
+            )
+        } else {
+            StatementLineage::Clean
+        }
+    }
+
+    /// Every value a derived relation yields.
+    fn derived_all_static(&self, d: &Derived) -> Taint {
+        let mut t = Taint::default();
+        for item in &d.items {
+            match item {
+                Item::Expr { taint, .. } => t.absorb(taint),
+                Item::Star(ranges) => {
+                    for r in ranges {
+                        t.absorb(&range_all_static(r));
+                    }
+                }
+            }
+        }
+        t
     }
 
     fn with_ctes<'s>(&mut self, map: &Map<String, Value>, parent: &'s Scope<'s>) -> Scope<'s> {
@@ -593,7 +762,7 @@ impl Analyzer<'_> {
                     if cols.len() <= i {
                         cols.push(Taint::default());
                     }
-                    let t = self.expr(e, &scope);
+                    let t = self.target_expr(e, &scope);
                     if let Some(c) = cols.get_mut(i) {
                         c.absorb(&t);
                     }
@@ -628,7 +797,7 @@ impl Analyzer<'_> {
                 items.push(star);
                 continue;
             }
-            let taint = self.expr(&val, &scope);
+            let taint = self.target_expr(&val, &scope);
             let name = str_field(rt, "name")
                 .map(str::to_owned)
                 .unwrap_or_else(|| figure_colname(&val));
@@ -700,7 +869,7 @@ impl Analyzer<'_> {
             // TABLESAMPLE: the columns carry whatever their arguments carry, and are unknown.
             _ => {
                 let (alias, _) = alias_of(m);
-                let mut t = self.expr(&Value::Object(m.clone()), scope);
+                let mut t = self.expr(&Value::Object(m.clone()), scope).computed();
                 t.unknown = true;
                 vec![(alias.unwrap_or_default(), Range::Opaque(t))]
             }
@@ -713,6 +882,24 @@ impl Analyzer<'_> {
             if let Some(d) = scope.cte(name) {
                 return Range::Derived(d);
             }
+        }
+        let lower = name.to_ascii_lowercase();
+        let catalog = match schema.map(str::to_ascii_lowercase).as_deref() {
+            Some("pg_catalog" | "information_schema") => true,
+            Some(_) => false,
+            // Unqualified `pg_*` names resolve to pg_catalog first, whatever the search_path.
+            None => lower.starts_with("pg_"),
+        };
+        if catalog && STATISTICS_RELATIONS.contains(&lower.as_str()) {
+            // Planner statistics hold sample values of every column, masked ones included.
+            self.touches_ruled_table = true;
+            return Range::Opaque(Taint::unknown());
+        }
+        if !catalog && self.views.knows_relation(schema, name) == Some(false) {
+            // Created after the catalog snapshot (a copy of masked data, a new view): its
+            // columns cannot be traced, so they are masked.
+            self.touches_ruled_table = true;
+            return Range::Opaque(Taint::unknown());
         }
         if let Some(def) = self.views.definition(schema, name) {
             if self.depth > MAX_DEPTH {
@@ -784,7 +971,9 @@ impl Analyzer<'_> {
         // The statement's own query parts (INSERT ... SELECT, UPDATE ... FROM) only matter for
         // `touches_ruled_table`; their values reach the result only through RETURNING.
         if let Some(sel) = map.get("select_stmt") {
-            let _ = self.query_node(sel, &scope);
+            let source = self.query_node(sel, &scope);
+            let t = self.derived_all_static(&source);
+            self.written.absorb(&t);
         }
         if let Some(Value::Object(rel)) = map.get("relation") {
             let (alias, _) = alias_of(rel);
@@ -815,6 +1004,15 @@ impl Analyzer<'_> {
                 scope.frame.ranges.extend(e);
             }
             _ => {}
+        }
+        // UPDATE's SET expressions and MERGE's actions, with every range in scope.
+        for key in ["target_list", "merge_when_clauses"] {
+            if tag != "InsertStmt" {
+                if let Some(v) = map.get(key) {
+                    let t = self.expr(v, &scope);
+                    self.written.absorb(&t);
+                }
+            }
         }
         if returning.is_empty() {
             return None;
@@ -878,6 +1076,16 @@ impl Analyzer<'_> {
 
     /// The taint of an expression: every column reference inside it, resolved in `scope`;
     /// sub-queries analysed in a scope chained to it.
+    /// An output column's expression: a bare column reference passes its source through
+    /// (unless the reference is a whole row); anything else computes a new value from it.
+    fn target_expr(&mut self, v: &Value, scope: &Scope<'_>) -> Taint {
+        let t = self.expr(v, scope);
+        match tagged(v) {
+            Some(("ColumnRef", _)) => t,
+            _ => t.computed(),
+        }
+    }
+
     fn expr(&mut self, v: &Value, scope: &Scope<'_>) -> Taint {
         let mut t = Taint::default();
         self.expr_into(v, scope, &mut t);
@@ -887,6 +1095,27 @@ impl Analyzer<'_> {
     fn expr_into(&mut self, v: &Value, scope: &Scope<'_>, out: &mut Taint) {
         if let Some((tag, m)) = tagged(v) {
             match tag {
+                "FuncCall" => {
+                    // A function not known to compute only from its arguments (user code, SQL
+                    // text run by `query_to_xml`, settings) may return any table's values.
+                    let name = list(m, "funcname")
+                        .iter()
+                        .filter_map(sval)
+                        .map(str::to_ascii_lowercase)
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    let last = name.rsplit('.').next().unwrap_or(&name);
+                    let value_only =
+                        VALUE_ONLY_FUNCTIONS.contains(&last) && name.split('.').count() == 1;
+                    if (!value_only && !crate::functions::is_read_only(&name))
+                        || crate::functions::runs_sql_text(&name)
+                        || OPAQUE_READERS.contains(&last)
+                    {
+                        out.unknown = true;
+                        out.derived = true;
+                        self.touches_ruled_table = true;
+                    }
+                }
                 "ColumnRef" => {
                     let t = self.column_ref(m, scope);
                     out.absorb(&t);
@@ -980,6 +1209,7 @@ impl Analyzer<'_> {
                     .map(|r| r.text.clone())
                     .collect(),
                 unknown: false,
+                derived: false,
             },
             Range::Derived(d) => self.derived_column(d, col),
             Range::Opaque(t) => t.clone(),
@@ -1019,6 +1249,7 @@ impl Analyzer<'_> {
             Range::Base { rules } => Taint {
                 sources: rules.iter().map(|r| r.text.clone()).collect(),
                 unknown: false,
+                derived: true,
             },
             Range::Derived(d) => self.derived_all(d),
             Range::Opaque(t) => t.clone(),
@@ -1120,6 +1351,7 @@ fn range_all_static(r: &Range) -> Taint {
         Range::Base { rules } => Taint {
             sources: rules.iter().map(|r| r.text.clone()).collect(),
             unknown: true,
+            derived: true,
         },
         Range::Derived(d) => {
             let mut t = Taint::default();
@@ -1183,6 +1415,7 @@ impl Derived {
             views: &NoViews,
             touches_ruled_table: false,
             depth: 0,
+            written: Taint::default(),
         };
         let n = names.len();
         let first_star = self.items.iter().position(|i| matches!(i, Item::Star(_)));

@@ -1,0 +1,209 @@
+//! Attacks on how the gateway reads a PostgreSQL session, through real psql against the
+//! machine's PostgreSQL: client encodings in which a statement hides inside a string, settings
+//! that would switch them on mid-session, and the read-only defence in depth that catches a write
+//! the classifier cannot see.
+
+mod support;
+
+use std::process::{Command, Output, Stdio};
+use support::*;
+
+/// Agents are read-only on `env = dev` (the connection every test here uses).
+const READ_ONLY_AGENTS: &str = r#"
+[[rules]]
+name = "agents-read-only"
+agents = true
+connections = { tags = { env = "dev" } }
+writes = true
+action = "deny"
+message = "AI agents are read-only here"
+"#;
+
+/// psql as the agent with extra environment (e.g. `PGCLIENTENCODING`), `script` as raw bytes.
+fn psql_env(gw: &Gateway, env: &[(&str, &str)], script: &[u8]) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new("psql");
+    cmd.arg(gw.agent())
+        .args(["-X", "-v", "ON_ERROR_STOP=0", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("psql is installed");
+    let mut stdin = child.stdin.take().unwrap();
+    let script = script.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&script);
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = feeder.join();
+    out
+}
+
+fn table_with_rows(prefix: &str) -> String {
+    let t = unique(prefix);
+    direct(&format!(
+        "create table {t} (id int); insert into {t} select generate_series(1, 20)"
+    ));
+    t
+}
+
+#[test]
+fn client_only_encodings_are_refused_at_startup() {
+    let gw = Gateway::start(READ_ONLY_AGENTS);
+    let t = table_with_rows("enc_start");
+    for enc in [
+        "SJIS",
+        "BIG5",
+        "GBK",
+        "GB18030",
+        "UHC",
+        "JOHAB",
+        "SHIFT_JIS_2004",
+    ] {
+        // The classic smuggle: 0x95 0x5C is one SJIS character, so the server sees the string
+        // end one quote early and runs the DELETE.
+        let mut script = b"SELECT E'\x95\\' ; DELETE FROM ".to_vec();
+        script.extend_from_slice(t.as_bytes());
+        script.extend_from_slice(b" WHERE id = 10; SELECT 1 --';\n");
+        let o = psql_env(&gw, &[("PGCLIENTENCODING", enc)], &script);
+        let out = text(&o);
+        assert!(
+            out.contains("client_encoding") && out.contains("not supported through airlock"),
+            "{enc}: {out}"
+        );
+    }
+    assert_eq!(direct(&format!("select count(*) from {t}")), "20");
+}
+
+#[test]
+fn switching_to_an_unsafe_encoding_mid_session_is_refused() {
+    // No rules here: only the encoding guard stands between the client and the server.
+    let gw = Gateway::start("");
+    let t = table_with_rows("enc_set");
+    let o = psql_env(
+        &gw,
+        &[],
+        format!(
+            "SET client_encoding = 'SJIS';\n\
+             set names 'big5';\n\
+             SET client_encoding TO \"GBK\";\n\
+             SET U&\"client_encod\\0069ng\" = 'SJIS';\n\
+             SELECT set_config('client_encoding', 'SJIS', false);\n\
+             SELECT pg_catalog.set_config('client_' || 'encoding', 'UHC', false);\n\
+             SELECT set_config('client_encoding', lower('SJIS'), false);\n\
+             SET client_encoding = 'SJIS'; DELETE FROM {t} WHERE id = 10;\n\
+             SHOW client_encoding;\n\
+             SET client_encoding = 'LATIN1';\n\
+             SHOW client_encoding;\n"
+        )
+        .as_bytes(),
+    );
+    let out = text(&o);
+    assert_eq!(
+        out.matches("not supported through airlock").count()
+            + out.matches("cannot check before it runs").count(),
+        8,
+        "every switch to an unsafe encoding is refused: {out}"
+    );
+    assert!(out.contains("UTF8") && out.contains("LATIN1"), "{out}");
+    assert_eq!(direct(&format!("select count(*) from {t}")), "20");
+}
+
+#[test]
+fn sessions_in_a_safe_non_utf8_encoding_keep_working() {
+    let gw = Gateway::start(READ_ONLY_AGENTS);
+    // 0xE9 is é in LATIN1 and not valid UTF-8 on its own: the session must not be cut.
+    let o = psql_env(
+        &gw,
+        &[("PGCLIENTENCODING", "LATIN1")],
+        b"SELECT 'caf\xe9' AS v, length('caf\xe9') AS n;\nSELECT 'still here' AS after;\n",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let raw = &o.stdout;
+    assert!(
+        raw.windows(4).any(|w| w == b"caf\xe9"),
+        "{}",
+        String::from_utf8_lossy(raw)
+    );
+    let out = text(&o);
+    assert!(out.contains("still here"), "{out}");
+    assert!(out.lines().any(|l| l.trim_end().ends_with("| 4")), "{out}");
+    // The audit trail holds the statement as text (decoded from LATIN1).
+    assert!(gw.audit_log().contains("café"), "{}", gw.audit_log());
+    let o = psql_env(
+        &gw,
+        &[("PGCLIENTENCODING", "WIN1251")],
+        b"SELECT '\xcf\xf0\xe8\xe2\xe5\xf2' AS v;\n",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn read_only_sessions_stop_writes_the_classifier_cannot_see() {
+    let gw = Gateway::start(READ_ONLY_AGENTS);
+    let t = unique("ro_hidden");
+    // A view whose definition calls a function that writes: to the classifier a plain SELECT.
+    direct(&format!(
+        "create table {t} (id int);
+         create function {t}_f() returns int language sql volatile as 'insert into {t} values (1); select 1';
+         create view {t}_v as select {t}_f() as one;"
+    ));
+    let o = gw.psql(&format!(
+        "show default_transaction_read_only;\nselect * from {t}_v;\nselect count(*) as n from {t};\n"
+    ));
+    let out = text(&o);
+    assert!(out.lines().any(|l| l.trim() == "on"), "{out}");
+    assert!(out.contains("read-only transaction"), "{out}");
+    assert_eq!(direct(&format!("select count(*) from {t}")), "0");
+    // The audit trail says the session was opened read-only.
+    let log = gw.audit_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("session_start") && l.contains("\"read_only\":true")),
+        "{log}"
+    );
+    // Humans (no blanket deny) are not read-only.
+    let human = Gateway::start("");
+    let o = human.psql("show default_transaction_read_only;\n");
+    assert!(text(&o).lines().any(|l| l.trim() == "off"), "{}", text(&o));
+}
+
+#[test]
+fn a_configured_read_only_role_is_used_for_read_only_sessions() {
+    let role = unique("airlock_ro");
+    direct(&format!(
+        "create role {role} login; grant select on all tables in schema public to {role}"
+    ));
+    let upstream = format!(
+        r#"
+[[connections]]
+name = "pg-ro"
+type = "postgres"
+address = "127.0.0.1:5432"
+database = "test"
+user = "postgres"
+readonly_user = "{role}"
+sslmode = "disable"
+tags = {{ env = "dev" }}
+allow_groups = ["ai-agents"]
+"#
+    );
+    let gw = Gateway::start_with(&upstream, READ_ONLY_AGENTS);
+    let o = psql(
+        &gw.conninfo("agent", TOKEN, "pg-ro"),
+        "select current_user as who;\n",
+    );
+    let out = text(&o);
+    assert!(out.contains(&role), "{out}");
+    let _ = Command::new("psql")
+        .args([
+            DIRECT,
+            "-X",
+            "-c",
+            &format!("drop owned by {role}; drop role {role}"),
+        ])
+        .output();
+}
