@@ -89,8 +89,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Parses PostgreSQL text within the classifier's bounds.
-pub(crate) fn parse(sql: &str) -> Result<pg_query::ParseResult, String> {
+/// Whether `sql` is within the bounds the classifier parses ([`MAX_CLASSIFIED_BYTES`],
+/// [`MAX_CLASSIFIED_TOKENS`]); the error says which bound it exceeds. Everything else that
+/// parses client text with libpg_query (lineage, settings) should check it first: the parser's
+/// memory grows with the text (2 GB for a dense 1 MiB `IN` list through a JSON copy of the tree).
+pub fn check_parse_bounds(sql: &str) -> Result<(), String> {
     if sql.len() > MAX_CLASSIFIED_BYTES {
         return Err(format!(
             "statement text of {} bytes is over the classifier's limit of {MAX_CLASSIFIED_BYTES} bytes",
@@ -103,6 +106,12 @@ pub(crate) fn parse(sql: &str) -> Result<pg_query::ParseResult, String> {
             "statement text of about {tokens} tokens is over the classifier's limit of {MAX_CLASSIFIED_TOKENS} tokens"
         ));
     }
+    Ok(())
+}
+
+/// Parses PostgreSQL text within the classifier's bounds.
+pub(crate) fn parse(sql: &str) -> Result<pg_query::ParseResult, String> {
+    check_parse_bounds(sql)?;
     // libpg_query is C behind an FFI boundary and `ParseResult::new` indexes into the tree; a
     // panic there must fail closed for this one command, not take the session down.
     match std::panic::catch_unwind(|| pg_query::parse(sql, 0)) {

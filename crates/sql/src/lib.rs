@@ -62,6 +62,6 @@ pub mod session_settings;
 mod walk;
 
 pub use cache::PgClassifier;
-pub use classify::{classify_pg, MAX_CLASSIFIED_BYTES, MAX_CLASSIFIED_TOKENS};
+pub use classify::{check_parse_bounds, classify_pg, MAX_CLASSIFIED_BYTES, MAX_CLASSIFIED_TOKENS};
 pub use functions::search_path_trusts_builtins;
 pub use readonly::pg_leaves_read_only;
