@@ -1,4 +1,5 @@
-//! Classification cost: a cache hit, a miss on a pgbench-like statement, and a 20-join query.
+//! Classification cost: a cache hit, a miss on a pgbench-like statement, a 350 KiB `IN` list
+//! and a 20-join query.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +39,14 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("miss (pgbench -S, uncached parse)", |b| {
         b.iter(|| black_box(classify_pg(black_box(PGBENCH))))
+    });
+    let mut in_list = String::from("SELECT * FROM t WHERE id IN (");
+    for id in 100_000..144_000 {
+        in_list.push_str(&format!("{id}, "));
+    }
+    in_list.push_str("0)");
+    c.bench_function("miss (350 KiB IN list)", |b| {
+        b.iter(|| black_box(classify_pg(black_box(&in_list))))
     });
     let joins = twenty_joins();
     c.bench_function("miss (20-join query)", |b| {

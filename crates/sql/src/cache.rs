@@ -5,7 +5,11 @@
 //! full parse costs tens of microseconds. The cache key replaces simple literals by a
 //! placeholder so all those texts share one entry.
 //!
-//! Why this is sound: the classification never depends on a literal's *value*. Relations,
+//! Why this is sound: the classification never depends on a literal's *value*, with one
+//! exception handled by not caching: a `SET` (`SET search_path = 'a', 'pg_catalog'` is dynamic,
+//! `SET search_path = 'pg_catalog', 'a'` is not). Two texts with the same normalized key have
+//! the same tree shape, so if one is a `SET` statement both are, and a classification holding
+//! a `set` operation is never stored. Otherwise: Relations,
 //! functions, operations and flags come from identifiers, keywords and the tree's shape; the one
 //! place a value could matter (`EXPLAIN (ANALYZE off)`) is deliberately classified without
 //! looking at the value, and the one place emptiness matters (`COPY t TO ''` parses like
@@ -22,7 +26,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
-use airlock_core::Classification;
+use airlock_core::{Classification, Operation};
 
 use crate::classify_pg;
 
@@ -71,6 +75,9 @@ impl PgClassifier {
         }
         // Parse outside the lock: other sessions hitting this shard must not wait for it.
         let classified = Arc::new(classify_pg(sql));
+        if depends_on_literal_values(&classified) {
+            return classified;
+        }
         let mut map = lock(shard);
         if map.len() >= self.per_shard {
             // Clearing one shard is crude but O(1) amortized and bounds memory; hot statements
@@ -89,6 +96,15 @@ impl PgClassifier {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Whether the classification may differ between texts that differ only in literal values (see
+/// the module documentation): any `SET` statement.
+fn depends_on_literal_values(classification: &Classification) -> bool {
+    classification
+        .statements
+        .iter()
+        .any(|statement| statement.operation == Operation::Set)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -330,6 +346,29 @@ mod tests {
         let uncached = PgClassifier::new(0);
         uncached.classify("select 1");
         assert!(uncached.is_empty());
+    }
+
+    #[test]
+    fn set_values_are_not_shared_through_the_cache() {
+        let classifier = PgClassifier::new(100);
+        // Same normalized key, different meaning.
+        assert_eq!(
+            cache_key("SET search_path = 'pg_catalog', 'rt'"),
+            cache_key("SET search_path = 'rt', 'pg_catalog'")
+        );
+        let safe = classifier.classify("SET search_path = 'pg_catalog', 'rt'");
+        assert!(!safe.dynamic_sql() && !safe.writes_data());
+        let unsafe_path = classifier.classify("SET search_path = 'rt', 'pg_catalog'");
+        assert!(unsafe_path.dynamic_sql() && unsafe_path.writes_data());
+        // And the other way round.
+        let classifier = PgClassifier::new(100);
+        assert!(classifier
+            .classify("SET schema 'rt'; SET search_path = 'rt', 'pg_catalog'")
+            .dynamic_sql());
+        assert!(!classifier
+            .classify("SET schema 'rt'; SET search_path = 'pg_catalog', 'rt'")
+            .dynamic_sql());
+        assert!(classifier.is_empty());
     }
 
     #[test]

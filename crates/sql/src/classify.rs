@@ -4,21 +4,130 @@ use airlock_core::{Classification, Operation, Statement};
 use pg_query::protobuf::{self, TransactionStmtKind, VariableSetKind};
 use pg_query::NodeEnum;
 
+use crate::functions;
 use crate::walk;
 
 /// Settings whose change alters the privileges the session acts with.
 const PRIVILEGE_SETTINGS: &[&str] = &["role", "session_authorization"];
 
-/// Classifies PostgreSQL text (one or more statements). Never fails: text the grammar rejects,
-/// or anything the classifier cannot follow, becomes [`Classification::unparsed`].
-pub fn classify_pg(sql: &str) -> Classification {
+/// Longest text the classifier parses. Bigger text is unparsed (fails closed: the most
+/// dangerous class) before the parser sees it.
+pub const MAX_CLASSIFIED_BYTES: usize = 4 * 1024 * 1024;
+
+/// Most tokens (estimated, see [`estimate_tokens`]) the classifier parses. The parser's cost
+/// grows with the number of tokens, not bytes: libpg_query, its protobuf output and the decoded
+/// tree take about 350 bytes per token together (a 1 MiB `IN (1,1,1,...)` list, 524,000 items,
+/// peaked at 355 MB and 2.4 s), so this bounds one statement to roughly 175 MB and a second.
+/// An `IN` list of 250,000 ids still classifies.
+pub const MAX_CLASSIFIED_TOKENS: usize = 500_000;
+
+/// An upper estimate of the number of lexical tokens in `sql`, in one pass without allocating:
+/// runs of identifier characters and digits count one, every other non-blank character one,
+/// quoted strings and identifiers, dollar-quoted strings and comments one each. Used only to
+/// bound the parser's cost: an estimate that is off makes the bound looser or stricter, never
+/// the classification wrong.
+pub(crate) fn estimate_tokens(sql: &str) -> usize {
+    let bytes = sql.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+    let mut tokens = 0usize;
+    let mut i = 0usize;
+    while let Some(&b) = bytes.get(i) {
+        let rest = bytes.get(i..).unwrap_or_default();
+        if b.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        tokens += 1;
+        if rest.starts_with(b"--") {
+            i += rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len());
+        } else if rest.starts_with(b"/*") {
+            i += find(rest, b"*/").map_or(rest.len(), |end| end + 2);
+        } else if b == b'\'' || b == b'"' {
+            // Doubled quotes continue the token; a backslash escape (E'..') may end it early,
+            // which only counts more tokens.
+            let mut j = i + 1;
+            loop {
+                match bytes.get(j) {
+                    None => break,
+                    Some(&c) if c == b && bytes.get(j + 1) == Some(&b) => j += 2,
+                    Some(&c) if c == b => {
+                        j += 1;
+                        break;
+                    }
+                    Some(_) => j += 1,
+                }
+            }
+            i = j;
+        } else if b == b'$' {
+            // $tag$ ... $tag$ (or a $1 parameter).
+            let tag_end = rest
+                .iter()
+                .skip(1)
+                .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_'))
+                .map(|p| p + 1);
+            match tag_end {
+                Some(end) if rest.get(end) == Some(&b'$') => {
+                    let tag = rest.get(..=end).unwrap_or_default();
+                    let body = rest.get(end + 1..).unwrap_or_default();
+                    i += end + 1 + find(body, tag).map_or(body.len(), |p| p + tag.len());
+                }
+                _ => i += 1 + rest.iter().skip(1).take_while(|&&c| word(c)).count(),
+            }
+        } else if word(b) {
+            i += rest.iter().take_while(|&&c| word(c)).count();
+        } else {
+            i += 1;
+        }
+    }
+    tokens
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Whether `sql` is within the bounds the classifier parses ([`MAX_CLASSIFIED_BYTES`],
+/// [`MAX_CLASSIFIED_TOKENS`]); the error says which bound it exceeds. Everything else that
+/// parses client text with libpg_query (lineage, settings) should check it first: the parser's
+/// memory grows with the text (2 GB for a dense 1 MiB `IN` list through a JSON copy of the tree).
+pub fn check_parse_bounds(sql: &str) -> Result<(), String> {
+    if sql.len() > MAX_CLASSIFIED_BYTES {
+        return Err(format!(
+            "statement text of {} bytes is over the classifier's limit of {MAX_CLASSIFIED_BYTES} bytes",
+            sql.len()
+        ));
+    }
+    let tokens = estimate_tokens(sql);
+    if tokens > MAX_CLASSIFIED_TOKENS {
+        return Err(format!(
+            "statement text of about {tokens} tokens is over the classifier's limit of {MAX_CLASSIFIED_TOKENS} tokens"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses PostgreSQL text within the classifier's bounds.
+pub(crate) fn parse(sql: &str) -> Result<pg_query::ParseResult, String> {
+    check_parse_bounds(sql)?;
     // libpg_query is C behind an FFI boundary and `ParseResult::new` indexes into the tree; a
     // panic there must fail closed for this one command, not take the session down.
-    let parsed = std::panic::catch_unwind(|| pg_query::parse(sql, 0));
-    let result = match parsed {
-        Ok(Ok(result)) => result,
-        Ok(Err(error)) => return Classification::unparsed(error.to_string()),
-        Err(_) => return Classification::unparsed("the SQL parser panicked"),
+    match std::panic::catch_unwind(|| pg_query::parse(sql, 0)) {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("the SQL parser panicked".to_owned()),
+    }
+}
+
+/// Classifies PostgreSQL text (one or more statements). Never fails: text the grammar rejects,
+/// text over [`MAX_CLASSIFIED_BYTES`] or [`MAX_CLASSIFIED_TOKENS`], or anything the classifier cannot follow, becomes
+/// [`Classification::unparsed`].
+pub fn classify_pg(sql: &str) -> Classification {
+    let result = match parse(sql) {
+        Ok(result) => result,
+        Err(error) => return Classification::unparsed(error),
     };
     let mut statements = Vec::with_capacity(result.protobuf.stmts.len());
     for raw in &result.protobuf.stmts {
@@ -38,9 +147,9 @@ pub fn classify_pg(sql: &str) -> Classification {
     }
 }
 
-fn classify_statement(node: &NodeEnum) -> Result<Statement, String> {
-    let tree = serde_json::to_value(node).map_err(|e| format!("parse tree: {e}"))?;
-    let scan = walk::scan(&tree);
+pub(crate) fn classify_statement(node: &NodeEnum) -> Result<Statement, String> {
+    let copy_from = matches!(node, NodeEnum::CopyStmt(s) if s.is_from);
+    let scan = walk::scan(node, copy_from).map_err(|e| e.to_string())?;
     let kind = kind_of(node);
 
     if !kind.executed {
@@ -73,6 +182,10 @@ fn classify_statement(node: &NodeEnum) -> Result<Statement, String> {
             operation = *nested;
         } else if scan.select_into {
             operation = Operation::Create;
+        } else if scan.locking {
+            // FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE anywhere (subquery, CTE): the rows
+            // stay locked until the transaction ends and block every writer.
+            operation = Operation::Lock;
         }
     }
     let mut writes = scan.writes();
@@ -92,7 +205,8 @@ fn classify_statement(node: &NodeEnum) -> Result<Statement, String> {
             || !scan.modifying.is_empty()
             || scan.select_into
             || scan.unknown_function
-            || scan.execute,
+            || scan.execute
+            || scan.locking,
         dynamic_sql: kind.dynamic || scan.dynamic_function || scan.execute,
         functions: scan.functions(),
     })
@@ -178,26 +292,35 @@ fn kind_of(node: &NodeEnum) -> Kind {
             let privileges = PRIVILEGE_SETTINGS
                 .iter()
                 .any(|p| s.name.eq_ignore_ascii_case(p));
-            Kind::new(Op::Set, reset_all || privileges)
+            // A search_path that puts another schema before pg_catalog lets every later
+            // unqualified name (`lower`, `=`, `text`) resolve to a user object: nothing after it
+            // can be trusted, so it is the most dangerous class. This depends on the SET's
+            // literal values; the cache never shares a SET's entry between texts (cache.rs).
+            if untrusted_search_path(s) {
+                Kind::new(Op::Set, true).dynamic()
+            } else {
+                Kind::new(Op::Set, reset_all || privileges)
+            }
         }
         N::VariableShowStmt(_) => Kind::new(Op::Show, false),
+        N::LockStmt(_) => Kind::new(Op::Lock, true),
         N::TransactionStmt(s) => {
-            let op = match TransactionStmtKind::try_from(s.kind) {
-                Ok(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart) => {
-                    Op::Begin
+            use TransactionStmtKind as T;
+            match T::try_from(s.kind) {
+                Ok(T::TransStmtBegin | T::TransStmtStart) => Kind::new(Op::Begin, false),
+                Ok(T::TransStmtCommit) => Kind::new(Op::Commit, false),
+                Ok(T::TransStmtRollback) => Kind::new(Op::Rollback, false),
+                // Two-phase commit: PREPARE TRANSACTION keeps locks and a transaction alive
+                // beyond the session, and COMMIT/ROLLBACK PREPARED end any session's prepared
+                // transaction by its name. All of them act outside this session.
+                Ok(T::TransStmtPrepare) => Kind::new(Op::Other, true),
+                Ok(T::TransStmtCommitPrepared) => Kind::new(Op::Commit, true),
+                Ok(T::TransStmtRollbackPrepared) => Kind::new(Op::Rollback, true),
+                Ok(T::TransStmtSavepoint | T::TransStmtRelease | T::TransStmtRollbackTo) => {
+                    Kind::new(Op::Other, false)
                 }
-                Ok(
-                    TransactionStmtKind::TransStmtCommit
-                    | TransactionStmtKind::TransStmtCommitPrepared,
-                ) => Op::Commit,
-                Ok(
-                    TransactionStmtKind::TransStmtRollback
-                    | TransactionStmtKind::TransStmtRollbackPrepared,
-                ) => Op::Rollback,
-                // SAVEPOINT, RELEASE, ROLLBACK TO, PREPARE TRANSACTION
-                _ => Op::Other,
-            };
-            Kind::new(op, false)
+                Ok(T::Undefined) | Err(_) => Kind::new(Op::Unknown, true),
+            }
         }
         N::GrantStmt(s) => Kind::new(if s.is_grant { Op::Grant } else { Op::Revoke }, true),
         N::GrantRoleStmt(s) => Kind::new(if s.is_grant { Op::Grant } else { Op::Revoke }, true),
@@ -321,6 +444,40 @@ fn kind_of(node: &NodeEnum) -> Kind {
     }
 }
 
+/// The values of a `SET name = a, b, ...` as PostgreSQL flattens them (string and number
+/// constants); `None` when an argument is anything else.
+pub(crate) fn set_values(s: &protobuf::VariableSetStmt) -> Option<Vec<String>> {
+    use protobuf::a_const::Val;
+    s.args
+        .iter()
+        .map(|arg| match arg.node.as_ref()? {
+            NodeEnum::AConst(c) => match c.val.as_ref()? {
+                Val::Sval(v) => Some(v.sval.clone()),
+                Val::Ival(v) => Some(v.ival.to_string()),
+                Val::Fval(v) => Some(v.fval.clone()),
+                Val::Boolval(v) => Some(if v.boolval { "on" } else { "off" }.to_owned()),
+                Val::Bsval(v) => Some(v.bsval.clone()),
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// `SET search_path` / `SET SCHEMA` to a value that lists pg_catalog after another schema.
+/// `SET search_path TO DEFAULT`, `RESET search_path` and `FROM CURRENT` return to (or keep) the
+/// value the session started with, which the gateway checks at startup
+/// ([`functions::search_path_trusts_builtins`]).
+fn untrusted_search_path(s: &protobuf::VariableSetStmt) -> bool {
+    if !s.name.eq_ignore_ascii_case("search_path") || s.kind != VariableSetKind::VarSetValue as i32
+    {
+        return false;
+    }
+    match set_values(s) {
+        Some(values) => !functions::search_path_elements_trust_builtins(&values),
+        None => true,
+    }
+}
+
 /// The dotted name of an object in DROP/COMMENT ON (`List` of strings, a bare name, a type or a
 /// function signature).
 fn object_name(node: &protobuf::Node) -> Option<String> {
@@ -342,4 +499,29 @@ fn object_name(node: &protobuf::Node) -> Option<String> {
         _ => return None,
     };
     (!name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_estimate() {
+        assert_eq!(estimate_tokens(""), 0);
+        assert_eq!(estimate_tokens("select 1"), 2);
+        assert_eq!(
+            estimate_tokens("SELECT * FROM t WHERE id IN (1, 22, 333)"),
+            14
+        );
+        assert_eq!(estimate_tokens("select 'a, b, c' , \"x y\""), 4);
+        assert_eq!(estimate_tokens("select 'it''s, here'"), 2);
+        assert_eq!(estimate_tokens("select $$a, b, c$$, $q$ x $$ y $q$, $1"), 6);
+        assert_eq!(estimate_tokens("select /* a, b */ 1 -- c, d\n, 2"), 6);
+        // Unterminated constructs run to the end.
+        assert_eq!(estimate_tokens("select 'a, b"), 2);
+        assert_eq!(estimate_tokens("select /* a, b"), 2);
+        assert_eq!(estimate_tokens("select $x$ a, b"), 2);
+        let dense = format!("select {}", vec!["1"; 1000].join(","));
+        assert_eq!(estimate_tokens(&dense), 1 + 1999);
+    }
 }

@@ -22,9 +22,25 @@
 //!   is `create`. `has_where` is false if any UPDATE/DELETE in the statement lacks a WHERE;
 //!   predicates are not evaluated (`WHERE true` counts); MERGE always has its ON condition.
 //!
+//! - Row locks (`SELECT ... FOR UPDATE/SHARE`, anywhere in the tree) and `LOCK` are operation
+//!   `lock` and write; `PREPARE TRANSACTION` / `COMMIT PREPARED` / `ROLLBACK PREPARED` write.
+//! - Code that runs without a visible call: casts to types that are not built-in and operators
+//!   that are not built-in count as unknown function calls; a `SET search_path` that puts
+//!   another schema before `pg_catalog` is dynamic SQL ([`functions`] explains the rules and
+//!   their limits).
+//! - Cost is bounded: text over [`MAX_CLASSIFIED_BYTES`] or [`MAX_CLASSIFIED_TOKENS`] and trees
+//!   over a node budget are
+//!   unparsed, and the tree is walked in place (`walk.rs`).
+//!
 //! What the classifier cannot see, by design: the bodies of functions, views, rules and
-//! triggers that a statement reaches, and user-defined operators and casts. A `SELECT` from a view
-//! whose definition calls a writing function is classified by its text alone.
+//! triggers that a statement reaches, column defaults, overloads of built-in names in other
+//! schemas for argument types `pg_catalog` does not cover, and the support functions of
+//! columns of user-defined types. A `SELECT` from a view whose definition calls a writing
+//! function is classified by its text alone. docs/guardrails.md states what this means for
+//! deployments (use a read-only upstream role).
+//!
+//! [`pg_leaves_read_only`] and [`search_path_trusts_builtins`] support the gateway's read-only
+//! sessions and its check of the `search_path` a session starts with.
 //!
 //! Use [`PgClassifier`] on hot paths (it caches by literal-normalized text) and [`classify_pg`]
 //! where a one-off classification is enough.
@@ -41,8 +57,11 @@ mod classify;
 pub mod functions;
 pub mod lineage;
 pub mod mysql;
+mod readonly;
 pub mod session_settings;
 mod walk;
 
 pub use cache::PgClassifier;
-pub use classify::classify_pg;
+pub use classify::{check_parse_bounds, classify_pg, MAX_CLASSIFIED_BYTES, MAX_CLASSIFIED_TOKENS};
+pub use functions::search_path_trusts_builtins;
+pub use readonly::pg_leaves_read_only;

@@ -2,17 +2,36 @@
 //!
 //! The protobuf tree of PostgreSQL has ~270 node types. A hand-written typed visitor that forgets
 //! one field (a subquery in a `CASE` inside a `LATERAL` function argument, ...) would let a
-//! function call or a table read slip through unseen, so instead the tree is serialized
-//! (`pg_query`'s protobuf types implement `serde::Serialize`) and every value of the resulting
-//! JSON tree is visited. Nothing can be skipped by construction; the few node types that matter
-//! are recognised by their serde tag (`{"DeleteStmt": {...}}`) or, where the protobuf schema
-//! embeds them as typed fields without a tag (`InsertStmt.relation` is a bare `RangeVar`), by
-//! their shape.
+//! function call or a table read slip through unseen. `pg_query`'s protobuf types implement
+//! `serde::Serialize`, so the walk is a [`serde::Serializer`] that the tree serializes itself
+//! into: every field of every node is handed to it, nothing can be skipped by construction, and
+//! nothing is copied. (An earlier version serialized the tree into a `serde_json::Value` and
+//! walked that: a 4 MB `IN (...)` list cost 2.7 GB and 20 s.) The node types that matter are
+//! recognised by their struct name (`RangeVar`, `FuncCall`, ...), and the position of a node by
+//! the nearest enclosing struct and the field holding it.
+//!
+//! The walk is streaming, so a property that a struct reveals in a later field is resolved when
+//! the struct ends: a `RangeVar`'s name and location, a `FuncCall`'s location, whether an
+//! UPDATE/DELETE has a WHERE, and which table names a statement's WITH clause turns into CTE
+//! references (the WITH clause of a `SelectStmt` comes after its FROM clause in the protobuf).
+//!
+//! The walk is bounded: at most [`MAX_NODES`] structs and a nesting depth of [`MAX_DEPTH`]; a
+//! bigger tree is an error, which the caller turns into an unparsed (fail-closed) result.
+
+use std::fmt;
 
 use airlock_core::Operation;
-use serde_json::{Map, Value};
+use serde::ser::{self, Serialize};
 
 use crate::functions;
+
+/// The most structs one statement's tree may have. A `SELECT ... WHERE id IN (...)` with
+/// 400,000 integers has about 2.5 million (each list item is a `Node`, an `AConst` and an
+/// `Integer`); the walk itself costs ~20 ns per struct and no memory per struct.
+pub(crate) const MAX_NODES: usize = 8_000_000;
+/// Deeper than prost's decoder accepts (100 nested messages), so never reached on decoded
+/// trees; kept so the recursion is bounded whatever the input.
+pub(crate) const MAX_DEPTH: usize = 1_000;
 
 /// What the walk found in one statement's tree.
 #[derive(Debug, Default)]
@@ -27,12 +46,15 @@ pub(crate) struct Scan {
     pub modifying: Vec<(Operation, bool)>,
     /// `SELECT ... INTO new_table`.
     pub select_into: bool,
-    /// A call of a function not known to be read-only.
+    /// A call of a function not known to be read-only, or a user-defined operator or type
+    /// (whose functions run without a visible call).
     pub unknown_function: bool,
-    /// A call of a function that runs SQL text.
+    /// A call of a function that runs SQL text (or changes how later names resolve).
     pub dynamic_function: bool,
     /// `EXECUTE prepared` nested in another statement (`CREATE TABLE AS EXECUTE`).
     pub execute: bool,
+    /// A row-locking clause (`FOR UPDATE`, `FOR NO KEY UPDATE`, `FOR SHARE`, `FOR KEY SHARE`).
+    pub locking: bool,
 }
 
 impl Scan {
@@ -59,17 +81,15 @@ fn in_source_order(found: &[(i64, String)]) -> Vec<String> {
     names
 }
 
-/// Positions (nearest tagged node type, field name) in which a `RangeVar` is the relation the
-/// statement writes, creates, alters or locks. Every other `RangeVar` is a read.
+/// Positions (enclosing struct, field) in which a `RangeVar` is the relation the statement
+/// writes, creates, alters or locks. Every other `RangeVar` is a read.
 const WRITE_TARGETS: &[(&str, &str)] = &[
     ("InsertStmt", "relation"),
     ("UpdateStmt", "relation"),
     ("DeleteStmt", "relation"),
     ("MergeStmt", "relation"),
-    // IntoClause.rel of SELECT ... INTO and CREATE TABLE AS (the IntoClause is an untagged field)
-    ("SelectStmt", "rel"),
-    ("CreateTableAsStmt", "rel"),
-    (COPY_FROM, "relation"),
+    // SELECT ... INTO and CREATE TABLE AS
+    ("IntoClause", "rel"),
     ("TruncateStmt", "relations"),
     ("LockStmt", "relations"),
     ("GrantStmt", "objects"),
@@ -94,217 +114,571 @@ const WRITE_TARGETS: &[(&str, &str)] = &[
     ("CompositeTypeStmt", "typevar"),
 ];
 
-/// Pseudo tag for a `CopyStmt` that copies into its relation.
-const COPY_FROM: &str = "CopyStmt(from)";
+/// Statement types that can carry a WITH clause: each opens a scope for CTE names.
+const CTE_SCOPES: &[&str] = &[
+    "SelectStmt",
+    "InsertStmt",
+    "UpdateStmt",
+    "DeleteStmt",
+    "MergeStmt",
+];
 
-#[derive(Clone, Copy)]
-struct Ctx<'v> {
-    /// The nearest enclosing tagged node type.
-    tag: &'v str,
-    /// The field of that node (or of an untagged struct inside it) holding the current value.
-    field: &'v str,
+/// Positions whose `String` nodes spell a dotted name that the walk checks when the struct ends.
+const NAME_LISTS: &[(&str, &str)] = &[
+    ("FuncCall", "funcname"),
+    ("AExpr", "name"),
+    ("SubLink", "oper_name"),
+    ("SortBy", "use_op"),
+    ("TypeName", "names"),
+];
+
+/// Walks `root` (a `NodeEnum` or any protobuf node). `copy_from`: the statement is a
+/// `COPY ... FROM`, whose relation is written (the `CopyStmt` field saying so comes after the
+/// relation, and COPY cannot be nested, so the caller decides).
+pub(crate) fn scan<T: Serialize + ?Sized>(root: &T, copy_from: bool) -> Result<Scan, WalkError> {
+    let mut walker = Walker {
+        out: Scan::default(),
+        frames: Vec::new(),
+        scopes: Vec::new(),
+        nodes: 0,
+        copy_from,
+    };
+    root.serialize(&mut walker)?;
+    Ok(walker.out)
 }
 
-pub(crate) fn scan(root: &Value) -> Scan {
-    let mut scan = Scan::default();
-    let mut cte_scope = Vec::new();
-    walk(root, Ctx { tag: "", field: "" }, &mut cte_scope, &mut scan);
-    scan
+/// The tree was too big or too deep to walk within the bounds.
+#[derive(Debug)]
+pub(crate) struct WalkError(String);
+
+impl fmt::Display for WalkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
-fn walk<'v>(value: &'v Value, ctx: Ctx<'v>, cte_scope: &mut Vec<&'v str>, out: &mut Scan) {
-    match value {
-        Value::Array(items) => {
-            for item in items {
-                walk(item, ctx, cte_scope, out);
-            }
+impl std::error::Error for WalkError {}
+
+impl ser::Error for WalkError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        WalkError(msg.to_string())
+    }
+}
+
+/// One struct being serialized.
+#[derive(Default)]
+struct Frame {
+    name: &'static str,
+    /// The field currently being serialized.
+    field: &'static str,
+    location: Option<i64>,
+    /// Name parts collected from a [`NAME_LISTS`] position.
+    parts: Vec<String>,
+    /// `where_clause` / `into_clause` was present.
+    has_where: bool,
+    has_into: bool,
+    /// Index into `Scan::modifying` of this UPDATE/DELETE.
+    modifying: Option<usize>,
+    /// RangeVar parts and whether it sits in a write position.
+    catalog: String,
+    schema: String,
+    relname: String,
+    range_var_writes: bool,
+}
+
+/// The CTE names of one statement and the unqualified relation names read inside it that may
+/// turn out to be references to them.
+#[derive(Default)]
+struct Scope {
+    names: Vec<String>,
+    recursive: bool,
+    /// While walking the body of CTE number `i` of this statement's WITH clause.
+    current_cte: Option<usize>,
+    pending: Vec<Pending>,
+}
+
+struct Pending {
+    location: i64,
+    name: String,
+    /// Read inside the body of this scope's CTE number `i` (which sees only the CTEs before
+    /// it unless the WITH is RECURSIVE).
+    cte_body: Option<usize>,
+}
+
+struct Walker {
+    out: Scan,
+    frames: Vec<Frame>,
+    scopes: Vec<Scope>,
+    nodes: usize,
+    copy_from: bool,
+}
+
+impl Walker {
+    /// The innermost struct that is not the transparent `Node { node }` wrapper, below the top
+    /// `skip` frames.
+    fn enclosing(&self, skip: usize) -> Option<&Frame> {
+        self.frames
+            .iter()
+            .rev()
+            .skip(skip)
+            .find(|frame| frame.name != "Node")
+    }
+
+    fn enclosing_mut(&mut self, skip: usize) -> Option<&mut Frame> {
+        self.frames
+            .iter_mut()
+            .rev()
+            .skip(skip)
+            .find(|frame| frame.name != "Node")
+    }
+
+    fn top(&self) -> Option<(&'static str, &'static str)> {
+        self.frames.last().map(|f| (f.name, f.field))
+    }
+
+    fn begin_struct(&mut self, name: &'static str) -> Result<(), WalkError> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(WalkError(format!(
+                "statement too large to classify: over {MAX_NODES} parse tree nodes"
+            )));
         }
-        Value::Object(map) => {
-            if map.len() == 1 {
-                if let Some((key, inner)) = map.iter().next() {
-                    // `Node { node: Option<NodeEnum> }` wrapper: transparent.
-                    if key == "node" {
-                        return walk(inner, ctx, cte_scope, out);
-                    }
-                    // Enum variants are the only upper-case keys (struct fields are snake_case).
-                    if key.starts_with(|c: char| c.is_ascii_uppercase()) {
-                        return visit_tagged(key, inner, ctx, cte_scope, out);
-                    }
+        if self.frames.len() >= MAX_DEPTH {
+            return Err(WalkError(format!(
+                "statement nested too deeply to classify: over {MAX_DEPTH} levels"
+            )));
+        }
+        let mut frame = Frame {
+            name,
+            ..Frame::default()
+        };
+        match name {
+            "RangeVar" => {
+                let position = self.enclosing(0).map(|f| (f.name, f.field));
+                frame.range_var_writes = position.is_some_and(|position| {
+                    WRITE_TARGETS.contains(&position)
+                        || (self.copy_from && position == ("CopyStmt", "relation"))
+                });
+            }
+            "InsertStmt" => self.out.modifying.push((Operation::Insert, true)),
+            // MERGE always has its ON join condition, so it is never unbounded in the WHERE
+            // sense.
+            "MergeStmt" => self.out.modifying.push((Operation::Merge, true)),
+            // Bounded or not is known when the struct ends.
+            "UpdateStmt" => {
+                frame.modifying = Some(self.out.modifying.len());
+                self.out.modifying.push((Operation::Update, false));
+            }
+            "DeleteStmt" => {
+                frame.modifying = Some(self.out.modifying.len());
+                self.out.modifying.push((Operation::Delete, false));
+            }
+            "ExecuteStmt" => self.out.execute = true,
+            "LockingClause" => self.out.locking = true,
+            "CommonTableExpr" => {
+                if let Some(scope) = self.scopes.last_mut() {
+                    scope.current_cte = Some(scope.names.len());
                 }
             }
-            visit_struct(map, ctx, ctx.tag, cte_scope, out);
+            _ => {}
         }
-        _ => {}
-    }
-}
-
-fn visit_tagged<'v>(
-    tag: &'v str,
-    inner: &'v Value,
-    parent: Ctx<'v>,
-    cte_scope: &mut Vec<&'v str>,
-    out: &mut Scan,
-) {
-    let Value::Object(map) = inner else {
-        return walk(inner, Ctx { tag, field: "" }, cte_scope, out);
-    };
-    let mut own_tag = tag;
-    match tag {
-        "InsertStmt" => out.modifying.push((Operation::Insert, true)),
-        // MERGE always has its ON join condition, so it is never unbounded in the WHERE sense.
-        "MergeStmt" => out.modifying.push((Operation::Merge, true)),
-        // Only the presence of a WHERE is checked: `WHERE true` counts, predicates are not
-        // evaluated.
-        "UpdateStmt" => out
-            .modifying
-            .push((Operation::Update, present(map, "where_clause"))),
-        "DeleteStmt" => out
-            .modifying
-            .push((Operation::Delete, present(map, "where_clause"))),
-        "ExecuteStmt" => out.execute = true,
-        "CopyStmt" if map.get("is_from").and_then(Value::as_bool) == Some(true) => {
-            own_tag = COPY_FROM
+        if CTE_SCOPES.contains(&name) {
+            self.scopes.push(Scope::default());
         }
-        _ => {}
-    }
-    visit_struct(map, parent, own_tag, cte_scope, out);
-}
-
-fn present(map: &Map<String, Value>, field: &str) -> bool {
-    map.get(field).is_some_and(|v| !v.is_null())
-}
-
-/// Visits a struct: `parent` is where it sits (decides read vs write for a `RangeVar`),
-/// `own_tag` the node type its fields belong to.
-fn visit_struct<'v>(
-    map: &'v Map<String, Value>,
-    parent: Ctx<'v>,
-    own_tag: &'v str,
-    cte_scope: &mut Vec<&'v str>,
-    out: &mut Scan,
-) {
-    if map.contains_key("relname") && map.contains_key("relpersistence") {
-        range_var(map, parent, cte_scope, out);
-        return;
-    }
-    // Also the untagged SelectStmts of UNION/INTERSECT/EXCEPT (`larg`/`rarg`).
-    if own_tag == "SelectStmt" && present(map, "into_clause") {
-        out.select_into = true;
-    }
-    let is_func_call = map.contains_key("funcname") && map.contains_key("agg_star");
-    if is_func_call {
-        func_call(map, out);
+        self.frames.push(frame);
+        Ok(())
     }
 
-    let outer_scope_len = cte_scope.len();
-    let with_clause = map.get("with_clause").filter(|w| !w.is_null());
-    if let Some(with_clause) = with_clause {
-        enter_with_clause(with_clause, own_tag, cte_scope, out);
-    }
-    for (field, value) in map {
-        if (field == "with_clause" && with_clause.is_some())
-            || (is_func_call && field == "funcname")
-        {
-            continue;
+    fn end_struct(&mut self) {
+        let Some(frame) = self.frames.pop() else {
+            return;
+        };
+        let location = frame.location.unwrap_or(i64::MAX);
+        let (name, has_into) = (frame.name, frame.has_into);
+        match name {
+            "RangeVar" => self.range_var(frame, location),
+            "UpdateStmt" | "DeleteStmt" => {
+                if let Some(entry) = frame.modifying.and_then(|i| self.out.modifying.get_mut(i)) {
+                    // Only the presence of a WHERE is checked: `WHERE true` counts, predicates
+                    // are not evaluated.
+                    entry.1 = frame.has_where;
+                }
+            }
+            "FuncCall" => {
+                let name = frame.parts.join(".");
+                if functions::runs_sql_text(&name) {
+                    self.out.dynamic_function = true;
+                }
+                if !functions::is_read_only(&name) {
+                    self.out.unknown_function = true;
+                }
+                self.out.functions.push((location, name));
+            }
+            "AExpr" | "SubLink" | "SortBy" => {
+                // An empty name: EXISTS/ARRAY sublinks, ORDER BY without USING, AND/OR/NOT.
+                if !frame.parts.is_empty() && !functions::is_builtin_operator(&frame.parts) {
+                    self.out.unknown_function = true;
+                    self.out
+                        .functions
+                        .push((location, format!("OPERATOR({})", frame.parts.join("."))));
+                }
+            }
+            "TypeName" => {
+                if !functions::is_builtin_type(&frame.parts) {
+                    self.out.unknown_function = true;
+                    self.out
+                        .functions
+                        .push((location, format!("CAST({})", frame.parts.join("."))));
+                }
+            }
+            "CommonTableExpr" => {
+                if let Some(scope) = self.scopes.last_mut() {
+                    scope.current_cte = None;
+                }
+            }
+            _ => {}
         }
-        walk(
-            value,
-            Ctx {
-                tag: own_tag,
-                field,
-            },
-            cte_scope,
-            out,
-        );
+        if name == "SelectStmt" && has_into {
+            self.out.select_into = true;
+        }
+        if CTE_SCOPES.contains(&name) {
+            if let Some(scope) = self.scopes.pop() {
+                self.close_scope(scope);
+            }
+        }
     }
-    cte_scope.truncate(outer_scope_len);
-}
 
-/// Walks the CTE bodies with the names each one can see, then leaves all CTE names in scope
-/// for the rest of the statement. A non-recursive CTE body sees only the CTEs before it, so in
-/// `WITH t AS (SELECT * FROM t) ...` the inner `t` is the real table and is reported as read.
-fn enter_with_clause<'v>(
-    with_clause: &'v Value,
-    own_tag: &'v str,
-    cte_scope: &mut Vec<&'v str>,
-    out: &mut Scan,
-) {
-    let recursive = with_clause.get("recursive").and_then(Value::as_bool) == Some(true);
-    let ctes: &[Value] = with_clause
-        .get("ctes")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let names: Vec<&'v str> = ctes
-        .iter()
-        .map(|cte| {
-            cte.pointer("/node/CommonTableExpr/ctename")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        })
-        .collect();
-    let base = cte_scope.len();
-    let ctx = Ctx {
-        tag: own_tag,
-        field: "with_clause",
-    };
-    for (i, cte) in ctes.iter().enumerate() {
-        let visible = if recursive { names.len() } else { i };
-        cte_scope.extend(names.iter().take(visible));
-        walk(cte, ctx, cte_scope, out);
-        cte_scope.truncate(base);
-    }
-    cte_scope.extend(names);
-}
-
-fn range_var(map: &Map<String, Value>, parent: Ctx<'_>, cte_scope: &[&str], out: &mut Scan) {
-    let part = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or_default();
-    let (catalog, schema, relname) = (part("catalogname"), part("schemaname"), part("relname"));
-    let location = map
-        .get("location")
-        .and_then(Value::as_i64)
-        .unwrap_or(i64::MAX);
-    let name = [catalog, schema, relname]
+    fn range_var(&mut self, frame: Frame, location: i64) {
+        let qualified = !frame.catalog.is_empty() || !frame.schema.is_empty();
+        let name = [
+            frame.catalog.as_str(),
+            frame.schema.as_str(),
+            frame.relname.as_str(),
+        ]
         .iter()
         .filter(|p| !p.is_empty())
         .copied()
         .collect::<Vec<_>>()
         .join(".");
-    let is_write = WRITE_TARGETS.contains(&(parent.tag, parent.field));
-    if is_write {
-        out.writes.push((location, name));
-    } else if catalog.is_empty() && schema.is_empty() && cte_scope.contains(&relname) {
-        // A reference to a CTE, not to a relation.
-    } else {
-        out.reads.push((location, name));
+        if frame.range_var_writes {
+            self.out.writes.push((location, name));
+        } else if qualified {
+            self.out.reads.push((location, name));
+        } else {
+            self.pend(location, name);
+        }
+    }
+
+    /// An unqualified read: a CTE reference if an enclosing statement's WITH clause (which may
+    /// not have been walked yet) names it, else a relation.
+    fn pend(&mut self, location: i64, name: String) {
+        match self.scopes.last_mut() {
+            Some(scope) => scope.pending.push(Pending {
+                location,
+                name,
+                cte_body: scope.current_cte,
+            }),
+            None => self.out.reads.push((location, name)),
+        }
+    }
+
+    /// A statement ended: its CTE names are all known, so its pending reads are resolved or
+    /// handed to the enclosing statement.
+    fn close_scope(&mut self, scope: Scope) {
+        for pending in scope.pending {
+            let visible = match pending.cte_body {
+                // A non-recursive CTE body sees only the CTEs before it, so in
+                // `WITH t AS (SELECT * FROM t) ...` the inner `t` is the real table.
+                Some(index) if !scope.recursive => scope.names.get(..index).unwrap_or_default(),
+                _ => scope.names.as_slice(),
+            };
+            if !visible.contains(&pending.name) {
+                self.pend(pending.location, pending.name);
+            }
+        }
+    }
+
+    fn string(&mut self, value: &str) {
+        match self.top() {
+            Some(("String", "sval")) => {
+                // The list this `String` node is an item of.
+                if let Some(list) = self.enclosing_mut(1) {
+                    if NAME_LISTS.contains(&(list.name, list.field)) {
+                        list.parts.push(value.to_owned());
+                    }
+                }
+            }
+            Some(("RangeVar", field)) => {
+                if let Some(frame) = self.frames.last_mut() {
+                    match field {
+                        "catalogname" => frame.catalog = value.to_owned(),
+                        "schemaname" => frame.schema = value.to_owned(),
+                        "relname" => frame.relname = value.to_owned(),
+                        _ => {}
+                    }
+                }
+            }
+            Some(("CommonTableExpr", "ctename")) => {
+                if let Some(scope) = self.scopes.last_mut() {
+                    scope.names.push(value.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn integer(&mut self, value: i64) {
+        if let Some(frame) = self.frames.last_mut() {
+            if frame.field == "location" {
+                frame.location = Some(value);
+            }
+        }
+    }
+
+    fn boolean(&mut self, value: bool) {
+        if self.top() == Some(("WithClause", "recursive")) {
+            if let Some(scope) = self.scopes.last_mut() {
+                scope.recursive = value;
+            }
+        }
+    }
+
+    /// `Some(..)` of an optional field.
+    fn present(&mut self) {
+        if let Some(frame) = self.frames.last_mut() {
+            match frame.field {
+                "where_clause" => frame.has_where = true,
+                "into_clause" => frame.has_into = true,
+                _ => {}
+            }
+        }
     }
 }
 
-fn func_call(map: &Map<String, Value>, out: &mut Scan) {
-    let name = map
-        .get("funcname")
-        .and_then(Value::as_array)
-        .map(|parts| {
-            parts
-                .iter()
-                .map(|p| {
-                    p.pointer("/node/String/sval")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?")
-                })
-                .collect::<Vec<_>>()
-                .join(".")
-        })
-        .unwrap_or_default();
-    let location = map
-        .get("location")
-        .and_then(Value::as_i64)
-        .unwrap_or(i64::MAX);
-    if functions::runs_sql_text(&name) {
-        out.dynamic_function = true;
+impl ser::Serializer for &mut Walker {
+    type Ok = ();
+    type Error = WalkError;
+    type SerializeSeq = Self;
+    type SerializeTuple = Self;
+    type SerializeTupleStruct = Self;
+    type SerializeTupleVariant = Self;
+    type SerializeMap = Self;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Self;
+
+    fn serialize_bool(self, v: bool) -> Result<(), WalkError> {
+        self.boolean(v);
+        Ok(())
     }
-    if !functions::is_read_only(&name) {
-        out.unknown_function = true;
+    fn serialize_i8(self, _: i8) -> Result<(), WalkError> {
+        Ok(())
     }
-    out.functions.push((location, name));
+    fn serialize_i16(self, _: i16) -> Result<(), WalkError> {
+        Ok(())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), WalkError> {
+        self.integer(i64::from(v));
+        Ok(())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), WalkError> {
+        self.integer(v);
+        Ok(())
+    }
+    fn serialize_u8(self, _: u8) -> Result<(), WalkError> {
+        Ok(())
+    }
+    fn serialize_u16(self, _: u16) -> Result<(), WalkError> {
+        Ok(())
+    }
+    fn serialize_u32(self, _: u32) -> Result<(), WalkError> {
+        Ok(())
+    }
+    fn serialize_u64(self, _: u64) -> Result<(), WalkError> {
+        Ok(())
+    }
+    fn serialize_f32(self, _: f32) -> Result<(), WalkError> {
+        Ok(())
+    }
+    fn serialize_f64(self, _: f64) -> Result<(), WalkError> {
+        Ok(())
+    }
+    fn serialize_char(self, _: char) -> Result<(), WalkError> {
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), WalkError> {
+        self.string(v);
+        Ok(())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), WalkError> {
+        Ok(())
+    }
+    fn serialize_none(self) -> Result<(), WalkError> {
+        Ok(())
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), WalkError> {
+        self.present();
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), WalkError> {
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), WalkError> {
+        Ok(())
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+    ) -> Result<(), WalkError> {
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), WalkError> {
+        value.serialize(self)
+    }
+    /// `NodeEnum::SelectStmt(..)` and the other oneofs: the struct inside names itself.
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), WalkError> {
+        value.serialize(self)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self, WalkError> {
+        Ok(self)
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self, WalkError> {
+        Ok(self)
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self, WalkError> {
+        Ok(self)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self, WalkError> {
+        Ok(self)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self, WalkError> {
+        Ok(self)
+    }
+    fn serialize_struct(self, name: &'static str, _: usize) -> Result<Self, WalkError> {
+        self.begin_struct(name)?;
+        Ok(self)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Self, WalkError> {
+        self.begin_struct(variant)?;
+        Ok(self)
+    }
+}
+
+impl ser::SerializeSeq for &mut Walker {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), WalkError> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), WalkError> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTuple for &mut Walker {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), WalkError> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), WalkError> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTupleStruct for &mut Walker {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), WalkError> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), WalkError> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTupleVariant for &mut Walker {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), WalkError> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), WalkError> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeMap for &mut Walker {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), WalkError> {
+        key.serialize(&mut **self)
+    }
+    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), WalkError> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), WalkError> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeStruct for &mut Walker {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), WalkError> {
+        if let Some(frame) = self.frames.last_mut() {
+            frame.field = key;
+        }
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), WalkError> {
+        self.end_struct();
+        Ok(())
+    }
+}
+
+impl ser::SerializeStructVariant for &mut Walker {
+    type Ok = ();
+    type Error = WalkError;
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), WalkError> {
+        if let Some(frame) = self.frames.last_mut() {
+            frame.field = key;
+        }
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), WalkError> {
+        self.end_struct();
+        Ok(())
+    }
 }

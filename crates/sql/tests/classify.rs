@@ -320,7 +320,6 @@ fn transactions() {
 #[test]
 fn utility_statements() {
     for sql in [
-        "LOCK TABLE t",
         "VACUUM t",
         "ANALYZE t",
         "CLUSTER t USING i",
@@ -335,7 +334,10 @@ fn utility_statements() {
         assert_eq!(s.operation, Operation::Other, "{sql}");
         assert!(s.writes_data, "{sql}");
     }
-    assert_eq!(one("LOCK TABLE t").writes, strs(&["t"]));
+    let lock = one("LOCK TABLE t");
+    assert_eq!(lock.operation, Operation::Lock);
+    assert!(lock.writes_data);
+    assert_eq!(lock.writes, strs(&["t"]));
     assert_eq!(one("COMMENT ON TABLE s.t IS 'x'").writes, strs(&["s.t"]));
     for sql in [
         "LISTEN chan",
@@ -395,4 +397,244 @@ fn twenty_joins_and_very_deep_nesting() {
     );
     let c = classify_pg(&deep_subqueries);
     assert!(c.unparsed || c.reads().any(|r| r == "t"));
+}
+
+#[test]
+fn row_locks_are_lock_operations_that_write() {
+    for sql in [
+        "SELECT * FROM t FOR UPDATE",
+        "SELECT * FROM t FOR NO KEY UPDATE",
+        "SELECT * FROM t FOR SHARE",
+        "SELECT * FROM t FOR KEY SHARE",
+        "SELECT * FROM t FOR UPDATE NOWAIT",
+        "SELECT * FROM t FOR UPDATE SKIP LOCKED",
+        "SELECT * FROM t JOIN s USING (id) FOR UPDATE OF t",
+        "SELECT * FROM (SELECT * FROM t FOR UPDATE) x",
+        "WITH l AS (SELECT * FROM t FOR SHARE) SELECT * FROM l",
+        "SELECT * FROM s WHERE id IN (SELECT id FROM t FOR KEY SHARE)",
+        "DECLARE c CURSOR FOR SELECT * FROM t FOR UPDATE",
+        "SELECT * FROM t UNION ALL (SELECT * FROM t FOR UPDATE)",
+    ] {
+        let s = one(sql);
+        assert_eq!(s.operation, Operation::Lock, "{sql}");
+        assert!(s.writes_data, "{sql}");
+        assert!(s.reads.contains(&"t".to_string()), "{sql}: {:?}", s.reads);
+    }
+    // A data-modifying CTE still names the statement.
+    let s = one("WITH d AS (DELETE FROM t RETURNING id) SELECT * FROM s FOR UPDATE");
+    assert_eq!(s.operation, Operation::Delete);
+    // Plain EXPLAIN does not lock rows.
+    assert!(!one("EXPLAIN SELECT * FROM t FOR UPDATE").writes_data);
+    for sql in ["LOCK t", "LOCK TABLE t IN ACCESS SHARE MODE NOWAIT"] {
+        let s = one(sql);
+        assert_eq!(s.operation, Operation::Lock, "{sql}");
+        assert!(s.writes_data);
+    }
+    // The advisory lock functions are calls of functions not on the allowlist.
+    for sql in [
+        "SELECT pg_advisory_lock(1)",
+        "SELECT pg_advisory_xact_lock_shared(1, 2)",
+        "SELECT pg_try_advisory_lock(1)",
+    ] {
+        assert!(one(sql).writes_data, "{sql}");
+    }
+}
+
+#[test]
+fn prepared_transactions_write() {
+    let s = one("PREPARE TRANSACTION 'gid'");
+    assert_eq!(s.operation, Operation::Other);
+    assert!(s.writes_data);
+    let s = one("COMMIT PREPARED 'gid'");
+    assert_eq!(s.operation, Operation::Commit);
+    assert!(s.writes_data);
+    let s = one("ROLLBACK PREPARED 'gid'");
+    assert_eq!(s.operation, Operation::Rollback);
+    assert!(s.writes_data);
+    for sql in ["COMMIT", "ROLLBACK", "END", "ABORT", "COMMIT AND CHAIN"] {
+        assert!(!one(sql).writes_data, "{sql}");
+    }
+}
+
+#[test]
+fn search_path_that_shadows_builtins_is_dynamic() {
+    for sql in [
+        "SET search_path = rt, pg_catalog",
+        "SET search_path TO rt, pg_catalog",
+        "SET LOCAL search_path = rt, pg_catalog",
+        "SET SESSION search_path = rt, pg_catalog",
+        "set search_path = 'rt', 'pg_catalog'",
+        "SET \"SEARCH_PATH\" = \"$user\", public, pg_catalog",
+        "SET search_path = pg_temp, pg_catalog",
+    ] {
+        let s = one(sql);
+        assert_eq!(s.operation, Operation::Set, "{sql}");
+        assert!(s.writes_data && s.dynamic_sql, "{sql}");
+    }
+    for sql in [
+        "SET search_path = public",
+        "SET search_path = \"$user\", public",
+        "SET search_path = pg_catalog, rt",
+        "SET search_path TO DEFAULT",
+        "RESET search_path",
+        "SET search_path = ''",
+        // one schema whose name contains a comma: PostgreSQL quotes string values of list
+        // settings
+        "SET search_path = 'rt, pg_catalog'",
+        "SET search_path = 'PG_CATALOG', rt",
+        "SET SCHEMA 'rt'",
+    ] {
+        let s = one(sql);
+        assert!(!s.writes_data && !s.dynamic_sql, "{sql}");
+    }
+    // set_config can set any setting, search_path among them.
+    for sql in [
+        "SELECT set_config('search_path', 'rt, pg_catalog', false)",
+        "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false)",
+    ] {
+        let s = one(sql);
+        assert!(s.writes_data && s.dynamic_sql, "{sql}");
+    }
+}
+
+#[test]
+fn casts_to_types_that_are_not_builtin_may_write() {
+    for sql in [
+        "SELECT 'x'::rt.mytype",
+        "SELECT CAST('x' AS rt.mytype)",
+        "SELECT rt.mytype 'x'",
+        "SELECT '1'::citext",
+        "SELECT '1'::public.text",
+        "SELECT ARRAY['a']::mytype[]",
+        "SELECT * FROM json_to_record('{}') AS x(a rt.t)",
+        "SELECT 1::\"Int4\"",
+    ] {
+        let s = one(sql);
+        assert!(s.writes_data, "{sql}");
+        assert!(
+            s.functions.iter().any(|f| f.starts_with("CAST(")),
+            "{sql}: {:?}",
+            s.functions
+        );
+    }
+    for sql in [
+        "SELECT '1'::int, 1::bigint, 1::smallint, 1::real, 1::double precision, 1::numeric(5,2)",
+        "SELECT 'x'::text, 'x'::varchar(3), 'x'::char(2), 'x'::\"char\", 'x'::name, 'x'::bpchar",
+        "SELECT date '2024-01-01', time '10:00', timestamptz '2024-01-01', interval '1' day",
+        "SELECT '{}'::int[], '{}'::_int4, '{}'::text[][]",
+        "SELECT 't'::regclass, 'int4'::regtype, 'lower'::regproc, 'x'::pg_catalog.text",
+        "SELECT '{}'::jsonb, '{}'::json, '1'::uuid, '1.1.1.1'::inet, 'a'::bytea, true::bool",
+        "SELECT '[1,2)'::int4range, '{}'::int4multirange, 'a'::tsvector, 'a'::tsquery",
+        "SELECT CAST(x AS bit varying(3)), x::bit(1), x::money, x::xml FROM t",
+        "SELECT * FROM json_to_record('{}') AS x(a int, b text)",
+    ] {
+        let s = one(sql);
+        assert!(!s.writes_data, "{sql}: {:?}", s.functions);
+    }
+}
+
+#[test]
+fn operators_that_are_not_builtin_may_write() {
+    for sql in [
+        "SELECT 1 OPERATOR(rt.+) 1",
+        "SELECT * FROM t WHERE a OPERATOR(public.=) b",
+        "SELECT a === b FROM t",
+        "SELECT * FROM t ORDER BY a USING OPERATOR(rt.<)",
+        "SELECT * FROM t WHERE a OPERATOR(rt.=) ANY (SELECT b FROM s)",
+        "SELECT * FROM t WHERE a OPERATOR(rt.=) ALL (ARRAY[1])",
+        "SELECT @@@@ a FROM t",
+    ] {
+        let s = one(sql);
+        assert!(s.writes_data, "{sql}");
+        assert!(
+            s.functions.iter().any(|f| f.starts_with("OPERATOR(")),
+            "{sql}: {:?}",
+            s.functions
+        );
+    }
+    for sql in [
+        "SELECT * FROM t WHERE a = b AND c <> d AND e != f AND g < h AND i >= j",
+        "SELECT a + b - c * d / e % f, a || b, -a, |/ a, @ a FROM t",
+        "SELECT 1 OPERATOR(pg_catalog.+) 2",
+        "SELECT * FROM t WHERE a LIKE 'x' OR a NOT LIKE 'y' OR a ILIKE 'z' OR a SIMILAR TO 'w'",
+        "SELECT * FROM t WHERE a BETWEEN 1 AND 2 OR a NOT BETWEEN SYMMETRIC 2 AND 1",
+        "SELECT * FROM t WHERE a IS DISTINCT FROM b OR a IS NOT DISTINCT FROM c",
+        "SELECT NULLIF(a, b), a IN (1, 2), a NOT IN (3) FROM t",
+        "SELECT * FROM t WHERE a = ANY (SELECT b FROM s) AND c > ALL (ARRAY[1])",
+        "SELECT * FROM t ORDER BY a USING <, b USING >",
+        "SELECT doc -> 'a', doc ->> 'b', doc #> '{a}', doc @> '{}', doc ? 'k', doc ?| ARRAY['a'] FROM t",
+        "SELECT * FROM t WHERE tsv @@ to_tsquery('a') AND r && int4range(1, 2) AND a ~ 'x' AND a !~* 'y'",
+        "SELECT EXISTS (SELECT 1 FROM s), ARRAY(SELECT 1) FROM t WHERE NOT a AND (b OR c)",
+    ] {
+        let s = one(sql);
+        assert!(!s.writes_data, "{sql}: {:?}", s.functions);
+    }
+}
+
+#[test]
+fn former_false_positives_are_reads() {
+    for sql in [
+        "SELECT int4range(1, 10), int8range(1, 2), numrange(1, 2), tsrange(now()::timestamp, null)",
+        "SELECT tstzrange(now(), now()), daterange(current_date, null, '[]')",
+        "SELECT datemultirange(daterange(current_date, null))",
+        "SELECT pg_current_snapshot(), pg_snapshot_xmin(pg_current_snapshot())",
+        "SELECT pg_blocking_pids(pid) FROM pg_stat_activity",
+        "SELECT pg_sequence_last_value('s'::regclass)",
+    ] {
+        let s = one(sql);
+        assert!(!s.writes_data && !s.dynamic_sql, "{sql}: {:?}", s.functions);
+    }
+}
+
+#[test]
+fn builtins_running_sql_text_are_dynamic() {
+    for sql in [
+        "SELECT query_to_xml('delete from t returning 1', true, false, '')",
+        "SELECT query_to_xml_and_xmlschema('select 1', true, false, '')",
+        "SELECT cursor_to_xml('c', 1, true, false, '')",
+        "SELECT table_to_xml('t', true, false, '')",
+        "SELECT table_to_xml_and_xmlschema('t', true, false, '')",
+        "SELECT database_to_xml(true, false, '')",
+        "SELECT schema_to_xml('public', true, false, '')",
+        "SELECT * FROM ts_stat('select v from t')",
+        "SELECT * FROM xpath_table('k', 'd', 't', '/a', 'true') AS x(k int, a text)",
+        "SELECT * FROM dblink('dbname=x', 'delete from t') AS x(a int)",
+        "SELECT dblink_exec('delete from t')",
+    ] {
+        let s = one(sql);
+        assert!(s.writes_data && s.dynamic_sql, "{sql}");
+    }
+}
+
+#[test]
+fn cte_scoping_survives_the_streaming_walk() {
+    // The WITH clause of a SelectStmt comes after its FROM clause in the tree: the CTE name is
+    // only known after the read was seen.
+    let s = one("WITH x AS (SELECT * FROM a), y AS (SELECT * FROM x) SELECT * FROM y, b");
+    assert_eq!(s.reads, strs(&["a", "b"]));
+    // Non-recursive: a CTE body does not see later CTEs nor itself.
+    let s = one("WITH x AS (SELECT * FROM y), y AS (SELECT 1) SELECT * FROM x");
+    assert_eq!(s.reads, strs(&["y"]));
+    // Recursive: it does.
+    let s = one("WITH RECURSIVE x AS (SELECT * FROM y), y AS (SELECT * FROM x) SELECT * FROM x");
+    assert!(s.reads.is_empty(), "{:?}", s.reads);
+    // Inner scopes do not leak out; outer scopes reach in.
+    let s = one(
+        "WITH o AS (SELECT 1) SELECT * FROM (WITH i AS (SELECT * FROM o) SELECT * FROM i) q, i",
+    );
+    assert_eq!(s.reads, strs(&["i"]));
+    // A qualified name is never a CTE.
+    let s = one("WITH t AS (SELECT 1) SELECT * FROM public.t, t");
+    assert_eq!(s.reads, strs(&["public.t"]));
+    // CTE of an INSERT ... SELECT and a write target of the same name as a CTE.
+    let s = one("WITH src AS (SELECT * FROM staging) INSERT INTO src SELECT * FROM src");
+    assert_eq!(s.writes, strs(&["src"]));
+    assert_eq!(s.reads, strs(&["staging"]));
+    // UPDATE with and without WHERE, in CTEs.
+    let s = one("WITH u AS (UPDATE t SET a = 1 WHERE id = 1 RETURNING *) DELETE FROM s");
+    assert!(!s.has_where);
+    let s = one("WITH u AS (UPDATE t SET a = 1 RETURNING *) DELETE FROM s WHERE true");
+    assert!(!s.has_where);
+    let s = one("WITH u AS (UPDATE t SET a = 1 WHERE x RETURNING *) DELETE FROM s WHERE true");
+    assert!(s.has_where);
 }

@@ -4,9 +4,10 @@
 //! listing every case that was misclassified.
 
 use airlock_core::{Classification, Operation};
-use airlock_sql::{classify_pg, PgClassifier};
+use airlock_sql::{classify_pg, pg_leaves_read_only, PgClassifier};
 
 const CORPUS: &str = include_str!("corpus/pg_adversarial.txt");
+const READ_ONLY_TOGGLES: &str = include_str!("corpus/pg_read_only_toggles.txt");
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Expect {
@@ -120,4 +121,42 @@ fn a_second_pass_through_the_cache_still_agrees() {
             "line {line}: {varied:?}"
         );
     }
+}
+
+#[test]
+fn read_only_toggles_corpus() {
+    let mut misses = Vec::new();
+    let (mut leaves, mut keeps) = (0, 0);
+    for (index, line) in READ_ONLY_TOGGLES.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (expect, sql) = line
+            .split_once('|')
+            .unwrap_or_else(|| panic!("line {}: no `|`", index + 1));
+        let expected = match expect {
+            "leaves" => {
+                leaves += 1;
+                true
+            }
+            "keeps" => {
+                keeps += 1;
+                false
+            }
+            other => panic!("line {}: unknown expectation {other:?}", index + 1),
+        };
+        if pg_leaves_read_only(sql) != expected {
+            misses.push(format!("line {}: expected {expect} for {sql:?}", index + 1));
+        }
+    }
+    assert!(
+        leaves >= 30 && keeps >= 15,
+        "{leaves} leaves, {keeps} keeps"
+    );
+    assert!(
+        misses.is_empty(),
+        "{} misses:\n{}",
+        misses.len(),
+        misses.join("\n")
+    );
 }
