@@ -207,3 +207,88 @@ allow_groups = ["ai-agents"]
         ])
         .output();
 }
+
+#[test]
+fn read_only_sessions_refuse_what_would_switch_read_only_off() {
+    let gw = Gateway::start(READ_ONLY_AGENTS);
+    let t = unique("ro_toggle");
+    direct(&format!(
+        "create table {t} (id int);
+         create function {t}_f() returns int language sql volatile as 'insert into {t} values (1); select 1';
+         create view {t}_v as select {t}_f() as one;"
+    ));
+    let o = gw.psql(&format!(
+        "SET default_transaction_read_only = off;\n\
+         SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE;\n\
+         RESET default_transaction_read_only;\n\
+         RESET ALL;\n\
+         BEGIN READ WRITE;\n\
+         select * from {t}_v;\n\
+         ROLLBACK;\n\
+         START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE;\n\
+         select * from {t}_v;\n\
+         ROLLBACK;\n\
+         show default_transaction_read_only;\n"
+    ));
+    let out = text(&o);
+    assert!(
+        out.matches("could switch the database's read-only mode off")
+            .count()
+            + out.matches("AI agents are read-only here").count()
+            >= 6,
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l.trim() == "on"), "{out}");
+    assert_eq!(direct(&format!("select count(*) from {t}")), "0", "{out}");
+}
+
+/// A raw StartupMessage with extra parameters (libpq cannot send `search_path` itself).
+fn raw_startup(port: u16, params: &[(&str, &str)]) -> String {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // A refused startup closes at once; an accepted one stays open: read what came in 2 s.
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let mut body = 196608u32.to_be_bytes().to_vec();
+    for (k, v) in [("user", "agent"), ("database", "pg-local")]
+        .iter()
+        .chain(params)
+    {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    msg.extend_from_slice(&body);
+    sock.write_all(&msg).unwrap();
+    // Password request, then the answer to the token.
+    let mut head = [0u8; 9];
+    sock.read_exact(&mut head).unwrap();
+    let mut pw = vec![b'p'];
+    pw.extend_from_slice(&((TOKEN.len() + 5) as u32).to_be_bytes());
+    pw.extend_from_slice(TOKEN.as_bytes());
+    pw.push(0);
+    sock.write_all(&pw).unwrap();
+    let mut rest = Vec::new();
+    let _ = sock.read_to_end(&mut rest);
+    String::from_utf8_lossy(&rest).into_owned()
+}
+
+#[test]
+fn a_search_path_that_shadows_pg_catalog_is_refused_at_startup() {
+    let gw = Gateway::start("");
+    let refused = raw_startup(gw.port, &[("search_path", "rt, pg_catalog")]);
+    assert!(
+        refused.contains("search_path") && refused.contains("pg_catalog first"),
+        "{refused}"
+    );
+    let also = raw_startup(gw.port, &[("client_encoding", "GBK")]);
+    assert!(also.contains("not supported through airlock"), "{also}");
+    // pg_catalog first, or not listed (then searched first implicitly): fine.
+    for ok in ["pg_catalog, rt", "\"$user\", public"] {
+        let got = raw_startup(gw.port, &[("search_path", ok)]);
+        assert!(!got.contains("search_path `"), "{ok}: {got}");
+    }
+}

@@ -344,6 +344,9 @@ pub struct MaskingPolicy {
     /// Always active for this policy.
     pub custom: Vec<CustomDetector>,
     pub strategy: MaskStrategy,
+    /// ISO 3166 codes whose national phone formats the data holds (`["ES", "IT"]`): the phone
+    /// detector then also finds numbers written without a prefix or trunk `0`.
+    pub phone_regions: Vec<String>,
     pub line: usize,
 }
 

@@ -128,6 +128,7 @@ const MASKING_KEYS: &[&str] = &[
     "detectors",
     "custom",
     "strategy",
+    "phone_regions",
 ];
 const CUSTOM_DETECTOR_KEYS: &[&str] = &["name", "regex"];
 const CONNECTION_TYPES: [ConnectionType; 6] = [
@@ -1746,6 +1747,21 @@ fn masking(r: &mut Report<'_>, tables: &[Table<'_, '_>], known: &Known<'_>) -> V
         }
         let strategy = t.choice(r, "strategy", &strategies).map(|s| s.value);
         valid &= t.get("strategy").is_none() || strategy.is_some();
+        let mut phone_regions = Vec::new();
+        for code in t.string_list(r, "phone_regions") {
+            if code.value.len() == 2 && code.value.chars().all(|c| c.is_ascii_alphabetic()) {
+                phone_regions.push(code.value.to_ascii_uppercase());
+            } else {
+                valid = false;
+                r.error(
+                    &code.span,
+                    format!(
+                        "phone region \"{}\" of {owner} is not an ISO 3166 country code (two letters, e.g. \"DE\", \"US\")",
+                        code.value
+                    ),
+                );
+            }
+        }
         if columns.is_empty() && detectors.is_empty() && custom.is_empty() && valid {
             valid = false;
             r.error(
@@ -1767,6 +1783,7 @@ fn masking(r: &mut Report<'_>, tables: &[Table<'_, '_>], known: &Known<'_>) -> V
             detectors,
             custom,
             strategy: strategy.unwrap_or_default(),
+            phone_regions,
             line: r.position(t.span.start).0,
         });
     }

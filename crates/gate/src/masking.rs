@@ -110,7 +110,10 @@ impl MaskingSet {
                 hash_key: key.clone(),
                 max_value_bytes: config.gateway.mask_max_value_bytes,
             };
-            let masker = match Masker::new(spec) {
+            let options = airlock_mask::DetectorOptions {
+                phone_regions: policy.phone_regions.clone(),
+            };
+            let masker = match Masker::with_options(spec, options) {
                 Ok(m) => Arc::new(m),
                 Err(e) => {
                     set.broken.push((policy.name.clone(), e.to_string()));

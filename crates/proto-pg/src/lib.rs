@@ -503,13 +503,24 @@ async fn run_session(
 }
 
 /// Startup parameters that would make the server read statements differently from the
-/// gateway: a client encoding that is not ASCII-safe.
+/// gateway: a client encoding that is not ASCII-safe, a `search_path` that lets another schema
+/// shadow built-in names.
 fn refuse_startup_params(params: &[(String, String)]) -> Option<ErrorFields> {
     for (name, value) in params {
         if name.eq_ignore_ascii_case("client_encoding") {
             if let Err(e) = encoding::ClientEncoding::check(value) {
                 return Some(ErrorFields::fatal("22023", format!("airlock: {e}")));
             }
+        }
+        if name.eq_ignore_ascii_case("search_path")
+            && !airlock_sql::search_path_trusts_builtins(value)
+        {
+            // Another schema before pg_catalog could shadow `lower()` with a function that
+            // writes, behind a name the classifier trusts.
+            return Some(ErrorFields::fatal(
+                "22023",
+                format!("airlock: search_path `{value}` lists pg_catalog after another schema, so built-in function names could resolve to other functions; put pg_catalog first or leave it out"),
+            ));
         }
     }
     None

@@ -654,6 +654,14 @@ impl Pending {
         }
         if let Some(why) = guard_settings(text) {
             judged.force_deny(&why);
+        } else if session.upstream().read_only
+            && judged.decision.action != Action::Deny
+            && may_touch_read_only(&judged)
+            && airlock_sql::pg_leaves_read_only(text)
+        {
+            // Defence in depth holds only while nothing switches the database's read-only
+            // mode off (or runs code that could).
+            judged.force_deny("this session is read-only (the identity's rules deny every write on this connection), and this statement could switch the database's read-only mode off");
         }
         let reviewed = judged.decision.action == Action::Review;
         if reviewed {
@@ -740,6 +748,26 @@ fn guard_settings(text: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// Only settings, transaction control and code (which the rules of a read-only session deny
+/// anyway) can switch read-only mode off; plain reads skip the second parse.
+fn may_touch_read_only(judged: &Judged) -> bool {
+    let c = &judged.classification;
+    c.unparsed
+        || c.statements.iter().any(|s| {
+            s.writes_data
+                || s.dynamic_sql
+                || matches!(
+                    s.operation,
+                    Operation::Set
+                        | Operation::Begin
+                        | Operation::Other
+                        | Operation::Do
+                        | Operation::Call
+                        | Operation::Unknown
+                )
+        })
 }
 
 /// A message string in the session's client encoding, as text for the gate.
