@@ -314,22 +314,20 @@ impl Walker {
                 }
                 self.out.functions.push((location, name));
             }
-            "AExpr" | "SubLink" | "SortBy" => {
-                // An empty name: EXISTS/ARRAY sublinks, ORDER BY without USING, AND/OR/NOT.
-                if !frame.parts.is_empty() && !functions::is_builtin_operator(&frame.parts) {
-                    self.out.unknown_function = true;
-                    self.out
-                        .functions
-                        .push((location, format!("OPERATOR({})", frame.parts.join("."))));
-                }
+            // An empty name: EXISTS/ARRAY sublinks, ORDER BY without USING, AND/OR/NOT.
+            "AExpr" | "SubLink" | "SortBy"
+                if !frame.parts.is_empty() && !functions::is_builtin_operator(&frame.parts) =>
+            {
+                self.out.unknown_function = true;
+                self.out
+                    .functions
+                    .push((location, format!("OPERATOR({})", frame.parts.join("."))));
             }
-            "TypeName" => {
-                if !functions::is_builtin_type(&frame.parts) {
-                    self.out.unknown_function = true;
-                    self.out
-                        .functions
-                        .push((location, format!("CAST({})", frame.parts.join("."))));
-                }
+            "TypeName" if !functions::is_builtin_type(&frame.parts) => {
+                self.out.unknown_function = true;
+                self.out
+                    .functions
+                    .push((location, format!("CAST({})", frame.parts.join("."))));
             }
             "CommonTableExpr" => {
                 if let Some(scope) = self.scopes.last_mut() {
