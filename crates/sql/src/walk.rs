@@ -25,9 +25,9 @@ use serde::ser::{self, Serialize};
 
 use crate::functions;
 
-/// The most structs one statement's tree may have. A `SELECT ... WHERE id IN (...)` with
-/// 400,000 integers has about 2.5 million (each list item is a `Node`, an `AConst` and an
-/// `Integer`); the walk itself costs ~20 ns per struct and no memory per struct.
+/// The most structs one statement's tree may have. Each item of an `IN (...)` list is three
+/// (`Node`, `AConst`, `Integer`); text within the token bound (`MAX_CLASSIFIED_TOKENS`) stays
+/// far below this, so it is a second line of defence. The walk keeps nothing per struct.
 pub(crate) const MAX_NODES: usize = 8_000_000;
 /// Deeper than prost's decoder accepts (100 nested messages), so never reached on decoded
 /// trees; kept so the recursion is bounded whatever the input.
@@ -314,22 +314,20 @@ impl Walker {
                 }
                 self.out.functions.push((location, name));
             }
-            "AExpr" | "SubLink" | "SortBy" => {
-                // An empty name: EXISTS/ARRAY sublinks, ORDER BY without USING, AND/OR/NOT.
-                if !frame.parts.is_empty() && !functions::is_builtin_operator(&frame.parts) {
-                    self.out.unknown_function = true;
-                    self.out
-                        .functions
-                        .push((location, format!("OPERATOR({})", frame.parts.join("."))));
-                }
+            // An empty name: EXISTS/ARRAY sublinks, ORDER BY without USING, AND/OR/NOT.
+            "AExpr" | "SubLink" | "SortBy"
+                if !frame.parts.is_empty() && !functions::is_builtin_operator(&frame.parts) =>
+            {
+                self.out.unknown_function = true;
+                self.out
+                    .functions
+                    .push((location, format!("OPERATOR({})", frame.parts.join("."))));
             }
-            "TypeName" => {
-                if !functions::is_builtin_type(&frame.parts) {
-                    self.out.unknown_function = true;
-                    self.out
-                        .functions
-                        .push((location, format!("CAST({})", frame.parts.join("."))));
-                }
+            "TypeName" if !functions::is_builtin_type(&frame.parts) => {
+                self.out.unknown_function = true;
+                self.out
+                    .functions
+                    .push((location, format!("CAST({})", frame.parts.join("."))));
             }
             "CommonTableExpr" => {
                 if let Some(scope) = self.scopes.last_mut() {
