@@ -70,7 +70,10 @@ fn combination_sql_modes_cannot_split_statements() {
         let o = gw.mysql(&format!("{set}\n{attack}\nSELECT @@sql_mode AS mode;\n"));
         let text = out(&o);
         assert!(text.contains("ERROR 1142"), "{set} was not refused: {text}");
-        assert!(!text.contains("ORACLE,") && !text.contains("ANSI_QUOTES"), "{set}: {text}");
+        assert!(
+            !text.contains("ORACLE,") && !text.contains("ANSI_QUOTES"),
+            "{set}: {text}"
+        );
         assert_eq!(count(&t), "3", "{set} let the DELETE run: {text}");
     }
     // The whole attack in one COM_QUERY: nothing of it runs.
@@ -85,7 +88,9 @@ fn combination_sql_modes_cannot_split_statements() {
     ));
     assert_eq!(out(&o).matches("ERROR 1142").count(), 2, "{}", out(&o));
     // A harmless mode change still works.
-    let o = gw.mysql("SET sql_mode='STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION';\nSELECT @@sql_mode AS m;\n");
+    let o = gw.mysql(
+        "SET sql_mode='STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION';\nSELECT @@sql_mode AS m;\n",
+    );
     assert!(
         out(&o).contains("STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION"),
         "{}",
@@ -137,7 +142,10 @@ fn row_and_table_locks_are_refused_for_read_only_agents() {
     );
     let o = gw.mysql(&script);
     assert_eq!(out(&o).matches("ERROR 1142").count(), 5, "{}", out(&o));
-    assert!(gw.audit_log().contains(r#""lock""#), "the audit names the operation");
+    assert!(
+        gw.audit_log().contains(r#""lock""#),
+        "the audit names the operation"
+    );
     // Nothing holds a lock: a direct writer is not blocked.
     direct_mysql(&format!(
         "SET SESSION innodb_lock_wait_timeout = 2; UPDATE {t} SET v = 'z' WHERE id = 1"
@@ -205,7 +213,9 @@ fn read_only_agents_run_in_a_read_only_upstream_session() {
         "START TRANSACTION READ WRITE;",
         "/*!SET SESSION TRANSACTION READ/**/WRITE*/;",
     ] {
-        let o = gw.mysql(&format!("{off}\nSELECT * FROM {v};\nSELECT @@session.tx_read_only AS ro;\n"));
+        let o = gw.mysql(&format!(
+            "{off}\nSELECT * FROM {v};\nSELECT @@session.tx_read_only AS ro;\n"
+        ));
         let text = out(&o);
         assert!(
             text.contains("ERROR 1142") && text.contains("read-only"),
@@ -230,7 +240,12 @@ fn read_only_agents_run_in_a_read_only_upstream_session() {
     assert!(err.contains("READ ONLY"), "{err}");
     assert_eq!(direct_mysql(&format!("SELECT count(*) FROM {t}")), "0");
     // An identity that may write is not read-only.
-    let o = gw.mysql_as("dev", DEV_TOKEN, "my-local", "SELECT @@session.tx_read_only AS ro;\n");
+    let o = gw.mysql_as(
+        "dev",
+        DEV_TOKEN,
+        "my-local",
+        "SELECT @@session.tx_read_only AS ro;\n",
+    );
     assert!(out(&o).contains("ro\n0"), "{}", out(&o));
     direct_mysql(&format!("DROP VIEW {v}; DROP FUNCTION {f}; DROP TABLE {t}"));
 }
@@ -348,7 +363,10 @@ fn pymysql_connects_over_tls_by_default() {
          print('answer', cur.fetchone()[0], 'tls', c._secure)\n",
         port = gw.port
     );
-    let o = Command::new("python3").args(["-c", &script]).output().unwrap();
+    let o = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
     let text = out(&o);
     assert!(o.status.success(), "pymysql failed: {text}");
     assert!(text.contains("answer 42 tls True"), "{text}");
@@ -416,7 +434,11 @@ impl Raw {
     /// The single value of a one-row, one-column text result.
     fn query_value(&mut self, sql: &str) -> String {
         let first = self.query(sql);
-        assert_ne!(first.payload.first(), Some(&0xFF), "{sql} failed: {first:?}");
+        assert_ne!(
+            first.payload.first(),
+            Some(&0xFF),
+            "{sql} failed: {first:?}"
+        );
         let _def = self.read().expect("column definition");
         let _eof = self.read().expect("eof");
         let row = self.read().expect("row");

@@ -546,9 +546,7 @@ impl Relay {
     /// read-only, ends the session: later statements could not be classified as the server
     /// will run them. Fail closed: a failed check ends it too.
     async fn verify_session(&mut self) -> Flow {
-        if let Err(e) =
-            crate::upstream::check_sql_mode_on(&mut self.up, &mut self.up_buf).await
-        {
+        if let Err(e) = crate::upstream::check_sql_mode_on(&mut self.up, &mut self.up_buf).await {
             return self.session_unsafe(&e.to_string()).await;
         }
         if let Some(var) = self.read_only {
@@ -1015,7 +1013,11 @@ fn may_change_session(text: &str, c: &airlock_core::Classification) -> bool {
     use airlock_core::Operation as Op;
     let plain = !c.unparsed
         && c.statements.iter().all(|s| {
-            !s.dynamic_sql && !matches!(s.operation, Op::Set | Op::Call | Op::Do | Op::Other | Op::Unknown)
+            !s.dynamic_sql
+                && !matches!(
+                    s.operation,
+                    Op::Set | Op::Call | Op::Do | Op::Other | Op::Unknown
+                )
         });
     !plain && may_change_sql_mode(text)
 }

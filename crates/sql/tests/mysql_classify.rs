@@ -137,7 +137,8 @@ fn combination_sql_modes_are_opaque() {
         let c = classify_mysql(sql);
         assert!(opaque(&c) && c.writes_data(), "{sql}: {c:?}");
     }
-    let attack = r#"SET sql_mode='ORACLE'; SELECT 1 AS "\" ; DELETE FROM t WHERE id=1; SELECT 1 #""#;
+    let attack =
+        r#"SET sql_mode='ORACLE'; SELECT 1 AS "\" ; DELETE FROM t WHERE id=1; SELECT 1 #""#;
     let c = classify_mysql(attack);
     assert!(c.unparsed && c.multi_statement, "{c:?}");
     // A provably safe mode may be followed by more statements.

@@ -4,9 +4,7 @@ use super::functions::is_read_only;
 use super::lexer::{lex, unescape};
 use super::session::{segment_may_change_sql_mode, sql_mode_is_supported};
 use airlock_core::{Classification, Operation, Statement};
-use sqlparser::ast::{
-    self, visit_expressions, Expr, ObjectName, ObjectNamePart, SetExpr,
-};
+use sqlparser::ast::{self, visit_expressions, Expr, ObjectName, ObjectNamePart, SetExpr};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use std::collections::BTreeSet;
@@ -369,9 +367,9 @@ pub(crate) fn top_level_word(segment: &str, word: &str) -> Option<usize> {
 /// `LOCK IN SHARE MODE` (outside strings) → `FOR SHARE`, or `None` when the text has none.
 pub(crate) fn replace_lock_in_share_mode(segment: &str) -> Option<String> {
     let words = bare_words(segment);
-    let has = words
-        .windows(4)
-        .any(|p| matches!(p, [a, b, c, d] if a == "LOCK" && b == "IN" && c == "SHARE" && d == "MODE"));
+    let has = words.windows(4).any(
+        |p| matches!(p, [a, b, c, d] if a == "LOCK" && b == "IN" && c == "SHARE" && d == "MODE"),
+    );
     if !has {
         return None;
     }
@@ -381,10 +379,10 @@ pub(crate) fn replace_lock_in_share_mode(segment: &str) -> Option<String> {
         let rest = out.get(at..).unwrap_or("");
         let tail: Vec<&str> = rest.split_whitespace().take(4).collect();
         let spelled = tail.len() == 4
-            && tail.iter().zip(["LOCK", "IN", "SHARE", "MODE"]).all(|(a, b)| {
-                a.trim_end_matches([')', ';', ','])
-                    .eq_ignore_ascii_case(b)
-            });
+            && tail
+                .iter()
+                .zip(["LOCK", "IN", "SHARE", "MODE"])
+                .all(|(a, b)| a.trim_end_matches([')', ';', ',']).eq_ignore_ascii_case(b));
         if !spelled {
             return None;
         }
