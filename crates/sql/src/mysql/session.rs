@@ -160,10 +160,15 @@ pub fn may_turn_off_read_only(sql: &str) -> bool {
     };
     lexed.segments.iter().any(|segment| {
         let lower = segment.to_ascii_lowercase();
-        if lower.contains("read_only") {
+        let words = bare_words(segment);
+        // Reading the variable is harmless: SELECT/SHOW cannot assign a system variable.
+        let reads_only = matches!(
+            words.first().map(String::as_str),
+            Some("SELECT" | "SHOW" | "DESCRIBE" | "DESC" | "EXPLAIN" | "HELP")
+        ) && !words.iter().any(|w| w == "EXECUTE" || w == "IMMEDIATE");
+        if lower.contains("read_only") && !reads_only {
             return true;
         }
-        let words = bare_words(segment);
         let read_write = words
             .windows(2)
             .any(|p| matches!(p, [a, b] if a == "READ" && b == "WRITE"));
@@ -291,6 +296,7 @@ mod tests {
         for sql in [
             "SELECT 1",
             "SELECT 'read write' AS x",
+            "SELECT @@session.tx_read_only, @@sql_mode",
             "SET SESSION TRANSACTION READ ONLY",
             "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
             "START TRANSACTION READ ONLY",
