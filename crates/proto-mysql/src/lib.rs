@@ -240,6 +240,39 @@ async fn read_handshake_packet(
     }
 }
 
+/// Reads exactly one packet (header, then its payload) without buffering anything after it.
+async fn read_first_packet(stream: &mut PgStream, seq: u8) -> Result<Packet, SessionError> {
+    let mut header = [0u8; 4];
+    read_exact_or_closed(stream, &mut header).await?;
+    let [l0, l1, l2, got_seq] = header;
+    let len = usize::from(l0) | usize::from(l1) << 8 | usize::from(l2) << 16;
+    if len > MAX_HANDSHAKE_PACKET || got_seq != seq {
+        let why = if got_seq != seq {
+            format!("sequence id {got_seq}, expected {seq}")
+        } else {
+            format!("a packet of {len} bytes")
+        };
+        return Err(refuse(stream, seq, 1043, "08S01", &format!("Bad handshake: {why}")).await);
+    }
+    let mut payload = vec![0u8; len];
+    read_exact_or_closed(stream, &mut payload).await?;
+    Ok(Packet {
+        payload: BytesMut::from(payload.as_slice()),
+        seq: got_seq,
+        last_seq: got_seq,
+    })
+}
+
+async fn read_exact_or_closed(stream: &mut PgStream, out: &mut [u8]) -> Result<(), SessionError> {
+    match stream.read_exact(out).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(SessionError::Client(
+            "client closed the connection during the handshake".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The native error for a gate refusal: (code, SQLSTATE).
 pub fn gate_error(e: &GateError) -> (u16, &'static str) {
     match e {
@@ -295,7 +328,10 @@ async fn handshake(
     put_packet(&mut out, &mut seq, &greeting.encode());
     stream.write_all(&out).await?;
 
-    let mut p = read_handshake_packet(&mut stream, &mut buf, seq).await?;
+    // The first answer is read exactly, never past its end: when it is an SSL request, the
+    // client sends its TLS ClientHello right behind it without waiting for anything (pymysql does,
+    // often in the same TCP segment), and those bytes belong to the TLS handshake.
+    let mut p = read_first_packet(&mut stream, seq).await?;
     let mut response = match Response::decode(&p.payload) {
         Ok(r) => r,
         Err(e) => {
@@ -478,6 +514,20 @@ async fn handle_client(
             session.close(&msg);
             return Err(refuse(&mut stream, seq, 1105, "HY000", &msg).await);
         }
+        // Defence in depth: a session whose rules allow no writes runs in the database's
+        // read-only mode, so a write the classifier missed still fails there. Fail closed.
+        let read_only_var = if session.upstream().read_only {
+            match upstream::set_read_only(&mut up).await {
+                Ok(var) => Some(var),
+                Err(e) => {
+                    let msg = format!("airlock: {e}");
+                    session.close(&msg);
+                    return Err(refuse(&mut stream, seq, 1105, "HY000", &msg).await);
+                }
+            }
+        } else {
+            None
+        };
         kills.register(
             connection_id,
             KillTarget {
@@ -543,6 +593,9 @@ async fn handle_client(
         );
         if let Some(m) = mask_state {
             relay = relay.with_masking(m);
+        }
+        if let Some(var) = read_only_var {
+            relay = relay.with_read_only(var);
         }
         if let (Some(rec), Some(r)) = (&recorder, &config.recordings) {
             relay = relay.with_recorder(rec.clone(), r.config().max_rows);

@@ -36,7 +36,9 @@ use airlock_gate::masking::{SessionMasking, Tally};
 use airlock_gate::{Judged, ReviewOutcome, SessionEnd, SessionGate};
 use airlock_proto_pg::stream::PgStream;
 use airlock_record::Recorder;
-use airlock_sql::mysql::{parse_kill, reads_client_file, Kill};
+use airlock_sql::mysql::{
+    may_change_sql_mode, may_turn_off_read_only, parse_kill, reads_client_file, Kill,
+};
 use bytes::{Buf, BytesMut};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -155,6 +157,9 @@ pub struct Relay {
     thread_id: u32,
     /// Rows kept per statement in the recording (decoding stops there).
     record_rows: u64,
+    /// The session is read-only upstream (the identity's rules allow no writes): the variable
+    /// that reports the transaction access mode (`tx_read_only` or `transaction_read_only`).
+    read_only: Option<&'static str>,
 }
 
 /// Why the command loop ended: a line for the log and the audit event.
@@ -211,7 +216,16 @@ impl Relay {
             mask: None,
             recorder: None,
             record_rows: 0,
+            read_only: None,
         }
+    }
+
+    /// The upstream session was made read-only ([`crate::upstream::set_read_only_on`]); `var`
+    /// reports it. Statements that could turn it off are refused, and it is checked again after
+    /// commands that could have changed it.
+    pub fn with_read_only(mut self, var: &'static str) -> Relay {
+        self.read_only = Some(var);
+        self
     }
 
     /// Results are masked with this state.
@@ -352,7 +366,18 @@ impl Relay {
                 self.relay_answer(Answer::Single, &mut AnswerCtx::default())
                     .await?;
                 self.prepared.clear();
-                Ok(Flow::Continue)
+                // The reset restores the global defaults: the read-only mode is applied again
+                // and the (global) sql_mode checked before the client's next command.
+                if let Some(var) = self.read_only {
+                    let applied =
+                        crate::upstream::set_read_only_on(&mut self.up, &mut self.up_buf).await;
+                    match applied {
+                        Ok(v) if v == var => {}
+                        Ok(_) => return Ok(self.session_unsafe("the read-only mode changed its variable after COM_RESET_CONNECTION").await),
+                        Err(e) => return Ok(self.session_unsafe(&e.to_string()).await),
+                    }
+                }
+                Ok(self.verify_session().await)
             }
             COM_PROCESS_KILL => {
                 let id = Reader::new(body, "COM_PROCESS_KILL").u32().unwrap_or(0);
@@ -470,6 +495,7 @@ impl Relay {
         if judged.decision.action == Action::Allow && reads_client_file(text) {
             judged.force_deny("LOAD DATA LOCAL reads files from the client's machine; it is not allowed through airlock");
         }
+        self.refuse_read_write(text, &mut judged);
         let kill = if judged.decision.action == Action::Allow {
             parse_kill(text)
         } else {
@@ -496,7 +522,56 @@ impl Relay {
             .relay_answer(Answer::Results { binary: false }, &mut ctx)
             .await?;
         self.record_answer(seq, started, &outcome, &mut ctx);
+        if may_change_session(text, &judged.classification) {
+            return Ok(self.verify_session().await);
+        }
         Ok(Flow::Continue)
+    }
+
+    /// In a read-only session, a statement that could turn the database's read-only mode off
+    /// is refused (whatever the rules said): the mode is what makes a write the classifier
+    /// missed fail at the database.
+    fn refuse_read_write(&self, text: &str, judged: &mut Judged) {
+        if self.read_only.is_some()
+            && judged.decision.action == Action::Allow
+            && may_turn_off_read_only(text)
+        {
+            judged.force_deny("this session is read-only upstream (the rules allow this identity no writes); statements that could switch it to read-write are not allowed");
+        }
+    }
+
+    /// After a command that may have changed the session's `sql_mode` (or, in a read-only
+    /// session, its access mode): reads both back from the upstream on the same connection (the
+    /// client never sees it). A mode our lexer does not support, or a session that is no longer
+    /// read-only, ends the session: later statements could not be classified as the server
+    /// will run them. Fail closed: a failed check ends it too.
+    async fn verify_session(&mut self) -> Flow {
+        if let Err(e) = crate::upstream::check_sql_mode_on(&mut self.up, &mut self.up_buf).await {
+            return self.session_unsafe(&e.to_string()).await;
+        }
+        if let Some(var) = self.read_only {
+            match crate::upstream::is_read_only_on(&mut self.up, &mut self.up_buf, var).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return self
+                        .session_unsafe("the upstream session is no longer read-only")
+                        .await
+                }
+                Err(e) => return self.session_unsafe(&e.to_string()).await,
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Ends the session: the client gets an ERR as the answer to whatever it sends next (it
+    /// has already received the answer to the last command), the upstream is closed.
+    async fn session_unsafe(&mut self, why: &str) -> Flow {
+        let message = format!("airlock: {why}; the session was closed");
+        warn!(reason = %why, "session closed: unsafe upstream session state");
+        self.send_err(1, 1105, "HY000", &message).await;
+        let _ = self.client.shutdown().await;
+        let _ = self.forward(&[COM_QUIT]).await;
+        Flow::Close(message)
     }
 
     fn ctx_for(&mut self, seq: u64, started: Instant, text: &str) -> AnswerCtx {
@@ -633,6 +708,7 @@ impl Relay {
         if judged.decision.action == Action::Allow && reads_client_file(&text) {
             judged.force_deny("LOAD DATA LOCAL reads files from the client's machine; it is not allowed through airlock");
         }
+        self.refuse_read_write(&text, &mut judged);
         if judged.decision.action != Action::Allow {
             // A denial is recorded when it happens.
             let seq = self.session.next_seq();
@@ -707,6 +783,9 @@ impl Relay {
             .relay_answer(Answer::Results { binary: true }, &mut ctx)
             .await?;
         self.record_answer(seq, started, &outcome, &mut ctx);
+        if may_change_session(&text, &judged.classification) {
+            return Ok(self.verify_session().await);
+        }
         Ok(Flow::Continue)
     }
 
@@ -923,6 +1002,24 @@ impl Relay {
             self.fill_up_buf().await?;
         }
     }
+}
+
+/// Whether a command that ran may have changed the session's `sql_mode` or access mode, so the
+/// relay must read them back ([`Relay::verify_session`]). Statements the classifier parsed as
+/// plain reads, writes, DDL, locks or transaction control cannot (stored routines they call run
+/// under their own saved mode, restored on return); for the rest the text decides
+/// ([`may_change_sql_mode`]), which also keeps the common path free of a second lexing pass.
+fn may_change_session(text: &str, c: &airlock_core::Classification) -> bool {
+    use airlock_core::Operation as Op;
+    let plain = !c.unparsed
+        && c.statements.iter().all(|s| {
+            !s.dynamic_sql
+                && !matches!(
+                    s.operation,
+                    Op::Set | Op::Call | Op::Do | Op::Other | Op::Unknown
+                )
+        });
+    !plain && may_change_sql_mode(text)
 }
 
 /// One complete packet of an answer: followed, recorded, and rewritten where masking says so

@@ -286,54 +286,82 @@ pub async fn run_once(
     Ok(out)
 }
 
-/// Reads the upstream session's `sql_mode`: airlock lexes statements with MySQL's default rules,
-/// which `NO_BACKSLASH_ESCAPES` and `ANSI_QUOTES` change.
+/// Reads the upstream session's `sql_mode` and refuses a mode our lexer does not support:
+/// airlock lexes statements with MySQL's default rules, which `ANSI_QUOTES`,
+/// `NO_BACKSLASH_ESCAPES`, MariaDB's combination modes (`ORACLE`, `MSSQL`, ...) and flags it
+/// does not know change or may change ([`airlock_sql::mysql::sql_mode_is_supported`]).
 pub async fn check_sql_mode(up: &mut Upstream) -> Result<(), UpstreamError> {
-    let mut seq = 0u8;
-    let mut payload = vec![crate::COM_QUERY];
-    payload.extend_from_slice(b"SELECT @@SESSION.sql_mode");
-    send(&mut up.stream, &mut seq, &payload).await?;
-    let mut buf = std::mem::take(&mut up.leftover);
-    let mut mode = None;
-    // column count, column definition, EOF, row, EOF (or an ERR)
-    let mut stage = 0;
-    loop {
-        let p = read_packet(&mut up.stream, &mut buf).await?;
-        match (stage, p.payload.first()) {
-            (_, Some(0xFF)) => {
-                let e = decode_err(&p.payload);
-                return Err(fail(format!(
-                    "reading the upstream sql_mode: {}",
-                    e.message
-                )));
-            }
-            (3, _) if !crate::codec::is_eof(&p.payload) => {
-                let mut r = crate::codec::Reader::new(&p.payload, "sql_mode row");
-                mode = Some(
-                    r.lenenc_bytes()
-                        .ok()
-                        .flatten()
-                        .map(|b| String::from_utf8_lossy(b).to_uppercase())
-                        .unwrap_or_default(),
-                );
-            }
-            (3, _) => break,
-            _ => stage += 1,
-        }
-        if stage > 3 {
-            stage = 3;
-        }
+    let (stream, buf) = (&mut up.stream, &mut up.leftover);
+    check_sql_mode_on(stream, buf).await
+}
+
+/// [`check_sql_mode`] on a relay's upstream stream and read buffer.
+pub async fn check_sql_mode_on(
+    stream: &mut PgStream,
+    buf: &mut BytesMut,
+) -> Result<(), UpstreamError> {
+    let rows = query_rows_on(stream, buf, "SELECT @@SESSION.sql_mode")
+        .await
+        .map_err(|e| fail(format!("reading the upstream sql_mode: {e}")))?;
+    let mode = match rows.first().and_then(|r| r.first()) {
+        Some(Some(v)) => String::from_utf8_lossy(v).into_owned(),
+        Some(None) => String::new(),
+        None => return Err(fail("reading the upstream sql_mode: no row")),
+    };
+    if airlock_sql::mysql::sql_mode_is_supported(&mode) {
+        return Ok(());
     }
-    up.leftover = buf;
-    let mode = mode.unwrap_or_default();
-    for bad in ["NO_BACKSLASH_ESCAPES", "ANSI_QUOTES"] {
-        if mode.split(',').any(|m| m == bad) {
-            return Err(fail(format!(
-                "the upstream's sql_mode includes {bad}, which changes how statements are lexed; airlock classifies with MySQL's default lexing and refuses the session (remove {bad} from the server's or the user's default sql_mode)"
-            )));
-        }
+    let bad = airlock_sql::mysql::unsupported_sql_modes(&mode).join(",");
+    Err(fail(format!(
+        "the session's sql_mode includes {bad}, which changes (or may change) how statements are lexed; airlock classifies with MySQL's default lexing and refuses such sessions (the server's or the user's default sql_mode must not include it, and it cannot be set through airlock)"
+    )))
+}
+
+/// Puts the upstream session in read-only mode (`SET SESSION TRANSACTION READ ONLY`) and checks
+/// that it took. Returns the variable that reports it (`tx_read_only` on MariaDB and MySQL 5.7,
+/// `transaction_read_only` on MySQL 8), for later checks.
+pub async fn set_read_only_on(
+    stream: &mut PgStream,
+    buf: &mut BytesMut,
+) -> Result<&'static str, UpstreamError> {
+    query_rows_on(stream, buf, "SET SESSION TRANSACTION READ ONLY")
+        .await
+        .map_err(|e| fail(format!("making the upstream session read-only: {e}")))?;
+    for var in ["tx_read_only", "transaction_read_only"] {
+        let sql = format!("SELECT @@SESSION.{var}");
+        let Ok(rows) = query_rows_on(stream, buf, &sql).await else {
+            continue;
+        };
+        return match rows.first().and_then(|r| r.first()) {
+            Some(Some(v)) if is_on(v) => Ok(var),
+            _ => Err(fail(format!(
+                "the upstream session did not become read-only (@@{var} is not 1)"
+            ))),
+        };
     }
-    Ok(())
+    Err(fail(
+        "cannot read the upstream's transaction access mode (neither @@tx_read_only nor @@transaction_read_only)",
+    ))
+}
+
+/// [`set_read_only_on`] on a fresh upstream.
+pub async fn set_read_only(up: &mut Upstream) -> Result<&'static str, UpstreamError> {
+    let (stream, buf) = (&mut up.stream, &mut up.leftover);
+    set_read_only_on(stream, buf).await
+}
+
+/// Whether the session is still read-only (`var` from [`set_read_only_on`]).
+pub async fn is_read_only_on(
+    stream: &mut PgStream,
+    buf: &mut BytesMut,
+    var: &str,
+) -> Result<bool, UpstreamError> {
+    let rows = query_rows_on(stream, buf, &format!("SELECT @@SESSION.{var}")).await?;
+    Ok(matches!(rows.first().and_then(|r| r.first()), Some(Some(v)) if is_on(v)))
+}
+
+fn is_on(v: &[u8]) -> bool {
+    v == b"1" || v.eq_ignore_ascii_case(b"on")
 }
 
 /// Rows of a text-protocol query can be larger than authentication packets (view definitions).
@@ -345,12 +373,23 @@ pub async fn query_rows(
     up: &mut Upstream,
     sql: &str,
 ) -> Result<Vec<Vec<Option<Vec<u8>>>>, UpstreamError> {
+    let (stream, buf) = (&mut up.stream, &mut up.leftover);
+    query_rows_on(stream, buf, sql).await
+}
+
+/// [`query_rows`] on a stream and its read buffer (the relay's upstream between commands; the
+/// client never sees these statements or their answers). An OK answer is no rows.
+pub async fn query_rows_on(
+    stream: &mut PgStream,
+    leftover: &mut BytesMut,
+    sql: &str,
+) -> Result<Vec<Vec<Option<Vec<u8>>>>, UpstreamError> {
     let mut seq = 0u8;
     let mut payload = Vec::with_capacity(sql.len() + 1);
     payload.push(crate::COM_QUERY);
     payload.extend_from_slice(sql.as_bytes());
-    send(&mut up.stream, &mut seq, &payload).await?;
-    let mut buf = std::mem::take(&mut up.leftover);
+    send(stream, &mut seq, &payload).await?;
+    let mut buf = std::mem::take(leftover);
     let result = async {
         let read = async |buf: &mut BytesMut, stream: &mut PgStream| loop {
             match split_packet(buf, MAX_QUERY_PACKET, None) {
@@ -366,7 +405,7 @@ pub async fn query_rows(
                 return Err(fail("the upstream closed the connection"));
             }
         };
-        let first = read(&mut buf, &mut up.stream).await?;
+        let first = read(&mut buf, stream).await?;
         let columns = match first.payload.first() {
             Some(0xFF) => return Err(fail(decode_err(&first.payload).message)),
             Some(0x00) => return Ok(Vec::new()),
@@ -378,11 +417,11 @@ pub async fn query_rows(
         };
         for _ in 0..=columns {
             // Definitions, then their EOF.
-            read(&mut buf, &mut up.stream).await?;
+            read(&mut buf, stream).await?;
         }
         let mut rows = Vec::new();
         loop {
-            let p = read(&mut buf, &mut up.stream).await?;
+            let p = read(&mut buf, stream).await?;
             if crate::codec::is_eof(&p.payload) {
                 return Ok(rows);
             }
@@ -402,6 +441,6 @@ pub async fn query_rows(
         }
     }
     .await;
-    up.leftover = buf;
+    *leftover = buf;
     result
 }

@@ -2,10 +2,9 @@
 
 use super::functions::is_read_only;
 use super::lexer::{lex, unescape};
+use super::session::{segment_may_change_sql_mode, sql_mode_is_supported};
 use airlock_core::{Classification, Operation, Statement};
-use sqlparser::ast::{
-    self, visit_expressions, visit_relations, Expr, ObjectName, ObjectNamePart, SetExpr,
-};
+use sqlparser::ast::{self, visit_expressions, Expr, ObjectName, ObjectNamePart, SetExpr};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use std::collections::BTreeSet;
@@ -35,9 +34,26 @@ fn classify_depth(sql: &str, depth: usize) -> Classification {
         Err(e) => return Classification::unparsed(e.0),
     };
     let mut statements = Vec::with_capacity(lexed.segments.len());
-    for segment in &lexed.segments {
+    let last = lexed.segments.len().saturating_sub(1);
+    for (i, segment) in lexed.segments.iter().enumerate() {
         match classify_segment(segment, depth) {
-            Ok(s) => statements.extend(s),
+            Ok(s) => {
+                // The server lexes each statement of a multi-statement only after running the
+                // ones before it: after a `sql_mode` change we cannot vouch for (a `SET` that is
+                // not provably safe, `EXECUTE`, `CALL`, ...) the rest would be split and quoted
+                // by rules we do not know.
+                let known_safe_set = s
+                    .iter()
+                    .all(|st| st.operation == Operation::Set && !st.dynamic_sql);
+                if i < last && segment_may_change_sql_mode(segment) && !known_safe_set {
+                    let mut c = Classification::unparsed(
+                        "statements after a possible sql_mode change in the same command would be lexed by the server under rules airlock cannot know",
+                    );
+                    c.multi_statement = true;
+                    return c;
+                }
+                statements.extend(s)
+            }
             Err(e) => {
                 let mut c = Classification::unparsed(e);
                 c.multi_statement = lexed.segments.len() > 1;
@@ -145,8 +161,55 @@ fn classify_segment(segment: &str, depth: usize) -> Result<Vec<Statement>, Strin
             return Ok(vec![write_stmt(Operation::Other)]);
         }
         "XA" => return Ok(vec![opaque(Operation::Other)]),
+        // START TRANSACTION [WITH CONSISTENT SNAPSHOT] [, READ ONLY | READ WRITE]: sqlparser
+        // does not know the snapshot form. Only these words are accepted here.
+        "START"
+            if w(1) == "TRANSACTION"
+                && words.iter().skip(2).all(|x| {
+                    matches!(
+                        x.as_str(),
+                        "WITH" | "CONSISTENT" | "SNAPSHOT" | "READ" | "ONLY" | "WRITE"
+                    )
+                })
+                && segment
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c.is_whitespace() || c == ',' || c == '_') =>
+        {
+            return Ok(vec![read_stmt(Operation::Begin)]);
+        }
+        // MariaDB's SET STATEMENT var = value [, ...] FOR <statement>.
+        "SET" if w(1) == "STATEMENT" => return classify_set_statement(segment, depth),
+        // HELP 'topic': reads the server's help tables.
+        "HELP" => return Ok(vec![read_stmt(Operation::Show)]),
+        // CHECK TABLE / CHECK VIEW / CHECKSUM TABLE: report on tables. `FOR UPGRADE` may
+        // rewrite a table's metadata.
+        "CHECK" | "CHECKSUM" if matches!(w(1), "TABLE" | "TABLES" | "VIEW") => {
+            if words.iter().any(|x| x == "UPGRADE") {
+                return Ok(vec![write_stmt(Operation::Other)]);
+            }
+            let mut s = read_stmt(Operation::Show);
+            s.reads = table_list_after(segment, 2)?;
+            return Ok(vec![s]);
+        }
+        // LOCK TABLE[S] ... / LOCK INSTANCE FOR BACKUP: explicit locks block every writer.
+        "LOCK" => {
+            let mut s = write_stmt(Operation::Lock);
+            if matches!(w(1), "TABLE" | "TABLES") {
+                s.reads = lock_tables_names(segment);
+            }
+            return Ok(vec![s]);
+        }
         _ => {}
     }
+    // `LOCK IN SHARE MODE` is MySQL's older spelling of `FOR SHARE`, which sqlparser knows.
+    let rewritten;
+    let segment = match replace_lock_in_share_mode(segment) {
+        Some(r) => {
+            rewritten = r;
+            rewritten.as_str()
+        }
+        None => segment,
+    };
     let dialect = MySqlDialect {};
     let parsed = match Parser::parse_sql(&dialect, segment) {
         Ok(p) => p,
@@ -208,6 +271,173 @@ fn classify_prepare(segment: &str, depth: usize) -> Vec<Statement> {
         .collect()
 }
 
+/// `SET STATEMENT a = 1 [, b = 2] FOR <statement>`: the inner statement decides; the settings
+/// apply to it alone. A setting of `sql_mode` is opaque whatever its value (the inner statement
+/// could run SQL the server lexes under it); other settings are judged like `SET`.
+fn classify_set_statement(segment: &str, depth: usize) -> Result<Vec<Statement>, String> {
+    if depth > MAX_DEPTH {
+        return Err("SET STATEMENT nested too deeply".into());
+    }
+    let Some(for_at) = top_level_word(segment, "FOR") else {
+        return Err("SET STATEMENT without FOR".into());
+    };
+    let settings = segment.get(..for_at).unwrap_or("");
+    let inner = segment.get(for_at + 3..).unwrap_or("").trim();
+    let set_text = settings
+        .trim_start()
+        .get(3..)
+        .unwrap_or("")
+        .trim_start()
+        .get(9..)
+        .unwrap_or("");
+    if inner.is_empty() || set_text.trim().is_empty() {
+        return Err("SET STATEMENT without settings or statement".into());
+    }
+    let mut out = classify_segment(inner, depth + 1)?;
+    if settings.to_ascii_lowercase().contains("sql_mode") {
+        for s in &mut out {
+            s.dynamic_sql = true;
+            s.writes_data = true;
+        }
+        return Ok(out);
+    }
+    let parsed = Parser::parse_sql(&MySqlDialect {}, &format!("SET {set_text}"))
+        .map_err(|e| e.to_string())?;
+    let [ast::Statement::Set(set)] = parsed.as_slice() else {
+        return Err("SET STATEMENT settings that are not assignments".into());
+    };
+    let (writes, hidden) = classify_set(set);
+    for s in &mut out {
+        s.writes_data |= writes;
+        s.dynamic_sql |= hidden;
+    }
+    Ok(out)
+}
+
+/// Byte offset of the first occurrence of `word` (upper-case) outside strings, quoted
+/// identifiers and parentheses.
+pub(crate) fn top_level_word(segment: &str, word: &str) -> Option<usize> {
+    let bytes = segment.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0usize;
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b == b'@';
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\'' | b'"' | b'`' => {
+                i += 1;
+                while let Some(&c) = bytes.get(i) {
+                    if c == b'\\' && b != b'`' {
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    if c == b {
+                        if bytes.get(i) == Some(&b) {
+                            i += 1;
+                            continue;
+                        }
+                        break;
+                    }
+                }
+            }
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            _ if is_word(b) => {
+                let start = i;
+                while bytes.get(i).is_some_and(|&c| is_word(c)) {
+                    i += 1;
+                }
+                let w = segment.get(start..i).unwrap_or("");
+                if depth == 0 && w.eq_ignore_ascii_case(word) {
+                    return Some(start);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// `LOCK IN SHARE MODE` (outside strings) → `FOR SHARE`, or `None` when the text has none.
+pub(crate) fn replace_lock_in_share_mode(segment: &str) -> Option<String> {
+    let words = bare_words(segment);
+    let has = words.windows(4).any(
+        |p| matches!(p, [a, b, c, d] if a == "LOCK" && b == "IN" && c == "SHARE" && d == "MODE"),
+    );
+    if !has {
+        return None;
+    }
+    let mut out = segment.to_owned();
+    // Every occurrence, at any depth (a locking subquery locks too).
+    while let Some(at) = nested_word(&out, "LOCK") {
+        let rest = out.get(at..).unwrap_or("");
+        let tail: Vec<&str> = rest.split_whitespace().take(4).collect();
+        let spelled = tail.len() == 4
+            && tail
+                .iter()
+                .zip(["LOCK", "IN", "SHARE", "MODE"])
+                .all(|(a, b)| a.trim_end_matches([')', ';', ',']).eq_ignore_ascii_case(b));
+        if !spelled {
+            return None;
+        }
+        let mode_at = rest.to_ascii_uppercase().find("MODE")?;
+        let end = at + mode_at + 4;
+        out = format!(
+            "{} FOR SHARE {}",
+            out.get(..at).unwrap_or(""),
+            out.get(end..).unwrap_or("")
+        );
+    }
+    Some(out)
+}
+
+/// Like [`top_level_word`] but at any parenthesis depth.
+fn nested_word(segment: &str, word: &str) -> Option<usize> {
+    // Blank out parentheses (same byte length) so the top-level scan sees every depth.
+    let flat: String = segment
+        .chars()
+        .map(|c| if c == '(' || c == ')' { ' ' } else { c })
+        .collect();
+    top_level_word(&flat, word)
+}
+
+/// Table names of `CHECK TABLE a, db.b [options]` starting at bare word `skip`.
+fn table_list_after(segment: &str, skip: usize) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let rest: Vec<&str> = segment.split_whitespace().skip(skip).collect();
+    let joined = rest.join(" ");
+    for part in joined.split(',') {
+        let Some(name) = part.split_whitespace().next() else {
+            return Err("CHECK TABLE without a table".into());
+        };
+        if !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '$' | '.' | '`'))
+        {
+            return Err(format!("unexpected table name `{name}`"));
+        }
+        out.push(normalize_raw_name(name));
+    }
+    Ok(out)
+}
+
+/// `LOCK TABLES a READ, b AS x WRITE`: the table names (fail-closed users only need them for
+/// rule objects; the statement is a lock whatever they are).
+fn lock_tables_names(segment: &str) -> Vec<String> {
+    let rest: Vec<&str> = segment.split_whitespace().skip(2).collect();
+    rest.join(" ")
+        .split(',')
+        .filter_map(|p| p.split_whitespace().next())
+        .map(normalize_raw_name)
+        .collect()
+}
+
 fn find_word(lower: &str, word: &str) -> Option<usize> {
     let bytes = lower.as_bytes();
     let mut start = 0;
@@ -254,13 +484,60 @@ pub(crate) fn object_name(name: &ObjectName) -> String {
     parts.join(".")
 }
 
+/// What a walk over every query of a statement finds.
+#[derive(Default)]
+struct QueryFacts {
+    /// Relations named anywhere, including `TABLE t` bodies (which sqlparser keeps as strings,
+    /// outside `visit_relations`).
+    relations: BTreeSet<String>,
+    /// Some query has a locking clause (`FOR UPDATE`, `FOR SHARE`, `LOCK IN SHARE MODE`).
+    locks: bool,
+}
+
+impl ast::Visitor for QueryFacts {
+    type Break = ();
+
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+        self.relations.insert(object_name(relation));
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, query: &ast::Query) -> ControlFlow<()> {
+        self.locks |= !query.locks.is_empty();
+        table_bodies(&query.body, &mut self.relations);
+        ControlFlow::Continue(())
+    }
+}
+
+/// `TABLE t` bodies of a set expression (set operations included; nested queries are visited
+/// on their own).
+fn table_bodies(body: &SetExpr, out: &mut BTreeSet<String>) {
+    match body {
+        SetExpr::Table(t) => {
+            let name = match (&t.schema_name, &t.table_name) {
+                (Some(s), Some(n)) => format!("{s}.{n}"),
+                (None, Some(n)) => n.clone(),
+                // `TABLE` with no name: nothing we can attribute; keep it visible.
+                _ => "?".to_owned(),
+            };
+            out.insert(name.to_lowercase());
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            table_bodies(left, out);
+            table_bodies(right, out);
+        }
+        _ => {}
+    }
+}
+
+fn query_facts(node: &impl ast::Visit) -> QueryFacts {
+    let mut facts = QueryFacts::default();
+    let _ = node.visit(&mut facts);
+    facts
+}
+
 pub(crate) fn relations(node: &impl ast::Visit) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let _ = visit_relations(node, |r| {
-        out.insert(object_name(r));
-        ControlFlow::<()>::Continue(())
-    });
-    out
+    query_facts(node).relations
 }
 
 fn functions(node: &impl ast::Visit) -> Vec<String> {
@@ -274,18 +551,36 @@ fn functions(node: &impl ast::Visit) -> Vec<String> {
     out.into_iter().collect()
 }
 
+/// Whether the query selects `INTO` something other than user variables (`@v` is session
+/// state, like `SET @v = ...`; `INTO OUTFILE/DUMPFILE` is caught by its keywords).
 fn select_into(body: &SetExpr) -> bool {
     match body {
-        SetExpr::Select(s) => s.into.is_some(),
+        SetExpr::Select(s) => s.into.as_ref().is_some_and(|into| {
+            into.table
+                || into.temporary
+                || into.unlogged
+                || into.targets.is_empty()
+                || !into.targets.iter().all(is_user_variable)
+        }),
         SetExpr::Query(q) => select_into(&q.body),
         SetExpr::SetOperation { left, right, .. } => select_into(left) || select_into(right),
         _ => false,
     }
 }
 
+fn is_user_variable(e: &Expr) -> bool {
+    match e {
+        Expr::Identifier(i) => {
+            i.quote_style.is_none() && i.value.starts_with('@') && !i.value.starts_with("@@")
+        }
+        _ => false,
+    }
+}
+
 fn classify_statement(stmt: &ast::Statement) -> Statement {
     use ast::Statement as S;
-    let all = relations(stmt);
+    let facts = query_facts(stmt);
+    let all = facts.relations;
     let funcs = functions(stmt);
     let mut writes: BTreeSet<String> = BTreeSet::new();
     let mut has_where = true;
@@ -311,6 +606,9 @@ fn classify_statement(stmt: &ast::Statement) -> Statement {
             }
             if select_into(&q.body) {
                 (Operation::Create, true)
+            } else if facts.locks {
+                // Row locks held until the transaction ends block every writer.
+                (Operation::Lock, true)
             } else {
                 (Operation::Select, false)
             }
@@ -556,9 +854,10 @@ fn assignment<'a>(
     (writes, hidden)
 }
 
-/// A new `sql_mode` is accepted when it is built only from string literals, `DEFAULT`,
-/// `@@sql_mode` and `CONCAT`, and no literal (nor all of them joined, so the mode cannot be
-/// assembled from pieces) names a mode that changes lexing.
+/// A new `sql_mode` is accepted when it is built only from string literals, the session's
+/// current `@@sql_mode` and `CONCAT`, and the flags it spells are all on
+/// [`super::session::SAFE_SQL_MODES`] (an allow-list: `ORACLE`, `MSSQL`, `ANSI_QUOTES`, ... and
+/// anything unknown are refused).
 fn sql_mode_is_safe(values: &[&Expr]) -> bool {
     let mut literals = String::new();
     fn collect(e: &Expr, out: &mut String) -> bool {
@@ -570,19 +869,25 @@ fn sql_mode_is_safe(values: &[&Expr]) -> bool {
                 }
                 _ => false,
             },
+            // `DEFAULT` is the global mode, which another session may have changed: not
+            // provably supported. `@@global.sql_mode` likewise.
             Expr::Identifier(i) => {
                 let n = i.value.to_lowercase();
-                n == "default"
-                    || n == "@@sql_mode"
-                    || n == "@@session.sql_mode"
-                    || n == "@@global.sql_mode"
+                if n == "@@sql_mode" || n == "@@session.sql_mode" {
+                    out.push(',');
+                    true
+                } else {
+                    false
+                }
             }
             Expr::CompoundIdentifier(parts) => {
                 let n: Vec<String> = parts.iter().map(|p| p.value.to_lowercase()).collect();
-                matches!(
-                    n.join(".").as_str(),
-                    "@@session.sql_mode" | "@@global.sql_mode"
-                )
+                if n.join(".") == "@@session.sql_mode" {
+                    out.push(',');
+                    true
+                } else {
+                    false
+                }
             }
             Expr::Nested(inner) => collect(inner, out),
             // `(SELECT CONCAT(@@sql_mode, ',X'))`, as sqlx sends on connect.
@@ -610,12 +915,11 @@ fn sql_mode_is_safe(values: &[&Expr]) -> bool {
     if !values.iter().all(|v| collect(v, &mut literals)) {
         return false;
     }
-    let upper: String = literals
-        .to_uppercase()
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    !(upper.contains("NO_BACKSLASH_ESCAPES") || upper.contains("ANSI"))
+    // Every flag the pieces spell, joined in order with the current mode standing for a
+    // separator (the current mode is itself supported: the adapter checks it), must be on the
+    // allow-list: a piece that is not a whole supported flag could join the current mode's
+    // last flag or another piece into one that is not.
+    sql_mode_is_supported(&literals)
 }
 
 fn charset_value_is_safe(v: &Expr) -> bool {

@@ -10,18 +10,28 @@
 //!   @var`, `EXECUTE`, `CALL` and `XA` are opaque (`dynamic_sql`, may write). `HANDLER` reads its
 //!   table; `LOAD DATA`/`LOAD XML` is a `copy` that writes; `SELECT ... INTO OUTFILE/DUMPFILE`
 //!   writes; `REPLACE` and `INSERT ... ON DUPLICATE KEY UPDATE` are `insert`s.
-//! - `SET` of `sql_mode` that could enable `NO_BACKSLASH_ESCAPES` or `ANSI_QUOTES`, or of a
-//!   client character set outside [`classify::SAFE_CHARSETS`], is `dynamic_sql`: after it the
-//!   server would lex later statements differently from us.
+//! - `SET` of `sql_mode` to anything not provably made of the flags on
+//!   [`session::SAFE_SQL_MODES`] (an allow-list: `ORACLE`, `MSSQL`, `ANSI`, `ANSI_QUOTES`,
+//!   `NO_BACKSLASH_ESCAPES`, `DEFAULT`, variables, unknown flags are refused), `SET STATEMENT
+//!   sql_mode=... FOR`, or of a client character set outside [`classify::SAFE_CHARSETS`], is
+//!   `dynamic_sql`: after it the server would lex later statements differently from us. In a
+//!   multi-statement, nothing may follow a statement that may change `sql_mode`
+//!   ([`session::may_change_sql_mode`]) unless it is such a provably safe `SET`.
+//! - Row and table locks (`FOR UPDATE`, `FOR SHARE`, `LOCK IN SHARE MODE`, `LOCK TABLES`) are
+//!   operation `lock`, which writes.
 //! - Names are lower-cased (MySQL table names may be case-sensitive; matching more is the safe
 //!   direction). Functions not on [`functions::READ_ONLY_FUNCTIONS`] make a statement a write.
 
 mod classify;
 pub mod functions;
 mod lexer;
+pub mod session;
 pub mod shape;
 
 pub use classify::classify_mysql;
+pub use session::{
+    may_change_sql_mode, may_turn_off_read_only, sql_mode_is_supported, unsupported_sql_modes,
+};
 pub use shape::{result_shape, FromRelation, Item, ResultKind, ResultShape};
 
 use airlock_core::Classification;

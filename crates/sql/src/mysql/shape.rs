@@ -19,7 +19,9 @@
 //! The adapter combines this with the upstream's catalog (which relations are base tables,
 //! views and what they read) to decide per column (fail closed).
 
-use super::classify::{bare_words, object_name, relations};
+use super::classify::{
+    bare_words, object_name, relations, replace_lock_in_share_mode, top_level_word,
+};
 use super::functions::is_read_only;
 use super::lexer::lex;
 use sqlparser::ast::{self, visit_expressions, Expr, SelectItem, SetExpr, TableFactor};
@@ -130,9 +132,35 @@ fn segment_words(text: &str, words: &[String]) -> ResultShape {
             return s;
         }
         "EXECUTE" | "CALL" | "XA" => return ResultShape::of(ResultKind::Opaque),
-        "PREPARE" | "DEALLOCATE" | "DO" | "LOAD" => return ResultShape::of(ResultKind::Clean),
+        "PREPARE" | "DEALLOCATE" | "DO" | "LOAD" | "HELP" | "LOCK" | "UNLOCK" => {
+            return ResultShape::of(ResultKind::Clean)
+        }
+        // CHECK/CHECKSUM TABLE answer with table names, status text and checksums.
+        "CHECK" | "CHECKSUM" => return ResultShape::of(ResultKind::Clean),
+        "START" if words.get(1).is_some_and(|w| w == "TRANSACTION") => {
+            return ResultShape::of(ResultKind::Clean)
+        }
+        // SET STATEMENT ... FOR <statement>: the inner statement answers.
+        "SET" if words.get(1).is_some_and(|w| w == "STATEMENT") => {
+            return match top_level_word(text, "FOR") {
+                Some(at) => {
+                    let inner = text.get(at + 3..).unwrap_or("").trim();
+                    let inner_words = bare_words(inner);
+                    // One level only: nesting is bounded by refusing it.
+                    if inner_words.first().is_some_and(|w| w == "SET")
+                        && inner_words.get(1).is_some_and(|w| w == "STATEMENT")
+                    {
+                        return ResultShape::of(ResultKind::Opaque);
+                    }
+                    segment_words(inner, &inner_words)
+                }
+                None => ResultShape::of(ResultKind::Opaque),
+            };
+        }
         _ => {}
     }
+    let rewritten = replace_lock_in_share_mode(text);
+    let text = rewritten.as_deref().unwrap_or(text);
     let parsed = match Parser::parse_sql(&MySqlDialect {}, text) {
         Ok(p) => p,
         Err(_) if w0 == "SHOW" && !text.contains('(') => return ResultShape::of(ResultKind::Clean),
