@@ -652,7 +652,7 @@ impl Pending {
             // Views and tables may change: masking's catalog snapshots are stale from here.
             session.invalidate_views();
         }
-        if let Some(why) = guard_settings(text) {
+        if let Some(why) = guard_settings(text, &judged) {
             judged.force_deny(&why);
         } else if session.upstream().read_only
             && judged.decision.action != Action::Deny
@@ -712,7 +712,7 @@ async fn resolve_review(
 /// `client_encoding` to one in which a backslash or quote can hide inside a character (or to a
 /// value computed at run time) is refused before it reaches the server. The parse runs only
 /// when the text could name such a setting (`U&` identifiers can spell it without the word).
-fn guard_settings(text: &str) -> Option<String> {
+fn guard_settings(text: &str, judged: &Judged) -> Option<String> {
     const HINTS: &[&[u8]] = &[b"encoding", b"names", b"set_config", b"reset", b"u&"];
     let bytes = text.as_bytes();
     let mentions = HINTS
@@ -731,6 +731,28 @@ fn guard_settings(text: &str) -> Option<String> {
             ))
         }
     };
+    // `ParseResult::nodes()` does not visit every node type; the classifier's walk does. When
+    // the walk saw a `set_config` call the settings scan may have missed (none found, fewer
+    // found than the text spells, or `U&` spellings in play), the statement is refused.
+    let calls_set_config = judged
+        .classification
+        .statements
+        .iter()
+        .flat_map(|s| s.functions.iter())
+        .any(|f| f == "set_config" || f == "pg_catalog.set_config");
+    if calls_set_config {
+        let found = changes.iter().filter(|c| c.via_set_config).count();
+        let spelled = bytes
+            .windows(b"set_config".len())
+            .filter(|w| w.eq_ignore_ascii_case(b"set_config"))
+            .count();
+        let unicode = bytes.windows(2).any(|w| w.eq_ignore_ascii_case(b"u&"));
+        if found == 0 || spelled > found || unicode {
+            return Some(
+                "airlock cannot tell which settings this statement's set_config calls change; call set_config with literal arguments on its own".to_owned(),
+            );
+        }
+    }
     for change in changes.iter().filter(|c| c.concerns("client_encoding")) {
         use airlock_sql::session_settings::SettingValue as V;
         match &change.value {

@@ -415,6 +415,10 @@ impl StatementLineage {
 /// Computes the lineage of every statement in `sql` (one entry per statement; a single
 /// `Opaque` entry if the text does not parse).
 pub fn lineage(sql: &str, rules: &[ColumnRule], views: &dyn Views) -> Vec<StatementLineage> {
+    // Text the classifier refuses to parse (too big) is opaque here too: every column masked.
+    if crate::check_parse_bounds(sql).is_err() {
+        return vec![StatementLineage::Opaque];
+    }
     let parsed = std::panic::catch_unwind(|| pg_query::parse(sql, 0));
     let Ok(Ok(result)) = parsed else {
         return vec![StatementLineage::Opaque];

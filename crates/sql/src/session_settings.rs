@@ -6,6 +6,10 @@
 //! `SET … TO DEFAULT`, and a `set_config(name, value, is_local)` call anywhere in the tree. A
 //! value that is not a literal (a `set_config` argument computed at run time) is
 //! [`SettingValue::Unknown`]; a setting name that is not a literal is the wildcard `*`.
+//!
+//! `pg_query`'s node iterator does not descend into every node type, so a caller that must not
+//! miss a `set_config` call compares [`SettingChange::via_set_config`] entries with the
+//! classifier's function list (which walks every field) and fails closed when they disagree.
 
 use pg_query::protobuf::{a_const, VariableSetKind};
 use pg_query::NodeRef;
@@ -27,6 +31,8 @@ pub enum SettingValue {
 pub struct SettingChange {
     pub name: String,
     pub value: SettingValue,
+    /// From a `set_config(…)` call rather than a `SET`/`RESET` statement.
+    pub via_set_config: bool,
 }
 
 impl SettingChange {
@@ -38,6 +44,7 @@ impl SettingChange {
 
 /// Every setting change in `sql`. `Err` when the text does not parse (the caller fails closed).
 pub fn pg_setting_changes(sql: &str) -> Result<Vec<SettingChange>, String> {
+    crate::check_parse_bounds(sql)?;
     let parsed = std::panic::catch_unwind(|| pg_query::parse(sql, 0))
         .map_err(|_| "the SQL parser panicked".to_owned())?
         .map_err(|e| e.to_string())?;
@@ -64,6 +71,7 @@ pub fn pg_setting_changes(sql: &str) -> Result<Vec<SettingChange>, String> {
                     out.push(SettingChange {
                         name: setting.map_or_else(|| "*".to_owned(), |s| s.to_ascii_lowercase()),
                         value: value.map_or(SettingValue::Unknown, SettingValue::Literal),
+                        via_set_config: true,
                     });
                 }
             }
@@ -96,13 +104,18 @@ fn variable_set(s: &pg_query::protobuf::VariableSetStmt, out: &mut Vec<SettingCh
             out.push(SettingChange {
                 name: "*".to_owned(),
                 value: SettingValue::Default,
+                via_set_config: false,
             });
             return;
         }
         // SET TRANSACTION / SESSION CHARACTERISTICS (VarSetMulti), SET … FROM CURRENT.
         _ => SettingValue::Unknown,
     };
-    out.push(SettingChange { name, value });
+    out.push(SettingChange {
+        name,
+        value,
+        via_set_config: false,
+    });
 }
 
 /// A SET argument as text: a string, a number, or a bare word (`SET x = on`).
@@ -133,6 +146,7 @@ fn string_const(node: &pg_query::protobuf::Node) -> Option<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
