@@ -51,8 +51,8 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
     )
     .context("setting up the listener TLS certificate")?;
     // The gate reads the token's digest when it is built, so the token comes first.
-    let new_token =
-        airlock_gate::ensure_admin_token(&data_dir).context("creating the bootstrap admin token")?;
+    let new_token = airlock_gate::ensure_admin_token(&data_dir)
+        .context("creating the bootstrap admin token")?;
     let (gate, indexer, trail) = match start_services(&config, &audit) {
         Ok(s) => s,
         Err(e) => {
@@ -289,8 +289,8 @@ async fn serve(
     }
 
     let mut banner = String::new();
-    let api_listener = tokio::net::TcpListener::from_std(listeners.api)
-        .context("registering the API listener")?;
+    let api_listener =
+        tokio::net::TcpListener::from_std(listeners.api).context("registering the API listener")?;
     tasks.push(tokio::spawn({
         let gate = gate.clone();
         async move {
@@ -383,7 +383,11 @@ async fn shut_down(gate: Arc<Gate>, tasks: Vec<tokio::task::JoinHandle<()>>, gra
     // API requests in flight.
     let others = || Arc::strong_count(&gate).saturating_sub(1);
     let open = others();
-    info!(sessions = open, grace_secs = grace.as_secs(), "shutting down: no new connections; ending open sessions");
+    info!(
+        sessions = open,
+        grace_secs = grace.as_secs(),
+        "shutting down: no new connections; ending open sessions"
+    );
     let deadline = tokio::time::Instant::now() + grace;
     while others() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -71,7 +71,14 @@ fn wrong_logins(
             let user = users[t % users.len()].to_owned();
             std::thread::spawn(move || {
                 (0..each)
-                    .map(|i| try_login(port, &source, &user, &format!("wrong-token-{t}-{i}-0123456789")))
+                    .map(|i| {
+                        try_login(
+                            port,
+                            &source,
+                            &user,
+                            &format!("wrong-token-{t}-{i}-0123456789"),
+                        )
+                    })
                     .collect::<Vec<_>>()
             })
         })
@@ -108,7 +115,9 @@ fn a_valid_token_is_admitted_after_failures_from_its_address_and_against_its_nam
         "every wrong token is refused: {answers:?}"
     );
     assert!(
-        answers.iter().any(|a| a.contains("too many failed authentications")),
+        answers
+            .iter()
+            .any(|a| a.contains("too many failed authentications")),
         "failures past the limit say so: {answers:?}"
     );
 
@@ -117,14 +126,22 @@ fn a_valid_token_is_admitted_after_failures_from_its_address_and_against_its_nam
     let started = Instant::now();
     assert_eq!(try_login(gw.port, "127.0.0.1", "agent", TOKEN), "OK");
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(1), "the valid login took {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the valid login took {took:?}"
+    );
     let o = gw.psql("select 'admitted' as s;");
     assert!(text(&o).contains("admitted"), "{}", text(&o));
 
     // Failures are still throttled: another wrong token from the same address waits out the
     // delay and hears why.
     let started = Instant::now();
-    let e = try_login(gw.port, "127.0.0.1", "agent", "wrong-token-once-more-0123456789");
+    let e = try_login(
+        gw.port,
+        "127.0.0.1",
+        "agent",
+        "wrong-token-once-more-0123456789",
+    );
     assert!(e.contains("too many failed authentications"), "{e}");
     assert!(
         started.elapsed() >= Duration::from_millis(900),
@@ -132,7 +149,12 @@ fn a_valid_token_is_admitted_after_failures_from_its_address_and_against_its_nam
         started.elapsed()
     );
     // Against the name from a fresh address: the identity's limit applies to wrong tokens...
-    let e = try_login(gw.port, "127.0.0.7", "agent", "wrong-token-elsewhere-0123456789");
+    let e = try_login(
+        gw.port,
+        "127.0.0.7",
+        "agent",
+        "wrong-token-elsewhere-0123456789",
+    );
     assert!(
         e.contains("too many failed authentications for identity `agent`"),
         "{e}"
@@ -164,7 +186,10 @@ fn repeated_failed_logins_are_one_audit_event_per_source_and_window() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let total: u64 = events.iter().map(count).sum();
-    assert_eq!(total, 200, "the counts add up to every failure: {events:#?}");
+    assert_eq!(
+        total, 200,
+        "the counts add up to every failure: {events:#?}"
+    );
     // One window per 10 s of attack, each an individual first event and one aggregate.
     let windows = attack.as_secs() / 10 + 1;
     assert!(
@@ -182,7 +207,8 @@ fn repeated_failed_logins_are_one_audit_event_per_source_and_window() {
     assert_eq!(aggregate["detail"]["peer"], "127.0.0.1");
     let names = &aggregate["detail"]["identities"];
     assert!(
-        names["agent"].as_u64().unwrap_or(0) + names["nobody"].as_u64().unwrap_or(0) == count(aggregate),
+        names["agent"].as_u64().unwrap_or(0) + names["nobody"].as_u64().unwrap_or(0)
+            == count(aggregate),
         "the claimed names are tallied: {aggregate}"
     );
     assert!(

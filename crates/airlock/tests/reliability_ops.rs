@@ -79,7 +79,10 @@ fn serve_logging(config: &Path, log: &Path) -> std::process::Child {
 fn wait_listening(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "airlock did not listen on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "airlock did not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -129,8 +132,14 @@ allow_groups = ["ai-agents"]
             t.contains("could not open upstream connection `pg-down`"),
             "{t}"
         );
-        assert!(!t.contains(&dead.to_string()), "the upstream's port leaked: {t}");
-        assert!(!t.contains("127.0.0.1:"), "the upstream's address leaked: {t}");
+        assert!(
+            !t.contains(&dead.to_string()),
+            "the upstream's port leaked: {t}"
+        );
+        assert!(
+            !t.contains("127.0.0.1:"),
+            "the upstream's address leaked: {t}"
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
     let _ = child.kill();
@@ -148,7 +157,8 @@ allow_groups = ["ai-agents"]
         "one line per address and window: {text}"
     );
     assert_eq!(
-        text.matches("could not open the upstream connection").count(),
+        text.matches("could not open the upstream connection")
+            .count(),
         1,
         "one line per connection and interval: {text}"
     );
@@ -173,14 +183,20 @@ allow_groups = ["ai-agents"]
     let o = gw.mysql_as("agent", TOKEN, "my-down", "select 1;");
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
-    assert!(!t.contains(&dead.to_string()), "the upstream's port leaked: {t}");
+    assert!(
+        !t.contains(&dead.to_string()),
+        "the upstream's port leaked: {t}"
+    );
     // What the adapter sends the client is also the session's end reason in the audit log.
     let audit = gw.audit_log();
     assert!(
         audit.contains("cannot open connection `my-down`"),
         "{audit}"
     );
-    assert!(!audit.contains(&dead.to_string()), "the upstream's port leaked: {audit}");
+    assert!(
+        !audit.contains(&dead.to_string()),
+        "the upstream's port leaked: {audit}"
+    );
 }
 
 #[test]
@@ -211,7 +227,12 @@ fn a_start_that_cannot_bind_prints_no_token_and_audits_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!out.status.success(), "{all}");
-    assert!(all.contains(&format!("binding the postgres listener to 127.0.0.1:{port}")), "{all}");
+    assert!(
+        all.contains(&format!(
+            "binding the postgres listener to 127.0.0.1:{port}"
+        )),
+        "{all}"
+    );
     assert!(!all.contains("bootstrap admin token"), "{all}");
     assert!(!data.join("admin-token.sha256").exists());
     let audit = std::fs::read_to_string(data.join("audit.log")).unwrap_or_default();

@@ -27,7 +27,10 @@ fn serve(dir: &Path, config_text: &str, port: u16) -> Child {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "airlock did not listen on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "airlock did not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child
@@ -165,7 +168,15 @@ fn sigterm_ends_a_running_mysql_statement_upstream_and_tells_the_client() {
     let p = format!("-P{port}");
     let pass = format!("-p{TOKEN}");
     let client = Command::new("mysql")
-        .args(["-h127.0.0.1", &p, "-uagent", &pass, "-Dmy-local", "--skip-ssl", "--batch"])
+        .args([
+            "-h127.0.0.1",
+            &p,
+            "-uagent",
+            &pass,
+            "-Dmy-local",
+            "--skip-ssl",
+            "--batch",
+        ])
         .arg("-e")
         .arg(format!("select sleep(30) as {marker}"))
         .stdout(Stdio::piped())
@@ -186,9 +197,11 @@ fn sigterm_ends_a_running_mysql_statement_upstream_and_tells_the_client() {
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(said.contains("the gateway is shutting down"), "{said}");
     // The statement does not go on running upstream.
-    wait_until("the upstream statement to end", Duration::from_secs(5), || {
-        direct_mysql(&running) == "0"
-    });
+    wait_until(
+        "the upstream statement to end",
+        Duration::from_secs(5),
+        || direct_mysql(&running) == "0",
+    );
     let kinds = kinds(&events(&data));
     let end = kinds.iter().position(|k| k == "session_end");
     let stop = kinds.iter().position(|k| k == "gateway_stop");

@@ -7,7 +7,10 @@ use airlock_config::*;
 fn shutdown_grace_is_a_duration_with_a_default() {
     let env = StaticEnv::new();
     assert_eq!(
-        load_str("", "t.toml", &env).unwrap().gateway.shutdown_grace_secs,
+        load_str("", "t.toml", &env)
+            .unwrap()
+            .gateway
+            .shutdown_grace_secs,
         10
     );
     assert_eq!(embedded_default().gateway.shutdown_grace_secs, 10);

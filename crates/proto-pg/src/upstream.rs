@@ -225,8 +225,12 @@ async fn negotiate_tls(
                 .rsplit_once(':')
                 .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
                 .unwrap_or(t.address);
-            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-                .map_err(|e| upstream_error(t.connection, format!("the upstream's host is not a valid TLS server name: {e}")))?;
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+                upstream_error(
+                    t.connection,
+                    format!("the upstream's host is not a valid TLS server name: {e}"),
+                )
+            })?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await

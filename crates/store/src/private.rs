@@ -25,8 +25,12 @@ pub(crate) fn tighten(file: &File, path: &Path) {
         return;
     }
     match file.set_permissions(Permissions::from_mode(mode & !0o077)) {
-        Ok(()) => tracing::info!(path = %path.display(), old_mode = format!("{:o}", mode & 0o777), "made the file private (0600)"),
-        Err(e) => tracing::warn!(path = %path.display(), error = %e, "the file is readable by other users and could not be made private; chmod 600 it"),
+        Ok(()) => {
+            tracing::info!(path = %path.display(), old_mode = format!("{:o}", mode & 0o777), "made the file private (0600)")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "the file is readable by other users and could not be made private; chmod 600 it")
+        }
     }
 }
 
@@ -52,7 +56,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("audit.log");
         let log = AuditLog::open(&log_path, AuditOptions::default()).unwrap();
-        log.append(&[AuditEvent::new(EventKind::GatewayStart)]).unwrap();
+        log.append(&[AuditEvent::new(EventKind::GatewayStart)])
+            .unwrap();
         assert_eq!(mode(&log_path), 0o600);
         let db = dir.path().join("state.db");
         let index = Index::open(&db, &log_path).unwrap();
