@@ -29,8 +29,11 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
     }
 
     let data_dir = config.gateway.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating data_dir {}", data_dir.display()))?;
+    private_dir(&data_dir)?;
+    // Every step that can fail comes before the bootstrap admin token is shown and before
+    // `gateway_start` is written: a start that fails (a port in use, most often) leaves no
+    // token nobody saw and no start/stop pair for a gateway that never served.
+    let listeners = Listeners::bind(&config)?;
     let audit = AuditLog::open(
         &config.audit.path,
         AuditOptions {
@@ -41,20 +44,32 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
     if let Some(r) = audit.recovered() {
         warn!(truncated_to = r.truncated_to, dropped_bytes = r.dropped_bytes, "the audit log ended in a partial line (crash during a write); it was cut back to the last complete event");
     }
-    if let Some(token) =
-        airlock_gate::ensure_admin_token(&data_dir).context("creating the bootstrap admin token")?
-    {
+    let tls = airlock_proto_pg::tls::server_config(
+        config.tls.cert_file.as_deref(),
+        config.tls.key_file.as_deref(),
+        &data_dir,
+    )
+    .context("setting up the listener TLS certificate")?;
+    // The gate reads the token's digest when it is built, so the token comes first.
+    let new_token = airlock_gate::ensure_admin_token(&data_dir)
+        .context("creating the bootstrap admin token")?;
+    let (gate, indexer, trail) = match start_services(&config, &audit) {
+        Ok(s) => s,
+        Err(e) => {
+            if new_token.is_some() {
+                // Never shown: the next start creates (and shows) a new one.
+                let _ = std::fs::remove_file(data_dir.join(airlock_gate::ADMIN_TOKEN_FILE));
+            }
+            return Err(e);
+        }
+    };
+    // Files other parts created with their default mode (the admin token digest, the
+    // self-signed certificate, ...) are made private too; data_dir itself already was.
+    privatize_tree(&data_dir);
+    if let Some(token) = new_token {
         // Shown once: only its digest is stored.
         println!("airlock: bootstrap admin token (shown once; identity `admin`, group `admins`): {token}");
     }
-    let indexer = airlock_store::spawn_indexer(
-        &config.audit.path,
-        &data_dir.join("state.db"),
-        Duration::from_millis(500),
-    )
-    .context("starting the audit indexer")?;
-    // Checkpoints, exporters, recordings (`trail.recordings` is for the protocol relays).
-    let trail = crate::trail::start(&config, &audit)?;
     let mut start = AuditEvent::new(EventKind::GatewayStart);
     start.detail =
         Some(serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "config": config.origin}));
@@ -62,16 +77,25 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
         .append(&[start])
         .context("writing the first audit event")?;
 
+    let protocols = Protocols {
+        postgres: Arc::new(PgListenerConfig {
+            tls: Some(tls.clone()),
+            allow_plaintext_tokens: config.gateway.allow_plaintext_tokens,
+            max_message_bytes: MAX_MESSAGE_BYTES,
+            recordings: trail.recordings.clone(),
+        }),
+        mysql: Arc::new(airlock_proto_mysql::MySqlListenerConfig {
+            tls: Some(tls),
+            allow_plaintext_tokens: config.gateway.allow_plaintext_tokens,
+            max_packet_bytes: MAX_MESSAGE_BYTES,
+            recordings: trail.recordings.clone(),
+        }),
+    };
     let runtime = runtime_builder(config.audit.fsync)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(
-        config,
-        config_path,
-        audit.clone(),
-        trail.recordings.clone(),
-    ));
+    let result = runtime.block_on(serve(config, config_path, gate, listeners, protocols));
 
     let mut stop = AuditEvent::new(EventKind::GatewayStop);
     stop.detail = Some(serde_json::json!({"reason": "shutdown"}));
@@ -82,6 +106,127 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
     trail.shutdown();
     indexer.shutdown();
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// The gate, the audit indexer and the trail (checkpoints, exporters, recordings).
+fn start_services(
+    config: &Config,
+    audit: &AuditLog,
+) -> anyhow::Result<(Arc<Gate>, airlock_store::IndexerHandle, crate::trail::Trail)> {
+    let gate =
+        Gate::new(config.clone(), audit.clone()).map_err(|e| anyhow!("loading reviews: {e}"))?;
+    let indexer = airlock_store::spawn_indexer(
+        &config.audit.path,
+        &config.gateway.data_dir.join("state.db"),
+        Duration::from_millis(500),
+    )
+    .context("starting the audit indexer")?;
+    // Checkpoints, exporters, recordings (`trail.recordings` is for the protocol relays).
+    let trail = crate::trail::start(config, audit)?;
+    Ok((gate, indexer, trail))
+}
+
+/// What each protocol listener is configured with.
+struct Protocols {
+    postgres: Arc<PgListenerConfig>,
+    mysql: Arc<airlock_proto_mysql::MySqlListenerConfig>,
+}
+
+/// The listening sockets, bound before anything else starts (see [`run`]).
+struct Listeners {
+    api: std::net::TcpListener,
+    mysql: Option<(std::net::SocketAddr, std::net::TcpListener)>,
+    postgres: Option<(std::net::SocketAddr, std::net::TcpListener)>,
+}
+
+impl Listeners {
+    fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let bind = |addr: std::net::SocketAddr, what: String| {
+            let l = std::net::TcpListener::bind(addr).context(what)?;
+            // Handed to tokio, which needs non-blocking sockets.
+            l.set_nonblocking(true)
+                .with_context(|| format!("setting up the listener on {addr}"))?;
+            anyhow::Ok(l)
+        };
+        let api_addr = config.gateway.api_listen;
+        let api = bind(
+            api_addr,
+            format!("binding the API to {api_addr} (change [gateway] api_listen)"),
+        )?;
+        // MySQL/MariaDB: only when some connection is of type mysql (the listener has a default).
+        let wants_mysql = config
+            .connections
+            .iter()
+            .any(|c| c.kind == airlock_core::ConnectionType::Mysql);
+        let mysql = match config.listeners.mysql.filter(|_| wants_mysql) {
+            Some(addr) => Some((addr, bind(addr, format!("binding the mysql listener to {addr} (is another airlock running? change [listeners] mysql)"))?)),
+            None => None,
+        };
+        let postgres = match config.listeners.postgres {
+            Some(addr) => Some((addr, bind(addr, format!("binding the postgres listener to {addr} (is another airlock running? change [listeners] postgres)"))?)),
+            None => None,
+        };
+        Ok(Listeners {
+            api,
+            mysql,
+            postgres,
+        })
+    }
+}
+
+/// Creates `dir` (and missing parents) owner-only (0700), or tightens an existing one: the
+/// data directory holds the audit trail, recordings and token digests.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating data_dir {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("reading data_dir {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700)) {
+            Ok(()) => {
+                info!(data_dir = %dir.display(), old_mode = format!("{:o}", mode & 0o777), "made data_dir private (0700)")
+            }
+            Err(e) => {
+                warn!(data_dir = %dir.display(), error = %e, "data_dir is open to other users and could not be made private; chmod 700 it")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes group and other permissions from everything under `dir` (files 0600 or tighter,
+/// directories 0700), without following symlinks. What cannot be changed is logged.
+fn privatize_tree(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            if let Err(e) =
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o700))
+            {
+                warn!(path = %path.display(), error = %e, "could not make the file private; chmod go-rwx it");
+            }
+        }
+        if meta.is_dir() {
+            privatize_tree(&path);
+        }
+    }
 }
 
 /// The async runtime. With `[audit] fsync = false` the relays never block for long (an audit
@@ -107,10 +252,13 @@ fn load(path: Option<&Path>) -> anyhow::Result<Config> {
 }
 
 fn init_tracing(json: bool) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a terminal: in a log file or the journal they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -122,81 +270,59 @@ fn init_tracing(json: bool) {
 async fn serve(
     config: Config,
     config_path: Option<PathBuf>,
-    audit: AuditLog,
-    recordings: Option<airlock_record::Recordings>,
+    gate: Arc<Gate>,
+    listeners: Listeners,
+    protocols: Protocols,
 ) -> anyhow::Result<()> {
-    let gate = Gate::new(config.clone(), audit).map_err(|e| anyhow!("loading reviews: {e}"))?;
+    // Tasks holding the gate that shutdown stops before it waits for the sessions.
+    let mut tasks = Vec::new();
     {
         // Reviews and access grants expire on time even when nobody is waiting on them.
         let gate = gate.clone();
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
             loop {
                 every.tick().await;
                 gate.tick();
             }
-        });
+        }));
     }
-    let tls = airlock_proto_pg::tls::server_config(
-        config.tls.cert_file.as_deref(),
-        config.tls.key_file.as_deref(),
-        &config.gateway.data_dir,
-    )
-    .context("setting up the listener TLS certificate")?;
 
     let mut banner = String::new();
-    let api_listener = tokio::net::TcpListener::bind(config.gateway.api_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "binding the API to {} (change [gateway] api_listen)",
-                config.gateway.api_listen
-            )
-        })?;
-    tokio::spawn({
+    let api_listener =
+        tokio::net::TcpListener::from_std(listeners.api).context("registering the API listener")?;
+    tasks.push(tokio::spawn({
         let gate = gate.clone();
         async move {
             if let Err(e) = airlock_api::serve(api_listener, gate).await {
                 error!(error = %e, "the API server stopped");
             }
         }
-    });
+    }));
     banner.push_str(&format!(
         "airlock: REST API on http://{} (OpenAPI: /api/v1/openapi.json)\n",
         config.gateway.api_listen
     ));
-    // MySQL/MariaDB: only when some connection is of type mysql (the listener has a default).
-    if let Some(addr) = config.listeners.mysql.filter(|_| {
-        config
-            .connections
-            .iter()
-            .any(|c| c.kind == airlock_core::ConnectionType::Mysql)
-    }) {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding the mysql listener to {addr} (is another airlock running? change [listeners] mysql)"))?;
-        let my = Arc::new(airlock_proto_mysql::MySqlListenerConfig {
-            tls: Some(tls.clone()),
-            allow_plaintext_tokens: config.gateway.allow_plaintext_tokens,
-            max_packet_bytes: MAX_MESSAGE_BYTES,
-            recordings: recordings.clone(),
-        });
-        tokio::spawn(airlock_proto_mysql::serve(listener, gate.clone(), my));
+    if let Some((addr, listener)) = listeners.mysql {
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .context("registering the mysql listener")?;
+        tasks.push(tokio::spawn(airlock_proto_mysql::serve(
+            listener,
+            gate.clone(),
+            protocols.mysql.clone(),
+        )));
         banner.push_str(&format!(
             "airlock: mysql listener on {addr} (TLS available; token as password, connection as database)\n"
         ));
     }
-    if let Some(addr) = config.listeners.postgres {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding the postgres listener to {addr} (is another airlock running? change [listeners] postgres)"))?;
-        let pg = Arc::new(PgListenerConfig {
-            tls: Some(tls),
-            allow_plaintext_tokens: config.gateway.allow_plaintext_tokens,
-            max_message_bytes: MAX_MESSAGE_BYTES,
-            recordings: recordings.clone(),
-        });
-        tokio::spawn(airlock_proto_pg::serve(listener, gate.clone(), pg));
+    if let Some((addr, listener)) = listeners.postgres {
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .context("registering the postgres listener")?;
+        tasks.push(tokio::spawn(airlock_proto_pg::serve(
+            listener,
+            gate.clone(),
+            protocols.postgres.clone(),
+        )));
         banner.push_str(&format!(
             "airlock: postgres listener on {addr} (TLS available, sslmode=require)\n"
         ));
@@ -233,9 +359,53 @@ async fn serve(
             }
         }
     }
-    info!("shutting down");
-    gate.shutdown();
+    shut_down(
+        gate,
+        tasks,
+        Duration::from_secs(config.gateway.shutdown_grace_secs),
+    )
+    .await;
     Ok(())
+}
+
+/// Stops accepting (listeners and the API closed), ends every session — clients are told in
+/// their protocol, running statements stopped, outcomes and `session_end` written by the
+/// adapters — and waits for them up to `grace`.
+async fn shut_down(gate: Arc<Gate>, tasks: Vec<tokio::task::JoinHandle<()>>, grace: Duration) {
+    for t in &tasks {
+        t.abort();
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    gate.begin_shutdown();
+    // What still holds the gate besides this function: sessions, clients in their handshake,
+    // API requests in flight.
+    let others = || Arc::strong_count(&gate).saturating_sub(1);
+    let open = others();
+    info!(
+        sessions = open,
+        grace_secs = grace.as_secs(),
+        "shutting down: no new connections; ending open sessions"
+    );
+    let deadline = tokio::time::Instant::now() + grace;
+    while others() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    match others() {
+        0 if open > 0 => {
+            // Cancel requests the sessions sent on their way out run as their own tasks.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            info!(sessions = open, "every session ended");
+        }
+        0 => {}
+        left => warn!(
+            left,
+            grace_secs = grace.as_secs(),
+            "shutdown grace period over; exiting with connections still open"
+        ),
+    }
+    gate.shutdown();
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {

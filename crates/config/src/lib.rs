@@ -83,6 +83,7 @@ pub fn embedded_default() -> Config {
         log_format: LogFormat::Text,
         allow_plaintext_tokens: false,
         mask_max_value_bytes: model::DEFAULT_MASK_MAX_VALUE_BYTES,
+        shutdown_grace_secs: model::DEFAULT_SHUTDOWN_GRACE_SECS,
     };
     let audit = AuditConfig {
         fsync: false,

@@ -46,7 +46,13 @@ pub struct GatewayConfig {
     pub allow_plaintext_tokens: bool,
     /// Values longer than this are withheld by masking instead of scanned.
     pub mask_max_value_bytes: usize,
+    /// How long `SIGTERM` waits for sessions to end (clients told, running statements
+    /// cancelled, outcomes written) before the gateway exits anyway.
+    pub shutdown_grace_secs: u64,
 }
+
+/// Default for [`GatewayConfig::shutdown_grace_secs`].
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 
 /// Default for [`GatewayConfig::mask_max_value_bytes`]: 16 MiB.
 pub const DEFAULT_MASK_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;

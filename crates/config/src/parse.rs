@@ -69,6 +69,7 @@ const GATEWAY_KEYS: &[&str] = &[
     "log_format",
     "allow_plaintext_tokens",
     "mask_max_value_bytes",
+    "shutdown_grace",
 ];
 const LISTENER_KEYS: &[&str] = &["postgres", "mysql", "ssh", "http"];
 const TLS_KEYS: &[&str] = &["cert_file", "key_file"];
@@ -653,6 +654,7 @@ fn default_gateway() -> GatewayConfig {
         log_format: LogFormat::Text,
         allow_plaintext_tokens: false,
         mask_max_value_bytes: DEFAULT_MASK_MAX_VALUE_BYTES,
+        shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
     }
 }
 
@@ -714,6 +716,15 @@ fn gateway(r: &mut Report<'_>, t: &Table<'_, '_>) -> GatewayConfig {
                     "`mask_max_value_bytes` in [gateway] must be a positive number of bytes, found {}",
                     n.value
                 ),
+            ),
+        }
+    }
+    if let Some(s) = t.string(r, "shutdown_grace") {
+        match parse_duration(&s.value) {
+            Ok(secs) => g.shutdown_grace_secs = secs,
+            Err(e) => r.error(
+                &s.span,
+                format!("[gateway] shutdown_grace: {e}; write e.g. \"10s\" or \"1m\""),
             ),
         }
     }

@@ -18,14 +18,17 @@ use airlock_identity::{
 };
 use airlock_store::{AuditEvent, EventKind};
 use arc_swap::ArcSwapOption;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Failed authentications allowed per source address per minute.
+/// Failed authentications per source address per minute before further failures are limited
+/// (delayed and answered "too many failed authentications"). A valid token is never limited.
 pub(crate) const FAILURES_PER_SOURCE: u32 = 10;
-/// Failed authentications allowed per claimed identity per minute, from all sources together
-/// (a distributed guess at one account's token).
+/// Failed authentications per claimed identity per minute, from all sources together (a
+/// distributed guess at one account's token), before further failures against it are limited.
 pub(crate) const FAILURES_PER_IDENTITY: u32 = 20;
 
 /// An authenticated identity and the credential it presented.
@@ -149,68 +152,116 @@ pub struct SessionEnd {
 impl Gate {
     /// Token → identity at a listener. `user` must name the identity the token belongs to, so a
     /// leaked token cannot be replayed under another name in logs.
+    ///
+    /// The presented token is always verified first: a valid one is admitted whatever others
+    /// failed from the same address or against the same name (tokens are high-entropy, so
+    /// guessing is not the threat a lockout would answer). Only failures are limited: past
+    /// [`FAILURES_PER_SOURCE`] / [`FAILURES_PER_IDENTITY`] a minute they are answered after a
+    /// short delay and say so, and they are audited in aggregate (see [`FailureBook`]).
     pub async fn authenticate(
         &self,
         user: &str,
         token: &str,
         peer: SocketAddr,
     ) -> Result<Principal, GateError> {
-        self.check_limits(Some(user), peer)?;
-        match self.resolve(token).await {
-            Ok(p) if p.identity.name == user => Ok(p),
-            Ok(p) => Err(self.failed(
-                user,
-                peer,
-                &format!("the token belongs to `{}`, not `{user}`", p.identity.name),
-            )),
-            Err(reason) => Err(self.failed(user, peer, &reason)),
-        }
+        let reason = match self.resolve(token).await {
+            Ok(p) if p.identity.name == user => return Ok(p),
+            Ok(p) => format!("the token belongs to `{}`, not `{user}`", p.identity.name),
+            Err(reason) => reason,
+        };
+        let e = self.failed(Some(user), user, peer, &reason);
+        self.auth_failures.tarpit(&e).await;
+        Err(e)
     }
 
-    /// Any token alone (the REST API's bearer authentication).
+    /// Any token alone (the REST API's bearer authentication); limited like [`Gate::authenticate`].
     pub async fn authenticate_bearer(
         &self,
         token: &str,
         peer: SocketAddr,
     ) -> Result<Principal, GateError> {
-        self.check_limits(None, peer)?;
-        self.resolve(token)
-            .await
-            .map_err(|reason| self.failed("<bearer>", peer, &reason))
+        match self.resolve(token).await {
+            Ok(p) => Ok(p),
+            Err(reason) => {
+                let e = self.failed(None, "<bearer>", peer, &reason);
+                self.auth_failures.tarpit(&e).await;
+                Err(e)
+            }
+        }
     }
 
-    fn check_limits(&self, user: Option<&str>, peer: SocketAddr) -> Result<(), GateError> {
-        if over_limit(&self.failures, &peer.ip(), FAILURES_PER_SOURCE) {
-            self.audit_auth_failure(user.unwrap_or("<bearer>"), peer, "rate limited (source)");
-            return Err(GateError::RateLimited {
-                source_ip: peer.ip(),
-                identity: None,
-            });
-        }
-        if let Some(user) = user {
-            if over_limit(
-                &self.identity_failures,
-                &user.to_owned(),
-                FAILURES_PER_IDENTITY,
-            ) {
-                self.audit_auth_failure(user, peer, "rate limited (identity)");
-                return Err(GateError::RateLimited {
-                    source_ip: peer.ip(),
-                    identity: Some(user.to_owned()),
-                });
-            }
+    /// Refuses a login *before* it costs a call to the identity provider when the source is
+    /// over its failure limit (OIDC code exchange and device flow: there is no credential to
+    /// verify locally first). The refusal counts as a failure.
+    fn check_limits(&self, label: &str, peer: SocketAddr) -> Result<(), GateError> {
+        if self.auth_failures.source_over_limit(peer.ip()) {
+            return Err(self.failed(
+                None,
+                label,
+                peer,
+                "rate limited before the identity provider call",
+            ));
         }
         Ok(())
     }
 
-    fn failed(&self, user: &str, peer: SocketAddr, reason: &str) -> GateError {
-        note_failure(&self.failures, peer.ip());
-        if user != "<bearer>" {
-            note_failure(&self.identity_failures, user.to_owned());
+    /// Counts and audits a failed authentication; the error says whether the source or the
+    /// claimed identity is now over its limit.
+    /// `claimed`: the identity name the client gave (counted towards that name's limit);
+    /// `shown`: what the audit event and the error name (`<bearer>`, `<oidc>` without a name).
+    fn failed(
+        &self,
+        claimed: Option<&str>,
+        shown: &str,
+        peer: SocketAddr,
+        reason: &str,
+    ) -> GateError {
+        let outcome = self.auth_failures.note(claimed, shown, peer, reason);
+        if outcome.first {
+            tracing::warn!(peer = %peer.ip(), identity = shown, reason, "authentication failed (more failures from this address within {}s are logged as one count)", AUDIT_WINDOW.as_secs());
         }
-        self.audit_auth_failure(user, peer, reason);
-        GateError::BadCredentials {
-            user: user.to_owned(),
+        self.append_auth_failures(&outcome.events);
+        match outcome.limited {
+            Some(Limited::Identity) => GateError::RateLimited {
+                source_ip: peer.ip(),
+                identity: Some(shown.to_owned()),
+            },
+            Some(Limited::Source) => GateError::RateLimited {
+                source_ip: peer.ip(),
+                identity: None,
+            },
+            None => GateError::BadCredentials {
+                user: shown.to_owned(),
+            },
+        }
+    }
+
+    /// Writes the aggregate `auth_failure` events of windows that have ended (all of them with
+    /// `all`, at shutdown). Called from [`Gate::tick`] about once a second.
+    pub(crate) fn flush_auth_failures(&self, all: bool) {
+        let events = self.auth_failures.flush(Instant::now(), all);
+        self.append_auth_failures(&events);
+    }
+
+    /// Appends failure events; an aggregate also gets its line in the gateway's log.
+    fn append_auth_failures(&self, events: &[AuditEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        for d in events.iter().filter_map(|ev| ev.detail.as_ref()) {
+            if d.get("aggregated").is_some() {
+                let field = |k: &str| d.get(k).cloned().unwrap_or_default();
+                tracing::warn!(
+                    peer = d.get("peer").and_then(|v| v.as_str()).unwrap_or_default(),
+                    count = %field("count"),
+                    identities = %field("identities"),
+                    "more failed authentications from this address in its {}s window",
+                    AUDIT_WINDOW.as_secs()
+                );
+            }
+        }
+        if let Err(e) = self.audit.append(events) {
+            tracing::error!(error = %e, "could not audit a failed authentication");
         }
     }
 
@@ -334,6 +385,14 @@ impl Gate {
         }
     }
 
+    /// Ends every open session: each one's [`SessionGate::ended`] resolves (a `session_cut`
+    /// event with reason `gateway shutting down`), and the adapters tell their clients in their
+    /// protocol, stop the running statement and write `session_end`. New logins after this are
+    /// still served by whatever listener is running; stop the listeners first.
+    pub fn begin_shutdown(&self) {
+        self.closing.send_replace(true);
+    }
+
     /// Wakes sessions so they re-check their credentials.
     pub(crate) fn credentials_changed(&self) {
         self.credentials.send_modify(|n| *n = n.wrapping_add(1));
@@ -437,7 +496,14 @@ impl SessionGate {
     /// `message`; the cut is already in the audit log.
     pub async fn ended(&self) -> SessionEnd {
         let mut changes = self.gate.credentials.subscribe();
+        let mut closing = self.gate.closing.subscribe();
         loop {
+            if *closing.borrow_and_update() {
+                return self.cut(
+                    "gateway shutting down",
+                    "airlock: the gateway is shutting down; the session was closed. Reconnect to continue".into(),
+                );
+            }
             let grant = self.grant_until_us;
             let token = self.credential.expires_us;
             let deadline = grant.into_iter().chain(token).min();
@@ -465,6 +531,11 @@ impl SessionGate {
                         "access grant expired",
                         "airlock: the access grant for this connection expired; request access again with `airlock request-access`".into(),
                     );
+                }
+                changed = closing.changed() => {
+                    if changed.is_err() {
+                        std::future::pending::<()>().await;
+                    }
                 }
                 changed = changes.changed() => {
                     if changed.is_err() {
@@ -523,23 +594,306 @@ fn credential(
     }
 }
 
-type Failures<K> = std::sync::Mutex<std::collections::HashMap<K, (Instant, u32)>>;
+/// How long failures are counted towards the limits.
+const LIMIT_WINDOW: Duration = Duration::from_secs(60);
+/// Failures from one source are audited as one event per window: the first individually (with
+/// its identity and reason), the rest as one `auth_failure` event with a `count` when the
+/// window ends. The gateway's own log follows the same rhythm.
+pub(crate) const AUDIT_WINDOW: Duration = Duration::from_secs(10);
+/// A failure past a limit is answered after this delay (no CPU: a timer), which slows a
+/// client guessing over one connection at a time.
+const TARPIT: Duration = Duration::from_secs(1);
+/// At most this many failures wait out [`TARPIT`] at once; beyond, they are answered at once,
+/// so a flood cannot hold the gateway's file descriptors (which would shut out good clients).
+const TARPIT_MAX: usize = 64;
+/// Distinct identity names and reasons tallied per aggregate event; the rest are counted as
+/// `other`. Names are cut to [`MAX_NAME`] characters (they are whatever the client sent).
+const MAX_TALLY: usize = 16;
+const MAX_NAME: usize = 64;
+/// Sources and names tracked at once before finished entries are dropped early.
+const MAX_TRACKED: usize = 100_000;
 
-fn over_limit<K: std::hash::Hash + Eq>(map: &Failures<K>, key: &K, limit: u32) -> bool {
-    let map = map.lock().unwrap_or_else(|p| p.into_inner());
-    map.get(key)
-        .is_some_and(|(since, n)| since.elapsed() < Duration::from_secs(60) && *n >= limit)
+/// Failed authentications: the per-source and per-identity counts behind the limits, and the
+/// aggregation of their audit events.
+pub(crate) struct FailureBook {
+    book: std::sync::Mutex<Book>,
+    tarpitted: AtomicUsize,
 }
 
-fn note_failure<K: std::hash::Hash + Eq>(map: &Failures<K>, key: K) {
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-    let entry = map.entry(key).or_insert((Instant::now(), 0));
-    if entry.0.elapsed() >= Duration::from_secs(60) {
-        *entry = (Instant::now(), 0);
+#[derive(Default)]
+struct Book {
+    sources: HashMap<IpAddr, Source>,
+    identities: HashMap<String, Count>,
+}
+
+/// Failures in the current limit window.
+struct Count {
+    since: Instant,
+    n: u32,
+}
+
+impl Count {
+    fn new(now: Instant) -> Count {
+        Count { since: now, n: 0 }
     }
-    entry.1 += 1;
-    if map.len() > 100_000 {
-        map.retain(|_, (since, _)| since.elapsed() < Duration::from_secs(60));
+
+    fn bump(&mut self, now: Instant) -> u32 {
+        if now.duration_since(self.since) >= LIMIT_WINDOW {
+            *self = Count::new(now);
+        }
+        self.n = self.n.saturating_add(1);
+        self.n
+    }
+
+    fn over(&self, now: Instant, limit: u32) -> bool {
+        now.duration_since(self.since) < LIMIT_WINDOW && self.n >= limit
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        now.duration_since(self.since) >= LIMIT_WINDOW
+    }
+}
+
+struct Source {
+    limit: Count,
+    window: Option<Window>,
+}
+
+/// The failures of one source after the first of the current audit window.
+struct Window {
+    opened: Instant,
+    opened_us: i64,
+    last_us: i64,
+    count: u64,
+    identities: BTreeMap<String, u64>,
+    other_identities: u64,
+    reasons: BTreeMap<String, u64>,
+    other_reasons: u64,
+}
+
+impl Window {
+    fn new(now: Instant, now_us: i64) -> Window {
+        Window {
+            opened: now,
+            opened_us: now_us,
+            last_us: now_us,
+            count: 0,
+            identities: BTreeMap::new(),
+            other_identities: 0,
+            reasons: BTreeMap::new(),
+            other_reasons: 0,
+        }
+    }
+
+    fn add(&mut self, shown: &str, reason: &str, now_us: i64) {
+        self.count += 1;
+        self.last_us = now_us;
+        tally(&mut self.identities, &mut self.other_identities, shown);
+        tally(&mut self.reasons, &mut self.other_reasons, reason);
+    }
+
+    /// The aggregate event for the failures after the window's first; `None` when there were
+    /// none.
+    fn event(self, ip: IpAddr) -> Option<AuditEvent> {
+        if self.count == 0 {
+            return None;
+        }
+        let mut ev = AuditEvent::new(EventKind::AuthFailure);
+        // One claimed name: the event is that identity's, like an individual failure.
+        if self.identities.len() == 1 && self.other_identities == 0 {
+            ev.identity = self.identities.keys().next().cloned();
+        }
+        ev.detail = Some(serde_json::json!({
+            "peer": ip.to_string(),
+            "reason": "repeated failures (aggregated)",
+            "aggregated": true,
+            "count": self.count,
+            "window_start_us": self.opened_us,
+            "window_end_us": self.last_us,
+            "identities": self.identities,
+            "identities_other": self.other_identities,
+            "reasons": self.reasons,
+            "reasons_other": self.other_reasons,
+        }));
+        Some(ev)
+    }
+}
+
+fn tally(map: &mut BTreeMap<String, u64>, other: &mut u64, key: &str) {
+    let key = short(key);
+    if let Some(n) = map.get_mut(&key) {
+        *n += 1;
+    } else if map.len() < MAX_TALLY {
+        map.insert(key, 1);
+    } else {
+        *other += 1;
+    }
+}
+
+fn short(name: &str) -> String {
+    name.chars().take(MAX_NAME).collect()
+}
+
+/// Which limit a failure went past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limited {
+    Source,
+    Identity,
+}
+
+/// What noting one failure produced.
+pub(crate) struct Noted {
+    /// Events to append now: an ended window's aggregate the tick had not flushed yet, and
+    /// this failure when it is the first of a new window.
+    pub(crate) events: Vec<AuditEvent>,
+    /// This failure opened a new window (it is audited and logged individually).
+    pub(crate) first: bool,
+    pub(crate) limited: Option<Limited>,
+}
+
+/// Holds a tarpit slot until dropped (also when the client goes away mid-delay).
+struct TarpitSlot<'a>(&'a AtomicUsize);
+
+impl Drop for TarpitSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, AtomicOrdering::Relaxed);
+    }
+}
+
+impl FailureBook {
+    pub(crate) fn new() -> FailureBook {
+        FailureBook {
+            book: std::sync::Mutex::new(Book::default()),
+            tarpitted: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one failure from `peer` (against `claimed`, when the client named an identity).
+    pub(crate) fn note(
+        &self,
+        claimed: Option<&str>,
+        shown: &str,
+        peer: SocketAddr,
+        reason: &str,
+    ) -> Noted {
+        let now = Instant::now();
+        let now_us = AuditEvent::now_us();
+        let ip = peer.ip();
+        let mut book = self.lock();
+        if book.sources.len() >= MAX_TRACKED {
+            book.sources
+                .retain(|_, s| s.window.is_some() || !s.limit.expired(now));
+        }
+        if book.identities.len() >= MAX_TRACKED {
+            book.identities.retain(|_, c| !c.expired(now));
+        }
+        let mut events = Vec::new();
+        let source = book.sources.entry(ip).or_insert_with(|| Source {
+            limit: Count::new(now),
+            window: None,
+        });
+        let from_source = source.limit.bump(now);
+        let first = match &mut source.window {
+            Some(w) if now.duration_since(w.opened) < AUDIT_WINDOW => {
+                w.add(shown, reason, now_us);
+                false
+            }
+            open => {
+                if let Some(ended) = open.take().and_then(|w| w.event(ip)) {
+                    events.push(ended);
+                }
+                *open = Some(Window::new(now, now_us));
+                true
+            }
+        };
+        let against_identity = claimed.map_or(0, |name| {
+            book.identities
+                .entry(short(name))
+                .or_insert_with(|| Count::new(now))
+                .bump(now)
+        });
+        drop(book);
+        let limited = if from_source > FAILURES_PER_SOURCE {
+            Some(Limited::Source)
+        } else if against_identity > FAILURES_PER_IDENTITY {
+            Some(Limited::Identity)
+        } else {
+            None
+        };
+        if first {
+            let mut ev = AuditEvent::new(EventKind::AuthFailure);
+            ev.ts_us = now_us;
+            ev.identity = Some(shown.to_owned());
+            let mut detail = serde_json::json!({
+                "peer": peer.to_string(),
+                "reason": reason,
+                "count": 1,
+            });
+            if let (Some(l), Some(d)) = (limited, detail.as_object_mut()) {
+                d.insert(
+                    "limited".into(),
+                    serde_json::Value::from(match l {
+                        Limited::Source => "source",
+                        Limited::Identity => "identity",
+                    }),
+                );
+            }
+            ev.detail = Some(detail);
+            events.push(ev);
+        }
+        Noted {
+            events,
+            first,
+            limited,
+        }
+    }
+
+    /// Whether `ip` is past its failure limit (checked before calls that cost a round trip
+    /// to someone else, where there is no credential to verify first).
+    pub(crate) fn source_over_limit(&self, ip: IpAddr) -> bool {
+        let now = Instant::now();
+        self.lock()
+            .sources
+            .get(&ip)
+            .is_some_and(|s| s.limit.over(now, FAILURES_PER_SOURCE))
+    }
+
+    /// The aggregate events of windows that ended (every open one with `all`), and forgets
+    /// sources and names whose counts have expired.
+    pub(crate) fn flush(&self, now: Instant, all: bool) -> Vec<AuditEvent> {
+        let mut events = Vec::new();
+        let mut book = self.lock();
+        for (ip, source) in &mut book.sources {
+            let ended = source
+                .window
+                .as_ref()
+                .is_some_and(|w| all || now.duration_since(w.opened) >= AUDIT_WINDOW);
+            if ended {
+                if let Some(ev) = source.window.take().and_then(|w| w.event(*ip)) {
+                    events.push(ev);
+                }
+            }
+        }
+        book.sources
+            .retain(|_, s| s.window.is_some() || !s.limit.expired(now));
+        book.identities.retain(|_, c| !c.expired(now));
+        events
+    }
+
+    /// Delays the answer to a failure past a limit, within [`TARPIT_MAX`].
+    pub(crate) async fn tarpit(&self, e: &GateError) {
+        if !matches!(e, GateError::RateLimited { .. }) {
+            return;
+        }
+        let slot = TarpitSlot(&self.tarpitted);
+        if self.tarpitted.fetch_add(1, AtomicOrdering::Relaxed) < TARPIT_MAX {
+            tokio::time::sleep(TARPIT).await;
+        }
+        drop(slot);
     }
 }
 
@@ -685,7 +1039,7 @@ impl Gate {
         peer: SocketAddr,
     ) -> Result<LoginOutcome, LoginError> {
         let oidc = self.oidc()?;
-        self.check_limits(None, peer)
+        self.check_limits("<oidc>", peer)
             .map_err(LoginError::RateLimited)?;
         self.check_redirect(redirect_uri)?;
         if !(43..=128).contains(&code_verifier.len()) {
@@ -708,7 +1062,7 @@ impl Gate {
     /// Starts a device-flow login at the provider.
     pub async fn oidc_device_start(&self, peer: SocketAddr) -> Result<DeviceStart, LoginError> {
         let oidc = self.oidc()?;
-        self.check_limits(None, peer)
+        self.check_limits("<oidc>", peer)
             .map_err(LoginError::RateLimited)?;
         oidc.start_device().await.map_err(|e| match e {
             OidcError::Refused { .. } => LoginError::Refused(e.to_string()),
@@ -723,7 +1077,7 @@ impl Gate {
         peer: SocketAddr,
     ) -> Result<LoginOutcome, LoginError> {
         let oidc = self.oidc()?;
-        self.check_limits(None, peer)
+        self.check_limits("<oidc>", peer)
             .map_err(LoginError::RateLimited)?;
         let login = oidc.poll_device(device_code, AuditEvent::now_us()).await;
         self.finish_login(&oidc, login, "oidc_device", peer)
@@ -746,8 +1100,7 @@ impl Gate {
             }
             Err(e) => {
                 let reason = format!("OIDC login ({method}): {e}");
-                note_failure(&self.failures, peer.ip());
-                self.audit_auth_failure("<oidc>", peer, &reason);
+                self.failed(None, "<oidc>", peer, &reason);
                 return Err(LoginError::Refused(reason));
             }
         };
@@ -791,9 +1144,9 @@ impl Gate {
     }
 
     /// Revokes the presented access token (`airlock logout`); sessions opened with it end.
+    /// Not limited before the check: a valid token always logs out (its signature check is
+    /// cheap); failures count like any other.
     pub fn logout(&self, token: &str, peer: SocketAddr) -> Result<LogoutOutcome, LoginError> {
-        self.check_limits(None, peer)
-            .map_err(LoginError::RateLimited)?;
         if !token.starts_with(ACCESS_TOKEN_PREFIX) {
             return Err(LoginError::Invalid(
                 "logout ends an `airlock login` access token (alk_at_…); revoke runtime tokens \
@@ -838,8 +1191,7 @@ impl Gate {
     }
 
     fn logout_failed(&self, peer: SocketAddr, reason: &str) -> LoginError {
-        note_failure(&self.failures, peer.ip());
-        self.audit_auth_failure("<logout>", peer, reason);
+        self.failed(None, "<logout>", peer, reason);
         LoginError::Refused("the access token is not valid".into())
     }
 }

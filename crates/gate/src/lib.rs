@@ -22,12 +22,13 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod auth;
 mod compile;
 pub mod masking;
+pub mod ratelog;
 pub mod reviews;
 use airlock_core::review::{Review, ReviewState};
 pub use auth::{
@@ -142,8 +143,10 @@ pub struct Gate {
     /// MySQL/MariaDB connections are classified with the MySQL dialect.
     mysql_classifier: airlock_sql::mysql::MySqlClassifier,
     audit: AuditLog,
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-    identity_failures: Mutex<HashMap<String, (Instant, u32)>>,
+    /// Failed authentications: limits and their aggregated audit events.
+    auth_failures: auth::FailureBook,
+    /// Set once at shutdown: every session ends (see [`Gate::begin_shutdown`]).
+    closing: tokio::sync::watch::Sender<bool>,
     /// Runtime service-account tokens (`data_dir/tokens.json`).
     tokens: airlock_identity::TokenStore,
     /// `[[trusted_issuers]]` with their JWKS caches; rebuilt on reload.
@@ -196,8 +199,8 @@ impl Gate {
             classifier: PgClassifier::new(16 * 1024),
             mysql_classifier: airlock_sql::mysql::MySqlClassifier::new(16 * 1024),
             audit,
-            failures: Mutex::new(HashMap::new()),
-            identity_failures: Mutex::new(HashMap::new()),
+            auth_failures: auth::FailureBook::new(),
+            closing: tokio::sync::watch::Sender::new(false),
             tokens,
             federation,
             credentials: tokio::sync::watch::Sender::new(0),
@@ -268,11 +271,13 @@ impl Gate {
 
     /// Best-effort delivery of queued notifications at shutdown.
     pub fn shutdown(&self) {
+        self.flush_auth_failures(true);
         self.notifier.shutdown(Duration::from_secs(5));
     }
 
-    /// Expires due reviews and grants; call about once a second.
+    /// Expires due reviews and grants, writes aggregated failed logins; call about once a second.
     pub fn tick(&self) {
+        self.flush_auth_failures(false);
         for review in self.reviews.expire_due(AuditEvent::now_us()) {
             self.review_step("review_expired", &review, None);
         }
@@ -340,15 +345,6 @@ impl Gate {
         self.credentials_changed();
         if let Err(e) = self.audit.append(&[ev]) {
             tracing::error!(error = %e, "could not audit the configuration reload");
-        }
-    }
-
-    fn audit_auth_failure(&self, user: &str, peer: SocketAddr, reason: &str) {
-        let mut ev = AuditEvent::new(EventKind::AuthFailure);
-        ev.identity = Some(user.to_owned());
-        ev.detail = Some(serde_json::json!({ "peer": peer.to_string(), "reason": reason }));
-        if let Err(e) = self.audit.append(&[ev]) {
-            tracing::error!(error = %e, "could not audit a failed authentication");
         }
     }
 

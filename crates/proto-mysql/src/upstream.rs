@@ -71,10 +71,21 @@ impl Default for ClientParams {
     }
 }
 
+/// Errors name no host or port (the client's message names the connection); the gateway's
+/// log gets the address and the error, at most one line per upstream every 10 s with a count
+/// of those held back.
 pub async fn connect(spec: &UpstreamSpec, client: ClientParams) -> Result<Upstream, UpstreamError> {
-    tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(spec, client))
+    static LOG: airlock_gate::ratelog::RateLog =
+        airlock_gate::ratelog::RateLog::new(Duration::from_secs(10));
+    let result = tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(spec, client))
         .await
-        .map_err(|_| fail(format!("connecting to {} timed out", spec.address)))?
+        .unwrap_or_else(|_| Err(fail("connecting timed out")));
+    if let Err(e) = &result {
+        if let Some(held_back) = LOG.allow(&spec.address) {
+            tracing::warn!(address = %spec.address, error = %e, held_back, "could not open the upstream connection (one line per upstream every {}s)", LOG.every().as_secs());
+        }
+    }
+    result
 }
 
 async fn read_packet(stream: &mut PgStream, buf: &mut BytesMut) -> Result<Packet, UpstreamError> {
@@ -111,7 +122,7 @@ async fn connect_inner(
 ) -> Result<Upstream, UpstreamError> {
     let tcp = TcpStream::connect(&spec.address)
         .await
-        .map_err(|e| fail(format!("connecting to {}: {e}", spec.address)))?;
+        .map_err(|e| fail(format!("connecting: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let mut stream = PgStream::Plain(tcp);
     let mut buf = BytesMut::with_capacity(4096);
@@ -138,8 +149,8 @@ async fn connect_inner(
         _ => {
             if server & CLIENT_SSL == 0 {
                 return Err(fail(format!(
-                    "sslmode={} but the upstream {} does not offer TLS",
-                    spec.sslmode, spec.address
+                    "sslmode={} but the upstream does not offer TLS",
+                    spec.sslmode
                 )));
             }
             true

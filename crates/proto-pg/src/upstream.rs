@@ -41,7 +41,16 @@ pub struct Upstream {
 
 /// Why the upstream could not be reached; always rendered to the client as a FATAL error
 /// that names the connection but never the credential.
+///
+/// The message names the connection, not the upstream's host and port (the client has no
+/// business knowing where the database is). The gateway's log gets the same line, at most one
+/// per connection every 10 s with a count of those held back.
 pub fn upstream_error(connection: &str, what: impl std::fmt::Display) -> ErrorFields {
+    static LOG: airlock_gate::ratelog::RateLog =
+        airlock_gate::ratelog::RateLog::new(Duration::from_secs(10));
+    if let Some(held_back) = LOG.allow(connection) {
+        tracing::warn!(connection, error = %what, held_back, "could not open the upstream connection (one line per connection every {}s)", LOG.every().as_secs());
+    }
     ErrorFields::fatal(
         "08001",
         format!("airlock could not open upstream connection `{connection}`: {what}"),
@@ -51,8 +60,8 @@ pub fn upstream_error(connection: &str, what: impl std::fmt::Display) -> ErrorFi
 pub async fn connect(t: &UpstreamTarget<'_>) -> Result<Upstream, ErrorFields> {
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(t.address))
         .await
-        .map_err(|_| upstream_error(t.connection, format!("connect to {} timed out", t.address)))?
-        .map_err(|e| upstream_error(t.connection, format!("connect to {}: {e}", t.address)))?;
+        .map_err(|_| upstream_error(t.connection, "connect timed out"))?
+        .map_err(|e| upstream_error(t.connection, format!("connect: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let mut stream = match t.sslmode {
         SslMode::Disable => PgStream::Plain(tcp),
@@ -216,8 +225,12 @@ async fn negotiate_tls(
                 .rsplit_once(':')
                 .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
                 .unwrap_or(t.address);
-            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-                .map_err(|e| upstream_error(t.connection, format!("server name {host}: {e}")))?;
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+                upstream_error(
+                    t.connection,
+                    format!("the upstream's host is not a valid TLS server name: {e}"),
+                )
+            })?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await

@@ -188,6 +188,19 @@ impl<'a> Aggregator<'a> {
         if in_period {
             self.stats.events_in_period += 1;
         }
+        if ev.kind == EventKind::AuthFailure && in_period {
+            // The gateway audits one source's repeated failures as one event per window:
+            // `detail.identities` counts them by claimed name.
+            let names = ev.detail.as_ref().and_then(|d| d.get("identities"));
+            if let Some(names) = names.and_then(|v| v.as_object()) {
+                for (name, n) in names {
+                    if self.opts.config.service_account(name).is_some() {
+                        self.acc(name).auth_failures += n.as_u64().unwrap_or(0);
+                    }
+                }
+                return;
+            }
+        }
         let Some(identity) = ev.identity.as_deref() else {
             return;
         };

@@ -240,9 +240,7 @@ fn checkpoint_now(
     let path = checkpoints_path(log.path());
     let mut line = serde_json::to_vec(&cp)?;
     line.push(b'\n');
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
+    let mut f = crate::private::private(OpenOptions::new().create(true).append(true))
         .open(&path)
         .map_err(|e| StoreError::io(&path, e))?;
     f.write_all(&line)

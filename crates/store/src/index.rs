@@ -328,6 +328,22 @@ impl Index {
     /// `log_path`. An index written by an older version is emptied, to be rebuilt from the log
     /// by the next catch-up.
     pub fn open(db_path: &Path, log_path: &Path) -> Result<Index, StoreError> {
+        // SQLite creates its WAL and shared-memory files with the database file's mode, so a
+        // database created 0600 here keeps all three private.
+        match crate::private::private(std::fs::OpenOptions::new().write(true).create_new(true))
+            .open(db_path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                crate::private::tighten_path(db_path)
+            }
+            Err(e) => return Err(StoreError::io(db_path, e)),
+        }
+        for side in ["-wal", "-shm"] {
+            let mut p = db_path.as_os_str().to_owned();
+            p.push(side);
+            crate::private::tighten_path(Path::new(&p));
+        }
         let mut conn = Connection::open(db_path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         // Only takes effect on a new, empty file (before WAL mode is set).

@@ -17,6 +17,7 @@ mod error;
 mod event;
 mod index;
 mod log;
+mod private;
 
 pub use chain::{verify_log, VerifyReport, GENESIS_PREV};
 pub use checkpoint::{

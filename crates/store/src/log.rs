@@ -120,12 +120,10 @@ impl AuditLog {
     /// crash artifact, and appending after it would hide the damage.
     pub fn open(path: &Path, opts: AuditOptions) -> Result<AuditLog, StoreError> {
         let existed = path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
+        let file = crate::private::private(OpenOptions::new().read(true).append(true).create(true))
             .open(path)
             .map_err(|e| StoreError::io(path, e))?;
+        crate::private::tighten(&file, path);
         let meta = file.metadata().map_err(|e| StoreError::io(path, e))?;
         let tail = if meta.is_file() {
             recover_tail(&file, path, meta.len())?
