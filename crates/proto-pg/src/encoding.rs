@@ -196,6 +196,7 @@ impl SharedEncoding {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

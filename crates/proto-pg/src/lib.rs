@@ -425,6 +425,7 @@ async fn run_session(
             }
         }
     }
+    let (up_pid, up_key) = (up.backend_pid, up.backend_key.clone());
     let ids = cancels.register(CancelTarget {
         address: spec.address.clone(),
         pid: up.backend_pid,
@@ -465,8 +466,10 @@ async fn run_session(
         session.clone(),
         queue.clone(),
         limits(),
-        recorder.clone(),
-        encoding.clone(),
+        relay::Shared {
+            recorder: recorder.clone(),
+            encoding: encoding.clone(),
+        },
     );
     let u2c = relay::upstream_to_client(
         up_r,
@@ -474,13 +477,20 @@ async fn run_session(
         session.clone(),
         queue,
         limits(),
-        recorder.clone(),
-        encoding,
+        relay::Shared {
+            recorder: recorder.clone(),
+            encoding,
+        },
     );
     let outcome = tokio::select! {
         // An access grant or token that ends, or a token revoked, ends the session.
         end = session.ended() => {
             relay::fatal(&client_w, &ErrorFields::fatal("57P01", end.message)).await;
+            // A statement still running upstream must not outlive the session (a revoked
+            // token, an ended grant, a shutdown): cancel it, as the MySQL adapter KILLs.
+            if let Err(e) = upstream::send_cancel(&spec.address, up_pid, &up_key).await {
+                warn!(error = %e, "could not cancel the upstream statement of a cut session");
+            }
             Some(end.reason)
         }
         r = c2u => r.err().map(|e| format!("client side: {e}")),

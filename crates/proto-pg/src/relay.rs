@@ -270,6 +270,14 @@ pub struct Limits {
     pub max_message_bytes: usize,
 }
 
+/// What both relay tasks of a session share besides the queue: the recording and the client
+/// encoding (the upstream task learns changes, the client task decodes with it).
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub recorder: Option<Arc<Recorder>>,
+    pub encoding: Arc<SharedEncoding>,
+}
+
 /// Reads frontend messages until the client leaves. Returns `Ok(())` on a clean Terminate.
 pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     mut client: R,
@@ -278,9 +286,9 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     session: Arc<SessionGate>,
     queue: Queue,
     limits: Limits,
-    recorder: Option<Arc<Recorder>>,
-    encoding: Arc<SharedEncoding>,
+    shared: Shared,
 ) -> Result<(), RelayError> {
+    let Shared { recorder, encoding } = shared;
     let mut buf = BytesMut::with_capacity(8192);
     let mut p = Pending {
         recorder,
@@ -884,9 +892,9 @@ pub(crate) async fn upstream_to_client(
     session: Arc<SessionGate>,
     queue: Queue,
     limits: Limits,
-    recorder: Option<Arc<Recorder>>,
-    encoding: Arc<SharedEncoding>,
+    shared: Shared,
 ) -> Result<(), RelayError> {
+    let Shared { recorder, encoding } = shared;
     let rec = recorder.as_deref();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::new();

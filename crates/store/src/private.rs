@@ -42,6 +42,7 @@ pub(crate) fn tighten_path(path: &Path) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use crate::{AuditEvent, AuditLog, AuditOptions, EventKind, Index};
     use std::os::unix::fs::PermissionsExt;
