@@ -352,3 +352,33 @@ fn recordings_hold_masked_rows_and_replay() {
     assert!(replay.contains("OK, 1 rows affected"), "{replay}");
     assert_no_secret(&replay, "the replay");
 }
+
+#[test]
+fn partial_shows_no_piece_of_a_computed_value_and_statistics_are_masked() {
+    let f = fixture("partial");
+    let t = &f.t;
+    // Under `partial` the plain column keeps its last characters; computed values show nothing.
+    let mut script = String::new();
+    for n in [1, 4, 7] {
+        script.push_str(&format!(
+            "select concat('xxxxxxxxxxxx', substr(secret_code, {n}, 4)) as piece from {t};\n"
+        ));
+    }
+    script.push_str(&format!(
+        "select ascii(substr(secret_code, 1, 1)) as a from {t};\n"
+    ));
+    let out = text(&f.gw.mysql(&script));
+    for piece in ["ZEBR", "RA-4", "4471", "OKAP", "9925", "LLAM", "3310"] {
+        assert!(!out.contains(piece), "`{piece}` leaked:\n{out}");
+    }
+    assert!(!out.contains("90"), "ascii('Z') leaked:\n{out}");
+    // Engine-independent statistics hold min/max values of every column.
+    direct_mysql(&format!(
+        "analyze table {t} persistent for all; set session use_stat_tables = 'preferably'"
+    ));
+    let out = text(&f.gw.mysql(&format!(
+        "select column_name, min_value, max_value from mysql.column_stats where table_name = '{t}';\n\
+         select reverse(min_value), hex(max_value) from mysql.column_stats where table_name = '{t}';\n"
+    )));
+    assert_no_secret(&out, "mysql.column_stats");
+}

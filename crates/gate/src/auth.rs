@@ -18,7 +18,7 @@ use airlock_identity::{
 };
 use airlock_store::{AuditEvent, EventKind};
 use arc_swap::ArcSwapOption;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
@@ -669,9 +669,23 @@ struct Window {
     other_identities: u64,
     reasons: BTreeMap<String, u64>,
     other_reasons: u64,
+    /// Reasons already audited individually in this window (the first failure of each distinct
+    /// reason is, up to `MAX_TALLY`: a new kind of attempt is worth its own event).
+    individual: BTreeSet<String>,
 }
 
 impl Window {
+    /// Whether a failure for `reason` is the first of its kind in this window (and so is
+    /// audited on its own, not aggregated); remembers it.
+    fn first_of_reason(&mut self, reason: &str) -> bool {
+        let key = short(reason);
+        if self.individual.len() >= MAX_TALLY || self.individual.contains(&key) {
+            return false;
+        }
+        self.individual.insert(key);
+        true
+    }
+
     fn new(now: Instant, now_us: i64) -> Window {
         Window {
             opened: now,
@@ -682,6 +696,7 @@ impl Window {
             other_identities: 0,
             reasons: BTreeMap::new(),
             other_reasons: 0,
+            individual: BTreeSet::new(),
         }
     }
 
@@ -799,14 +814,20 @@ impl FailureBook {
         let from_source = source.limit.bump(now);
         let first = match &mut source.window {
             Some(w) if now.duration_since(w.opened) < AUDIT_WINDOW => {
-                w.add(shown, reason, now_us);
-                false
+                if w.first_of_reason(reason) {
+                    true
+                } else {
+                    w.add(shown, reason, now_us);
+                    false
+                }
             }
             open => {
                 if let Some(ended) = open.take().and_then(|w| w.event(ip)) {
                     events.push(ended);
                 }
-                *open = Some(Window::new(now, now_us));
+                let mut w = Window::new(now, now_us);
+                w.first_of_reason(reason);
+                *open = Some(w);
                 true
             }
         };

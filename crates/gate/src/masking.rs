@@ -20,6 +20,9 @@ pub use airlock_store::MaskedCounts;
 /// File in `data_dir` holding the HMAC key of the `hash` strategy (created once, 0600).
 pub const HASH_KEY_FILE: &str = "masking-hash.key";
 
+/// The source of a column masked because its lineage was not established.
+pub const UNKNOWN_MARKER: &str = "?unknown";
+
 /// A `[[masking]]` policy ready to use.
 struct Compiled {
     policy: MaskingPolicy,
@@ -296,7 +299,8 @@ impl SessionMasking {
     ) -> Option<Masked<'a>> {
         let (masker, entity) = self.column_masker(sources)?;
         let masked = masker.mask_column(value, entity, entities);
-        let derived = sources.contains(DERIVED_MARKER);
+        // A value whose lineage is unknown may be computed too: the same rule applies.
+        let derived = sources.contains(DERIVED_MARKER) || sources.contains(UNKNOWN_MARKER);
         if derived && matches!(masker.strategy(), Strategy::Partial | Strategy::Hash) {
             return Some(Masked::Replaced(std::borrow::Cow::Borrowed(
                 entity.redacted(),

@@ -248,6 +248,13 @@ impl Catalog {
         if depth > MAX_VIEW_DEPTH {
             return true;
         }
+        let (schema, table) = match relation.rsplit_once('.') {
+            Some((s, t)) => (Some(s), t),
+            None => (None, relation),
+        };
+        if is_statistics(schema, table) {
+            return true;
+        }
         let (schema, name, found) = self.candidates(relation);
         if found.is_empty() {
             // Not in the catalog (new, temporary, or another server's view of it): by name.
@@ -462,6 +469,10 @@ fn column_sources(
             return Some(BTreeSet::from([rule.text().to_owned()]));
         }
     }
+    if is_statistics(schema, &d.org_table) {
+        // Engine-independent statistics hold min/max values of every column, masked ones too.
+        return Some(BTreeSet::from([UNKNOWN.to_owned()]));
+    }
     let shape = &stmt.shape;
     match shape.kind {
         ResultKind::Clean => None,
@@ -501,12 +512,29 @@ fn column_sources(
                             }
                         }
                     }
+                    if !sources.is_empty() {
+                        // A direct column of a ruled table was matched above by its column
+                        // definition; here the value is an expression over the source
+                        // (`SUBSTR(card, 5, 4)`), which `partial`/`hash` must not show.
+                        sources.insert(airlock_sql::lineage::DERIVED_MARKER.to_owned());
+                    }
                     (!sources.is_empty()).then_some(sources)
                 }
                 _ => stmt.unknown(),
             }
         }
     }
+}
+
+/// Tables of sample values of every column: MariaDB's engine-independent statistics
+/// (`mysql.column_stats` min/max values) and MySQL 8 histograms. An unqualified name counts
+/// too (after `USE mysql`).
+fn is_statistics(schema: Option<&str>, table: &str) -> bool {
+    let schema_ok =
+        |want: &str| schema.is_none_or(|s| s.trim_matches('`').eq_ignore_ascii_case(want));
+    let table = table.trim_matches('`');
+    (schema_ok("mysql") && table.eq_ignore_ascii_case("column_stats"))
+        || (schema_ok("information_schema") && table.eq_ignore_ascii_case("column_statistics"))
 }
 
 /// The projection item behind result column `j` of `ncols`, when positions tell it.
