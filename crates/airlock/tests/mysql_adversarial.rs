@@ -236,3 +236,16 @@ fn a_client_that_vanishes_mid_result_ends_only_its_session() {
     assert!(answer.iter().any(|p| p.payload.ends_with(b"9")));
     still_serving(&gw);
 }
+
+#[test]
+fn long_operator_chains_are_refused_not_a_crash() {
+    // Found by the outside review: 35,000 chained `+` overflowed a worker's stack and took the
+    // whole gateway down.
+    let gw = Gateway::start_mysql("");
+    for op in ["+", " and "] {
+        let chain = vec!["1"; 40_000].join(op);
+        let out = text(&gw.mysql(&format!("select {chain};\n")));
+        assert!(!out.is_empty());
+    }
+    still_serving(&gw);
+}

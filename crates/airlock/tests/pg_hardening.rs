@@ -292,3 +292,27 @@ fn a_search_path_that_shadows_pg_catalog_is_refused_at_startup() {
         assert!(!got.contains("search_path `"), "{ok}: {got}");
     }
 }
+
+#[test]
+fn standard_conforming_strings_cannot_be_switched_off() {
+    let gw = Gateway::start(READ_ONLY_AGENTS);
+    let t = table_with_rows("scs");
+    // With the setting off the server reads `\'` as a quote: what airlock parses as a string
+    // and a comment would run (found by the outside review).
+    let o = gw.psql(&format!(
+        "set standard_conforming_strings = off;\n\
+         set local standard_conforming_strings to 'false';\n\
+         select set_config('standard_conforming_strings', 'off', false);\n\
+         select 'x\\' /*', 1; delete from {t} where id <= 5; -- */;\n\
+         show standard_conforming_strings;\n"
+    ));
+    let out = text(&o);
+    assert_eq!(
+        out.matches("standard_conforming_strings must stay on")
+            .count(),
+        3,
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l.trim() == "on"), "{out}");
+    assert_eq!(direct(&format!("select count(*) from {t}")), "20", "{out}");
+}

@@ -669,3 +669,20 @@ fn notification_payloads_are_withheld_under_column_masking() {
     assert_no_secret("notification", &out);
     assert!(out.contains("[WITHHELD]"), "{out}");
 }
+
+#[test]
+fn error_details_and_contexts_with_a_masked_column_in_scope_are_withheld() {
+    let f = setup();
+    let s = &f.schema;
+    // Found by the outside review: XML and JSON errors echo their input unquoted.
+    let o = f.gw.psql(&format!(
+        "select id from {s}.payments where xmlparse(content '<a' || card_number || '>') is null;\n\
+         select ('[' || card_number || 'x]')::json from {s}.payments;\n\
+         select id from {s}.customers where xmlparse(content '<a' || replace(email, '@', '_') || '>') is null;\n"
+    ));
+    let out = text(&o);
+    assert_no_secret("xml/json errors", &out);
+    for e in EMAILS {
+        assert!(!out.contains(&e.replace('@', "_")), "{out}");
+    }
+}

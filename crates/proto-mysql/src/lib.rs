@@ -248,11 +248,11 @@ async fn read_first_packet(stream: &mut PgStream, seq: u8) -> Result<Packet, Ses
     let len = usize::from(l0) | usize::from(l1) << 8 | usize::from(l2) << 16;
     if len > MAX_HANDSHAKE_PACKET || got_seq != seq {
         let why = if got_seq != seq {
-            format!("sequence id {got_seq}, expected {seq}")
+            format!("packets out of order: expected sequence id {seq}, got {got_seq}")
         } else {
-            format!("a packet of {len} bytes")
+            format!("Bad handshake: a packet of {len} bytes exceeds the handshake limit of {MAX_HANDSHAKE_PACKET} bytes")
         };
-        return Err(refuse(stream, seq, 1043, "08S01", &format!("Bad handshake: {why}")).await);
+        return Err(refuse(stream, seq, 1043, "08S01", &why).await);
     }
     let mut payload = vec![0u8; len];
     read_exact_or_closed(stream, &mut payload).await?;

@@ -286,7 +286,7 @@ impl Catalog {
         column: &str,
     ) -> Option<BTreeSet<String>> {
         let (schema, name, found) = self.candidates(relation);
-        if found.iter().any(|(_, t)| t.view) {
+        if found.iter().any(|(_, t)| t.view) || is_statistics(schema.as_deref(), &name) {
             return None;
         }
         let mut out = BTreeSet::new();

@@ -561,6 +561,14 @@ fn upstream_settings(
                 )
             })?;
         }
+        if name.eq_ignore_ascii_case("standard_conforming_strings")
+            && !value.eq_ignore_ascii_case("on")
+        {
+            return Err(ErrorFields::fatal(
+                "22023",
+                "airlock: the upstream session has standard_conforming_strings off (a role or database default?); airlock parses SQL as the server does only with it on",
+            ));
+        }
         if read_only
             && name.eq_ignore_ascii_case("default_transaction_read_only")
             && !value.eq_ignore_ascii_case("on")

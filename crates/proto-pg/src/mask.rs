@@ -593,7 +593,8 @@ fn put_copy_text(out: &mut Vec<u8>, v: &[u8], delim: u8) {
 /// (`Key (email)=(…)`, `Failing row contains (…)`) are withheld whole: they are column values
 /// whose columns the message does not reliably name.
 /// `strict`: a masked column may be in scope of the statement that failed, so the value parts
-/// of the message (quoted text, echoed keys and rows) are withheld whatever the detectors say:
+/// of the message (quoted text; the whole detail, context and internal query, which echo
+/// input unquoted) are withheld whatever the detectors say:
 /// `string_agg(translate(card, '0123456789', 'abcdefghij'), ',')::int` would otherwise return
 /// every card in `invalid input syntax for type integer: "…"`. A message raised by PL/pgSQL
 /// (`RAISE`, its context says so) is user text throughout and is withheld whole.
@@ -616,7 +617,11 @@ pub fn mask_error_body(
         rest = after.get(end + 1..)?;
         let mut v: Cow<'_, [u8]> = Cow::Borrowed(value);
         if matches!(field, b'M' | b'D' | b'H' | b'W' | b'q') {
-            if raised && matches!(field, b'M' | b'D' | b'H') {
+            if (raised && matches!(field, b'M' | b'D' | b'H'))
+                || (strict && matches!(field, b'D' | b'W' | b'q'))
+            {
+                // Details, contexts and internal queries echo input without quoting it
+                // (`Premature end of data in tag a4111…`, `JSON data, line 1: [4111…`).
                 v = Cow::Borrowed(WITHHELD_PLACEHOLDER);
             } else if strict {
                 if let Some(w) = withhold_quoted(&v) {

@@ -721,7 +721,14 @@ async fn resolve_review(
 /// value computed at run time) is refused before it reaches the server. The parse runs only
 /// when the text could name such a setting (`U&` identifiers can spell it without the word).
 fn guard_settings(text: &str, judged: &Judged) -> Option<String> {
-    const HINTS: &[&[u8]] = &[b"encoding", b"names", b"set_config", b"reset", b"u&"];
+    const HINTS: &[&[u8]] = &[
+        b"encoding",
+        b"names",
+        b"conforming",
+        b"set_config",
+        b"reset",
+        b"u&",
+    ];
     let bytes = text.as_bytes();
     let mentions = HINTS
         .iter()
@@ -735,7 +742,7 @@ fn guard_settings(text: &str, judged: &Judged) -> Option<String> {
         // client_encoding cannot be known, so it does not reach the server.
         Err(e) => {
             return Some(format!(
-                "airlock cannot tell whether this statement changes client_encoding ({e})"
+                "airlock cannot tell whether this statement changes how the server reads SQL ({e})"
             ))
         }
     };
@@ -759,6 +766,30 @@ fn guard_settings(text: &str, judged: &Judged) -> Option<String> {
             return Some(
                 "airlock cannot tell which settings this statement's set_config calls change; call set_config with literal arguments on its own".to_owned(),
             );
+        }
+    }
+    for change in changes
+        .iter()
+        .filter(|c| c.concerns("standard_conforming_strings"))
+    {
+        use airlock_sql::session_settings::SettingValue as V;
+        // The grammar airlock parses with reads `'…\'` as a complete string; with
+        // standard_conforming_strings off the server reads `\'` as a quote, so whatever
+        // airlock took for a comment or a string would run.
+        let on = |v: &str| {
+            ["on", "true", "yes", "1"]
+                .iter()
+                .any(|t| v.trim().eq_ignore_ascii_case(t))
+        };
+        match &change.value {
+            V::Literal(v) if change.name == "standard_conforming_strings" && on(v) => {}
+            // RESET returns to the value the session started with, which was checked.
+            V::Default => {}
+            _ => {
+                return Some(
+                    "standard_conforming_strings must stay on through airlock: with it off the server reads backslashes in strings differently from airlock".to_owned(),
+                )
+            }
         }
     }
     for change in changes.iter().filter(|c| c.concerns("client_encoding")) {
@@ -1109,6 +1140,14 @@ fn parameter_status(
                 ))
             }
         }
+    }
+    if name.eq_ignore_ascii_case("standard_conforming_strings")
+        && !value_text.eq_ignore_ascii_case("on")
+    {
+        return Err(ErrorFields::fatal(
+            "57P01",
+            "airlock: standard_conforming_strings was switched off, so the server would read strings differently from airlock; the session is closed",
+        ));
     }
     if session.upstream().read_only
         && name.eq_ignore_ascii_case("default_transaction_read_only")

@@ -18,8 +18,9 @@ pub const MAX_CLASSIFIED_BYTES: usize = 4 * 1024 * 1024;
 /// grows with the number of tokens, not bytes: libpg_query, its protobuf output and the decoded
 /// tree take about 350 bytes per token together (a 1 MiB `IN (1,1,1,...)` list, 524,000 items,
 /// peaked at 355 MB and 2.4 s), so this bounds one statement to roughly 175 MB and a second.
-/// An `IN` list of 250,000 ids still classifies.
-pub const MAX_CLASSIFIED_TOKENS: usize = 500_000;
+/// An `IN` list of 100,000 ids still classifies. Lowered from 500,000 after the outside review
+/// measured 1.8 GB for a 1.2 MB chain of `OR` terms in a masked session.
+pub const MAX_CLASSIFIED_TOKENS: usize = 200_000;
 
 /// An upper estimate of the number of lexical tokens in `sql`, in one pass without allocating:
 /// runs of identifier characters and digits count one, every other non-blank character one,

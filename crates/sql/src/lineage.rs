@@ -22,6 +22,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+/// Statements longer than this are not analysed (every column masked): the analysis copies the
+/// parse tree into JSON, about ten times its size.
+const MAX_LINEAGE_BYTES: usize = 256 * 1024;
+
 /// Catalog relations that hold samples of column values (most common values, histogram
 /// bounds): read through them, a masked column's values come out as statistics.
 const STATISTICS_RELATIONS: &[&str] = &[
@@ -416,7 +420,7 @@ impl StatementLineage {
 /// `Opaque` entry if the text does not parse).
 pub fn lineage(sql: &str, rules: &[ColumnRule], views: &dyn Views) -> Vec<StatementLineage> {
     // Text the classifier refuses to parse (too big) is opaque here too: every column masked.
-    if crate::check_parse_bounds(sql).is_err() {
+    if sql.len() > MAX_LINEAGE_BYTES || crate::check_parse_bounds(sql).is_err() {
         return vec![StatementLineage::Opaque];
     }
     let parsed = std::panic::catch_unwind(|| pg_query::parse(sql, 0));

@@ -79,7 +79,7 @@ fn big_statements_are_classified_within_time_and_memory_bounds() {
     assert!(!c.unparsed && !c.writes_data(), "{:?}", c.parse_error);
     assert!(growth.is_none_or(|g| g < 200 << 20), "+{}", mib(growth));
 
-    // Just under the token limit (an IN list of ~245,000 ids, 2 MB): still classified.
+    // Just under the token limit (an IN list of ~100,000 ids, 0.8 MB): still classified.
     let sql = in_list_of(MAX_CLASSIFIED_TOKENS / 2 - 10);
     let (c, elapsed, growth) = measure(&sql);
     println!(

@@ -210,6 +210,15 @@ fn classify_segment(segment: &str, depth: usize) -> Result<Vec<Statement>, Strin
         }
         None => segment,
     };
+    let table_form;
+    let segment = match super::table_statement_as_select(segment) {
+        Some(select) => {
+            table_form = select;
+            table_form.as_str()
+        }
+        None => segment,
+    };
+    super::check_parse_bounds(segment)?;
     let dialect = MySqlDialect {};
     let parsed = match Parser::parse_sql(&dialect, segment) {
         Ok(p) => p,

@@ -284,3 +284,87 @@ mod tests {
         assert!(!reads_client_file("LOAD DATA INFILE 'x' INTO TABLE t"));
     }
 }
+
+/// Most binary operators one statement may chain before it is refused unparsed. sqlparser
+/// parses `1+1+…+1` without recursion but builds a tree as deep as the chain, and walking or
+/// dropping a tree of ~35,000 levels overflowed a worker's stack and took the gateway down.
+pub const MAX_OPERATOR_CHAIN: usize = 5_000;
+
+/// Whether `segment` is small enough to parse: within the classifier's byte bound and with
+/// fewer than [`MAX_OPERATOR_CHAIN`] operators outside quotes (a quote-aware count: text in
+/// string literals and quoted identifiers does not count).
+pub(crate) fn check_parse_bounds(segment: &str) -> Result<(), String> {
+    if segment.len() > crate::MAX_CLASSIFIED_BYTES {
+        return Err(format!(
+            "statement text of {} bytes is over the classifier's limit of {} bytes",
+            segment.len(),
+            crate::MAX_CLASSIFIED_BYTES
+        ));
+    }
+    let bytes = segment.as_bytes();
+    let mut operators = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match quote {
+            Some(q) => {
+                if b == b'\\' && q != b'`' {
+                    i += 1;
+                } else if b == q {
+                    quote = None;
+                }
+            }
+            None => match b {
+                b'\'' | b'"' | b'`' => quote = Some(b),
+                b'+' | b'-' | b'*' | b'/' | b'%' | b'&' | b'|' | b'^' | b'=' | b'<' | b'>' => {
+                    operators += 1
+                }
+                b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                    let start = i;
+                    while bytes
+                        .get(i + 1)
+                        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'$')
+                    {
+                        i += 1;
+                    }
+                    let word = bytes.get(start..=i).unwrap_or_default();
+                    if [
+                        &b"and"[..],
+                        b"or",
+                        b"xor",
+                        b"div",
+                        b"mod",
+                        b"like",
+                        b"regexp",
+                        b"is",
+                    ]
+                    .iter()
+                    .any(|k| word.eq_ignore_ascii_case(k))
+                    {
+                        operators += 1;
+                    }
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    if operators > MAX_OPERATOR_CHAIN {
+        return Err(format!(
+            "statement with {operators} operators is over the classifier's limit of {MAX_OPERATOR_CHAIN}"
+        ));
+    }
+    Ok(())
+}
+
+/// `TABLE t [ORDER BY …] [LIMIT …]` is `SELECT * FROM t …` (MySQL 8, MariaDB 10.11 does not know
+/// it); sqlparser does not parse it as a statement of its own, so it is rewritten before parsing.
+pub(crate) fn table_statement_as_select(segment: &str) -> Option<String> {
+    let trimmed = segment.trim_start();
+    let keyword = trimmed.get(..5)?;
+    let rest = trimmed.get(5..)?;
+    if !keyword.eq_ignore_ascii_case("table") || !rest.starts_with(|c: char| c.is_whitespace()) {
+        return None;
+    }
+    Some(format!("SELECT * FROM{rest}"))
+}

@@ -161,6 +161,11 @@ fn segment_words(text: &str, words: &[String]) -> ResultShape {
     }
     let rewritten = replace_lock_in_share_mode(text);
     let text = rewritten.as_deref().unwrap_or(text);
+    let table_form = super::table_statement_as_select(text);
+    let text = table_form.as_deref().unwrap_or(text);
+    if super::check_parse_bounds(text).is_err() {
+        return ResultShape::of(ResultKind::Opaque);
+    }
     let parsed = match Parser::parse_sql(&MySqlDialect {}, text) {
         Ok(p) => p,
         Err(_) if w0 == "SHOW" && !text.contains('(') => return ResultShape::of(ResultKind::Clean),
