@@ -213,18 +213,9 @@ impl<'a> Reader<'a> {
 
     /// A NUL-terminated UTF-8 string.
     pub fn cstr(&mut self) -> Result<&'a str, FrameError> {
-        let end = self
-            .buf
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(FrameError::Malformed {
-                what: self.what,
-                why: "string is not NUL-terminated",
-            })?;
-        let (s, rest) = self.buf.split_at(end);
-        self.buf = rest.get(1..).unwrap_or_default();
-        std::str::from_utf8(s).map_err(|_| FrameError::Malformed {
-            what: self.what,
+        let what = self.what;
+        std::str::from_utf8(self.cbytes()?).map_err(|_| FrameError::Malformed {
+            what,
             why: "string is not valid UTF-8",
         })
     }

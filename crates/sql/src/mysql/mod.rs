@@ -232,59 +232,6 @@ pub fn parse_kill(sql: &str) -> Kill {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cache_keys() {
-        assert_eq!(cache_key("select 1"), cache_key("select 22"));
-        assert_ne!(cache_key("select t1"), cache_key("select t2"));
-        assert_ne!(cache_key("select 'a'"), cache_key("select 'b'"));
-        assert!(cache_key("select 1 /*!5 x */").starts_with('E'));
-        assert_ne!(cache_key("select 1e5"), cache_key("select 1e6"));
-    }
-
-    #[test]
-    fn kills() {
-        assert_eq!(
-            parse_kill("KILL QUERY 17"),
-            Kill::Thread {
-                query_only: true,
-                id: 17
-            }
-        );
-        assert_eq!(
-            parse_kill("kill 5;"),
-            Kill::Thread {
-                query_only: false,
-                id: 5
-            }
-        );
-        assert_eq!(parse_kill("KILL USER bob"), Kill::Unsupported);
-        assert_eq!(parse_kill("select 1; kill 3"), Kill::Unsupported);
-        assert_eq!(parse_kill("select 'kill 3'"), Kill::None);
-        assert_eq!(
-            parse_kill("/*!kill 3*/"),
-            Kill::Thread {
-                query_only: false,
-                id: 3
-            }
-        );
-    }
-
-    #[test]
-    fn local_infile() {
-        assert!(reads_client_file(
-            "LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE t"
-        ));
-        assert!(reads_client_file(
-            "/*! load data local infile 'x' into table t */"
-        ));
-        assert!(!reads_client_file("LOAD DATA INFILE 'x' INTO TABLE t"));
-    }
-}
-
 /// Most binary operators one statement may chain before it is refused unparsed. sqlparser
 /// parses `1+1+…+1` without recursion but builds a tree as deep as the chain, and walking or
 /// dropping a tree of ~35,000 levels overflowed a worker's stack and took the gateway down.
@@ -367,4 +314,57 @@ pub(crate) fn table_statement_as_select(segment: &str) -> Option<String> {
         return None;
     }
     Some(format!("SELECT * FROM{rest}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_keys() {
+        assert_eq!(cache_key("select 1"), cache_key("select 22"));
+        assert_ne!(cache_key("select t1"), cache_key("select t2"));
+        assert_ne!(cache_key("select 'a'"), cache_key("select 'b'"));
+        assert!(cache_key("select 1 /*!5 x */").starts_with('E'));
+        assert_ne!(cache_key("select 1e5"), cache_key("select 1e6"));
+    }
+
+    #[test]
+    fn kills() {
+        assert_eq!(
+            parse_kill("KILL QUERY 17"),
+            Kill::Thread {
+                query_only: true,
+                id: 17
+            }
+        );
+        assert_eq!(
+            parse_kill("kill 5;"),
+            Kill::Thread {
+                query_only: false,
+                id: 5
+            }
+        );
+        assert_eq!(parse_kill("KILL USER bob"), Kill::Unsupported);
+        assert_eq!(parse_kill("select 1; kill 3"), Kill::Unsupported);
+        assert_eq!(parse_kill("select 'kill 3'"), Kill::None);
+        assert_eq!(
+            parse_kill("/*!kill 3*/"),
+            Kill::Thread {
+                query_only: false,
+                id: 3
+            }
+        );
+    }
+
+    #[test]
+    fn local_infile() {
+        assert!(reads_client_file(
+            "LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE t"
+        ));
+        assert!(reads_client_file(
+            "/*! load data local infile 'x' into table t */"
+        ));
+        assert!(!reads_client_file("LOAD DATA INFILE 'x' INTO TABLE t"));
+    }
 }
