@@ -597,7 +597,7 @@ impl Analyzer<'_> {
                 let into = map.get("into_clause").is_some_and(|v| !v.is_null());
                 let d = self.select(map, &root);
                 if into {
-                    return self.unless_copies_masked(&self.derived_all_static(&d));
+                    return self.unless_copies_masked(&derived_all_static(&d));
                 }
                 d
             }
@@ -606,7 +606,7 @@ impl Analyzer<'_> {
                     Some(q) => self.query_node(q, &root),
                     None => unknown_derived(),
                 };
-                return self.unless_copies_masked(&self.derived_all_static(&d));
+                return self.unless_copies_masked(&derived_all_static(&d));
             }
             "DoStmt"
             | "CreateFunctionStmt"
@@ -658,22 +658,6 @@ impl Analyzer<'_> {
         } else {
             StatementLineage::Clean
         }
-    }
-
-    /// Every value a derived relation yields.
-    fn derived_all_static(&self, d: &Derived) -> Taint {
-        let mut t = Taint::default();
-        for item in &d.items {
-            match item {
-                Item::Expr { taint, .. } => t.absorb(taint),
-                Item::Star(ranges) => {
-                    for r in ranges {
-                        t.absorb(&range_all_static(r));
-                    }
-                }
-            }
-        }
-        t
     }
 
     fn with_ctes<'s>(&mut self, map: &Map<String, Value>, parent: &'s Scope<'s>) -> Scope<'s> {
@@ -980,7 +964,7 @@ impl Analyzer<'_> {
         // `touches_ruled_table`; their values reach the result only through RETURNING.
         if let Some(sel) = map.get("select_stmt") {
             let source = self.query_node(sel, &scope);
-            let t = self.derived_all_static(&source);
+            let t = derived_all_static(&source);
             self.written.absorb(&t);
         }
         if let Some(Value::Object(rel)) = map.get("relation") {
@@ -1323,6 +1307,22 @@ fn unknown_derived() -> Derived {
     }
 }
 
+/// Every value a derived relation yields (base tables behind stars count whole and unknown).
+fn derived_all_static(d: &Derived) -> Taint {
+    let mut t = Taint::default();
+    for item in &d.items {
+        match item {
+            Item::Expr { taint, .. } => t.absorb(taint),
+            Item::Star(ranges) => {
+                for r in ranges {
+                    t.absorb(&range_all_static(r));
+                }
+            }
+        }
+    }
+    t
+}
+
 /// Column aliases rename output columns by position; with a star among the items positions
 /// are unknown, so every column takes the union of all.
 fn rename(d: &mut Derived, colnames: &[String]) {
@@ -1331,17 +1331,7 @@ fn rename(d: &mut Derived, colnames: &[String]) {
     }
     let has_star = d.items.iter().any(|i| matches!(i, Item::Star(_)));
     if has_star {
-        let mut all = Taint::default();
-        for item in &d.items {
-            match item {
-                Item::Expr { taint, .. } => all.absorb(taint),
-                Item::Star(ranges) => {
-                    for r in ranges {
-                        all.absorb(&range_all_static(r));
-                    }
-                }
-            }
-        }
+        let mut all = derived_all_static(d);
         all.unknown = true;
         d.items = vec![Item::Star(vec![Range::Opaque(all)])];
         return;
@@ -1361,20 +1351,7 @@ fn range_all_static(r: &Range) -> Taint {
             unknown: true,
             derived: true,
         },
-        Range::Derived(d) => {
-            let mut t = Taint::default();
-            for item in &d.items {
-                match item {
-                    Item::Expr { taint, .. } => t.absorb(taint),
-                    Item::Star(rs) => {
-                        for r in rs {
-                            t.absorb(&range_all_static(r));
-                        }
-                    }
-                }
-            }
-            t
-        }
+        Range::Derived(d) => derived_all_static(d),
         Range::Opaque(t) => t.clone(),
         Range::Join(rs) => {
             let mut t = Taint::default();
