@@ -142,16 +142,22 @@ fn sessions_in_a_safe_non_utf8_encoding_keep_working() {
     assert!(o.status.success(), "{}", text(&o));
 }
 
-#[test]
-fn read_only_sessions_stop_writes_the_classifier_cannot_see() {
-    let gw = Gateway::start(READ_ONLY_AGENTS);
-    let t = unique("ro_hidden");
-    // A view whose definition calls a function that writes: to the classifier a plain SELECT.
+/// A table `t` and a view `t_v` whose definition calls a function that inserts into `t`: to
+/// the classifier, `select * from t_v` is a plain SELECT.
+fn hidden_write_view(prefix: &str) -> String {
+    let t = unique(prefix);
     direct(&format!(
         "create table {t} (id int);
          create function {t}_f() returns int language sql volatile as 'insert into {t} values (1); select 1';
          create view {t}_v as select {t}_f() as one;"
     ));
+    t
+}
+
+#[test]
+fn read_only_sessions_stop_writes_the_classifier_cannot_see() {
+    let gw = Gateway::start(READ_ONLY_AGENTS);
+    let t = hidden_write_view("ro_hidden");
     let o = gw.psql(&format!(
         "show default_transaction_read_only;\nselect * from {t}_v;\nselect count(*) as n from {t};\n"
     ));
@@ -212,12 +218,7 @@ allow_groups = ["ai-agents"]
 #[test]
 fn read_only_sessions_refuse_what_would_switch_read_only_off() {
     let gw = Gateway::start(READ_ONLY_AGENTS);
-    let t = unique("ro_toggle");
-    direct(&format!(
-        "create table {t} (id int);
-         create function {t}_f() returns int language sql volatile as 'insert into {t} values (1); select 1';
-         create view {t}_v as select {t}_f() as one;"
-    ));
+    let t = hidden_write_view("ro_toggle");
     let o = gw.psql(&format!(
         "SET default_transaction_read_only = off;\n\
          SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE;\n\
