@@ -16,11 +16,23 @@ pub const BOB_TOKEN: &str = "test-bob-token-0123456789";
 pub const DEV_TOKEN: &str = "test-dev-token-0123456789";
 pub const DIRECT: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 
+/// A port nothing listens on. The kernel may hand the same ephemeral port to two `bind(0)` calls
+/// once the first listener is dropped, so the ports this process handed out are remembered and
+/// never returned twice (a gateway's API and data listeners once got the same port and it
+/// refused to start).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("no free port");
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 pub struct Gateway {
