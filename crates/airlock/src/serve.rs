@@ -11,10 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::{error, info, warn};
 
-/// The largest single protocol message a client may send (a 64 MiB query or COPY row is
-/// already unusual; PostgreSQL's own limit is 1 GiB).
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
-
 pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::Result<ExitCode> {
     let config = load(config_path.as_deref())?;
     let json = match log_format.as_deref() {
@@ -81,13 +77,13 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
         postgres: Arc::new(PgListenerConfig {
             tls: Some(tls.clone()),
             allow_plaintext_tokens: config.gateway.allow_plaintext_tokens,
-            max_message_bytes: MAX_MESSAGE_BYTES,
+            max_message_bytes: config.gateway.max_message_bytes,
             recordings: trail.recordings.clone(),
         }),
         mysql: Arc::new(airlock_proto_mysql::MySqlListenerConfig {
             tls: Some(tls),
             allow_plaintext_tokens: config.gateway.allow_plaintext_tokens,
-            max_packet_bytes: MAX_MESSAGE_BYTES,
+            max_packet_bytes: config.gateway.max_message_bytes,
             recordings: trail.recordings.clone(),
         }),
     };
@@ -237,6 +233,10 @@ fn privatize_tree(dir: &Path) {
 /// sessions can share one sync. `TOKIO_WORKER_THREADS` overrides both.
 fn runtime_builder(fsync: bool) -> tokio::runtime::Builder {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Defence in depth: parsers of untrusted text are bounded (sql::check_parse_bounds), and a
+    // larger stack than tokio's 2 MiB default keeps a bound that is slightly off from aborting
+    // the whole process. Reserved address space; pages are committed only when used.
+    builder.thread_stack_size(16 << 20);
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() && !fsync {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         builder.worker_threads((cores / 2).max(1));

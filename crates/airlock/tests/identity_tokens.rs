@@ -384,3 +384,68 @@ fn failed_authentications_are_limited_per_source_and_per_identity() {
         "every address's first failure is audited"
     );
 }
+
+/// A TCP relay to the machine's PostgreSQL that holds each new connection for `delay` before
+/// connecting it through: a slow upstream, so a gateway session stays mid-handshake that long.
+fn slow_upstream(delay: Duration) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let Ok(server) = std::net::TcpStream::connect("127.0.0.1:5432") else {
+                    return;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let up = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                });
+                let (mut c, mut s) = (client, server);
+                let _ = std::io::copy(&mut s, &mut c);
+                let _ = up.join();
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_session_still_in_its_handshake_when_its_token_is_revoked_is_cut() {
+    // Found by the round-3 outside review: sessions that were between authentication and the
+    // start of their relay when `tokens revoke` ran were never cut.
+    let slow = slow_upstream(Duration::from_millis(2000));
+    let gw = Gateway::start_with(
+        &format!(
+            r#"
+[[connections]]
+name = "pg-slow"
+type = "postgres"
+address = "127.0.0.1:{slow}"
+database = "test"
+user = "postgres"
+sslmode = "disable"
+allow_groups = ["ai-agents"]
+"#
+        ),
+        "",
+        None,
+    );
+    let admin = gw.admin_token();
+    let token = create(&gw, &admin, &["--ttl", "1h"]);
+    let id = id_of(&gw, &admin, &token);
+    let child = slow_psql(
+        &gw.conninfo("agent", &token, "pg-slow"),
+        "SELECT 'first';\n",
+        "SELECT pg_sleep(3);\nSELECT 'after-revoke';\n",
+    );
+    // Authenticated and waiting for the slow upstream: revoke now.
+    std::thread::sleep(Duration::from_millis(700));
+    ok(&gw.api_cli(&admin, &["tokens", "revoke", &id]));
+    let out = finish(child, Duration::from_secs(15));
+    assert!(
+        out.contains(&format!("the token {id} of `agent` was revoked")),
+        "{out}"
+    );
+    assert!(!out.contains("after-revoke"), "{out}");
+}

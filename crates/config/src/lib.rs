@@ -84,6 +84,8 @@ pub fn embedded_default() -> Config {
         allow_plaintext_tokens: false,
         mask_max_value_bytes: model::DEFAULT_MASK_MAX_VALUE_BYTES,
         shutdown_grace_secs: model::DEFAULT_SHUTDOWN_GRACE_SECS,
+        max_message_bytes: model::DEFAULT_MAX_MESSAGE_BYTES,
+        max_sessions: None,
     };
     let audit = AuditConfig {
         fsync: false,

@@ -49,7 +49,20 @@ pub struct GatewayConfig {
     /// How long `SIGTERM` waits for sessions to end (clients told, running statements
     /// cancelled, outcomes written) before the gateway exits anyway.
     pub shutdown_grace_secs: u64,
+    /// The largest single protocol message (PostgreSQL message, MySQL packet sequence) a
+    /// client may send; larger ones end the session with an error naming this key.
+    pub max_message_bytes: usize,
+    /// Sessions served at once; `None`: what the open-file limit allows (see
+    /// `docs/operations.md`). Clients over it are refused at once with a native error.
+    pub max_sessions: Option<usize>,
 }
+
+/// Default for [`GatewayConfig::max_message_bytes`]: 64 MiB (a query or COPY row that large is
+/// already unusual; PostgreSQL's own limit is 1 GiB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Below this, ordinary startup and authentication messages would not fit.
+pub const MIN_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Default for [`GatewayConfig::shutdown_grace_secs`].
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;

@@ -70,6 +70,8 @@ const GATEWAY_KEYS: &[&str] = &[
     "allow_plaintext_tokens",
     "mask_max_value_bytes",
     "shutdown_grace",
+    "max_message_bytes",
+    "max_sessions",
 ];
 const LISTENER_KEYS: &[&str] = &["postgres", "mysql", "ssh", "http"];
 const TLS_KEYS: &[&str] = &["cert_file", "key_file"];
@@ -655,6 +657,8 @@ fn default_gateway() -> GatewayConfig {
         allow_plaintext_tokens: false,
         mask_max_value_bytes: DEFAULT_MASK_MAX_VALUE_BYTES,
         shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+        max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        max_sessions: None,
     }
 }
 
@@ -714,6 +718,30 @@ fn gateway(r: &mut Report<'_>, t: &Table<'_, '_>) -> GatewayConfig {
                 &n.span,
                 format!(
                     "`mask_max_value_bytes` in [gateway] must be a positive number of bytes, found {}",
+                    n.value
+                ),
+            ),
+        }
+    }
+    if let Some(n) = t.integer(r, "max_message_bytes") {
+        match usize::try_from(n.value) {
+            Ok(v) if v >= MIN_MAX_MESSAGE_BYTES => g.max_message_bytes = v,
+            _ => r.error(
+                &n.span,
+                format!(
+                    "`max_message_bytes` in [gateway] must be at least {MIN_MAX_MESSAGE_BYTES} bytes, found {}",
+                    n.value
+                ),
+            ),
+        }
+    }
+    if let Some(n) = t.integer(r, "max_sessions") {
+        match usize::try_from(n.value) {
+            Ok(v) if v > 0 => g.max_sessions = Some(v),
+            _ => r.error(
+                &n.span,
+                format!(
+                    "`max_sessions` in [gateway] must be a positive number of sessions, found {}",
                     n.value
                 ),
             ),

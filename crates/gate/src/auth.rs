@@ -504,6 +504,23 @@ impl SessionGate {
                     "airlock: the gateway is shutting down; the session was closed. Reconnect to continue".into(),
                 );
             }
+            // Checked before every wait, the first included: a revocation that happened while
+            // this session was between authentication and this subscription (mid-handshake)
+            // sent its change before we listened, and must still cut it.
+            changes.borrow_and_update();
+            if !self.gate.credential_valid(&self.credential) {
+                let what = match &self.credential.id {
+                    Some(id) => format!("token {id}"),
+                    None => "token".into(),
+                };
+                return self.cut(
+                    "token revoked",
+                    format!(
+                        "airlock: the {what} of `{}` was revoked; the session was closed",
+                        self.identity.name
+                    ),
+                );
+            }
             let grant = self.grant_until_us;
             let token = self.credential.expires_us;
             let deadline = grant.into_iter().chain(token).min();
@@ -541,19 +558,6 @@ impl SessionGate {
                     if changed.is_err() {
                         // The gate is going away; the listener ends the session.
                         std::future::pending::<()>().await;
-                    }
-                    if !self.gate.credential_valid(&self.credential) {
-                        let what = match &self.credential.id {
-                            Some(id) => format!("token {id}"),
-                            None => "token".into(),
-                        };
-                        return self.cut(
-                            "token revoked",
-                            format!(
-                                "airlock: the {what} of `{}` was revoked; the session was closed",
-                                self.identity.name
-                            ),
-                        );
                     }
                 }
             }

@@ -114,12 +114,13 @@ pub fn ensure_admin_token(data_dir: &std::path::Path) -> std::io::Result<Option<
         rand::random::<u64>(),
         rand::random::<u64>()
     );
-    let hex: String = token_digest(&token)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = hex_string(&token_digest(&token));
     std::fs::write(&path, hex)?;
     Ok(Some(token))
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
@@ -863,9 +864,14 @@ impl SessionGate {
         }
         // Borrowed events: the same lines as owned `AuditEvent`s, without copying the session's
         // strings and the statement into every event (this runs for every statement).
+        let texts: Vec<std::borrow::Cow<'_, str>> = commands
+            .iter()
+            .map(|(_, text, _)| audit_text(text))
+            .collect();
         let events: Vec<AuditEventRef<'_>> = commands
             .iter()
-            .map(|(seq, text, j)| self.command_event(*seq, text, j))
+            .zip(&texts)
+            .map(|((seq, _, j), text)| self.command_event(*seq, text, j))
             .collect();
         self.gate
             .audit
@@ -881,6 +887,11 @@ impl SessionGate {
             seq,
             text: Some(text),
             operation: Some(c.primary_operation().as_str()),
+            operations: if c.statements.len() > 1 {
+                c.statements.iter().map(|s| s.operation.as_str()).collect()
+            } else {
+                Vec::new()
+            },
             reads: c.reads().collect(),
             writes: c.writes().collect(),
             flags: c.flags(),
@@ -953,6 +964,29 @@ impl SessionGate {
     }
 }
 
+/// The longest statement text an audit event carries whole. A longer one is cut there and
+/// marked with its length and SHA-256, so one oversized statement (a denied 60 MB literal) cannot
+/// grow the trail by its size, and the digest still ties the event to what the client sent.
+pub const AUDIT_MAX_STATEMENT_BYTES: usize = 64 * 1024;
+
+/// A statement's text as the audit event carries it (see [`AUDIT_MAX_STATEMENT_BYTES`]).
+pub fn audit_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= AUDIT_MAX_STATEMENT_BYTES {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    use sha2::Digest;
+    let mut cut = AUDIT_MAX_STATEMENT_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = hex_string(&sha2::Sha256::digest(text.as_bytes()));
+    std::borrow::Cow::Owned(format!(
+        "{}… [airlock: statement cut at {cut} of {} bytes; sha256 {digest}]",
+        text.get(..cut).unwrap_or_default(),
+        text.len()
+    ))
+}
+
 /// Minute of the UTC day and ISO weekday, for rules with `hours`.
 fn clock() -> (u16, u8) {
     let secs = SystemTime::now()
@@ -974,5 +1008,21 @@ mod tests {
         let (m, d) = clock();
         assert!(m < 1440);
         assert!((1..=7).contains(&d));
+    }
+
+    #[test]
+    fn oversized_statements_are_cut_in_the_audit_with_their_digest() {
+        let short = "select 1";
+        assert_eq!(audit_text(short), short);
+        // A multi-byte character across the cut point: the cut moves back to a boundary.
+        let long = format!(
+            "{}é{}",
+            "x".repeat(AUDIT_MAX_STATEMENT_BYTES - 1),
+            "y".repeat(100)
+        );
+        let cut = audit_text(&long);
+        assert!(cut.len() < AUDIT_MAX_STATEMENT_BYTES + 200, "{}", cut.len());
+        assert!(cut.contains(&format!("of {} bytes; sha256 ", long.len())));
+        assert!(cut.starts_with(&"x".repeat(AUDIT_MAX_STATEMENT_BYTES - 1)));
     }
 }

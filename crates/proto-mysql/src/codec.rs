@@ -12,7 +12,7 @@ pub const MAX_FRAME: usize = 0xFF_FFFF;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
-    #[error("packet of {size} bytes exceeds the limit of {limit} bytes")]
+    #[error("packet of {size} bytes exceeds the gateway limit of {limit} bytes ([gateway] max_message_bytes)")]
     TooLarge { size: usize, limit: usize },
     #[error("packets out of order: expected sequence id {expected}, got {got}")]
     Sequence { expected: u8, got: u8 },

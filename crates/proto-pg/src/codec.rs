@@ -18,7 +18,7 @@ pub const MAX_STARTUP_LEN: usize = 10_000;
 pub enum FrameError {
     #[error("invalid message length {0} (must be at least 4)")]
     BadLength(i64),
-    #[error("message of {len} bytes exceeds the gateway limit of {limit} bytes")]
+    #[error("message of {len} bytes exceeds the gateway limit of {limit} bytes ([gateway] max_message_bytes)")]
     TooLarge { len: usize, limit: usize },
     #[error("malformed {what} message: {why}")]
     Malformed {

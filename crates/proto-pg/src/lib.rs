@@ -14,6 +14,7 @@ pub mod codec;
 pub mod encoding;
 pub mod mask;
 pub mod relay;
+mod startup;
 pub mod stream;
 pub mod tls;
 pub mod upstream;
@@ -37,19 +38,6 @@ use tracing::{debug, info, warn, Instrument};
 
 /// How long a client may take to finish startup and authentication.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Startup parameters passed on to the upstream. `user` and `database` are replaced by the
-/// connection's; `replication` is refused (the replication protocol carries no SQL to judge);
-/// `options` is dropped because it can change server settings before any statement is seen.
-const PASSED_PARAMS: &[&str] = &[
-    "application_name",
-    "client_encoding",
-    "datestyle",
-    "timezone",
-    "extra_float_digits",
-    "intervalstyle",
-    "search_path",
-];
 
 pub struct PgListenerConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -182,6 +170,9 @@ async fn handle_client(
     let params = match startup {
         StartupPacket::Cancel { pid, key } => {
             handle_cancel(&cancels, pid, &key).await;
+            // Over TLS (libpq 17 encrypts cancel requests) the client expects a clean
+            // close_notify, as PostgreSQL sends; dropping the socket reads as "unexpected eof".
+            let _ = stream.shutdown().await;
             return Ok(());
         }
         StartupPacket::Startup { params } => params,
@@ -363,14 +354,36 @@ async fn run_session(
     cancels: Arc<CancelRegistry>,
 ) -> Result<(), SessionError> {
     let spec = session.upstream().clone();
-    let mut passed: Vec<(String, String)> = params
-        .into_iter()
-        .filter(|(k, _)| PASSED_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(k)))
-        .collect();
-    if let Some(f) = refuse_startup_params(&passed) {
+    let startup::StartupParams {
+        mut passed,
+        settings,
+    } = match startup::sort_params(params) {
+        Ok(p) => p,
+        Err(why) => {
+            let f = ErrorFields::fatal("0A000", format!("airlock: {why}"));
+            session.close(&f.message);
+            return Err(send_fatal(&mut client, &f).await);
+        }
+    };
+    if let Some(f) = startup::refuse_startup_params(&passed)
+        .or_else(|| startup::refuse_startup_params(&settings))
+    {
         session.close(&f.message);
         return Err(send_fatal(&mut client, &f).await);
     }
+    // Settings from `options` and other parameters: judged and recorded like `SET`s.
+    let setting_seqs = if settings.is_empty() {
+        Vec::new()
+    } else {
+        match startup::judge_settings(&session, &settings) {
+            Ok(seqs) => seqs,
+            Err(f) => {
+                session.close(&f.message);
+                return Err(send_fatal(&mut client, &f).await);
+            }
+        }
+    };
+    passed.extend(settings);
     if spec.read_only {
         // Defence in depth: the identity's rules deny every write here, so the database is
         // told too. A startup parameter is also what `RESET` returns to.
@@ -386,7 +399,12 @@ async fn run_session(
         ca_file: spec.ca_file.as_deref(),
         params: &passed,
     };
-    let mut up = match upstream::connect(&target).await {
+    let connected = upstream::connect(&target).await;
+    for seq in &setting_seqs {
+        let error = connected.as_ref().err().map(|f| f.code.to_owned());
+        session.record_result(*seq, None, error, Duration::ZERO);
+    }
+    let mut up = match connected {
         Ok(up) => up,
         Err(f) => {
             session.close(&f.message);
@@ -475,14 +493,14 @@ async fn run_session(
         up_r,
         client_w.clone(),
         session.clone(),
-        queue,
+        queue.clone(),
         limits(),
         relay::Shared {
             recorder: recorder.clone(),
             encoding,
         },
     );
-    let outcome = tokio::select! {
+    let (outcome, upstream_may_run) = tokio::select! {
         // An access grant or token that ends, or a token revoked, ends the session.
         end = session.ended() => {
             relay::fatal(&client_w, &ErrorFields::fatal("57P01", end.message)).await;
@@ -491,12 +509,12 @@ async fn run_session(
             if let Err(e) = upstream::send_cancel(&spec.address, up_pid, &up_key).await {
                 warn!(error = %e, "could not cancel the upstream statement of a cut session");
             }
-            Some(end.reason)
+            (Some(end.reason), false)
         }
-        r = c2u => r.err().map(|e| format!("client side: {e}")),
+        r = c2u => (r.err().map(|e| format!("client side: {e}")), true),
         r = u2c => match r {
-            Ok(()) => Some("the upstream closed the connection".to_string()),
-            Err(e) => Some(format!("upstream side: {e}")),
+            Ok(()) => (Some("the upstream closed the connection".to_string()), false),
+            Err(e) => (Some(format!("upstream side: {e}")), true),
         },
     };
     cancels.remove(ids);
@@ -504,36 +522,19 @@ async fn run_session(
     let _ = w.shutdown().await;
     drop(w);
     let reason = outcome.unwrap_or_else(|| "client disconnected".into());
+    if relay::abandon_outstanding(&queue, &session, &reason) && upstream_may_run {
+        // The client left (or its side failed) while a statement ran: it must not keep
+        // running upstream. A cut session was cancelled above.
+        if let Err(e) = upstream::send_cancel(&spec.address, up_pid, &up_key).await {
+            warn!(error = %e, "could not cancel the statement a departed client left running");
+        }
+    }
     if let Some(r) = &recorder {
         r.end(&reason);
     }
     info!(%reason, "session closed");
     session.close(&reason);
     Ok(())
-}
-
-/// Startup parameters that would make the server read statements differently from the
-/// gateway: a client encoding that is not ASCII-safe, a `search_path` that lets another schema
-/// shadow built-in names.
-fn refuse_startup_params(params: &[(String, String)]) -> Option<ErrorFields> {
-    for (name, value) in params {
-        if name.eq_ignore_ascii_case("client_encoding") {
-            if let Err(e) = encoding::ClientEncoding::check(value) {
-                return Some(ErrorFields::fatal("22023", format!("airlock: {e}")));
-            }
-        }
-        if name.eq_ignore_ascii_case("search_path")
-            && !airlock_sql::search_path_trusts_builtins(value)
-        {
-            // Another schema before pg_catalog could shadow `lower()` with a function that
-            // writes, behind a name the classifier trusts.
-            return Some(ErrorFields::fatal(
-                "22023",
-                format!("airlock: search_path `{value}` lists pg_catalog after another schema, so built-in function names could resolve to other functions; put pg_catalog first or leave it out"),
-            ));
-        }
-    }
-    None
 }
 
 /// The session's settings as the upstream reported them at startup: its client encoding must

@@ -459,18 +459,26 @@ pub fn mask_copy_data(
 ) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(body.len() + 16);
     let mut changed = false;
-    for line in body.split_inclusive(|&b| b == b'\n') {
-        let (content, nl) = match line.strip_suffix(b"\n") {
+    // The server sends exactly one row per CopyData message, so the message is the row: a
+    // line break inside a quoted CSV field is data, not the end of a row.
+    {
+        let (content, nl) = match body.strip_suffix(b"\n") {
             Some(c) => (c, true),
-            None => (line, false),
+            None => (body, false),
         };
         let fields = match format.kind {
             CopyKind::Csv => split_csv(content, format.delimiter),
-            _ => content
-                .split(|&b| b == format.delimiter)
-                .map(|f| (f, false))
-                .collect(),
+            _ => split_copy_text(content, format.delimiter),
         };
+        if fields.len() != plan.cols.len() && !plan.cols.is_empty() {
+            // A row that does not split into the announced columns is not guessed at.
+            *counts.columns.entry("?copy_row".to_owned()).or_default() += 1;
+            let mut withheld = WITHHELD_PLACEHOLDER.to_vec();
+            if nl {
+                withheld.push(b'\n');
+            }
+            return Some(withheld);
+        }
         for (i, (field, quoted)) in fields.iter().enumerate() {
             if i > 0 {
                 out.push(format.delimiter);
@@ -522,6 +530,26 @@ pub fn mask_copy_data(
         }
     }
     changed.then_some(out)
+}
+
+/// A text-format COPY row split at the delimiter; a backslash escapes the next byte (the
+/// server writes a delimiter inside a value as `\` + delimiter).
+fn split_copy_text(line: &[u8], delim: u8) -> Vec<(&[u8], bool)> {
+    let mut fields = Vec::new();
+    let mut start = 0;
+    let mut escaped = false;
+    for (i, &b) in line.iter().enumerate() {
+        if escaped {
+            escaped = false;
+        } else if b == b'\\' {
+            escaped = true;
+        } else if b == delim {
+            fields.push((line.get(start..i).unwrap_or_default(), false));
+            start = i + 1;
+        }
+    }
+    fields.push((line.get(start..).unwrap_or_default(), false));
+    fields
 }
 
 fn split_csv(line: &[u8], delim: u8) -> Vec<(&[u8], bool)> {
@@ -618,15 +646,16 @@ pub fn mask_error_body(
         let mut v: Cow<'_, [u8]> = Cow::Borrowed(value);
         if matches!(field, b'M' | b'D' | b'H' | b'W' | b'q') {
             if (raised && matches!(field, b'M' | b'D' | b'H'))
-                || (strict && matches!(field, b'D' | b'W' | b'q'))
+                || (strict && matches!(field, b'D' | b'W' | b'q' | b'H'))
             {
                 // Details, contexts and internal queries echo input without quoting it
                 // (`Premature end of data in tag a4111…`, `JSON data, line 1: [4111…`).
                 v = Cow::Borrowed(WITHHELD_PLACEHOLDER);
             } else if strict {
-                if let Some(w) = withhold_quoted(&v) {
-                    v = Cow::Owned(w);
-                }
+                // Messages echo values quoted, unquoted (`date field value out of range:
+                // 51260181-01-59083013`) and with quotes inside them: only the fixed words
+                // before the first colon are kept.
+                v = Cow::Owned(withhold_message(&v));
             }
             if v.as_ref() != value {
                 *counts.columns.entry("?error_text".to_owned()).or_default() += 1;
@@ -734,35 +763,31 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Every `"…"` and `'…'` segment of a message becomes `"[WITHHELD]"`: PostgreSQL quotes the
-/// values it echoes (`invalid input syntax for type integer: "…"`, `value "…" is out of range`).
-/// An unterminated quote withholds the rest.
-fn withhold_quoted(text: &[u8]) -> Option<Vec<u8>> {
-    if !text.iter().any(|&b| b == b'"' || b == b'\'') {
-        return None;
+/// A message with a masked column in scope: PostgreSQL echoes values in messages quoted
+/// (`invalid input syntax for type integer: "…"`), unquoted (`date field value out of range:
+/// 51260181-01-59083013`, `chr()`), and a value may carry its own quotes, so no scan of the text
+/// can tell value from wording. What is kept is the leading run of plain words (letters and
+/// spaces: PostgreSQL's fixed wording, `duplicate key value violates unique constraint`); the
+/// rest, from the first other character on, is withheld. The SQLSTATE stays, so clients still
+/// see what kind of error it was.
+fn withhold_message(text: &[u8]) -> Vec<u8> {
+    let words = text
+        .iter()
+        .take(100)
+        .take_while(|&&b| b.is_ascii_alphabetic() || b == b' ')
+        .count();
+    let prefix = text.get(..words).unwrap_or_default().trim_ascii_end();
+    let mut out = Vec::with_capacity(prefix.len() + WITHHELD_PLACEHOLDER.len() + 2);
+    out.extend_from_slice(prefix);
+    match text.get(words) {
+        // Plain words throughout: nothing to withhold.
+        None if words == text.len() => return text.to_vec(),
+        Some(b':') => out.extend_from_slice(b": "),
+        _ if !prefix.is_empty() => out.push(b' '),
+        _ => {}
     }
-    let mut out = Vec::with_capacity(text.len());
-    let mut i = 0;
-    while let Some(&b) = text.get(i) {
-        if b == b'"' || b == b'\'' {
-            out.push(b);
-            out.extend_from_slice(WITHHELD_PLACEHOLDER);
-            match text
-                .get(i + 1..)
-                .and_then(|r| r.iter().position(|&c| c == b))
-            {
-                Some(close) => {
-                    out.push(b);
-                    i += close + 2;
-                }
-                None => break,
-            }
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    Some(out)
+    out.extend_from_slice(WITHHELD_PLACEHOLDER);
+    out
 }
 
 /// `Key (a, b)=(1, x) already exists.` → `Key (a, b)=([WITHHELD]) already exists.`;
@@ -947,4 +972,31 @@ pub fn data_row_values(body: &[u8]) -> Option<Vec<Option<&[u8]>>> {
         });
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(text: &str) -> String {
+        String::from_utf8(withhold_message(text.as_bytes())).unwrap_or_default()
+    }
+
+    #[test]
+    fn messages_keep_only_their_leading_plain_words() {
+        assert_eq!(
+            w("date field value out of range: 51260181-01-59083013"),
+            "date field value out of range: [WITHHELD]"
+        );
+        assert_eq!(
+            w("invalid input syntax for type integer: \"x\"51260181\"y\""),
+            "invalid input syntax for type integer: [WITHHELD]"
+        );
+        assert_eq!(
+            w("duplicate key value violates unique constraint \"c_email_key\""),
+            "duplicate key value violates unique constraint [WITHHELD]"
+        );
+        assert_eq!(w("division by zero"), "division by zero");
+        assert_eq!(w("4111 is not a valid month"), "[WITHHELD]");
+    }
 }

@@ -220,6 +220,11 @@ impl MaskCtx {
             .any(|s| s.copy_format().is_some_and(|f| f.kind == CopyKind::Binary))
         {
             judged.force_deny("masking applies to this session and binary COPY output cannot be masked; use COPY ... TO STDOUT in text or csv format");
+        } else if l.iter().any(|s| {
+            s.copy_format()
+                .is_some_and(|f| f.kind == CopyKind::Unsplittable)
+        }) {
+            judged.force_deny("masking applies to this session and COPY output with this QUOTE, ESCAPE or DELIMITER cannot be split into fields reliably; use the defaults (QUOTE and ESCAPE '\"', an ASCII delimiter)");
         } else if let Some(why) = l.iter().find_map(StatementLineage::unmaskable) {
             judged.force_deny(&format!(
                 "masking applies to this session and this statement is refused: {why}"
@@ -296,6 +301,9 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     };
     let mut statements: HashMap<String, Arc<Prepared>> = HashMap::new();
     let mut portals: HashMap<String, Portal> = HashMap::new();
+    // Names of SQL cursors (`DECLARE c CURSOR …`): the server keeps them as portals an Execute
+    // can name, so a portal of that name is never taken for one the gateway saw bound.
+    let mut sql_cursors = SqlCursors::default();
     let mut mask = session.masking().cloned().map(|masking| MaskCtx {
         masking,
         generation: session.views_generation(),
@@ -322,6 +330,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
             match msg.tag {
                 b'Q' => {
                     let text = read_text(&mut Reader::new(&msg.body, "Query"), enc)?;
+                    sql_cursors.note(&text);
                     let (mut judged, _) = p
                         .judge_holding(&text, &mut upstream, &client_writer, &session, &queue)
                         .await?;
@@ -350,6 +359,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     let name = &*name;
                     let text = read_text(&mut r, enc)?;
                     let text = &*text;
+                    sql_cursors.note(text);
                     let (mut judged, reviewed) = p
                         .judge_holding(text, &mut upstream, &client_writer, &session, &queue)
                         .await?;
@@ -409,7 +419,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     let statement = read_text(&mut r, enc)?;
                     let statement = &*statement;
                     match statements.get(statement) {
-                        Some(p) => {
+                        Some(p) if !sql_cursors.may_be(portal) => {
                             let formats = if mask.is_some() {
                                 bind_result_formats(&msg.body).unwrap_or_else(|| Arc::from([]))
                             } else {
@@ -423,7 +433,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                                 },
                             );
                         }
-                        None => {
+                        _ => {
                             portals.remove(portal);
                         }
                     }
@@ -437,6 +447,11 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     // Executing a portal runs the statement it was bound from: that is the
                     // command the audit event is for. A portal we never saw bound (unknown to
                     // the upstream too) gets an event with no text; the upstream will refuse it.
+                    if sql_cursors.may_be(portal) {
+                        // Its rows come from whatever query a DECLARE gave it: recorded and
+                        // masked as an unknown portal (below).
+                        portals.remove(portal);
+                    }
                     let once_used = portals.get(portal).is_some_and(|p| {
                         p.prepared.reviewed && p.prepared.executed.swap(true, Ordering::Relaxed)
                     });
@@ -571,6 +586,35 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     }
 }
 
+/// The SQL cursors a session declared (see `client_to_upstream`).
+#[derive(Default)]
+struct SqlCursors {
+    names: std::collections::HashSet<String>,
+    /// A `DECLARE` the gateway could not read: any named portal may be a cursor.
+    unknown: bool,
+}
+
+impl SqlCursors {
+    fn note(&mut self, text: &str) {
+        const DECLARE: &[u8] = b"declare";
+        if !text
+            .as_bytes()
+            .windows(DECLARE.len())
+            .any(|w| w.eq_ignore_ascii_case(DECLARE))
+        {
+            return;
+        }
+        match airlock_sql::pg_declared_cursors(text) {
+            Some(names) => self.names.extend(names),
+            None => self.unknown = true,
+        }
+    }
+
+    fn may_be(&self, portal: &str) -> bool {
+        !portal.is_empty() && (self.unknown || self.names.contains(portal))
+    }
+}
+
 /// What one read from the client produced: audit records, expectations and bytes to forward.
 #[derive(Default)]
 struct Pending {
@@ -639,7 +683,11 @@ impl Pending {
         session: &SessionGate,
         queue: &Queue,
     ) -> Result<(Judged, bool), RelayError> {
-        let mut judged = session.judge(text);
+        let mut judged = if text.len() > HEAVY_MASK_BYTES {
+            heavy(|| session.judge(text))
+        } else {
+            session.judge(text)
+        };
         let c = &judged.classification;
         if c.unparsed
             || c.statements.iter().any(|s| {
@@ -720,7 +768,7 @@ async fn resolve_review(
 /// `client_encoding` to one in which a backslash or quote can hide inside a character (or to a
 /// value computed at run time) is refused before it reaches the server. The parse runs only
 /// when the text could name such a setting (`U&` identifiers can spell it without the word).
-fn guard_settings(text: &str, judged: &Judged) -> Option<String> {
+pub(crate) fn guard_settings(text: &str, judged: &Judged) -> Option<String> {
     const HINTS: &[&[u8]] = &[
         b"encoding",
         b"names",
@@ -869,7 +917,7 @@ fn copy_message(out: &mut BytesMut, tag: u8, body: &[u8]) {
 }
 
 /// The ErrorResponse for a command the gate did not allow, or `None` to forward it.
-fn denial(session: &SessionGate, judged: &Judged) -> Option<ErrorFields> {
+pub(crate) fn denial(session: &SessionGate, judged: &Judged) -> Option<ErrorFields> {
     let d = &judged.decision;
     match d.action {
         Action::Allow => None,
@@ -934,6 +982,7 @@ pub(crate) async fn upstream_to_client(
     // A DataRow or CopyData larger than the message limit is streamed, never buffered whole:
     // passed through as it comes without masking, withheld (and announced) with masking.
     let mut oversized: Option<Oversized> = None;
+    let mut skip: Option<Skip> = None;
     loop {
         let n = upstream.read_buf(&mut buf).await?;
         if n == 0 {
@@ -1006,7 +1055,12 @@ pub(crate) async fn upstream_to_client(
                     b'A' => masking
                         .and_then(|m| mask::mask_notification(m, body))
                         .map_or(Step::Pass, |b| Step::Rewrite(tag, b)),
-                    _ => on_response(&mut q, tag, body, &session, masking, rec)?,
+                    // Masking a large row is CPU work long enough to stall every other
+                    // session on this worker: the runtime moves them elsewhere meanwhile.
+                    _ if masking.is_some() && len > HEAVY_MASK_BYTES => {
+                        heavy(|| on_response(&mut q, &mut skip, tag, body, &session, masking, rec))?
+                    }
+                    _ => on_response(&mut q, &mut skip, tag, body, &session, masking, rec)?,
                 };
                 match step {
                     Step::Pass => {
@@ -1082,7 +1136,7 @@ pub(crate) async fn upstream_to_client(
                     &ErrorFields {
                         severity: "WARNING",
                         code: "01000",
-                        message: format!("airlock: a result row of {body_len} bytes exceeds the gateway's limit of {} bytes and cannot be masked; its values were withheld (sent as NULL)", limits.max_message_bytes),
+                        message: format!("airlock: a result row exceeds the gateway's limit of {} bytes ([gateway] max_message_bytes) and cannot be masked; its values were withheld (sent as NULL)", limits.max_message_bytes),
                         detail: None,
                         hint: Some("select a shorter part of the value (e.g. with substr) or ask an operator to raise the limit".into()),
                     },
@@ -1163,15 +1217,31 @@ fn parameter_status(
         .map_or(Step::Pass, |b| Step::Rewrite(b'S', b)))
 }
 
+/// Messages larger than this are masked off the async worker (see [`heavy`]).
+const HEAVY_MASK_BYTES: usize = 256 * 1024;
+
+/// Runs CPU-heavy work (masking a large value) without holding up the other sessions that
+/// share this runtime worker: on the multi-threaded runtime the worker's other tasks move to
+/// another thread while it runs.
+fn heavy<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Matches one backend message to the request it answers.
 fn on_response(
     q: &mut VecDeque<Expect>,
+    skip: &mut Option<Skip>,
     tag: u8,
     body: &[u8],
     session: &SessionGate,
     masking: Option<&SessionMasking>,
     rec: Option<&Recorder>,
 ) -> Result<Step, RelayError> {
+    skip_to_sync(q, skip, session);
     let Some(front) = q.front_mut() else {
         // Nothing outstanding (e.g. a FATAL error when the server shuts down): pass it on.
         return Ok(match tag {
@@ -1306,15 +1376,63 @@ fn on_response(
         q.pop_front();
     }
     if failed {
-        // After an error in the extended protocol the server discards messages until Sync.
-        while let Some(e) = q.front() {
-            if matches!(e, Expect::Sync | Expect::Query(_)) {
-                break;
-            }
-            q.pop_front();
-        }
+        // After an error in the extended protocol the server discards messages until Sync,
+        // including ones the client sends after the error arrived (not queued yet).
+        let code = (tag == b'E').then(|| codec::decode_error(body).code);
+        *skip = Some(Skip {
+            code: code.unwrap_or_else(|| "XX000".to_owned()),
+            first: true,
+        });
+        skip_to_sync(q, skip, session);
     }
     Ok(step)
+}
+
+/// The server is discarding extended-protocol messages until the client's next Sync: the
+/// error that started it, and whether an Execute has been given that error yet.
+pub(crate) struct Skip {
+    code: String,
+    first: bool,
+}
+
+/// Drops the expectations of messages the server discards after an error, up to the next
+/// Sync (or simple Query, which the server answers normally). An Execute it discards was
+/// recorded as a command: it gets its outcome too, the error that stopped the pipeline (the
+/// first one, often the Execute of the statement whose Parse or Bind failed, gets that error
+/// as its own).
+fn skip_to_sync(q: &mut VecDeque<Expect>, skip: &mut Option<Skip>, session: &SessionGate) {
+    let Some(s) = skip.as_mut() else { return };
+    while let Some(e) = q.front() {
+        if matches!(e, Expect::Sync | Expect::Query(_)) {
+            *skip = None;
+            return;
+        }
+        if let Some(Expect::Execute(mut t)) = q.pop_front() {
+            let error = if s.first {
+                s.code.clone()
+            } else {
+                format!("not run: {} earlier in the pipeline", s.code)
+            };
+            s.first = false;
+            t.finish(session, Some(error));
+        }
+    }
+}
+
+/// Records an outcome for every command still waiting for one when a session ends (the client
+/// hung up mid-result, the session was cut, the gateway shut down): no `command` is left
+/// without a `command_result`. Returns whether any was outstanding (then a statement may still
+/// be running upstream).
+pub(crate) fn abandon_outstanding(queue: &Queue, session: &SessionGate, reason: &str) -> bool {
+    let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+    let mut any = false;
+    for e in q.drain(..) {
+        if let Expect::Query(mut t) | Expect::Execute(mut t) = e {
+            any = true;
+            t.finish(session, Some(format!("interrupted: {reason}")));
+        }
+    }
+    any
 }
 
 /// Records what the client is sent for a command (after masking: a rewritten body replaces
@@ -1365,8 +1483,10 @@ fn masked_error(t: &mut Tracked, body: &[u8], masking: Option<&SessionMasking>) 
         (Some(m), Some(state)) => {
             // A masked column is in scope unless the failing statement's lineage says it
             // touches no ruled table.
-            let strict =
-                m.has_column_rules() && state.lineage().is_none_or(|l| l.unknown_is_masked());
+            let strict = m.has_column_rules()
+                && state
+                    .lineage()
+                    .is_none_or(StatementLineage::errors_may_echo_masked);
             error_step(m, body, &mut state.counts, strict)
         }
         (Some(m), None) => error_step(m, body, &mut mask::Counts::default(), m.has_column_rules()),

@@ -291,7 +291,20 @@ impl<'a> Aggregator<'a> {
                 }
                 c.commands += 1;
                 let op = cmd.operation.as_deref().unwrap_or("unknown");
-                bump(&mut c.operations, op);
+                // A multi-statement command counts every part's operation (`DELETE …; DROP
+                // TABLE …` is a delete and a drop), once per distinct operation.
+                let mut parts: Vec<&str> = cmd.operations.iter().map(String::as_str).collect();
+                parts.dedup();
+                if parts.is_empty() {
+                    parts.push(op);
+                }
+                let mut counted: Vec<&str> = Vec::with_capacity(parts.len());
+                for part in parts {
+                    if !counted.contains(&part) {
+                        bump(&mut c.operations, part);
+                        counted.push(part);
+                    }
+                }
                 for r in &cmd.reads {
                     match c.reads.get_mut(r.as_str()) {
                         Some((n, _)) => *n += 1,
@@ -303,7 +316,13 @@ impl<'a> Aggregator<'a> {
                 for w in &cmd.writes {
                     bump(&mut c.writes, w);
                 }
-                if !cmd.writes.is_empty() || WRITE_OPERATIONS.contains(&op) {
+                if !cmd.writes.is_empty()
+                    || WRITE_OPERATIONS.contains(&op)
+                    || cmd
+                        .operations
+                        .iter()
+                        .any(|o| WRITE_OPERATIONS.contains(&o.as_str()))
+                {
                     c.write_commands += 1;
                 }
                 if let Some(id) = approved_in {

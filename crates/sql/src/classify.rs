@@ -195,9 +195,15 @@ pub(crate) fn classify_statement(node: &NodeEnum) -> Result<Statement, String> {
             writes.push(extra);
         }
     }
+    // SET CONSTRAINTS names constraints (parsed as RangeVars), not relations.
+    let reads = if matches!(node, NodeEnum::ConstraintsSetStmt(_)) {
+        Vec::new()
+    } else {
+        scan.reads()
+    };
     Ok(Statement {
         operation,
-        reads: scan.reads(),
+        reads,
         writes,
         // Any UPDATE/DELETE anywhere in the statement (e.g. in a CTE) without WHERE makes the
         // whole statement unbounded. For other statements the question does not apply: true.

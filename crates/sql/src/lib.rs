@@ -65,3 +65,21 @@ pub use cache::PgClassifier;
 pub use classify::{check_parse_bounds, classify_pg, MAX_CLASSIFIED_BYTES, MAX_CLASSIFIED_TOKENS};
 pub use functions::search_path_trusts_builtins;
 pub use readonly::pg_leaves_read_only;
+
+/// The cursor names `text` declares with SQL `DECLARE name CURSOR …`. A SQL cursor is a
+/// portal the extended protocol can `Execute` by name, so the gateway must not take such a name
+/// for a portal it saw bound. `None`: the text does not parse (the caller fails closed).
+pub fn pg_declared_cursors(text: &str) -> Option<Vec<String>> {
+    let result = classify::parse(text).ok()?;
+    Some(
+        result
+            .protobuf
+            .stmts
+            .iter()
+            .filter_map(|raw| match raw.stmt.as_ref()?.node.as_ref()? {
+                pg_query::NodeEnum::DeclareCursorStmt(d) => Some(d.portalname.clone()),
+                _ => None,
+            })
+            .collect(),
+    )
+}

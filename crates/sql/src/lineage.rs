@@ -307,6 +307,11 @@ pub enum CopyKind {
     Text,
     Csv,
     Binary,
+    /// Text or CSV with options the masking splitter does not follow exactly (a `QUOTE` or
+    /// `ESCAPE` other than `"`, a delimiter that is a quote, backslash, line break or
+    /// non-ASCII byte): its rows cannot be split into fields reliably, so it is refused
+    /// under masking like binary.
+    Unsplittable,
 }
 
 #[derive(Debug, Clone)]
@@ -384,6 +389,14 @@ impl StatementLineage {
             StatementLineage::Rows(r) => r.copy,
             _ => None,
         }
+    }
+
+    /// Whether an error this statement raises may echo a masked value. Only a result whose
+    /// lineage shows it touches no ruled table is trusted: statements without result rows
+    /// (`Clean`: EXPLAIN ANALYZE, DECLARE, CREATE INDEX on an expression, ALTER … USING) still
+    /// evaluate expressions over masked columns, and their errors say so.
+    pub fn errors_may_echo_masked(&self) -> bool {
+        !matches!(self, StatementLineage::Rows(r) if !r.touches_ruled_table)
     }
 
     pub fn unknown_is_masked(&self) -> bool {
@@ -1274,6 +1287,7 @@ impl Analyzer<'_> {
 fn copy_format(map: &Map<String, Value>) -> CopyFormat {
     let mut kind = CopyKind::Text;
     let mut delimiter = None;
+    let mut odd = false;
     for opt in list(map, "options") {
         let Some(("DefElem", d)) = tagged(&opt) else {
             continue;
@@ -1289,16 +1303,27 @@ fn copy_format(map: &Map<String, Value>) -> CopyFormat {
                 }
             }
             Some("delimiter") => {
-                delimiter = d.get("arg").and_then(sval).and_then(|a| a.bytes().next());
+                delimiter = Some(d.get("arg").and_then(sval).and_then(|a| a.bytes().next()));
+            }
+            Some("quote" | "escape") if d.get("arg").and_then(sval) != Some("\"") => {
+                odd = true;
             }
             _ => {}
         }
     }
     let default = if kind == CopyKind::Csv { b',' } else { b'\t' };
-    CopyFormat {
-        kind,
-        delimiter: delimiter.unwrap_or(default),
+    let delimiter = match delimiter {
+        None => default,
+        Some(Some(b)) if b.is_ascii() && !matches!(b, b'"' | b'\\' | b'\n' | b'\r') => b,
+        Some(_) => {
+            odd = true;
+            default
+        }
+    };
+    if odd && kind != CopyKind::Binary {
+        kind = CopyKind::Unsplittable;
     }
+    CopyFormat { kind, delimiter }
 }
 
 fn unknown_derived() -> Derived {

@@ -638,3 +638,16 @@ fn cte_scoping_survives_the_streaming_walk() {
     let s = one("WITH u AS (UPDATE t SET a = 1 WHERE x RETURNING *) DELETE FROM s WHERE true");
     assert!(s.has_where);
 }
+
+#[test]
+fn set_constraints_names_constraints_not_relations() {
+    for sql in [
+        "SET CONSTRAINTS \"fk_orders\" IMMEDIATE",
+        "SET CONSTRAINTS s.fk_a, fk_b DEFERRED",
+    ] {
+        let s = one(sql);
+        assert_eq!(s.operation, Operation::Other, "{sql}");
+        assert!(s.reads.is_empty(), "{sql}: {:?}", s.reads);
+        assert!(!s.writes_data, "{sql}");
+    }
+}

@@ -333,6 +333,19 @@ fn copy_formats() {
         CopyKind::Binary
     );
     assert_eq!(f("copy payments to stdout binary").kind, CopyKind::Binary);
+    // Options the splitter does not follow exactly are refused, not guessed at.
+    for sql in [
+        r"copy payments to stdout (format csv, escape '\')",
+        "copy payments to stdout (format csv, quote '''')",
+        "copy payments to stdout (format csv, delimiter '\"', quote '''')",
+        r"copy payments to stdout (delimiter '\')",
+    ] {
+        assert_eq!(f(sql).kind, CopyKind::Unsplittable, "{sql}");
+    }
+    assert_eq!(
+        f("copy payments to stdout (format csv, quote '\"', escape '\"')").kind,
+        CopyKind::Csv
+    );
 }
 
 #[test]

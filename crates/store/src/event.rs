@@ -86,6 +86,10 @@ pub struct CommandRecord {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
+    /// Every part's operation, in order, when the command has more than one statement
+    /// (`operation` is then the first that writes, else the first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reads: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -163,6 +167,8 @@ pub struct CommandRecordRef<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operation: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reads: Vec<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub writes: Vec<&'a str>,
@@ -222,6 +228,11 @@ mod tests {
                 seq: 42,
                 text: Some("SELECT '\\u{1}é' FROM t WHERE a = $1".into()),
                 operation: Some("select".into()),
+                operations: if full {
+                    vec!["select".into(), "delete".into()]
+                } else {
+                    vec![]
+                },
                 reads: if full {
                     vec!["public.t".into(), "u".into()]
                 } else {
@@ -254,6 +265,7 @@ mod tests {
                 seq: c.seq,
                 text: c.text.as_deref(),
                 operation: c.operation.as_deref(),
+                operations: c.operations.iter().map(String::as_str).collect(),
                 reads: c.reads.iter().map(String::as_str).collect(),
                 writes: c.writes.iter().map(String::as_str).collect(),
                 flags: c.flags.iter().map(String::as_str).collect(),

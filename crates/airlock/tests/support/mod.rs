@@ -468,3 +468,107 @@ pub fn direct_mysql(sql: &str) -> String {
     assert!(o.status.success(), "direct `{sql}` failed: {}", text(&o));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
+
+/// A raw PostgreSQL frontend over plain TCP, for what libpq cannot be made to send (a Parse,
+/// Bind and Execute of one statement in one pipeline, odd startup parameters).
+pub struct RawPg {
+    pub sock: std::net::TcpStream,
+}
+
+impl RawPg {
+    /// Starts up as `user` on `database` with `params`, answers the password request with
+    /// `token`, and returns the client once the gateway said ReadyForQuery; `Err` holds what the
+    /// gateway answered instead (e.g. a FATAL error).
+    pub fn connect(
+        port: u16,
+        user: &str,
+        token: &str,
+        database: &str,
+        params: &[(&str, &str)],
+    ) -> Result<RawPg, String> {
+        use std::io::Write;
+        let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut body = 196608u32.to_be_bytes().to_vec();
+        for (k, v) in [("user", user), ("database", database)]
+            .iter()
+            .chain(params)
+        {
+            body.extend_from_slice(k.as_bytes());
+            body.push(0);
+            body.extend_from_slice(v.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        msg.extend_from_slice(&body);
+        sock.write_all(&msg).unwrap();
+        let mut raw = RawPg { sock };
+        let (tag, _) = raw.read_message().ok_or("no answer to the startup")?;
+        if tag != b'R' {
+            return Err(format!("expected a password request, got {}", tag as char));
+        }
+        let mut pw = token.as_bytes().to_vec();
+        pw.push(0);
+        raw.send(b'p', &pw);
+        let answers = raw.until_ready();
+        if answers.iter().any(|(t, _)| *t == b'Z') {
+            Ok(raw)
+        } else {
+            Err(answers
+                .iter()
+                .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+                .collect())
+        }
+    }
+
+    pub fn send(&mut self, tag: u8, body: &[u8]) {
+        use std::io::Write;
+        let mut msg = vec![tag];
+        msg.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        msg.extend_from_slice(body);
+        self.sock.write_all(&msg).unwrap();
+    }
+
+    /// Parse (unnamed) + Bind (unnamed, no parameters) + Execute, without a Sync.
+    pub fn extended(&mut self, sql: &str) {
+        let mut parse = vec![0u8];
+        parse.extend_from_slice(sql.as_bytes());
+        parse.extend_from_slice(&[0, 0, 0]);
+        self.send(b'P', &parse);
+        self.send(b'B', &[0, 0, 0, 0, 0, 0, 0, 0]);
+        self.send(b'E', &[0, 0, 0, 0, 0]);
+    }
+
+    pub fn read_message(&mut self) -> Option<(u8, Vec<u8>)> {
+        use std::io::Read;
+        let mut head = [0u8; 5];
+        self.sock.read_exact(&mut head).ok()?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len.saturating_sub(4)];
+        self.sock.read_exact(&mut body).ok()?;
+        Some((head[0], body))
+    }
+
+    /// Every message up to and including ReadyForQuery (or the end of the connection).
+    pub fn until_ready(&mut self) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some((tag, body)) = self.read_message() {
+            out.push((tag, body));
+            if tag == b'Z' {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// The audit events (parsed lines' `event`) of the gateway's log.
+pub fn audit_events(gw: &Gateway) -> Vec<serde_json::Value> {
+    gw.audit_log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["event"].clone())
+        .collect()
+}
