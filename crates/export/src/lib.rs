@@ -310,7 +310,7 @@ fn run(
     stats: &ExportStats,
 ) {
     let pos_path = cfg.position_path();
-    let mut tail = LogTail::new(&cfg.log_path, position.offset);
+    let mut tail = LogTail::new(&cfg.log_path, &position);
     let mut last_error: Option<String> = None;
     loop {
         if *lock(&stop.0) {
@@ -324,7 +324,7 @@ fn run(
                     tracing::error!(exporter = %cfg.name, error = %msg, "cannot read the audit log");
                 }
                 last_error = Some(msg);
-                tail.rewind(position.offset);
+                tail.rewind(&position);
                 if wait(stop, cfg.max_backoff.min(Duration::from_secs(5))) {
                     return;
                 }
@@ -410,6 +410,19 @@ fn check_continuity(name: &str, position: &Position, batch: &[LogRecord]) {
     }
 }
 
+/// The smallest seq every exporter in `names` acknowledged (from their position files in
+/// `state_dir`; an exporter that never delivered counts as 0): what audit retention may
+/// remove up to. `None` when there is no exporter.
+pub fn min_acknowledged(state_dir: &Path, names: &[String]) -> Result<Option<u64>, ExportError> {
+    let mut min: Option<u64> = None;
+    for name in names {
+        let cfg = ExporterConfig::new(name, Destination::Stdout, Path::new(""), state_dir);
+        let seq = Position::load(&cfg.position_path())?.seq;
+        min = Some(min.map_or(seq, |m| m.min(seq)));
+    }
+    Ok(min)
+}
+
 /// Exports every event of `log_path` at or after `since_us` to `out` (the CLI's
 /// `airlock audit export`), streaming.
 pub fn export_file(
@@ -418,7 +431,7 @@ pub fn export_file(
     format: Format,
     out: &mut dyn std::io::Write,
 ) -> Result<u64, ExportError> {
-    let mut tail = LogTail::new(log_path, 0);
+    let mut tail = LogTail::new(log_path, &Position::default());
     let mut n = 0;
     loop {
         let batch = tail.read(1000)?;
