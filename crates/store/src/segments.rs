@@ -101,10 +101,19 @@ fn parse_name(name: &str) -> Option<(u64, u64, bool)> {
 /// segment; the active segment is listed even if its file does not exist yet.
 pub fn list(log: &Path) -> Result<Vec<Segment>, StoreError> {
     let mut segments = list_closed(log)?;
-    let first_seq = segments
-        .last()
-        .and_then(|s| s.last_seq)
-        .map_or(1, |l| l.saturating_add(1));
+    let first_seq = match segments.last().and_then(|s| s.last_seq) {
+        Some(last) => last.saturating_add(1),
+        // No closed segment: the active file's own first event says where it starts (not 1
+        // once retention removed every closed segment).
+        None => File::open(log)
+            .ok()
+            .and_then(|f| {
+                let len = f.metadata().ok()?.len();
+                first_line(&f, len)
+            })
+            .and_then(|l| line_seq(&l))
+            .unwrap_or(1),
+    };
     segments.push(Segment {
         first_seq,
         last_seq: None,
