@@ -79,6 +79,7 @@ path = "{}"
     // The whole trail verifies across every segment, with the signed checkpoints.
     let o = gw.cli(&["audit", "verify"]);
     let out = text(&o);
+    println!("{out}");
     assert!(o.status.success(), "{out}");
     assert!(out.contains("chain intact"), "{out}");
     let segments: usize = out
@@ -93,6 +94,7 @@ path = "{}"
     // A range in the middle, without reading what comes before it.
     let o = gw.cli(&["audit", "verify", "--from", "100", "--to", "120"]);
     let out = text(&o);
+    println!("{out}");
     assert!(o.status.success(), "{out}");
     assert!(out.contains("from seq 100 to seq 120"), "{out}");
     assert!(out.contains("covered by the signed checkpoint"), "{out}");
@@ -169,4 +171,81 @@ path = "{}"
         assert!(Instant::now() < deadline, "exported {}", shipped.len());
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Bytes the trail writes per simple statement (its `command` and `command_result` lines), and
+/// what that becomes once its segment is compressed. Printed for docs/operations.md; the bounds
+/// keep a regression (a field added to every event, compression off) from going unnoticed.
+#[test]
+fn bytes_per_statement() {
+    let gw = Gateway::start("[audit]\nsegment_max_bytes = \"1MiB\"\n");
+    const N: usize = 2000;
+    let script: String = (0..N).map(|i| format!("select {i};\n")).collect();
+    let o = gw.psql(&script);
+    assert!(o.status.success(), "{}", text(&o));
+    // The closed segment gets compressed in the background; results are deferred events.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let zst = loop {
+        if let Some(z) = segment_files(&gw)
+            .into_iter()
+            .find(|n| n.ends_with(".log.zst"))
+        {
+            break z;
+        }
+        assert!(Instant::now() < deadline, "no compressed segment");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_millis(600));
+    let o = gw.cli(&["audit", "export"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let lines = String::from_utf8(o.stdout).unwrap();
+    let first: u64 = zst[..20].parse().unwrap();
+    let last: u64 = zst[21..41].parse().unwrap();
+    let (mut command, mut result, mut pairs, mut segment_raw) = (0usize, 0usize, 0usize, 0usize);
+    let mut example = Vec::new();
+    for line in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let seq = v["seq"].as_u64().unwrap();
+        if (first..=last).contains(&seq) {
+            segment_raw += line.len() + 1;
+        }
+        match v["event"]["kind"].as_str() {
+            Some("command") => {
+                command += line.len() + 1;
+                pairs += 1;
+                if example.is_empty() {
+                    example.push(line.to_owned());
+                }
+            }
+            Some("command_result") => {
+                result += line.len() + 1;
+                if example.len() == 1 {
+                    example.push(line.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(pairs, N, "one command event per statement");
+    let zst_bytes = std::fs::metadata(gw.dir.path().join("data/audit.log.d").join(&zst))
+        .unwrap()
+        .len() as f64;
+    let per = (command + result) as f64 / N as f64;
+    let ratio = zst_bytes / segment_raw as f64;
+    for l in &example {
+        println!("{l}");
+    }
+    println!(
+        "bytes per statement: {per:.0} written (command {:.0} + command_result {:.0}); {:.0} once compressed (segment {segment_raw} -> {zst_bytes} bytes, {:.1}x)",
+        command as f64 / N as f64,
+        result as f64 / N as f64,
+        per * ratio,
+        1.0 / ratio
+    );
+    assert!(per < 800.0, "{per} bytes per statement");
+    assert!(
+        per * ratio < 160.0,
+        "{} bytes per statement compressed",
+        per * ratio
+    );
 }
