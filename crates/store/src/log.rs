@@ -444,6 +444,7 @@ impl AuditLog {
         acked: Option<u64>,
         now: SystemTime,
     ) -> Result<Option<RetentionReport>, StoreError> {
+        let _files = segments::lock_segment_files();
         let closed = segments::list_closed(self.path())?;
         let cutoff = now.checked_sub(max_age);
         let mut doomed: Vec<(segments::Segment, u64)> = Vec::new();

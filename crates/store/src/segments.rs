@@ -49,6 +49,17 @@ const PLAIN_EXT: &str = ".log";
 const ZST_EXT: &str = ".log.zst";
 const TMP_EXT: &str = ".tmp";
 
+/// Held while closed segment files are compressed or removed: retention must never delete a
+/// plain segment that a compression is about to bring back as `.zst`, and two compressions
+/// must not remove each other's temporary files.
+static SEGMENT_FILES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub(crate) fn lock_segment_files() -> std::sync::MutexGuard<'static, ()> {
+    SEGMENT_FILES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The directory of closed segments: `<log>.d` next to the log.
 pub fn segments_dir(log: &Path) -> PathBuf {
     let mut p = log.as_os_str().to_owned();
@@ -512,6 +523,7 @@ pub fn compress_segment(src: &Path, fsync: bool) -> Result<u64, StoreError> {
 /// `.zst` beside its plain file: the plain one is removed; a stray `.tmp`: removed).
 /// Returns how many segments were compressed.
 pub fn compress_closed(log: &Path, fsync: bool) -> Result<usize, StoreError> {
+    let _files = lock_segment_files();
     let dir = segments_dir(log);
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
