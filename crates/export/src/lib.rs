@@ -507,7 +507,7 @@ pub fn export_file(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -521,6 +521,26 @@ mod tests {
             value,
             end_offset: 0,
         }
+    }
+
+    #[test]
+    fn retention_may_remove_up_to_what_every_exporter_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(min_acknowledged(dir.path(), &[]).unwrap(), None);
+        let names = vec!["siem".to_string(), "web hook".to_string()];
+        // Neither delivered anything yet.
+        assert_eq!(min_acknowledged(dir.path(), &names).unwrap(), Some(0));
+        for (name, seq) in [("siem", 120), ("web hook", 75)] {
+            let cfg = ExporterConfig::new(name, Destination::Stdout, Path::new(""), dir.path());
+            Position {
+                offset: 0,
+                seq,
+                hash: String::new(),
+            }
+            .store(&cfg.position_path())
+            .unwrap();
+        }
+        assert_eq!(min_acknowledged(dir.path(), &names).unwrap(), Some(75));
     }
 
     #[test]
