@@ -249,3 +249,84 @@ fn bytes_per_statement() {
         per * ratio
     );
 }
+
+/// `[audit] retention` on the real gateway: segments of a trail written two years ago are
+/// removed at start, the removal is an `audit_retention` event, and `audit verify` and the
+/// index accept the shortened trail; the segments written since stay.
+#[test]
+fn retention_removes_old_segments_and_the_rest_still_verifies() {
+    use airlock_store::{AuditEvent, AuditLog, AuditOptions, EventKind, SegmentOptions};
+    let mut old_segments = Vec::new();
+    let gw = Gateway::launch(
+        |data, port, api_port| {
+            std::fs::create_dir_all(data).unwrap();
+            let log = AuditLog::open(
+                &data.join("audit.log"),
+                AuditOptions {
+                    fsync: false,
+                    segments: SegmentOptions {
+                        max_bytes: 4096,
+                        max_age: None,
+                        compress: false,
+                    },
+                },
+            )
+            .unwrap();
+            for i in 0..60 {
+                let mut ev = AuditEvent::new(EventKind::Other);
+                ev.detail = Some(serde_json::json!({"old_event": i}));
+                log.append(&[ev]).unwrap();
+            }
+            log.rotate().unwrap();
+            log.compress_closed().unwrap();
+            drop(log);
+            let two_years_ago =
+                std::time::SystemTime::now() - Duration::from_secs(2 * 365 * 86_400);
+            for e in std::fs::read_dir(data.join("audit.log.d")).unwrap() {
+                let p = e.unwrap().path();
+                std::fs::File::options()
+                    .write(true)
+                    .open(&p)
+                    .unwrap()
+                    .set_modified(two_years_ago)
+                    .unwrap();
+                old_segments.push(p);
+            }
+            base_config(
+                data,
+                port,
+                api_port,
+                "",
+                "[audit]\nsegment_max_bytes = 4096\nretention = \"400d\"\n",
+            )
+        },
+        None,
+    );
+    assert!(old_segments.len() >= 3);
+    // Retention runs at start.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while old_segments.iter().any(|p| p.exists()) {
+        assert!(Instant::now() < deadline, "old segments not removed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = gw.psql("select 'after retention';\n");
+    assert!(text(&o).contains("after retention"), "{}", text(&o));
+    std::thread::sleep(Duration::from_millis(600));
+    let log = gw.audit_log();
+    let event = log
+        .lines()
+        .find(|l| l.contains("\"audit_retention\""))
+        .expect("the removal is audited");
+    assert!(event.contains("\"first_seq\":1"), "{event}");
+    let o = gw.cli(&["audit", "verify"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("retention: events before seq 61 were removed"),
+        "{out}"
+    );
+    let o = gw.cli(&["sessions", "list", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let sessions: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions:#}");
+}
