@@ -232,10 +232,13 @@ fn checkpoint_now(
     if seq == 0 || seq <= after_seq {
         return Ok(None);
     }
-    // Never sign what a power loss could still take away.
+    // Never sign what a power loss could still take away: the active segment, then any
+    // segment closed since (in that order: a rotation after the head was read leaves the head
+    // in a file that is either the one opened here or in the closed list).
     std::fs::File::open(log.path())
         .and_then(|f| f.sync_data())
         .map_err(|e| StoreError::io(log.path(), e))?;
+    log.sync_closed()?;
     let cp = key.sign(seq, &hash, AuditEvent::now_us());
     let path = checkpoints_path(log.path());
     let mut line = serde_json::to_vec(&cp)?;

@@ -16,8 +16,9 @@
 //! Segments ([`crate::segments`]): with [`SegmentOptions`] set, the writer closes the active
 //! file when the next batch would take it past `max_bytes`, or when its first event is older
 //! than `max_age`, by renaming it into `<log>.d/` and opening a new, empty active file, all
-//! under the writer lock, so the next event simply continues the chain. The closed file is
-//! fdatasynced before the rename (a checkpoint only ever syncs the active file). A background
+//! under the writer lock, so the next event simply continues the chain. With `fsync` the closed
+//! file is fdatasynced before the rename (cheap: appends already synced it); without, it is
+//! synced off the data path before the next checkpoint signs anything in it. A background
 //! thread then compresses closed segments (`compress`).
 
 use crate::chain::{chain_hash, chain_hex, parse_line, push_line, GENESIS_PREV};
@@ -115,6 +116,8 @@ struct Shared {
     seg: SegmentOptions,
     /// The file the syncer fdatasyncs: the active segment, swapped at rotation.
     sync_file: Mutex<Option<Arc<File>>>,
+    /// Closed segments not yet fdatasynced (without `fsync`): synced before a checkpoint.
+    closed_unsynced: Mutex<Vec<File>>,
     maint: Mutex<Maint>,
     maint_cv: Condvar,
     writer: Mutex<Writer>,
@@ -238,6 +241,7 @@ impl AuditLog {
             fsync: opts.fsync,
             seg: opts.segments,
             sync_file: Mutex::new(sync_file.clone()),
+            closed_unsynced: Mutex::new(Vec::new()),
             maint: Mutex::new(Maint {
                 pending: true,
                 shutdown: false,
@@ -422,6 +426,21 @@ impl AuditLog {
         }
         shared.rotate(&mut guard)?;
         Ok(true)
+    }
+
+    /// fdatasyncs the segments closed since the last call (only needed without `fsync`, where
+    /// rotation leaves that to this): a checkpoint calls it before signing.
+    pub(crate) fn sync_closed(&self) -> Result<(), StoreError> {
+        let files = std::mem::take(&mut *lock(&self.inner.shared.closed_unsynced));
+        for (i, f) in files.iter().enumerate() {
+            if let Err(e) = f.sync_data() {
+                // Keep the rest (this one included) for the next attempt.
+                let mut pending = lock(&self.inner.shared.closed_unsynced);
+                pending.extend(files.into_iter().skip(i));
+                return Err(StoreError::io(self.path(), e));
+            }
+        }
+        Ok(())
     }
 
     /// Compresses the closed segments now, on the calling thread (the background thread does
@@ -640,14 +659,19 @@ impl Shared {
     /// error before the rename nothing changed; after it, the rename is undone if the new file
     /// cannot be created, and the log is poisoned only if that fails too.
     fn rotate(&self, w: &mut Writer) -> Result<(), StoreError> {
-        // The closed segment must be durable before the checkpointer, which only syncs the
-        // active file, can sign a head after it.
-        if let Err(e) = w.file.sync_data() {
-            let reason = format!("fdatasync before closing the segment failed: {e}");
-            w.poisoned = Some(reason.clone());
-            lock(&self.sync).failed = Some(reason.clone());
-            self.sync_done_cv.notify_all();
-            return Err(StoreError::Poisoned(reason));
+        // With `fsync` the file is already (nearly) all synced, so this is cheap, and the fsync
+        // thread, which moves to the new file, must not be left owing the old one anything.
+        // Without it, syncing up to a segment's worth of dirty pages here would stall every
+        // appender: the closed file is synced later, off the data path, before a checkpoint
+        // signs anything in it (`sync_closed`).
+        if self.fsync {
+            if let Err(e) = w.file.sync_data() {
+                let reason = format!("fdatasync before closing the segment failed: {e}");
+                w.poisoned = Some(reason.clone());
+                lock(&self.sync).failed = Some(reason.clone());
+                self.sync_done_cv.notify_all();
+                return Err(StoreError::Poisoned(reason));
+            }
         }
         let closed = segments::close_active(&self.path, w.first_seq, w.last_seq)
             .map_err(|e| StoreError::io(&self.path, e))?;
@@ -691,7 +715,10 @@ impl Shared {
             self.sync_done_cv.notify_all();
         }
         tracing::info!(segment = %closed.display(), first_seq = w.first_seq, last_seq = w.last_seq, bytes = w.len, "closed an audit segment");
-        w.file = file;
+        let old = std::mem::replace(&mut w.file, file);
+        if !self.fsync {
+            lock(&self.closed_unsynced).push(old);
+        }
         w.len = 0;
         w.first_seq = w.last_seq + 1;
         w.started_us = None;

@@ -565,3 +565,39 @@ fn a_range_verifies_without_reading_the_trail_before_it() {
     let r = verify_range(&path, &cps, Some(&public), 60, Some(80)).unwrap();
     assert_eq!(r.first_problem.unwrap().0, 70);
 }
+
+/// With `fsync`, appenders waiting for the group commit are released across rotations (the
+/// fsync thread moves to the new segment), from several threads at once.
+#[test]
+fn concurrent_appends_with_fsync_rotate_into_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let mut o = opts(3000);
+    o.fsync = true;
+    o.segments.compress = true;
+    let log = AuditLog::open(&path, o).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let log = log.clone();
+            s.spawn(move || {
+                let session = format!("t{t}");
+                for i in 1..=40 {
+                    log.append(&[command(&session, i)]).unwrap();
+                    log.append_deferred(result(&session, i));
+                }
+            });
+        }
+    });
+    log.flush().unwrap();
+    assert!(closed(&path).len() >= 10);
+    // A mix of plain and compressed segments (the background thread may still be at it).
+    let report = verify_log(&path).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.events, 320);
+    drop(log);
+    // A restart picks up where compression stopped.
+    let log = AuditLog::open(&path, o).unwrap();
+    log.compress_closed().unwrap();
+    assert!(closed(&path).iter().all(|s| s.compressed));
+    assert_eq!(verify_log(&path).unwrap().events, 320);
+}
