@@ -44,6 +44,7 @@ fn a_tiny_segment_size_rotates_compresses_and_every_reader_sees_everything() {
 [audit]
 segment_max_bytes = 4096
 checkpoint_events = 40
+checkpoint_interval = "1s"
 
 [[exporters]]
 name = "siem"
@@ -73,8 +74,24 @@ path = "{}"
         assert!(Instant::now() < deadline, "segments: {names:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Results are deferred events: let them and a checkpoint reach the log.
-    std::thread::sleep(Duration::from_millis(800));
+    // Results are deferred events: let them, and a checkpoint after the range verified
+    // below, reach the log.
+    let checkpoints = gw.dir.path().join("data").join("audit.log.checkpoints");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let last = std::fs::read_to_string(&checkpoints)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["seq"].as_u64())
+            .max()
+            .unwrap_or(0);
+        if last >= 120 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint after seq 120");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(400));
 
     // The whole trail verifies across every segment, with the signed checkpoints.
     let o = gw.cli(&["audit", "verify"]);
