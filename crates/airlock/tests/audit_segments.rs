@@ -116,6 +116,12 @@ path = "{}"
     assert!(out.contains("from seq 100 to seq 120"), "{out}");
     assert!(out.contains("covered by the signed checkpoint"), "{out}");
 
+    // A time range: everything of the last hour.
+    let o = gw.cli(&["audit", "verify", "--since", "1h"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("events from seq 1 to the head"), "{out}");
+
     // The index (caught up by the CLI) has every session and statement, texts included.
     let o = gw.cli(&["sessions", "list", "--json"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -601,3 +601,33 @@ fn concurrent_appends_with_fsync_rotate_into_one_chain() {
     assert!(closed(&path).iter().all(|s| s.compressed));
     assert_eq!(verify_log(&path).unwrap().events, 320);
 }
+
+#[test]
+fn a_time_finds_its_first_event_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = AuditLog::open(&path, opts(2000)).unwrap();
+    for i in 1..=60i64 {
+        let mut ev = command("s", i as u64);
+        ev.ts_us = 1_000_000 * i;
+        log.append(&[ev]).unwrap();
+    }
+    log.compress_closed().unwrap();
+    assert!(closed(&path).len() >= 5);
+    assert_eq!(segments::seq_at_or_after(&path, 0).unwrap(), Some(1));
+    assert_eq!(
+        segments::seq_at_or_after(&path, 1_000_000).unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        segments::seq_at_or_after(&path, 1_000_001).unwrap(),
+        Some(2)
+    );
+    for seq in [13u64, 29, 44, 60] {
+        assert_eq!(
+            segments::seq_at_or_after(&path, 1_000_000 * seq as i64 - 5).unwrap(),
+            Some(seq)
+        );
+    }
+    assert_eq!(segments::seq_at_or_after(&path, 61_000_000).unwrap(), None);
+}
