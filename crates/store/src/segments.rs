@@ -900,10 +900,11 @@ impl Reader {
             if self.lines.is_none() && !self.open_current()? {
                 return Ok(None);
             }
+            // No per-line copy of the path: this runs for every event the indexer reads.
             let Some(seg) = self.segments.get(self.idx) else {
                 return Ok(None);
             };
-            let (first_seq, active, path) = (seg.first_seq, seg.is_active(), seg.path.clone());
+            let (first_seq, active) = (seg.first_seq, seg.is_active());
             let Some(lines) = self.lines.as_mut() else {
                 return Ok(None);
             };
@@ -914,19 +915,18 @@ impl Reader {
             let offset = self.offset;
             let range = lines
                 .next_range()
-                .map_err(|e| read_error(&path, offset, e))?;
+                .map_err(|e| read_error(&seg.path, offset, e))?;
             match range {
                 Some((start, end)) => {
                     let offset = self.offset;
                     self.offset += (end - start) as u64 + 1;
-                    let skip = self.skip_before > 0
-                        && lines
-                            .buf
-                            .get(start..end)
-                            .and_then(line_seq)
-                            .is_some_and(|s| s < self.skip_before);
-                    if skip {
-                        continue;
+                    if self.skip_before > 0 {
+                        let seq = lines.buf.get(start..end).and_then(line_seq);
+                        if seq.is_some_and(|s| s < self.skip_before) {
+                            continue;
+                        }
+                        // Seqs only grow from here.
+                        self.skip_before = 0;
                     }
                     let bytes = self
                         .lines
@@ -942,7 +942,7 @@ impl Reader {
                 None if !active => {
                     if lines.has_partial() {
                         return Err(corrupt(
-                            &path,
+                            &seg.path,
                             self.offset,
                             "a closed segment ends in a partial line",
                         ));
