@@ -136,4 +136,4 @@ echo "sysbench $test, $threads threads, ${time_s}s x $rounds rounds (recording $
 echo "airlock CPU per transaction (median): $(median "${airlock_cpu[@]}") µs"
 echo "airlock CPU per transaction by thread, last round:"
 thread_cpu_report "$dir/threads-before" "$dir/threads-after-$rounds" "$n"
-echo "audit events written: $(wc -l < "$dir/data/audit.log")"
+echo "audit events written: $("$bin" audit export --data-dir "$dir/data" | wc -l)"

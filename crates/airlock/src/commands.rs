@@ -380,7 +380,50 @@ pub fn sessions_show(state: &StateArgs, id: &str, json: bool) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn audit_verify(state: &StateArgs, public_key: Option<&str>) -> anyhow::Result<ExitCode> {
+/// `audit verify --from/--to/--since/--until`: a part of the trail.
+#[derive(Debug, Default)]
+pub struct VerifyRange {
+    pub from: Option<u64>,
+    pub to: Option<u64>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+impl VerifyRange {
+    fn is_whole(&self) -> bool {
+        self.from.is_none() && self.to.is_none() && self.since.is_none() && self.until.is_none()
+    }
+
+    /// `(from, to)` seqs; `Ok(None)`: no event in the range.
+    fn seqs(&self, log: &Path) -> anyhow::Result<Option<(u64, Option<u64>)>> {
+        let mut from = self.from.unwrap_or(1).max(1);
+        let mut to = self.to;
+        if let Some(since) = &self.since {
+            match airlock_store::segments::seq_at_or_after(log, parse_since(since)?)? {
+                Some(seq) => from = seq,
+                None => return Ok(None),
+            }
+        }
+        if let Some(until) = &self.until {
+            if let Some(seq) = airlock_store::segments::seq_at_or_after(log, parse_since(until)?)? {
+                match seq.checked_sub(1).filter(|s| *s >= from) {
+                    Some(last) => to = Some(to.map_or(last, |t| t.min(last))),
+                    None => return Ok(None),
+                }
+            }
+        }
+        if to.is_some_and(|t| t < from) {
+            return Err(anyhow!("--to must not be before --from"));
+        }
+        Ok(Some((from, to)))
+    }
+}
+
+pub fn audit_verify(
+    state: &StateArgs,
+    public_key: Option<&str>,
+    range: VerifyRange,
+) -> anyhow::Result<ExitCode> {
     let (dir, log) = state_paths(state)?;
     let pinned = match public_key {
         Some(k) if Path::new(k).is_file() => Some(
@@ -393,18 +436,28 @@ pub fn audit_verify(state: &StateArgs, public_key: Option<&str>) -> anyhow::Resu
         None => airlock_store::CheckpointKey::load_public(&dir)?,
     };
     let cps = airlock_store::checkpoints_path(&log);
+    if !range.is_whole() {
+        return audit_verify_range(&log, &cps, pinned.as_deref(), &range);
+    }
     let full = airlock_store::verify_with_checkpoints(&log, &cps, pinned.as_deref())
         .with_context(|| format!("reading {}", log.display()))?;
     let report = &full.chain;
     let mut ok = full.is_ok();
     match &report.first_broken {
         None => println!(
-            "audit log {}: {} events, chain intact (head {})",
+            "audit log {}: {} events in {} segment(s), chain intact (head {})",
             log.display(),
             report.events,
+            report.segments,
             report.last_hash
         ),
         Some((seq, why)) => println!("audit log {}: BROKEN at event {seq}: {why}", log.display()),
+    }
+    if let Some(at) = report.retention_seq {
+        println!(
+            "retention: events before seq {} were removed; the audit_retention event at seq {at} records the hash the chain continues from",
+            report.first_seq
+        );
     }
     match (&full.last_checkpoint, &pinned) {
         (Some(cp), _) => println!(
@@ -444,6 +497,57 @@ pub fn audit_verify(state: &StateArgs, public_key: Option<&str>) -> anyhow::Resu
         }
     }
     Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn audit_verify_range(
+    log: &Path,
+    cps: &Path,
+    pinned: Option<&str>,
+    range: &VerifyRange,
+) -> anyhow::Result<ExitCode> {
+    let Some((from, to)) = range.seqs(log)? else {
+        println!("audit log {}: no event in the range", log.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    let r = airlock_store::verify_range(log, cps, pinned, from, to)
+        .with_context(|| format!("reading {}", log.display()))?;
+    let chain = &r.chain;
+    let end = to.map_or("the head".to_string(), |t| format!("seq {t}"));
+    match &chain.first_broken {
+        None => println!(
+            "audit log {}: events from seq {} to {end}: {} events read ({} segment(s)), chain intact",
+            log.display(),
+            chain.first_seq,
+            chain.events,
+            chain.segments
+        ),
+        Some((seq, why)) => println!("audit log {}: BROKEN at event {seq}: {why}", log.display()),
+    }
+    match (&r.last_checkpoint, to) {
+        (Some(cp), Some(to)) if cp.seq >= to => println!(
+            "checkpoints: the range is covered by the signed checkpoint at seq {} ({}){}",
+            cp.seq,
+            fmt_time(cp.ts_us),
+            if pinned.is_some() { "" } else { "; no trusted key, checked against the key it names" }
+        ),
+        (Some(cp), _) => println!(
+            "checkpoints: {} signed checkpoint(s) in the range verified, last at seq {}; {} event(s) after it not yet signed",
+            r.checkpoints_ok, cp.seq, r.uncovered
+        ),
+        (None, _) => println!(
+            "checkpoints: no signed checkpoint at or after the range yet: the range chains, but no signature vouches for it"
+        ),
+    }
+    if let Some((seq, why)) = &r.first_problem {
+        if chain.first_broken.as_ref().map(|(s, _)| s) != Some(seq) {
+            println!("checkpoints: BROKEN at event {seq}: {why}");
+        }
+    }
+    Ok(if r.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -267,6 +267,19 @@ enum AuditCommand {
         /// data_dir/audit.pub).
         #[arg(long)]
         public_key: Option<String>,
+        /// Verify only from this event seq on, without reading the trail before it (the
+        /// range is proven by the first signed checkpoint at or after its end).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Verify only up to this event seq.
+        #[arg(long)]
+        to: Option<u64>,
+        /// Verify only events from this time on (RFC 3339, or a duration ago like 1h, 7d).
+        #[arg(long, conflicts_with = "from")]
+        since: Option<String>,
+        /// Verify only events before this time (RFC 3339, or a duration ago).
+        #[arg(long, conflicts_with = "to")]
+        until: Option<String>,
     },
     /// Find statements by identity, connection, operation, table, decision, masked entity, time.
     Search {
@@ -335,9 +348,23 @@ fn main() -> ExitCode {
             } => commands::sessions_replay(&state, &id, speed, step, json, bare),
         },
         Command::Audit { command } => match command {
-            AuditCommand::Verify { state, public_key } => {
-                commands::audit_verify(&state, public_key.as_deref())
-            }
+            AuditCommand::Verify {
+                state,
+                public_key,
+                from,
+                to,
+                since,
+                until,
+            } => commands::audit_verify(
+                &state,
+                public_key.as_deref(),
+                commands::VerifyRange {
+                    from,
+                    to,
+                    since,
+                    until,
+                },
+            ),
             AuditCommand::Search {
                 state,
                 identity,

@@ -34,6 +34,11 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
         &config.audit.path,
         AuditOptions {
             fsync: config.audit.fsync,
+            segments: airlock_store::SegmentOptions {
+                max_bytes: config.audit.segment_max_bytes,
+                max_age: config.audit.segment_max_age_secs.map(Duration::from_secs),
+                compress: config.audit.compress,
+            },
         },
     )
     .with_context(|| format!("opening the audit log {}", config.audit.path.display()))?;

@@ -24,6 +24,7 @@ pub struct Trail {
     /// relay starts one `Recorder` per session from it.
     pub recordings: Option<Recordings>,
     retention: Option<Retention>,
+    audit_retention: Option<Retention>,
 }
 
 /// The retention thread and the flag that stops it.
@@ -99,11 +100,26 @@ pub fn start(config: &Config, audit: &AuditLog) -> anyhow::Result<Trail> {
             retention = Some(spawn_retention(dir, days, audit.clone())?);
         }
     }
+    let audit_retention = match config.audit.retention_secs {
+        Some(secs) => Some(spawn_audit_retention(
+            audit.clone(),
+            Duration::from_secs(secs),
+            data_dir.join("export"),
+            config
+                .trail
+                .exporters
+                .iter()
+                .map(|e| e.name.clone())
+                .collect(),
+        )?),
+        None => None,
+    };
     Ok(Trail {
         checkpointer: Some(checkpointer),
         exporters,
         recordings,
         retention,
+        audit_retention,
     })
 }
 
@@ -149,6 +165,62 @@ fn spawn_retention(
     Ok((stop, thread))
 }
 
+/// How often closed audit segments are checked against `[audit] retention`.
+const AUDIT_RETENTION_EVERY: Duration = Duration::from_secs(600);
+
+/// Removes closed audit segments older than `max_age` that every exporter acknowledged, now
+/// and then every ten minutes; each removal is an `audit_retention` event (written by
+/// `AuditLog::apply_retention` before it deletes anything).
+fn spawn_audit_retention(
+    audit: AuditLog,
+    max_age: Duration,
+    export_dir: std::path::PathBuf,
+    exporters: Vec<String>,
+) -> anyhow::Result<Retention> {
+    let stop = Arc::new((Mutex::new(false), Condvar::new()));
+    let thread_stop = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("audit-retention".into())
+        .spawn(move || loop {
+            // No exporter: nothing to wait for. An unreadable position: remove nothing.
+            let acked = if exporters.is_empty() {
+                Ok(None)
+            } else {
+                airlock_export::min_acknowledged(&export_dir, &exporters)
+                    .map(|m| Some(m.unwrap_or(0)))
+            };
+            match acked {
+                Ok(acked) => {
+                    match audit.apply_retention(max_age, acked, std::time::SystemTime::now()) {
+                        Ok(Some(r)) => info!(
+                            segments = r.segments,
+                            bytes = r.bytes,
+                            first_seq = r.first_seq,
+                            last_seq = r.last_seq,
+                            event = r.event_seq,
+                            "removed audit segments past [audit] retention"
+                        ),
+                        Ok(None) => {}
+                        Err(e) => error!(error = %e, "audit retention failed; will retry"),
+                    }
+                }
+                Err(e) => error!(error = %e, "cannot read the exporters' positions; audit retention skipped"),
+            }
+            let (flag, cv) = &*thread_stop;
+            let guard = flag
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (guard, _) = cv
+                .wait_timeout_while(guard, AUDIT_RETENTION_EVERY, |s| !*s)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *guard {
+                return;
+            }
+        })
+        .context("starting audit retention")?;
+    Ok((stop, thread))
+}
+
 impl Trail {
     /// Final checkpoint, then stops everything (exporters keep their positions).
     pub fn shutdown(mut self) {
@@ -161,7 +233,10 @@ impl Trail {
         for e in self.exporters.drain(..) {
             e.shutdown();
         }
-        if let Some((stop, thread)) = self.retention.take() {
+        for (stop, thread) in [self.retention.take(), self.audit_retention.take()]
+            .into_iter()
+            .flatten()
+        {
             *stop
                 .0
                 .lock()

@@ -90,6 +90,10 @@ pub fn embedded_default() -> Config {
     let audit = AuditConfig {
         fsync: false,
         path: gateway.data_dir.join("audit.log"),
+        segment_max_bytes: model::DEFAULT_SEGMENT_MAX_BYTES,
+        segment_max_age_secs: None,
+        compress: true,
+        retention_secs: None,
     };
     Config {
         origin: "<embedded>".to_string(),

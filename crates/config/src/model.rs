@@ -130,9 +130,25 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditConfig {
     pub fsync: bool,
-    /// Defaults to `data_dir/audit.log`.
+    /// Defaults to `data_dir/audit.log`: the active segment; closed segments go to
+    /// `<path>.d/`.
     pub path: PathBuf,
+    /// `segment_max_bytes`: close the active segment before it would grow past this (0: no
+    /// size limit). Default [`DEFAULT_SEGMENT_MAX_BYTES`].
+    pub segment_max_bytes: u64,
+    /// `segment_max_age`: close the active segment once its first event is this old.
+    pub segment_max_age_secs: Option<u64>,
+    /// `compress`: zstd-compress closed segments (default true).
+    pub compress: bool,
+    /// `retention`: remove closed segments whose last event is older than this, once every
+    /// exporter acknowledged them (`None`, the default: keep forever).
+    pub retention_secs: Option<u64>,
 }
+
+/// 256 MiB: about 330,000 statements per segment at ~800 bytes each.
+pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 256 << 20;
+/// Below this a segment would hold only a handful of events.
+pub const MIN_SEGMENT_MAX_BYTES: u64 = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PolicyDefaults {

@@ -75,7 +75,16 @@ const GATEWAY_KEYS: &[&str] = &[
 ];
 const LISTENER_KEYS: &[&str] = &["postgres", "mysql", "ssh", "http"];
 const TLS_KEYS: &[&str] = &["cert_file", "key_file"];
-const AUDIT_KEYS: &[&str] = &["fsync", "path", "checkpoint_events", "checkpoint_interval"];
+const AUDIT_KEYS: &[&str] = &[
+    "fsync",
+    "path",
+    "checkpoint_events",
+    "checkpoint_interval",
+    "segment_max_bytes",
+    "segment_max_age",
+    "compress",
+    "retention",
+];
 const POLICY_KEYS: &[&str] = &["default_action", "default_write_action"];
 const SERVICE_ACCOUNT_KEYS: &[&str] = &[
     "name",
@@ -666,6 +675,10 @@ fn default_audit(gateway: &GatewayConfig) -> AuditConfig {
     AuditConfig {
         fsync: false,
         path: gateway.data_dir.join("audit.log"),
+        segment_max_bytes: crate::model::DEFAULT_SEGMENT_MAX_BYTES,
+        segment_max_age_secs: None,
+        compress: true,
+        retention_secs: None,
     }
 }
 
@@ -831,7 +844,74 @@ fn audit(r: &mut Report<'_>, t: &Table<'_, '_>, gateway: &GatewayConfig) -> Audi
     if let Some(path) = t.path(r, "path") {
         a.path = path.value;
     }
+    if let Some(value) = t.get("segment_max_bytes") {
+        let parsed = match value.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| "must not be negative".to_string()),
+            DeValue::String(s) => parse_size(s),
+            _ => Err("must be a number of bytes or a size like \"256MiB\"".to_string()),
+        };
+        match parsed {
+            Ok(n) if n == 0 || n >= crate::model::MIN_SEGMENT_MAX_BYTES => a.segment_max_bytes = n,
+            Ok(n) => r.error(
+                &value.span(),
+                format!(
+                    "[audit] segment_max_bytes: {n} is too small (at least {} bytes, or 0 for no size limit)",
+                    crate::model::MIN_SEGMENT_MAX_BYTES
+                ),
+            ),
+            Err(e) => r.error(&value.span(), format!("[audit] segment_max_bytes: {e}")),
+        }
+    }
+    if let Some(s) = t.string(r, "segment_max_age") {
+        match parse_duration(&s.value) {
+            Ok(secs) => a.segment_max_age_secs = Some(secs),
+            Err(e) => r.error(
+                &s.span,
+                format!("[audit] segment_max_age: {e}; write e.g. \"1d\" or \"12h\""),
+            ),
+        }
+    }
+    if let Some(c) = t.bool(r, "compress") {
+        a.compress = c;
+    }
+    if let Some(s) = t.string(r, "retention") {
+        if s.value.trim() == "forever" {
+            a.retention_secs = None;
+        } else {
+            match parse_duration(&s.value) {
+                Ok(secs) => a.retention_secs = Some(secs),
+                Err(e) => r.error(
+                    &s.span,
+                    format!(
+                        "[audit] retention: {e}; write e.g. \"400d\", or \"forever\" (the default)"
+                    ),
+                ),
+            }
+        }
+    }
     a
+}
+
+/// "256MiB", "64KiB", "1GiB", "4096": bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (n, unit) = text.split_at(digits);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (write e.g. \"256MiB\")"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 fn action_options() -> Vec<(&'static str, Action)> {

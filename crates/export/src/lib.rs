@@ -310,8 +310,9 @@ fn run(
     stats: &ExportStats,
 ) {
     let pos_path = cfg.position_path();
-    let mut tail = LogTail::new(&cfg.log_path, position.offset);
+    let mut tail = LogTail::new(&cfg.log_path, &position);
     let mut last_error: Option<String> = None;
+    let mut names = SessionNames::default();
     loop {
         if *lock(&stop.0) {
             return;
@@ -324,7 +325,7 @@ fn run(
                     tracing::error!(exporter = %cfg.name, error = %msg, "cannot read the audit log");
                 }
                 last_error = Some(msg);
-                tail.rewind(position.offset);
+                tail.rewind(&position);
                 if wait(stop, cfg.max_backoff.min(Duration::from_secs(5))) {
                     return;
                 }
@@ -338,7 +339,10 @@ fn run(
             continue;
         }
         check_continuity(&cfg.name, &position, &batch);
-        let payloads: Vec<String> = batch.iter().map(|r| cfg.format.render(r)).collect();
+        let payloads: Vec<String> = batch
+            .iter()
+            .map(|r| render(cfg.format, r, &mut names))
+            .collect();
         let mut attempt = 0u32;
         loop {
             match sink.send(&batch, &payloads) {
@@ -410,6 +414,66 @@ fn check_continuity(name: &str, position: &Position, batch: &[LogRecord]) {
     }
 }
 
+/// Identity and connection of the open sessions seen so far (removed at `session_end`), so
+/// that the OCSF form of a `command_result` that names only its session and statement (its
+/// command carries the identity and connection) still has its actor and database. JSON lines
+/// are exported exactly as stored.
+#[derive(Default)]
+struct SessionNames(std::collections::HashMap<String, (serde_json::Value, serde_json::Value)>);
+
+impl SessionNames {
+    /// Notes what `r` says about its session; for a `command_result` without identity or
+    /// connection, the record's value with them filled in from its session.
+    fn fill(&mut self, r: &LogRecord) -> Option<serde_json::Value> {
+        let ev = r.value.get("event")?;
+        let sid = ev.get("session_id")?.as_str()?;
+        match ev.get("kind")?.as_str()? {
+            "session_start" | "command" => {
+                if let (Some(i), Some(c)) = (ev.get("identity"), ev.get("connection")) {
+                    if !self.0.contains_key(sid) {
+                        self.0.insert(sid.to_owned(), (i.clone(), c.clone()));
+                    }
+                }
+                None
+            }
+            "session_end" => {
+                self.0.remove(sid);
+                None
+            }
+            "command_result" if ev.get("identity").is_none() || ev.get("connection").is_none() => {
+                let (i, c) = self.0.get(sid)?;
+                let mut v = r.value.clone();
+                let e = v.get_mut("event")?.as_object_mut()?;
+                e.entry("identity").or_insert_with(|| i.clone());
+                e.entry("connection").or_insert_with(|| c.clone());
+                Some(v)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn render(format: Format, r: &LogRecord, names: &mut SessionNames) -> String {
+    let filled = names.fill(r);
+    match (format, filled) {
+        (Format::Ocsf, Some(v)) => to_ocsf(&v).to_string(),
+        _ => format.render(r),
+    }
+}
+
+/// The smallest seq every exporter in `names` acknowledged (from their position files in
+/// `state_dir`; an exporter that never delivered counts as 0): what audit retention may
+/// remove up to. `None` when there is no exporter.
+pub fn min_acknowledged(state_dir: &Path, names: &[String]) -> Result<Option<u64>, ExportError> {
+    let mut min: Option<u64> = None;
+    for name in names {
+        let cfg = ExporterConfig::new(name, Destination::Stdout, Path::new(""), state_dir);
+        let seq = Position::load(&cfg.position_path())?.seq;
+        min = Some(min.map_or(seq, |m| m.min(seq)));
+    }
+    Ok(min)
+}
+
 /// Exports every event of `log_path` at or after `since_us` to `out` (the CLI's
 /// `airlock audit export`), streaming.
 pub fn export_file(
@@ -418,7 +482,8 @@ pub fn export_file(
     format: Format,
     out: &mut dyn std::io::Write,
 ) -> Result<u64, ExportError> {
-    let mut tail = LogTail::new(log_path, 0);
+    let mut tail = LogTail::new(log_path, &Position::default());
+    let mut names = SessionNames::default();
     let mut n = 0;
     loop {
         let batch = tail.read(1000)?;
@@ -434,8 +499,79 @@ pub fn export_file(
             if since_us.is_some_and(|s| ts < s) {
                 continue;
             }
-            writeln!(out, "{}", format.render(r)).map_err(|e| ExportError::io(log_path, e))?;
+            writeln!(out, "{}", render(format, r, &mut names))
+                .map_err(|e| ExportError::io(log_path, e))?;
             n += 1;
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(seq: u64, event: serde_json::Value) -> LogRecord {
+        let value = json!({"seq": seq, "prev": "00", "hash": "ab", "event": event});
+        LogRecord {
+            seq,
+            hash: "ab".into(),
+            line: value.to_string(),
+            value,
+            end_offset: 0,
+        }
+    }
+
+    #[test]
+    fn retention_may_remove_up_to_what_every_exporter_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(min_acknowledged(dir.path(), &[]).unwrap(), None);
+        let names = vec!["siem".to_string(), "web hook".to_string()];
+        // Neither delivered anything yet.
+        assert_eq!(min_acknowledged(dir.path(), &names).unwrap(), Some(0));
+        for (name, seq) in [("siem", 120), ("web hook", 75)] {
+            let cfg = ExporterConfig::new(name, Destination::Stdout, Path::new(""), dir.path());
+            Position {
+                offset: 0,
+                seq,
+                hash: String::new(),
+            }
+            .store(&cfg.position_path())
+            .unwrap();
+        }
+        assert_eq!(min_acknowledged(dir.path(), &names).unwrap(), Some(75));
+    }
+
+    #[test]
+    fn a_result_naming_only_its_session_gets_the_sessions_actor_in_ocsf() {
+        let mut names = SessionNames::default();
+        let cmd = record(
+            1,
+            json!({"ts_us": 1, "kind": "command", "session_id": "s-1", "identity": "claude-agent",
+                   "connection": "pg-prod", "command": {"seq": 1, "text": "select 1"}}),
+        );
+        let res = record(
+            2,
+            json!({"ts_us": 2, "kind": "command_result", "session_id": "s-1",
+                   "command": {"seq": 1, "rows": 1}}),
+        );
+        render(Format::Ocsf, &cmd, &mut names);
+        let ocsf: serde_json::Value =
+            serde_json::from_str(&render(Format::Ocsf, &res, &mut names)).unwrap();
+        let full: serde_json::Value = serde_json::from_str(&render(
+            Format::Ocsf,
+            &record(
+                2,
+                json!({"ts_us": 2, "kind": "command_result", "session_id": "s-1",
+                       "identity": "claude-agent", "connection": "pg-prod",
+                       "command": {"seq": 1, "rows": 1}}),
+            ),
+            &mut SessionNames::default(),
+        ))
+        .unwrap();
+        assert_eq!(ocsf, full);
+        // JSON lines stay exactly as stored.
+        assert_eq!(render(Format::Jsonl, &res, &mut names), res.line);
     }
 }

@@ -1,12 +1,16 @@
 //! Reading the audit log from a persisted, acknowledged position.
 
 use crate::ExportError;
+use airlock_store::segments::{Reader, Start};
+use airlock_store::StoreError;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Where an exporter stands: everything before `offset` (up to and including event `seq`,
-/// whose chain hash is `hash`) was acknowledged by the destination.
+/// Where an exporter stands: everything up to and including event `seq` (whose chain hash is
+/// `hash`, and whose line ends at byte `offset` of the segment holding it) was acknowledged
+/// by the destination. Retention of the audit trail never removes a segment holding events
+/// after the smallest acknowledged `seq` of the configured exporters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     pub offset: u64,
@@ -52,89 +56,74 @@ pub struct LogRecord {
     pub line: String,
     /// The parsed line.
     pub value: serde_json::Value,
-    /// Offset just after this line.
+    /// Offset just after this line, in its segment (with `seq`, where to resume).
     pub end_offset: u64,
 }
 
-/// Reads complete lines from `offset` on; a partial last line (a write in progress) is left
-/// for the next call.
+/// Reads complete lines after a position, across the trail's segments (compressed ones
+/// included, and following rotations while it tails); a partial last line (a write in
+/// progress) is left for the next call.
 pub struct LogTail {
     path: PathBuf,
-    reader: Option<BufReader<File>>,
-    offset: u64,
+    reader: Option<Reader>,
+    position: Position,
 }
 
 impl LogTail {
-    pub fn new(path: &Path, offset: u64) -> LogTail {
+    pub fn new(path: &Path, position: &Position) -> LogTail {
         LogTail {
             path: path.to_path_buf(),
             reader: None,
-            offset,
+            position: position.clone(),
         }
     }
 
-    pub fn offset(&self) -> u64 {
-        self.offset
+    /// Where the next read starts.
+    pub fn position(&self) -> &Position {
+        &self.position
     }
 
-    /// Moves back to `offset` (after a failed delivery, to send the same events again).
-    pub fn rewind(&mut self, offset: u64) {
-        self.offset = offset;
+    /// Moves back to `position` (after a failed delivery, to send the same events again).
+    pub fn rewind(&mut self, position: &Position) {
+        self.position = position.clone();
         self.reader = None;
     }
 
-    /// Up to `max` complete records after the current offset.
+    /// Up to `max` complete records after the current position.
     pub fn read(&mut self, max: usize) -> Result<Vec<LogRecord>, ExportError> {
+        let state_err = |e: StoreError| ExportError::State {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
         if self.reader.is_none() {
-            let file = match File::open(&self.path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => return Err(ExportError::io(&self.path, e)),
+            let start = Start::After {
+                seq: self.position.seq,
+                offset: self.position.offset,
             };
-            let len = file
-                .metadata()
-                .map_err(|e| ExportError::io(&self.path, e))?
-                .len();
-            if len < self.offset {
-                return Err(ExportError::State {
-                    path: self.path.clone(),
-                    reason: format!(
-                        "the audit log ({len} bytes) is shorter than the exported position ({} bytes): truncated or replaced",
-                        self.offset
-                    ),
-                });
-            }
-            let mut reader = BufReader::with_capacity(256 * 1024, file);
-            reader
-                .seek(SeekFrom::Start(self.offset))
-                .map_err(|e| ExportError::io(&self.path, e))?;
-            self.reader = Some(reader);
+            self.reader = Some(Reader::open(&self.path, start).map_err(state_err)?);
         }
         let mut out = Vec::new();
         let Some(reader) = self.reader.as_mut() else {
             return Ok(out);
         };
-        let mut line = Vec::new();
         while out.len() < max {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| ExportError::io(&self.path, e))?;
-            if n == 0 {
-                break;
-            }
-            if line.last() != Some(&b'\n') {
-                // A line being written: read it again from its start next time.
-                self.reader = None;
-                break;
-            }
-            self.offset += n as u64;
-            let text =
-                String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned();
+            let line = match reader.next_line() {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(e) => {
+                    self.reader = None;
+                    return Err(ExportError::State {
+                        path: self.path.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+            };
+            let end_offset = line.offset + line.bytes.len() as u64 + 1;
+            let text = String::from_utf8_lossy(line.bytes).into_owned();
             let value: serde_json::Value = match serde_json::from_str(&text) {
                 Ok(v) => v,
                 Err(e) => {
-                    tracing::warn!(offset = self.offset - n as u64, error = %e, "unparsable audit log line exported as-is");
+                    tracing::warn!(offset = line.offset, error = %e, "unparsable audit log line exported as-is");
                     serde_json::Value::Null
                 }
             };
@@ -147,12 +136,17 @@ impl LogTail {
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
+            self.position = Position {
+                offset: end_offset,
+                seq,
+                hash: hash.clone(),
+            };
             out.push(LogRecord {
                 seq,
                 hash,
                 line: text,
                 value,
-                end_offset: self.offset,
+                end_offset,
             });
         }
         Ok(out)

@@ -140,6 +140,9 @@ pub struct Aggregator<'a> {
     open_approvals: HashMap<String, (String, String, usize)>,
     /// First read of each object per identity × connection, filled while finishing.
     read_evidence: HashMap<(String, String, String), Evidence>,
+    /// Identity and connection of each open session (removed at `session_end`), for
+    /// `command_result` events that name only their session and statement.
+    sessions: HashMap<String, (String, String)>,
     stats: SourceStats,
 }
 
@@ -151,7 +154,45 @@ impl<'a> Aggregator<'a> {
             rules_used: HashMap::new(),
             open_approvals: HashMap::new(),
             read_evidence: HashMap::new(),
+            sessions: HashMap::new(),
             stats: SourceStats::default(),
+        }
+    }
+
+    /// Keeps [`Self::sessions`] up to date; returns `ev` with the session's identity and
+    /// connection filled in when it is a `command_result` that leaves them out (it refers to
+    /// its command by session and statement number).
+    fn with_session<'e>(&mut self, ev: &'e AuditEvent) -> std::borrow::Cow<'e, AuditEvent> {
+        use std::borrow::Cow;
+        let Some(sid) = ev.session_id.as_deref() else {
+            return Cow::Borrowed(ev);
+        };
+        match ev.kind {
+            EventKind::SessionStart | EventKind::Command => {
+                if let (Some(i), Some(c)) = (ev.identity.as_deref(), ev.connection.as_deref()) {
+                    if !self.sessions.contains_key(sid) {
+                        self.sessions
+                            .insert(sid.to_owned(), (i.to_owned(), c.to_owned()));
+                    }
+                }
+                Cow::Borrowed(ev)
+            }
+            EventKind::SessionEnd => {
+                self.sessions.remove(sid);
+                Cow::Borrowed(ev)
+            }
+            EventKind::CommandResult if ev.identity.is_none() || ev.connection.is_none() => {
+                match self.sessions.get(sid) {
+                    Some((i, c)) => {
+                        let mut filled = ev.clone();
+                        filled.identity.get_or_insert_with(|| i.clone());
+                        filled.connection.get_or_insert_with(|| c.clone());
+                        Cow::Owned(filled)
+                    }
+                    None => Cow::Borrowed(ev),
+                }
+            }
+            _ => Cow::Borrowed(ev),
         }
     }
 
@@ -175,6 +216,8 @@ impl<'a> Aggregator<'a> {
 
     /// One event; `seq` is its position in the hash chain (the evidence reference).
     pub fn push(&mut self, seq: u64, ev: &AuditEvent) {
+        let ev = self.with_session(ev);
+        let ev: &AuditEvent = &ev;
         let ts = ev.ts_us;
         self.stats.events += 1;
         self.stats.last_seq = self.stats.last_seq.max(seq);

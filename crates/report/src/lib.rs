@@ -32,7 +32,6 @@ use airlock_config::{Config, SecretSource};
 use airlock_core::{Identity, IdentityKind};
 use airlock_store::AuditEvent;
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,34 +51,27 @@ struct LogLine {
     event: AuditEvent,
 }
 
-/// Streams the audit log at `path` into `agg`, one line at a time. A missing log is an empty
-/// history. Unreadable lines are counted (the report shows how many), not fatal.
+/// Streams the audit trail at `path` (every segment, compressed ones included) into `agg`,
+/// one line at a time. A missing log is an empty history. Unreadable lines are counted (the
+/// report shows how many), not fatal.
 pub fn read_log(path: &Path, agg: &mut Aggregator<'_>) -> Result<(), ReportError> {
-    let io = |source| ReportError::Io {
+    let io = |e: airlock_store::StoreError| ReportError::Io {
         path: path.to_owned(),
-        source,
+        source: std::io::Error::other(e),
     };
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(e)),
-    };
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut buf = Vec::with_capacity(4096);
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(io)? == 0 {
-            return Ok(());
-        }
-        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        if line.is_empty() {
+    let mut reader =
+        airlock_store::segments::Reader::open(path, airlock_store::segments::Start::Beginning)
+            .map_err(io)?;
+    while let Some(line) = reader.next_line().map_err(io)? {
+        if line.bytes.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<LogLine>(line) {
+        match serde_json::from_slice::<LogLine>(line.bytes) {
             Ok(l) => agg.push(l.seq, &l.event),
             Err(_) => agg.unreadable(),
         }
     }
+    Ok(())
 }
 
 /// Builds the report from the audit log file.

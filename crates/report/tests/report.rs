@@ -4,6 +4,7 @@
 mod common;
 
 use airlock_report::{build, Filter, FindingKind, Report};
+use airlock_store::{AuditEvent, EventKind};
 use common::*;
 
 fn report_with(f: impl FnOnce(&mut airlock_report::Options<'_>)) -> Report {
@@ -347,6 +348,59 @@ fn the_log_reader_streams_a_real_audit_log_and_counts_bad_lines() {
     assert_eq!(r.source.unreadable_lines, 1);
     let missing = airlock_report::generate(options(&config), &dir.path().join("none.log")).unwrap();
     assert_eq!(missing.source.events, 0);
+}
+
+#[test]
+fn a_segmented_and_compressed_log_reports_like_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = airlock_store::AuditLog::open(
+        &path,
+        airlock_store::AuditOptions {
+            fsync: false,
+            segments: airlock_store::SegmentOptions {
+                max_bytes: 2048,
+                max_age: None,
+                compress: false,
+            },
+        },
+    )
+    .unwrap();
+    let h = history();
+    for (_, e) in &h.events {
+        log.append(std::slice::from_ref(e)).unwrap();
+    }
+    assert!(log.compress_closed().unwrap() >= 3);
+    drop(log);
+    let config = config();
+    let from_segments = airlock_report::generate(options(&config), &path).unwrap();
+    let in_memory = build(options(&config), h.events.iter().map(|(s, e)| (*s, e)));
+    assert_eq!(from_segments, in_memory);
+}
+
+/// A `command_result` may name only its session and statement (its command carries the
+/// identity and connection): the report counts it the same.
+#[test]
+fn results_that_name_only_their_session_count_the_same() {
+    let config = config();
+    let h = history();
+    let full = build(options(&config), h.events.iter().map(|(s, e)| (*s, e)));
+    let slim: Vec<(u64, AuditEvent)> = h
+        .events
+        .iter()
+        .map(|(s, e)| {
+            let mut e = e.clone();
+            if e.kind == EventKind::CommandResult {
+                e.identity = None;
+                e.connection = None;
+            }
+            (*s, e)
+        })
+        .collect();
+    assert!(slim.iter().any(|(_, e)| e.kind == EventKind::CommandResult
+        && e.command.as_ref().is_some_and(|c| c.rows.unwrap_or(0) > 0)));
+    let from_slim = build(options(&config), slim.iter().map(|(s, e)| (*s, e)));
+    assert_eq!(from_slim, full);
 }
 
 #[test]

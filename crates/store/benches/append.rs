@@ -44,7 +44,14 @@ fn bench_append(c: &mut Criterion) {
     let mut group = c.benchmark_group("audit_append_one_command");
     for fsync in [false, true] {
         let path = dir.path().join(format!("audit-fsync-{fsync}.log"));
-        let log = AuditLog::open(&path, AuditOptions { fsync }).unwrap();
+        let log = AuditLog::open(
+            &path,
+            AuditOptions {
+                fsync,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let mut seq = 0;
         group.bench_function(if fsync { "fsync_on" } else { "fsync_off" }, |b| {
             b.iter(|| {
@@ -70,7 +77,14 @@ fn bench_append(c: &mut Criterion) {
     // inverse of aggregate throughput; per-caller latency is about 8x this.
     let mut group = c.benchmark_group("audit_append_fsync_8_threads");
     let path = dir.path().join("audit-fsync-concurrent.log");
-    let log = AuditLog::open(&path, AuditOptions { fsync: true }).unwrap();
+    let log = AuditLog::open(
+        &path,
+        AuditOptions {
+            fsync: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     group.bench_function("per_append", |b| {
         b.iter_custom(|iters| {
             let per_thread = iters.div_ceil(8).max(1);

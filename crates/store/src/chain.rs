@@ -8,7 +8,6 @@ use crate::StoreError;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 /// `prev` of the first event.
@@ -245,6 +244,14 @@ pub struct VerifyReport {
     /// Bytes after the last newline: a write cut short by a crash (removed on the next
     /// [`crate::AuditLog::open`]), or a write in progress.
     pub partial_tail_bytes: u64,
+    /// Seq of the first event walked: 1 for a whole trail; after retention the first kept
+    /// event; for a range, where the range starts.
+    pub first_seq: u64,
+    /// For a trail that starts after seq 1: the seq of the `audit_retention` event that
+    /// recorded the removal of everything before it, with the hash the walk started from.
+    pub retention_seq: Option<u64>,
+    /// Segments the walk read from.
+    pub segments: usize,
 }
 
 impl VerifyReport {
@@ -253,8 +260,10 @@ impl VerifyReport {
     }
 }
 
-/// Walks the chain of the log file at `path`. I/O errors are `Err`; a broken chain is a
-/// report with `first_broken` set.
+/// Walks the chain of the whole trail at `path` (every segment, compressed or not). I/O
+/// errors are `Err`; a broken chain, an undecodable compressed frame, or a trail that starts
+/// after seq 1 without an `audit_retention` event vouching for the start are a report with
+/// `first_broken` set.
 pub fn verify_log(path: &Path) -> Result<VerifyReport, StoreError> {
     walk_log(path, &mut |_, _| {})
 }
@@ -264,45 +273,132 @@ pub(crate) fn walk_log(
     path: &Path,
     on_event: &mut dyn FnMut(u64, &str),
 ) -> Result<VerifyReport, StoreError> {
-    let file = std::fs::File::open(path).map_err(|e| StoreError::io(path, e))?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
+    walk(path, Span::default(), on_event)
+}
+
+/// Which part of the trail to walk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    /// Start at this seq, taking its `prev` on trust (a signed checkpoint after it, or the
+    /// previous segment, vouches for it); `None`: the whole trail.
+    pub from: Option<u64>,
+    /// Stop after this seq; `None`: the end of the trail.
+    pub to: Option<u64>,
+}
+
+/// What `audit_retention` says was removed.
+#[derive(Deserialize)]
+struct RetentionDetail {
+    detail: RetentionInner,
+}
+#[derive(Deserialize)]
+struct RetentionInner {
+    audit_retention: RetentionFacts,
+}
+#[derive(Deserialize)]
+struct RetentionFacts {
+    last_seq: u64,
+    last_hash: String,
+}
+
+pub(crate) fn walk(
+    path: &Path,
+    span: Span,
+    on_event: &mut dyn FnMut(u64, &str),
+) -> Result<VerifyReport, StoreError> {
+    use crate::segments::{Reader, Start};
+    let start = span.from.map_or(Start::Beginning, Start::Seq);
+    let mut reader = Reader::open(path, start)?;
     let mut walker = ChainWalker::genesis();
-    let mut events = 0u64;
-    let mut line = Vec::with_capacity(1024);
-    loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| StoreError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        let Some(body) = line.strip_suffix(b"\n") else {
-            return Ok(VerifyReport {
-                events,
-                first_broken: None,
-                last_hash: walker.prev,
-                partial_tail_bytes: n as u64,
-            });
-        };
-        let result = parse_line(body)
-            .and_then(|l| walker.check(l.seq, l.prev, l.hash, l.event.get().as_bytes()))
-            .map(|_| ());
-        if let Err(reason) = result {
-            return Ok(VerifyReport {
-                events,
-                first_broken: Some((walker.next_seq, reason)),
-                last_hash: walker.prev,
-                partial_tail_bytes: 0,
-            });
-        }
-        on_event(walker.next_seq.saturating_sub(1), &walker.prev);
-        events += 1;
-    }
-    Ok(VerifyReport {
-        events,
+    let mut report = VerifyReport {
+        events: 0,
         first_broken: None,
-        last_hash: walker.prev,
+        last_hash: GENESIS_PREV.to_string(),
         partial_tail_bytes: 0,
-    })
+        first_seq: span.from.unwrap_or(1),
+        retention_seq: None,
+        segments: 0,
+    };
+    // The trail's start when it is not seq 1: (seq before it, hash) to be vouched for.
+    let mut anchor: Option<(u64, String)> = None;
+    let mut first = true;
+    let mut segment = None;
+    loop {
+        let line = match reader.next_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(StoreError::Corrupt { path, reason, .. }) => {
+                report.first_broken =
+                    Some((walker.next_seq, format!("{}: {reason}", path.display())));
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        if segment != Some(line.segment_first_seq) {
+            segment = Some(line.segment_first_seq);
+            report.segments += 1;
+        }
+        let body = line.bytes;
+        let parsed = parse_line(body);
+        if first {
+            first = false;
+            if let Ok(l) = &parsed {
+                if span.from.is_some() || l.seq > 1 {
+                    walker = ChainWalker::resume(l.seq.saturating_sub(1), l.prev.to_string());
+                    report.first_seq = l.seq;
+                    if span.from.is_none() {
+                        anchor = Some((l.seq - 1, l.prev.to_string()));
+                    }
+                }
+            }
+        }
+        let result = parsed.and_then(|l| {
+            let event = l.event.get().as_bytes();
+            walker.check(l.seq, l.prev, l.hash, event)?;
+            if let Some((seq, hash)) = &anchor {
+                if report.retention_seq.is_none()
+                    && memchr::memmem::find(event, b"\"audit_retention\"").is_some()
+                {
+                    if let Ok(r) = serde_json::from_slice::<RetentionDetail>(event) {
+                        let r = r.detail.audit_retention;
+                        if r.last_seq == *seq && r.last_hash == *hash {
+                            report.retention_seq = Some(l.seq);
+                        }
+                    }
+                }
+            }
+            Ok(l.seq)
+        });
+        match result {
+            Ok(seq) => {
+                on_event(seq, &walker.prev);
+                report.events += 1;
+                if span.to.is_some_and(|to| seq >= to) {
+                    break;
+                }
+            }
+            Err(reason) => {
+                report.first_broken = Some((walker.next_seq, reason));
+                break;
+            }
+        }
+    }
+    report.partial_tail_bytes = if report.first_broken.is_none() && span.to.is_none() {
+        reader.partial_bytes()
+    } else {
+        0
+    };
+    report.last_hash = walker.prev;
+    if report.first_broken.is_none() {
+        if let Some((seq, _)) = anchor.filter(|_| report.retention_seq.is_none()) {
+            report.first_broken = Some((
+                seq + 1,
+                format!(
+                    "the trail starts at seq {} but no audit_retention event records the removal of the events before it: segments deleted outside retention",
+                    seq + 1
+                ),
+            ));
+        }
+    }
+    Ok(report)
 }

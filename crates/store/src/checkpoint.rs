@@ -23,7 +23,7 @@
 //! it to `airlock audit verify --public-key`: someone who can replace both files in data_dir
 //! could otherwise re-sign a rewritten log.
 
-use crate::chain::walk_log;
+use crate::chain::{walk, Span};
 use crate::{AuditEvent, AuditLog, EventKind, StoreError, VerifyReport};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -232,10 +232,13 @@ fn checkpoint_now(
     if seq == 0 || seq <= after_seq {
         return Ok(None);
     }
-    // Never sign what a power loss could still take away.
+    // Never sign what a power loss could still take away: the active segment, then any
+    // segment closed since (in that order: a rotation after the head was read leaves the head
+    // in a file that is either the one opened here or in the closed list).
     std::fs::File::open(log.path())
         .and_then(|f| f.sync_data())
         .map_err(|e| StoreError::io(log.path(), e))?;
+    log.sync_closed()?;
     let cp = key.sign(seq, &hash, AuditEvent::now_us());
     let path = checkpoints_path(log.path());
     let mut line = serde_json::to_vec(&cp)?;
@@ -373,6 +376,51 @@ pub fn verify_with_checkpoints(
     checkpoints: &Path,
     public: Option<&str>,
 ) -> Result<CheckpointReport, StoreError> {
+    verify_span(log_path, checkpoints, public, Span::default())
+}
+
+/// Verifies the events `from..=to` (`to`: `None` for the head) without reading the trail
+/// before them: the walk starts at `from` (in a compressed segment, at the frame holding it)
+/// taking that event's `prev` on trust, and goes on past `to` up to the first signed
+/// checkpoint at or after `to`, if there is one. A checkpoint's hash commits to every event
+/// before it, `from`'s `prev` included, so a match proves the range is exactly what was
+/// signed; `last_checkpoint` is then that checkpoint and `uncovered` 0. Without one (events
+/// newer than the last checkpoint), the range is only shown to chain.
+pub fn verify_range(
+    log_path: &Path,
+    checkpoints: &Path,
+    public: Option<&str>,
+    from: u64,
+    to: Option<u64>,
+) -> Result<CheckpointReport, StoreError> {
+    let stop = match to {
+        Some(to) => {
+            let cps = read_checkpoints(checkpoints, public)?.1;
+            Some(cps.range(to..).next().map_or(to, |(s, _)| *s))
+        }
+        None => None,
+    };
+    let mut report = verify_span(
+        log_path,
+        checkpoints,
+        public,
+        Span {
+            from: Some(from.max(1)),
+            to: stop,
+        },
+    )?;
+    if let (Some(to), Some(cp)) = (to, &report.last_checkpoint) {
+        if cp.seq >= to {
+            report.uncovered = 0;
+        }
+    }
+    Ok(report)
+}
+
+type Checkpoints = (Vec<(u64, String)>, BTreeMap<u64, Checkpoint>);
+
+/// The checkpoints of the side file whose signature checks, and the problems found in it.
+fn read_checkpoints(checkpoints: &Path, public: Option<&str>) -> Result<Checkpoints, StoreError> {
     let mut problems: Vec<(u64, String)> = Vec::new();
     let mut by_seq: BTreeMap<u64, Checkpoint> = BTreeMap::new();
     match std::fs::File::open(checkpoints) {
@@ -406,8 +454,18 @@ pub fn verify_with_checkpoints(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(StoreError::io(checkpoints, e)),
     }
+    Ok((problems, by_seq))
+}
+
+fn verify_span(
+    log_path: &Path,
+    checkpoints: &Path,
+    public: Option<&str>,
+    span: Span,
+) -> Result<CheckpointReport, StoreError> {
+    let (mut problems, by_seq) = read_checkpoints(checkpoints, public)?;
     let mut matched: Vec<u64> = Vec::new();
-    let chain = walk_log(log_path, &mut |seq, hash| {
+    let chain = walk(log_path, span, &mut |seq, hash| {
         if let Some(cp) = by_seq.get(&seq) {
             if cp.hash == hash {
                 matched.push(seq);
@@ -422,14 +480,19 @@ pub fn verify_with_checkpoints(
             }
         }
     })?;
+    // Only what was walked can be judged: checkpoints of events removed by retention, or
+    // outside a range, are neither matched nor problems.
+    let walked_from = chain.first_seq;
+    let walked_to = match &chain.first_broken {
+        Some((seq, _)) => seq.saturating_sub(1),
+        None => walked_from.saturating_add(chain.events).saturating_sub(1),
+    };
+    problems.retain(|(seq, _)| *seq >= walked_from && (span.to.is_none() || *seq <= walked_to));
     if let Some((seq, why)) = &chain.first_broken {
         problems.push((*seq, why.clone()));
     }
-    let log_end = match &chain.first_broken {
-        Some((seq, _)) => seq.saturating_sub(1),
-        None => chain.events,
-    };
-    if chain.first_broken.is_none() {
+    let log_end = walked_to;
+    if chain.first_broken.is_none() && span.to.is_none() {
         if let Some((&seq, _)) = by_seq.iter().next_back().filter(|(s, _)| **s > log_end) {
             problems.push((
                 log_end + 1,
@@ -442,7 +505,7 @@ pub fn verify_with_checkpoints(
     Ok(CheckpointReport {
         checkpoints_ok: matched.len() as u64,
         last_checkpoint: last_ok.and_then(|s| by_seq.get(&s).cloned()),
-        uncovered: log_end.saturating_sub(last_ok.unwrap_or(0)),
+        uncovered: log_end.saturating_sub(last_ok.unwrap_or(walked_from.saturating_sub(1))),
         key: public.map(str::to_owned),
         first_problem: problems.into_iter().next(),
         chain,

@@ -62,6 +62,7 @@
 //! [`Index::catch_up`]; an index with a newer version is refused.
 
 use crate::chain::{parse_line, split_line, ChainWalker, GENESIS_PREV};
+use crate::segments::{line_seq, LineAt, Reader, Start};
 use crate::{CommandRecord, StoreError, VerifyReport};
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 use serde::de::IgnoredAny;
@@ -69,8 +70,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -411,37 +410,56 @@ impl Index {
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        let mut offset = u64::try_from(offset).unwrap_or(0);
-        let file = match File::open(log_path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && offset == 0 => return Ok(0),
-            Err(e) => return Err(StoreError::io(log_path, e)),
-        };
-        let len = file
-            .metadata()
-            .map_err(|e| StoreError::io(log_path, e))?
-            .len();
-        if len < offset {
-            return Err(StoreError::Corrupt {
-                path: log_path.to_path_buf(),
-                offset,
-                reason: format!(
-                    "the log ({len} bytes) is shorter than what is already indexed ({offset} bytes): truncated or replaced"
-                ),
-            });
+        let offset = u64::try_from(offset).unwrap_or(0);
+        let last_seq = u64::try_from(last_seq).unwrap_or(0);
+        // Events removed by retention leave the index too: it can no longer show them, and
+        // `verify` would find them missing from the log.
+        let first_kept = crate::segments::first_kept_seq(log_path)?;
+        if let Some(first_kept) = first_kept.filter(|&f| f > 1) {
+            prune_before(&tx, first_kept)?;
         }
-        let mut file = file;
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| StoreError::io(log_path, e))?;
-        let mut lines = LineReader::new(file);
-        let mut walker = ChainWalker::resume(u64::try_from(last_seq).unwrap_or(0), last_hash);
+        let mut reader = Reader::open(
+            log_path,
+            Start::After {
+                seq: last_seq,
+                offset,
+            },
+        )?;
+        let mut walker = ChainWalker::resume(last_seq, last_hash);
+        let mut end_offset = offset;
         let mut added = 0usize;
         let mut broken = None;
+        let mut first = true;
         {
             let mut writer = IndexWriter::new(&tx, log_path)?;
             // No newline at the end: a write in progress (or a crash the next open will repair).
-            while let Some(line) = lines.next_line().map_err(|e| StoreError::io(log_path, e))? {
+            loop {
+                let line = match reader.next_line() {
+                    Ok(Some(line)) => line,
+                    Ok(None) => break,
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        broken = Some(StoreError::Chain {
+                            seq: walker.next_seq,
+                            reason: e.to_string(),
+                        });
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let (line_offset, line) = (line.offset, line.bytes);
                 let line_len = line.len();
+                if first {
+                    first = false;
+                    // Everything up to the first kept event was removed by retention before it
+                    // was indexed: start again from the first kept event (the log's verify
+                    // checks the retention record that vouches for its `prev`).
+                    let seq = line_seq(line).unwrap_or(0);
+                    if seq > walker.next_seq && Some(seq) == first_kept {
+                        if let Ok(l) = parse_line(line) {
+                            walker = ChainWalker::resume(seq - 1, l.prev.to_string());
+                        }
+                    }
+                }
                 // The common case parses the event JSON once, for the fields the index needs;
                 // anything unusual, or a link that does not check, goes through the full
                 // parser as `verify_log` does (and so fails with the same message).
@@ -460,7 +478,7 @@ impl Index {
                                 broken = Some(StoreError::Chain {
                                     seq: walker.next_seq,
                                     reason: format!(
-                                        "{reason} (byte {offset} of {})",
+                                        "{reason} (byte {line_offset} of a segment of {})",
                                         log_path.display()
                                     ),
                                 });
@@ -480,17 +498,17 @@ impl Index {
                     }
                 };
                 let Link { seq, event, .. } = link;
-                if writer.insert(seq, &digest, (offset, line_len), event.as_ref())? {
+                if writer.insert(seq, &digest, (line_offset, line_len), event.as_ref())? {
                     added += 1;
                 }
-                offset += line_len as u64 + 1;
+                end_offset = line_offset + line_len as u64 + 1;
             }
             writer.finish()?;
         }
         tx.execute(
             "UPDATE index_state SET log_offset = ?1, last_seq = ?2, last_hash = ?3 WHERE id = 0",
             params![
-                i64::try_from(offset).unwrap_or(i64::MAX),
+                i64::try_from(end_offset).unwrap_or(i64::MAX),
                 i64::try_from(walker.next_seq.saturating_sub(1)).unwrap_or(i64::MAX),
                 walker.prev
             ],
@@ -550,7 +568,7 @@ impl Index {
         let conn = lock(&self.conn);
         let sql = format!(
             "SELECT s.id, c.seq, c.ts_us, s.identity, s.connection, c.operation, c.decision,
-                    ce.pos, ce.len, ce.hash, te.pos, te.len, te.hash
+                    ce.seq, ce.pos, ce.len, ce.hash, te.seq, te.pos, te.len, te.hash
              FROM commands c
              JOIN sessions s ON s.sid = c.sid
              LEFT JOIN events ce ON ce.seq = c.command
@@ -577,7 +595,7 @@ impl Index {
             },
             |r| {
                 let command = lines.stored_event(r, 7)?;
-                let text_event = lines.stored_event(r, 10)?;
+                let text_event = lines.stored_event(r, 11)?;
                 let text = command
                     .and_then(|e| e.command)
                     .and_then(|c| c.text)
@@ -612,8 +630,8 @@ impl Index {
             return Ok(None);
         };
         let mut stmt = conn.prepare_cached(
-            "SELECT c.seq, c.decision, ce.pos, ce.len, ce.hash, re.pos, re.len, re.hash,
-                    te.pos, te.len, te.hash
+            "SELECT c.seq, c.decision, ce.seq, ce.pos, ce.len, ce.hash,
+                    re.seq, re.pos, re.len, re.hash, te.seq, te.pos, te.len, te.hash
              FROM commands c
              LEFT JOIN events ce ON ce.seq = c.command
              LEFT JOIN events re ON re.seq = c.result
@@ -626,8 +644,8 @@ impl Index {
                 let seq = get_u64(r, 0)?.unwrap_or(0);
                 let decision: Option<String> = r.get(1)?;
                 let command = lines.stored_event(r, 2)?;
-                let result = lines.stored_event(r, 5)?;
-                let text_event = lines.stored_event(r, 8)?;
+                let result = lines.stored_event(r, 6)?;
+                let text_event = lines.stored_event(r, 10)?;
                 let (ts_us, cmd) = command.map_or((None, None), |e| (e.ts_us, e.command));
                 let cmd = cmd.unwrap_or_default();
                 let res = result.and_then(|e| e.command).unwrap_or_default();
@@ -668,11 +686,15 @@ impl Index {
         let mut lines = LogLines::open(&self.log);
         let mut walker = ChainWalker::genesis();
         let mut events = 0u64;
-        let report = |walker: ChainWalker, events, first_broken| VerifyReport {
+        let mut first_seq = 1;
+        let report = |walker: ChainWalker, events, first_broken, first_seq| VerifyReport {
             events,
             first_broken,
             last_hash: walker.prev,
             partial_tail_bytes: 0,
+            first_seq,
+            retention_seq: None,
+            segments: 0,
         };
         while let Some(row) = rows.next()? {
             let seq = u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0);
@@ -681,7 +703,8 @@ impl Index {
             let hash = value_bytes(row.get_ref(1)?);
             // The position read leniently too: a non-integer reads as outside the log.
             let at = |i| row.get::<_, i64>(i).unwrap_or(-1);
-            let located = lines.line(at(2), at(3)).and_then(|line| {
+            let is_first = events == 0;
+            let located = lines.line(seq, at(2), at(3)).and_then(|line| {
                 let l = parse_line(line)?;
                 if l.seq != seq {
                     return Err(format!(
@@ -689,11 +712,17 @@ impl Index {
                         l.seq
                     ));
                 }
+                if is_first && seq > 1 {
+                    // The trail starts after retention removed its beginning: the log's own
+                    // verification checks what vouches for this `prev`.
+                    walker = ChainWalker::resume(seq - 1, l.prev.to_string());
+                    first_seq = seq;
+                }
                 walker.check_stored(seq, hash, l.event.get().as_bytes())
             });
             if let Err(reason) = located {
                 let at = walker.next_seq;
-                return Ok(report(walker, events, Some((at, reason))));
+                return Ok(report(walker, events, Some((at, reason)), first_seq));
             }
             events += 1;
         }
@@ -703,9 +732,9 @@ impl Index {
             let reason = format!(
                 "index recorded events up to seq {state_seq} but the events table ends at seq {last} (rows deleted)"
             );
-            return Ok(report(walker, events, Some((last + 1, reason))));
+            return Ok(report(walker, events, Some((last + 1, reason)), first_seq));
         }
-        Ok(report(walker, events, None))
+        Ok(report(walker, events, None, first_seq))
     }
 }
 
@@ -736,63 +765,40 @@ fn value_bytes(v: rusqlite::types::ValueRef<'_>) -> &[u8] {
     }
 }
 
-/// Reads indexed events back from the log by the position stored with them.
+/// Reads indexed events back from the trail by the position stored with them.
 struct LogLines {
-    file: Result<File, String>,
-    buf: Vec<u8>,
+    at: LineAt,
 }
 
 impl LogLines {
     fn open(log: &Path) -> Self {
         LogLines {
-            file: File::open(log).map_err(|e| format!("cannot open {}: {e}", log.display())),
-            buf: Vec::new(),
+            at: LineAt::new(log),
         }
     }
 
-    /// The line (without newline) the index places at `pos`. The position comes from the
-    /// index, which may have been edited: it is checked against the file's length before
-    /// anything is allocated for it.
-    fn line(&mut self, pos: i64, len: i64) -> Result<&[u8], String> {
-        use std::os::unix::fs::FileExt;
-        let file = self.file.as_ref().map_err(Clone::clone)?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| format!("cannot read the log's length: {e}"))?
-            .len();
-        let in_file = u64::try_from(pos)
-            .ok()
-            .zip(u64::try_from(len).ok())
-            .filter(|&(p, l)| p.checked_add(l).is_some_and(|end| end <= file_len));
-        let Some((pos, len)) = in_file else {
-            return Err(format!(
-                "the index places the event at bytes {pos}+{len}, outside the log ({file_len} bytes)"
-            ));
-        };
-        // `len` fits in the file, which is in memory's reach only if it fits in usize.
-        let len = usize::try_from(len).map_err(|_| "event too large to read".to_string())?;
-        self.buf.resize(len, 0);
-        file.read_exact_at(&mut self.buf, pos)
-            .map_err(|e| format!("cannot read {len} bytes at byte {pos} of the log: {e}"))?;
-        Ok(&self.buf)
+    /// The line (without newline) the index places at `pos` of the segment holding `seq`.
+    fn line(&mut self, seq: u64, pos: i64, len: i64) -> Result<&[u8], String> {
+        self.at.line(seq, pos, len)
     }
 
-    /// The event whose `(pos, len, hash)` are the columns from `col` on, if its line still
-    /// says what was indexed; `None` for NULL columns (no such event) and for a line that
-    /// was edited or cannot be read (logged as a warning: `audit verify` says more).
+    /// The event whose `(seq, pos, len, hash)` are the columns from `col` on, if its line
+    /// still says what was indexed; `None` for NULL columns (no such event) and for a line
+    /// that was edited or cannot be read (logged as a warning: `audit verify` says more).
     fn stored_event(
         &mut self,
         r: &rusqlite::Row<'_>,
         col: usize,
     ) -> rusqlite::Result<Option<StoredEvent>> {
-        let (Some(pos), Some(len)) = (
-            r.get::<_, Option<i64>>(col)?,
+        let (Some(seq), Some(pos), Some(len)) = (
+            get_u64(r, col)?,
             r.get::<_, Option<i64>>(col + 1)?,
+            r.get::<_, Option<i64>>(col + 2)?,
         ) else {
             return Ok(None);
         };
-        let hash = value_bytes(r.get_ref(col + 2)?).to_vec();
-        match self.event_json(pos, len, &hash) {
+        let hash = value_bytes(r.get_ref(col + 3)?).to_vec();
+        match self.event_json(seq, pos, len, &hash) {
             Ok(json) => Ok(serde_json::from_str(json).ok()),
             Err(reason) => {
                 tracing::warn!(
@@ -805,18 +811,44 @@ impl LogLines {
     }
 
     /// The event JSON of the line at `pos`, checked against the indexed `hash`.
-    fn event_json(&mut self, pos: i64, len: i64, hash: &[u8]) -> Result<&str, String> {
-        let line = self.line(pos, len)?;
+    fn event_json(&mut self, seq: u64, pos: i64, len: i64, hash: &[u8]) -> Result<&str, String> {
+        let line = self.line(seq, pos, len)?;
         let l = parse_line(line)?;
         let json = l.event.get();
         if crate::chain::chain_digest(l.seq, l.prev, json.as_bytes()).as_slice() != hash {
             return Err(format!(
-                "event {} at byte {pos} of the log was edited",
+                "event {} at byte {pos} of its segment was edited",
                 l.seq
             ));
         }
         Ok(json)
     }
+}
+
+/// Removes what the index holds about events before `first_kept` (removed by retention).
+/// Session rows stay, with their counters; their statements' details are gone with the log.
+fn prune_before(tx: &Connection, first_kept: u64) -> Result<(), StoreError> {
+    let k = to_i64(first_kept);
+    let oldest: Option<i64> = tx.query_row("SELECT min(seq) FROM events", [], |r| r.get(0))?;
+    if oldest.is_none_or(|o| o >= k) {
+        return Ok(());
+    }
+    tx.execute("DELETE FROM events WHERE seq < ?1", params![k])?;
+    tx.execute(
+        "DELETE FROM commands WHERE coalesce(command, result) < ?1 AND coalesce(result, command) < ?1",
+        params![k],
+    )?;
+    tx.execute(
+        "UPDATE commands SET text_event = NULL WHERE text_event < ?1",
+        params![k],
+    )?;
+    tx.execute_batch(
+        "DELETE FROM command_objects WHERE NOT EXISTS
+           (SELECT 1 FROM commands c WHERE c.sid = command_objects.sid AND c.seq = command_objects.seq);
+         DELETE FROM command_masked WHERE NOT EXISTS
+           (SELECT 1 FROM commands c WHERE c.sid = command_masked.sid AND c.seq = command_masked.seq);",
+    )?;
+    Ok(())
 }
 
 fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
@@ -881,61 +913,6 @@ fn full_link(line: &[u8]) -> Result<Link<'_>, String> {
         json,
         event,
     })
-}
-
-/// Complete lines of a file read in large chunks and handed out in place (no per-line copy).
-struct LineReader<R> {
-    source: R,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    eof: bool,
-}
-
-impl<R: Read> LineReader<R> {
-    const CHUNK: usize = 1 << 20;
-
-    fn new(source: R) -> Self {
-        LineReader {
-            source,
-            buf: vec![0; Self::CHUNK],
-            start: 0,
-            end: 0,
-            eof: false,
-        }
-    }
-
-    /// The next line without its `\n`; `None` at the end of the complete lines.
-    fn next_line(&mut self) -> std::io::Result<Option<&[u8]>> {
-        let mut searched = self.start;
-        loop {
-            let window = self.buf.get(searched..self.end).unwrap_or_default();
-            if let Some(i) = memchr::memchr(b'\n', window) {
-                let line_start = self.start;
-                let line_end = searched + i;
-                self.start = line_end + 1;
-                return Ok(self.buf.get(line_start..line_end));
-            }
-            if self.eof {
-                return Ok(None);
-            }
-            // Keep the partial line, moved to the front, and read after it.
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            searched = self.end;
-            self.start = 0;
-            if self.end == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-            let free = self.buf.get_mut(self.end..).unwrap_or_default();
-            match self.source.read(free) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.end += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
 }
 
 /// A session as far as the current batch knows it.
@@ -1278,7 +1255,8 @@ impl<'c> IndexWriter<'c> {
         let Some((pos, len, hash)) = at else {
             return Ok(false);
         };
-        Ok(self.lines.event_json(pos, len, &hash).is_ok_and(|j| {
+        let seq = u64::try_from(event_seq).unwrap_or(0);
+        Ok(self.lines.event_json(seq, pos, len, &hash).is_ok_and(|j| {
             serde_json::from_str::<IndexedEvent<'_>>(j)
                 .ok()
                 .and_then(|e| e.command)

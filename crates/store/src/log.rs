@@ -12,16 +12,25 @@
 //! append a line after a half line.
 //!
 //! Only one `AuditLog` (one process) may write a given file at a time.
+//!
+//! Segments ([`crate::segments`]): with [`SegmentOptions`] set, the writer closes the active
+//! file when the next batch would take it past `max_bytes`, or when its first event is older
+//! than `max_age`, by renaming it into `<log>.d/` and opening a new, empty active file, all
+//! under the writer lock, so the next event simply continues the chain. With `fsync` the closed
+//! file is fdatasynced before the rename (cheap: appends already synced it); without, it is
+//! synced off the data path before the next checkpoint signs anything in it. A background
+//! thread then compresses closed segments (`compress`).
 
 use crate::chain::{chain_hash, chain_hex, parse_line, push_line, GENESIS_PREV};
-use crate::{AuditEvent, AuditEventRef, StoreError};
+use crate::segments;
+use crate::{AuditEvent, AuditEventRef, EventKind, StoreError};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How long a deferred event may wait for a regular append to carry it to the file.
 const DEFERRED_MAX_DELAY: Duration = Duration::from_millis(200);
@@ -35,6 +44,40 @@ const EVENT_JSON_CAPACITY: usize = 512;
 pub struct AuditOptions {
     /// Group-committed `fdatasync` before `append` returns (SPEC `[audit] fsync`).
     pub fsync: bool,
+    /// When to close the active segment and start a new one.
+    pub segments: SegmentOptions,
+}
+
+/// Rotation and compression of the trail's segments (`[audit] segment_max_bytes`,
+/// `segment_max_age`, `compress`). The default (both limits 0/`None`) never rotates: one file,
+/// as before segments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegmentOptions {
+    /// Close the active segment before a batch would take it past this many bytes (0: no
+    /// size limit). A single batch larger than this still goes into one segment.
+    pub max_bytes: u64,
+    /// Close the active segment at the first append after its first event is this old.
+    pub max_age: Option<Duration>,
+    /// Compress closed segments (zstd) on a background thread.
+    pub compress: bool,
+}
+
+/// What [`AuditLog::apply_retention`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub segments: usize,
+    pub bytes: u64,
+    /// The seq range removed.
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Chain hash of `last_seq`: the `prev` of the first kept event, so verification of the
+    /// rest starts from it.
+    pub last_hash: String,
+    /// Seq of the `audit_retention` event recording the removal.
+    pub event_seq: u64,
+    /// Closed segments kept although old enough, because an exporter has not acknowledged
+    /// their events yet.
+    pub held_for_exporters: usize,
 }
 
 /// What [`AuditLog::open`] removed from the end of the file: a line cut short by a crash.
@@ -64,11 +107,19 @@ struct Inner {
     shared: Arc<Shared>,
     flusher: Option<JoinHandle<()>>,
     syncer: Option<JoinHandle<()>>,
+    maintainer: Option<JoinHandle<()>>,
 }
 
 struct Shared {
     path: PathBuf,
     fsync: bool,
+    seg: SegmentOptions,
+    /// The file the syncer fdatasyncs: the active segment, swapped at rotation.
+    sync_file: Mutex<Option<Arc<File>>>,
+    /// Closed segments not yet fdatasynced (without `fsync`): synced before a checkpoint.
+    closed_unsynced: Mutex<Vec<File>>,
+    maint: Mutex<Maint>,
+    maint_cv: Condvar,
     writer: Mutex<Writer>,
     deferred: Mutex<Deferred>,
     deferred_cv: Condvar,
@@ -81,10 +132,21 @@ struct Shared {
     fsyncs: AtomicU64,
 }
 
+#[derive(Default)]
+struct Maint {
+    /// A segment was closed: compress it.
+    pending: bool,
+    shutdown: bool,
+}
+
 struct Writer {
     file: File,
     /// End of the last complete line; the truncation point if a write fails halfway.
     len: u64,
+    /// Seq of the active segment's first event (the next seq while it is empty).
+    first_seq: u64,
+    /// When the active segment's first event was written (µs since the epoch).
+    started_us: Option<i64>,
     last_seq: u64,
     last_hash: String,
     poisoned: Option<String>,
@@ -125,11 +187,33 @@ impl AuditLog {
             .map_err(|e| StoreError::io(path, e))?;
         crate::private::tighten(&file, path);
         let meta = file.metadata().map_err(|e| StoreError::io(path, e))?;
-        let tail = if meta.is_file() {
+        let mut tail = if meta.is_file() {
             recover_tail(&file, path, meta.len())?
         } else {
             // Devices and pipes (e.g. /dev/full in tests): nothing to recover.
             Tail::empty()
+        };
+        let (first_seq, started_us) = match segments::first_line(&file, tail.len) {
+            Some(line) => match first_line_facts(&line) {
+                Some(facts) => facts,
+                None => {
+                    let after_closed = segments::list_closed(path)?
+                        .last()
+                        .and_then(|s| s.last_seq)
+                        .map_or(1, |l| l + 1);
+                    (after_closed, None)
+                }
+            },
+            None => {
+                // An empty active segment (just rotated, or a crash between the rename and
+                // the new file): the chain goes on from the last closed segment.
+                if let Some(last) = segments::list_closed(path)?.last() {
+                    let (seq, hash) = segments::closed_tail(last)?;
+                    tail.last_seq = seq;
+                    tail.last_hash = hash;
+                }
+                (tail.last_seq + 1, None)
+            }
         };
         if let Some(r) = &tail.recovered {
             tracing::warn!(
@@ -146,16 +230,28 @@ impl AuditLog {
             }
         }
         let sync_file = if opts.fsync {
-            Some(file.try_clone().map_err(|e| StoreError::io(path, e))?)
+            Some(Arc::new(
+                file.try_clone().map_err(|e| StoreError::io(path, e))?,
+            ))
         } else {
             None
         };
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
             fsync: opts.fsync,
+            seg: opts.segments,
+            sync_file: Mutex::new(sync_file.clone()),
+            closed_unsynced: Mutex::new(Vec::new()),
+            maint: Mutex::new(Maint {
+                pending: true,
+                shutdown: false,
+            }),
+            maint_cv: Condvar::new(),
             writer: Mutex::new(Writer {
                 file,
                 len: tail.len,
+                first_seq,
+                started_us,
                 last_seq: tail.last_seq,
                 last_hash: tail.last_hash,
                 poisoned: None,
@@ -184,22 +280,34 @@ impl AuditLog {
                 .map_err(|e| StoreError::io(path, e))?
         };
         let syncer = match sync_file {
-            Some(sync_file) => {
+            Some(_) => {
                 let shared = Arc::clone(&shared);
                 Some(
                     std::thread::Builder::new()
                         .name("audit-fsync".into())
-                        .spawn(move || shared.run_syncer(sync_file))
+                        .spawn(move || shared.run_syncer())
                         .map_err(|e| StoreError::io(path, e))?,
                 )
             }
             None => None,
+        };
+        let maintainer = if opts.segments.compress {
+            let shared = Arc::clone(&shared);
+            Some(
+                std::thread::Builder::new()
+                    .name("audit-segments".into())
+                    .spawn(move || shared.run_maintainer())
+                    .map_err(|e| StoreError::io(path, e))?,
+            )
+        } else {
+            None
         };
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 shared,
                 flusher: Some(flusher),
                 syncer,
+                maintainer,
             }),
         })
     }
@@ -298,6 +406,125 @@ impl AuditLog {
         lock(&self.inner.shared.writer).poisoned.clone()
     }
 
+    /// The trail's segments, closed ones first (see [`crate::segments`]).
+    pub fn segments(&self) -> Result<Vec<segments::Segment>, StoreError> {
+        segments::list(self.path())
+    }
+
+    /// Closes the active segment now (if it holds any event), as rotation by size or age
+    /// would. Returns whether it did.
+    pub fn rotate(&self) -> Result<bool, StoreError> {
+        let shared = &self.inner.shared;
+        // Pending deferred events belong to the segment being closed.
+        shared.write_batch(&[])?;
+        let mut guard = lock(&shared.writer);
+        if let Some(reason) = &guard.poisoned {
+            return Err(StoreError::Poisoned(reason.clone()));
+        }
+        if guard.len == 0 {
+            return Ok(false);
+        }
+        shared.rotate(&mut guard)?;
+        Ok(true)
+    }
+
+    /// fdatasyncs the segments closed since the last call (only needed without `fsync`, where
+    /// rotation leaves that to this): a checkpoint calls it before signing.
+    pub(crate) fn sync_closed(&self) -> Result<(), StoreError> {
+        let files = std::mem::take(&mut *lock(&self.inner.shared.closed_unsynced));
+        for (i, f) in files.iter().enumerate() {
+            if let Err(e) = f.sync_data() {
+                // Keep the rest (this one included) for the next attempt.
+                let mut pending = lock(&self.inner.shared.closed_unsynced);
+                pending.extend(files.into_iter().skip(i));
+                return Err(StoreError::io(self.path(), e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Compresses the closed segments now, on the calling thread (the background thread does
+    /// the same after each rotation when `compress` is on). Returns how many it compressed.
+    pub fn compress_closed(&self) -> Result<usize, StoreError> {
+        segments::compress_closed(self.path(), self.inner.shared.fsync)
+    }
+
+    /// Retention: removes the oldest closed segments whose last event was written more than
+    /// `max_age` before `now`, and whose events every exporter acknowledged (`acked`: the
+    /// smallest acknowledged seq among the configured exporters; `None`: no exporter). Never
+    /// the active segment, never a segment after one that must stay (the trail keeps no
+    /// holes). The removal is itself an audit event, written *before* anything is deleted:
+    /// `detail.audit_retention` names the seq range dropped and the chain hash of its last
+    /// event, which is the `prev` of the first kept event, so `airlock audit verify` starts
+    /// from there. `Ok(None)`: nothing to remove.
+    pub fn apply_retention(
+        &self,
+        max_age: Duration,
+        acked: Option<u64>,
+        now: SystemTime,
+    ) -> Result<Option<RetentionReport>, StoreError> {
+        let _files = segments::lock_segment_files();
+        let closed = segments::list_closed(self.path())?;
+        let cutoff = now.checked_sub(max_age);
+        let mut doomed: Vec<(segments::Segment, u64)> = Vec::new();
+        let mut held = 0;
+        for seg in &closed {
+            let meta = std::fs::metadata(&seg.path).map_err(|e| StoreError::io(&seg.path, e))?;
+            let old = match (cutoff, meta.modified()) {
+                (Some(cutoff), Ok(m)) => m <= cutoff,
+                _ => false,
+            };
+            if !old {
+                break;
+            }
+            let last = seg.last_seq.unwrap_or(u64::MAX);
+            if held > 0 || acked.is_some_and(|a| last > a) {
+                // This one and every later old one wait for the exporters (no holes).
+                held += 1;
+                continue;
+            }
+            doomed.push((seg.clone(), meta.len()));
+        }
+        let (Some((first, _)), Some((last, _))) = (doomed.first(), doomed.last()) else {
+            if held > 0 {
+                tracing::info!(
+                    segments = held,
+                    "old audit segments kept until the exporters acknowledge their events"
+                );
+            }
+            return Ok(None);
+        };
+        let (last_seq, last_hash) = segments::closed_tail(last)?;
+        let bytes: u64 = doomed.iter().map(|(_, b)| b).sum();
+        let mut ev = AuditEvent::new(EventKind::Other);
+        ev.detail = Some(serde_json::json!({ "audit_retention": {
+            "first_seq": first.first_seq,
+            "last_seq": last_seq,
+            "last_hash": last_hash,
+            "segments": doomed.len(),
+            "bytes": bytes,
+            "retention_secs": max_age.as_secs(),
+        }}));
+        let event_seq = self.append(&[ev])?;
+        for (seg, _) in &doomed {
+            if let Err(e) = std::fs::remove_file(&seg.path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(StoreError::io(&seg.path, e));
+                }
+            }
+        }
+        segments::sync_dir(&segments::segments_dir(self.path()));
+        Ok(Some(RetentionReport {
+            segments: doomed.len(),
+            bytes,
+            first_seq: first.first_seq,
+            last_seq,
+            last_hash,
+            event_seq,
+            held_for_exporters: held,
+        }))
+    }
+
     pub fn stats(&self) -> AuditStats {
         let shared = &self.inner.shared;
         AuditStats {
@@ -328,6 +555,11 @@ impl Drop for Inner {
         self.shared.sync_work_cv.notify_all();
         if let Some(syncer) = self.syncer.take() {
             let _ = syncer.join();
+        }
+        lock(&self.shared.maint).shutdown = true;
+        self.shared.maint_cv.notify_all();
+        if let Some(m) = self.maintainer.take() {
+            let _ = m.join();
         }
     }
 }
@@ -361,11 +593,24 @@ impl Shared {
             prev.push_str(hash);
         }
         let count = deferred.len() + own.len();
+        if w.len > 0 && self.due_for_rotation(w) {
+            // Rotation failing is not a reason to refuse the events: they go into the current
+            // segment (unless it left the log poisoned).
+            if let Err(e) = self.rotate(w) {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot close the audit segment; appending to the current one");
+                if let Some(reason) = &w.poisoned {
+                    return Err(StoreError::Poisoned(reason.clone()));
+                }
+            }
+        }
         match write_all_counted(&mut w.file, &w.buf) {
             Ok(()) => {
                 w.len += w.buf.len() as u64;
                 w.last_seq = seq;
                 w.last_hash = prev;
+                if w.started_us.is_none() {
+                    w.started_us = Some(AuditEvent::now_us());
+                }
             }
             Err((written, e)) => {
                 if !deferred.is_empty() {
@@ -398,6 +643,115 @@ impl Shared {
         Ok(seq)
     }
 
+    fn due_for_rotation(&self, w: &Writer) -> bool {
+        let by_size = self.seg.max_bytes > 0 && w.len + w.buf.len() as u64 > self.seg.max_bytes;
+        let by_age = match (self.seg.max_age, w.started_us) {
+            (Some(max), Some(started)) => {
+                let age_us = AuditEvent::now_us().saturating_sub(started);
+                u128::try_from(age_us).unwrap_or(0) >= max.as_micros()
+            }
+            _ => false,
+        };
+        by_size || by_age
+    }
+
+    /// Closes the active segment (holding `first_seq..=last_seq`) and opens a new one. On an
+    /// error before the rename nothing changed; after it, the rename is undone if the new file
+    /// cannot be created, and the log is poisoned only if that fails too.
+    fn rotate(&self, w: &mut Writer) -> Result<(), StoreError> {
+        // With `fsync` the file is already (nearly) all synced, so this is cheap, and the fsync
+        // thread, which moves to the new file, must not be left owing the old one anything.
+        // Without it, syncing up to a segment's worth of dirty pages here would stall every
+        // appender: the closed file is synced later, off the data path, before a checkpoint
+        // signs anything in it (`sync_closed`).
+        if self.fsync {
+            if let Err(e) = w.file.sync_data() {
+                let reason = format!("fdatasync before closing the segment failed: {e}");
+                w.poisoned = Some(reason.clone());
+                lock(&self.sync).failed = Some(reason.clone());
+                self.sync_done_cv.notify_all();
+                return Err(StoreError::Poisoned(reason));
+            }
+        }
+        let closed = segments::close_active(&self.path, w.first_seq, w.last_seq)
+            .map_err(|e| StoreError::io(&self.path, e))?;
+        let opened =
+            crate::private::private(OpenOptions::new().read(true).append(true).create(true))
+                .open(&self.path);
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                if let Err(back) = std::fs::rename(&closed, &self.path) {
+                    let reason = format!(
+                        "cannot create a new audit segment ({e}) nor restore the old one ({back})"
+                    );
+                    w.poisoned = Some(reason.clone());
+                    return Err(StoreError::Poisoned(reason));
+                }
+                return Err(StoreError::io(&self.path, e));
+            }
+        };
+        if self.fsync {
+            // Both directory entries (the renamed segment, the new active file) must survive a
+            // power loss before events in the new file are acknowledged.
+            sync_parent_dir(&self.path);
+            if let Some(dir) = closed.parent() {
+                segments::sync_dir(dir);
+            }
+            match file.try_clone() {
+                Ok(clone) => *lock(&self.sync_file) = Some(Arc::new(clone)),
+                Err(e) => {
+                    let reason =
+                        format!("cannot share the new audit segment with the fsync thread: {e}");
+                    w.poisoned = Some(reason.clone());
+                    return Err(StoreError::Poisoned(reason));
+                }
+            }
+            // Everything in the closed file was synced above.
+            let mut sync = lock(&self.sync);
+            sync.synced = sync.synced.max(w.last_seq);
+            sync.written = sync.written.max(w.last_seq);
+            drop(sync);
+            self.sync_done_cv.notify_all();
+        }
+        tracing::info!(segment = %closed.display(), first_seq = w.first_seq, last_seq = w.last_seq, bytes = w.len, "closed an audit segment");
+        let old = std::mem::replace(&mut w.file, file);
+        if !self.fsync {
+            lock(&self.closed_unsynced).push(old);
+        }
+        w.len = 0;
+        w.first_seq = w.last_seq + 1;
+        w.started_us = None;
+        lock(&self.maint).pending = true;
+        self.maint_cv.notify_one();
+        Ok(())
+    }
+
+    fn run_maintainer(&self) {
+        loop {
+            {
+                let mut m = lock(&self.maint);
+                while !m.pending && !m.shutdown {
+                    m = self
+                        .maint_cv
+                        .wait(m)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                if m.shutdown {
+                    return;
+                }
+                m.pending = false;
+            }
+            match segments::compress_closed(&self.path, self.fsync) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(segments = n, "compressed closed audit segments"),
+                Err(e) => {
+                    tracing::error!(path = %self.path.display(), error = %e, "cannot compress a closed audit segment; it stays uncompressed")
+                }
+            }
+        }
+    }
+
     fn wait_synced(&self, seq: u64) -> Result<(), StoreError> {
         let mut sync = lock(&self.sync);
         if sync.written < seq {
@@ -416,7 +770,7 @@ impl Shared {
         Ok(())
     }
 
-    fn run_syncer(&self, file: File) {
+    fn run_syncer(&self) {
         loop {
             let target = {
                 let mut sync = lock(&self.sync);
@@ -432,8 +786,13 @@ impl Shared {
                 sync.written
             };
             // Every line up to `target` was fully written before `written` reached it, so
-            // this one fdatasync covers all of them.
-            let result = file.sync_data();
+            // this one fdatasync covers all of them. The file is taken after `target`: a
+            // rotation swaps it before writing to the new one (and syncs the old one itself).
+            let file = lock(&self.sync_file).clone();
+            let result = match file {
+                Some(f) => f.sync_data(),
+                None => Ok(()),
+            };
             self.fsyncs.fetch_add(1, Ordering::Relaxed);
             let failure = {
                 let mut sync = lock(&self.sync);
@@ -598,6 +957,19 @@ fn recover_tail(file: &File, path: &Path, len: u64) -> Result<Tail, StoreError> 
     tail.last_seq = parsed.seq;
     tail.last_hash = parsed.hash.to_string();
     Ok(tail)
+}
+
+/// Seq and timestamp of a line's event.
+fn first_line_facts(line: &[u8]) -> Option<(u64, Option<i64>)> {
+    #[derive(serde::Deserialize)]
+    struct Ts {
+        ts_us: Option<i64>,
+    }
+    let l = parse_line(line).ok()?;
+    let ts = serde_json::from_str::<Ts>(l.event.get())
+        .ok()
+        .and_then(|t| t.ts_us);
+    Some((l.seq, ts))
 }
 
 /// Offset of the last `\n` strictly before `before`.

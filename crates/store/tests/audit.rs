@@ -302,7 +302,13 @@ fn unwritable_log_returns_err_without_panicking() {
     assert!(log.flush().is_err());
     assert!(log.poisoned().is_none());
 
-    let fsync_log = AuditLog::open(path, AuditOptions { fsync: true });
+    let fsync_log = AuditLog::open(
+        path,
+        AuditOptions {
+            fsync: true,
+            ..Default::default()
+        },
+    );
     if let Ok(log) = fsync_log {
         assert!(log
             .append(&[command("s1", 1, "select 1", "allow")])
@@ -358,7 +364,14 @@ fn deferred_events_are_flushed_by_append_by_timer_and_on_drop() {
 fn fsync_mode_group_commits_concurrent_appends() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    let log = AuditLog::open(&path, AuditOptions { fsync: true }).unwrap();
+    let log = AuditLog::open(
+        &path,
+        AuditOptions {
+            fsync: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let per_thread = 50;
     let threads: Vec<_> = (0..8)
         .map(|t| {
