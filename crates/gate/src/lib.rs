@@ -924,7 +924,10 @@ impl SessionGate {
         elapsed: Duration,
         masked: MaskedCounts,
     ) {
-        let mut ev = self.event_ref(EventKind::CommandResult);
+        // The command event carries identity and connection; its result refers to it by
+        // session and statement number only (readers take them from the session).
+        let mut ev = AuditEventRef::new(EventKind::CommandResult);
+        ev.session_id = Some(&self.id);
         ev.command = Some(CommandRecordRef {
             seq,
             rows,
