@@ -71,9 +71,21 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
         // Shown once: only its digest is stored.
         println!("airlock: bootstrap admin token (shown once; identity `admin`, group `admins`): {token}");
     }
+    let capacity = session_capacity(config.gateway.max_sessions);
+    gate.set_capacity(capacity.sessions);
+    info!(
+        sessions = capacity.sessions,
+        open_file_limit = capacity.fd_limit,
+        raised_from = capacity.raised_from,
+        "session capacity"
+    );
     let mut start = AuditEvent::new(EventKind::GatewayStart);
-    start.detail =
-        Some(serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "config": config.origin}));
+    start.detail = Some(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "config": config.origin,
+        "max_sessions": capacity.sessions,
+        "open_file_limit": capacity.fd_limit,
+    }));
     audit
         .append(&[start])
         .context("writing the first audit event")?;
@@ -236,6 +248,54 @@ fn privatize_tree(dir: &Path) {
 /// machines (measured in docs/benchmarks.md). With `fsync = true` each append waits for a
 /// group-committed fdatasync on its worker, so every core gets a worker and concurrent
 /// sessions can share one sync. `TOKIO_WORKER_THREADS` overrides both.
+/// The session capacity and the open-file limit it came from.
+struct SessionCapacity {
+    sessions: usize,
+    fd_limit: u64,
+    /// The soft limit before it was raised to the hard limit (`None`: not raised).
+    raised_from: Option<u64>,
+}
+
+/// Raises the open-file soft limit to the hard limit (the common soft default of 1,024 holds
+/// only ~300 sessions of three descriptors each) and derives the session capacity from it,
+/// capped by `[gateway] max_sessions`.
+fn session_capacity(configured: Option<usize>) -> SessionCapacity {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    let mut raised_from = None;
+    if let (Some(soft), hard) = (limit.current, limit.maximum) {
+        let target = hard.unwrap_or(1 << 20).min(1 << 20);
+        if target > soft {
+            let wanted = rustix::process::Rlimit {
+                current: Some(target),
+                maximum: limit.maximum,
+            };
+            match setrlimit(Resource::Nofile, wanted) {
+                Ok(()) => {
+                    raised_from = Some(soft);
+                    limit = getrlimit(Resource::Nofile);
+                }
+                Err(e) => warn!(error = %e, soft, "could not raise the open-file limit"),
+            }
+        }
+    }
+    let fd_limit = limit.current.unwrap_or(1 << 20);
+    let by_fds = airlock_gate::capacity::sessions_for_fd_limit(fd_limit);
+    let sessions = match configured {
+        Some(n) if n > by_fds => {
+            warn!(max_sessions = n, open_file_limit = fd_limit, capacity = by_fds, "[gateway] max_sessions is more than the open-file limit allows; serving at most {by_fds} sessions (raise the limit, e.g. LimitNOFILE= in the systemd unit)");
+            by_fds
+        }
+        Some(n) => n,
+        None => by_fds,
+    };
+    SessionCapacity {
+        sessions,
+        fd_limit,
+        raised_from,
+    }
+}
+
 fn runtime_builder(fsync: bool) -> tokio::runtime::Builder {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // Defence in depth: parsers of untrusted text are bounded (sql::check_parse_bounds), and a

@@ -95,7 +95,26 @@ pub fn start(config: &Config, audit: &AuditLog) -> anyhow::Result<Trail> {
         let mut cfg = RecordingConfig::new(&dir);
         cfg.max_rows = rec.max_rows;
         cfg.max_bytes_per_statement = rec.max_bytes_per_statement;
-        recordings = Some(Recordings::start(cfg).context("starting the session recording writer")?);
+        // A recording that cannot be written (disk full, out of descriptors) is an audit
+        // event: never lost silently.
+        let failures = audit.clone();
+        let hook: airlock_record::FailureHook = std::sync::Arc::new(move |path, error| {
+            let mut ev = airlock_store::AuditEvent::new(airlock_store::EventKind::Other);
+            ev.session_id = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split('.').next())
+                .map(str::to_owned);
+            ev.detail = Some(serde_json::json!({
+                "recording_failed": path.display().to_string(),
+                "error": error,
+            }));
+            failures.append_deferred(ev);
+        });
+        recordings = Some(
+            Recordings::start_with_hook(cfg, Some(hook))
+                .context("starting the session recording writer")?,
+        );
         if let Some(days) = rec.retention_days {
             retention = Some(spawn_retention(dir, days, audit.clone())?);
         }

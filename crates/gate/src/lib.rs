@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod auth;
+pub mod capacity;
 mod compile;
 pub mod masking;
 pub mod ratelog;
@@ -161,6 +162,8 @@ pub struct Gate {
     admin_digest: Option<[u8; 32]>,
     /// Webhooks from `[[notifications]]` at start (a reload does not change them).
     notifier: airlock_notify::Notifier,
+    /// Sessions served at once (set by the binary from the open-file limit).
+    capacity: Arc<capacity::Capacity>,
 }
 
 impl Gate {
@@ -196,6 +199,7 @@ impl Gate {
         Ok(Arc::new(Gate {
             admin_digest,
             notifier,
+            capacity: Arc::default(),
             runtime: ArcSwap::from_pointee(Runtime::new(config)),
             classifier: PgClassifier::new(16 * 1024),
             mysql_classifier: airlock_sql::mysql::MySqlClassifier::new(16 * 1024),
@@ -208,6 +212,33 @@ impl Gate {
             humans,
             reviews,
         }))
+    }
+
+    /// Sets how many connections are served at once (see [`capacity`]).
+    pub fn set_capacity(&self, sessions: usize) {
+        self.capacity.set_limit(sessions);
+    }
+
+    pub fn capacity(&self) -> &capacity::Capacity {
+        &self.capacity
+    }
+
+    /// A place for one accepted connection, held until it ends; `None` at capacity (the
+    /// adapter refuses the client at once, in its protocol).
+    pub fn admit_connection(&self) -> Option<capacity::Permit> {
+        let permit = self.capacity.try_admit();
+        if permit.is_none() {
+            static AT_CAPACITY: ratelog::RateLog =
+                ratelog::RateLog::new(std::time::Duration::from_secs(10));
+            if let Some(held) = AT_CAPACITY.allow("capacity") {
+                tracing::warn!(
+                    limit = self.capacity.limit(),
+                    held_back = held,
+                    "at session capacity: new clients are refused ([gateway] max_sessions, open-file limit)"
+                );
+            }
+        }
+        permit
     }
 
     pub fn reviews(&self) -> &ReviewBook {

@@ -170,21 +170,32 @@ impl KillRegistry {
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<MySqlListenerConfig>) {
     let kills = Arc::new(KillRegistry::default());
     let catalogs = Arc::new(CatalogCache::default());
+    let mut failures = 0u32;
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                warn!(error = %e, "mysql listener accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                airlock_gate::capacity::after_accept_error("mysql", &e, &mut failures).await;
                 continue;
             }
         };
+        failures = 0;
         let _ = tcp.set_nodelay(true);
         let gate = gate.clone();
         let config = config.clone();
         let kills = kills.clone();
         let catalogs = catalogs.clone();
         tokio::spawn(async move {
+            // Held until the connection ends, whatever ends it.
+            let Some(_permit) = gate.admit_connection() else {
+                // What the server itself sends: ERR 1040 in place of the greeting.
+                let message = format!(
+                    "airlock: the gateway is serving its maximum of {} sessions; try again shortly",
+                    gate.capacity().limit()
+                );
+                let _ = refuse(&mut PgStream::Plain(tcp), 0, 1040, "08004", &message).await;
+                return;
+            };
             if let Err(e) = handle_client(tcp, peer, gate, config, kills, catalogs).await {
                 debug!(%peer, error = %e, "mysql client ended with an error");
             }

@@ -92,24 +92,56 @@ impl CancelRegistry {
 /// Serves the PostgreSQL listener until the task is dropped.
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<PgListenerConfig>) {
     let cancels = Arc::new(CancelRegistry::default());
+    let mut failures = 0u32;
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                warn!(error = %e, "postgres listener accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                airlock_gate::capacity::after_accept_error("postgres", &e, &mut failures).await;
                 continue;
             }
         };
+        failures = 0;
         let _ = tcp.set_nodelay(true);
         let gate = gate.clone();
         let config = config.clone();
         let cancels = cancels.clone();
         tokio::spawn(async move {
+            // Held until the connection ends, whatever ends it.
+            let Some(_permit) = gate.admit_connection() else {
+                refuse_over_capacity(tcp, &gate, &config).await;
+                return;
+            };
             if let Err(e) = handle_client(tcp, peer, gate, config, cancels).await {
                 debug!(%peer, error = %e, "postgres client ended with an error");
             }
         });
+    }
+}
+
+/// A client over the session capacity: answered at once with PostgreSQL's own "too many
+/// connections" error (after its startup packet, where libpq expects an answer), instead of
+/// hanging until its timeout.
+async fn refuse_over_capacity(tcp: TcpStream, gate: &Gate, config: &PgListenerConfig) {
+    let mut buf = BytesMut::with_capacity(512);
+    let refusal = ErrorFields::fatal(
+        "53300",
+        format!(
+            "airlock: the gateway is serving its maximum of {} sessions; try again shortly",
+            gate.capacity().limit()
+        ),
+    )
+    .with_hint("an operator can raise [gateway] max_sessions or the open-file limit (see docs/operations.md)");
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        negotiate(PgStream::Plain(tcp), &mut buf, config),
+    )
+    .await
+    {
+        Ok(Ok((mut stream, _))) => {
+            let _ = send_fatal(&mut stream, &refusal).await;
+        }
+        _ => {}
     }
 }
 

@@ -35,7 +35,7 @@ mod writer;
 pub use format::{encode_value, pg_right_aligned, Frame, FORMAT_VERSION};
 pub use reader::RecordingReader;
 pub use render::{Pace, Renderer, ReplayOptions};
-pub use writer::{Recorder, RecordingConfig, RecordingStats, Recordings, SessionMeta};
+pub use writer::{FailureHook, Recorder, RecordingConfig, RecordingStats, Recordings, SessionMeta};
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

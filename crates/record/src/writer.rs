@@ -123,9 +123,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Called (on the writer thread) when a session's recording cannot be written, with the
+/// recording's path and the error: the gateway audits it, so no recording is lost silently.
+pub type FailureHook = Arc<dyn Fn(&Path, &str) + Send + Sync>;
+
 impl Recordings {
     /// Starts the writer thread. Creates `cfg.dir` (0700: recordings hold result data).
     pub fn start(cfg: RecordingConfig) -> Result<Recordings, RecordError> {
+        Self::start_with_hook(cfg, None)
+    }
+
+    /// [`Recordings::start`], calling `on_failure` for every recording that stops because it
+    /// cannot be written.
+    pub fn start_with_hook(
+        cfg: RecordingConfig,
+        on_failure: Option<FailureHook>,
+    ) -> Result<Recordings, RecordError> {
         create_private_dir(&cfg.dir)?;
         let (tx, rx) = mpsc::sync_channel(cfg.queue_batches.max(1));
         let stats = Arc::new(RecordingStats::default());
@@ -134,7 +147,7 @@ impl Recordings {
             let thread_cfg = cfg.clone();
             std::thread::Builder::new()
                 .name("recording-writer".into())
-                .spawn(move || WriterThread::new(thread_cfg, stats).run(rx))
+                .spawn(move || WriterThread::new(thread_cfg, stats, on_failure).run(rx))
                 .map_err(|e| RecordError::io(&cfg.dir, e))?
         };
         Ok(Recordings {
@@ -568,12 +581,17 @@ struct Open {
 struct WriterThread {
     cfg: RecordingConfig,
     stats: Arc<RecordingStats>,
+    on_failure: Option<FailureHook>,
     open: HashMap<u64, Open>,
     compressor: Option<zstd::bulk::Compressor<'static>>,
 }
 
 impl WriterThread {
-    fn new(cfg: RecordingConfig, stats: Arc<RecordingStats>) -> Self {
+    fn new(
+        cfg: RecordingConfig,
+        stats: Arc<RecordingStats>,
+        on_failure: Option<FailureHook>,
+    ) -> Self {
         let compressor = match zstd::bulk::Compressor::new(cfg.level) {
             Ok(mut c) => {
                 // Lets the reader detect a damaged chunk rather than return wrong data.
@@ -588,6 +606,7 @@ impl WriterThread {
         WriterThread {
             cfg,
             stats,
+            on_failure,
             open: HashMap::new(),
             compressor,
         }
@@ -727,6 +746,9 @@ impl WriterThread {
                 open.failed = true;
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(path = %open.path.display(), error = %e, "cannot write the session recording; it stops here");
+                if let Some(hook) = &self.on_failure {
+                    hook(&open.path, &e.to_string());
+                }
             }
         }
     }

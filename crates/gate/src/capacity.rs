@@ -1,0 +1,125 @@
+//! How many sessions the gateway serves at once, and what it does at the limit.
+//!
+//! Each session holds about three file descriptors (client socket, upstream socket, recording
+//! file). When the process runs out of descriptors, `accept` fails and new clients hang until
+//! their own timeout, and recordings fail to open. So the binary derives a session capacity
+//! from the open-file limit (after raising the soft limit to the hard one) and an optional
+//! `[gateway] max_sessions`; adapters ask for a [`Permit`] for each accepted connection and
+//! refuse the client at once, in its protocol, when none is left.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Descriptors each session may hold: client, upstream, recording.
+pub const FDS_PER_SESSION: u64 = 3;
+
+/// Descriptors kept for everything else: listeners, the audit log and its segments, the
+/// index database, exporters, webhooks, the API's connections, TLS files.
+pub const RESERVED_FDS: u64 = 128;
+
+/// The session capacity an open-file limit allows.
+pub fn sessions_for_fd_limit(fd_limit: u64) -> usize {
+    usize::try_from(fd_limit.saturating_sub(RESERVED_FDS) / FDS_PER_SESSION)
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+/// Connections in progress or served, against the limit.
+#[derive(Debug)]
+pub struct Capacity {
+    limit: AtomicUsize,
+    active: AtomicUsize,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity {
+            limit: AtomicUsize::new(usize::MAX),
+            active: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Capacity {
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit.max(1), Ordering::Relaxed);
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// A permit for one more connection, or `None` at the limit. The permit gives its place
+    /// back when dropped (the connection ended, however it ended).
+    pub fn try_admit(self: &Arc<Self>) -> Option<Permit> {
+        let limit = self.limit();
+        let admitted = self
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok();
+        admitted.then(|| Permit {
+            capacity: self.clone(),
+        })
+    }
+}
+
+/// One admitted connection (see [`Capacity::try_admit`]).
+#[derive(Debug)]
+pub struct Permit {
+    capacity: Arc<Capacity>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.capacity.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What an accept loop does after `accept` failed (most often EMFILE: out of descriptors):
+/// says so in the log at most once per 10 s per listener, and waits before trying again,
+/// longer after each consecutive failure (50 ms doubling up to 1 s), instead of spinning.
+/// `failures` counts consecutive failures; the loop resets it to 0 after a successful accept.
+pub async fn after_accept_error(
+    listener: &'static str,
+    error: &std::io::Error,
+    failures: &mut u32,
+) {
+    static LOG: crate::ratelog::RateLog =
+        crate::ratelog::RateLog::new(std::time::Duration::from_secs(10));
+    if let Some(held) = LOG.allow(listener) {
+        tracing::warn!(listener, %error, held_back = held, "accepting a connection failed; backing off (at the open-file limit? see docs/operations.md)");
+    }
+    let ms = 50u64.saturating_mul(1u64 << (*failures).min(5)).min(1000);
+    *failures = failures.saturating_add(1);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permits_stop_at_the_limit_and_come_back_when_dropped() {
+        let c = Arc::new(Capacity::default());
+        c.set_limit(2);
+        let a = c.try_admit();
+        let b = c.try_admit();
+        assert!(a.is_some() && b.is_some());
+        assert!(c.try_admit().is_none());
+        drop(a);
+        assert_eq!(c.active(), 1);
+        assert!(c.try_admit().is_some());
+    }
+
+    #[test]
+    fn the_fd_limit_gives_a_capacity() {
+        assert_eq!(sessions_for_fd_limit(1024), (1024 - 128) / 3);
+        assert_eq!(sessions_for_fd_limit(10), 1);
+    }
+}
