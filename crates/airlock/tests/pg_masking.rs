@@ -790,3 +790,16 @@ fn copy_rows_are_split_as_the_server_writes_them_or_refused() {
         "{out}"
     );
 }
+
+#[test]
+fn bound_parameters_in_the_audit_trail_go_through_the_detectors() {
+    let f = setup();
+    let s = &f.schema;
+    let mut pg = RawPg::connect(f.gw.port, "agent", TOKEN, "pg-local", &[]).unwrap();
+    let sql = format!("select id from {s}.payments where card_number = $1");
+    pg.execute_with(&sql, &[Some(CARDS[1])]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = f.gw.audit_log();
+    assert!(log.contains("\"params\":["), "{log}");
+    assert_no_secret("audit params", &log);
+}

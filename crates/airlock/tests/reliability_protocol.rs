@@ -256,3 +256,24 @@ fn every_part_of_a_multi_statement_command_is_in_the_audit_trail() {
     });
     assert!(ev["command"]["reads"].is_null(), "{ev}");
 }
+
+#[test]
+fn prepared_statement_parameters_are_in_the_audit_trail() {
+    let gw = Gateway::start("");
+    let mut pg = RawPg::connect(gw.port, "agent", TOKEN, "pg-local", &[]).unwrap();
+    let sql = "select $1::text as a, $2::text as b, $3::text as c";
+    let long = "y".repeat(3000);
+    let answers = pg.execute_with(sql, &[Some("it's here"), None, Some(&long)]);
+    assert!(answers.iter().any(|(t, _)| *t == b'C'), "{answers:?}");
+    let ev = wait_event(&gw, "command with params", |e| {
+        e["kind"] == "command" && e["command"]["text"] == sql
+    });
+    let params = &ev["command"]["params"];
+    assert_eq!(params[0], "it's here", "{ev}");
+    assert!(params[1].is_null(), "{ev}");
+    let cut = params[2].as_str().unwrap_or_default();
+    assert!(
+        cut.starts_with(&"y".repeat(1024)) && cut.ends_with("… (3000 bytes)"),
+        "{cut}"
+    );
+}

@@ -870,11 +870,55 @@ impl SessionGate {
     /// Appends one `command` event per entry; returns only when they are written (and synced,
     /// with `[audit] fsync`). The adapter forwards nothing of the batch if this fails.
     pub fn record(&self, commands: &[(u64, &str, &Judged)]) -> Result<(), GateError> {
+        let with: Vec<(u64, &str, &Judged, &[Option<String>])> = commands
+            .iter()
+            .map(|(seq, text, j)| (*seq, *text, *j, &[][..]))
+            .collect();
+        self.record_with_params(&with)
+    }
+
+    /// A statement's bound parameter as its audit event carries it: NULL stays `None`; text is
+    /// cut at [`AUDIT_MAX_PARAM_BYTES`]; binary values are hex (cut the same way); and under a
+    /// masking policy the value goes through the content detectors first (an audit trail must
+    /// not become a copy of the card numbers an agent searched for).
+    pub fn audit_param(&self, value: Option<&[u8]>, binary: bool) -> Option<String> {
+        let value = value?;
+        let scanned: std::borrow::Cow<'_, [u8]> = match &self.masking {
+            Some(m) => {
+                let mut tally = masking::Tally::default();
+                match m.mask_content(value, &mut tally) {
+                    masking::Rewrite::Same => std::borrow::Cow::Borrowed(value),
+                    masking::Rewrite::Bytes(b) => std::borrow::Cow::Owned(b),
+                    masking::Rewrite::Null => {
+                        std::borrow::Cow::Borrowed(airlock_mask::WITHHELD_PLACEHOLDER)
+                    }
+                }
+            }
+            None => std::borrow::Cow::Borrowed(value),
+        };
+        let cut = scanned.len().min(AUDIT_MAX_PARAM_BYTES);
+        let head = scanned.get(..cut).unwrap_or_default();
+        let mut out = if binary && scanned.as_ref() == value {
+            format!("\\x{}", hex_string(head))
+        } else {
+            String::from_utf8_lossy(head).into_owned()
+        };
+        if scanned.len() > cut {
+            out.push_str(&format!("… ({} bytes)", scanned.len()));
+        }
+        Some(out)
+    }
+
+    /// [`Self::record`] with each command's bound parameters (see [`Self::audit_param`]).
+    pub fn record_with_params(
+        &self,
+        commands: &[(u64, &str, &Judged, &[Option<String>])],
+    ) -> Result<(), GateError> {
         self.statements
             .fetch_add(commands.len() as u64, Ordering::Relaxed);
-        for (_, text, j) in commands
+        for (_, text, j, _) in commands
             .iter()
-            .filter(|(_, _, j)| j.decision.action == Action::Deny)
+            .filter(|(_, _, j, _)| j.decision.action == Action::Deny)
         {
             self.gate.notifier.notify(airlock_notify::Notification::now(
                 "command_denied",
@@ -897,12 +941,18 @@ impl SessionGate {
         // strings and the statement into every event (this runs for every statement).
         let texts: Vec<std::borrow::Cow<'_, str>> = commands
             .iter()
-            .map(|(_, text, _)| audit_text(text))
+            .map(|(_, text, _, _)| audit_text(text))
             .collect();
         let events: Vec<AuditEventRef<'_>> = commands
             .iter()
             .zip(&texts)
-            .map(|((seq, _, j), text)| self.command_event(*seq, text, j))
+            .map(|((seq, _, j, params), text)| {
+                let mut ev = self.command_event(*seq, text, j);
+                if let Some(c) = ev.command.as_mut() {
+                    c.params = params;
+                }
+                ev
+            })
             .collect();
         self.gate
             .audit
@@ -1002,6 +1052,10 @@ impl SessionGate {
 /// marked with its length and SHA-256, so one oversized statement (a denied 60 MB literal) cannot
 /// grow the trail by its size, and the digest still ties the event to what the client sent.
 pub const AUDIT_MAX_STATEMENT_BYTES: usize = 64 * 1024;
+
+/// The longest bound parameter an audit event carries whole (see
+/// [`SessionGate::audit_param`]).
+pub const AUDIT_MAX_PARAM_BYTES: usize = 1024;
 
 /// A statement's text as the audit event carries it (see [`AUDIT_MAX_STATEMENT_BYTES`]).
 pub fn audit_text(text: &str) -> std::borrow::Cow<'_, str> {

@@ -172,6 +172,8 @@ impl std::fmt::Debug for Prepared {
 struct Portal {
     prepared: Arc<Prepared>,
     formats: Arc<[i16]>,
+    /// The bound parameters as the audit records them (`SessionGate::audit_param`).
+    params: Arc<[Option<String>]>,
 }
 
 /// Masking context of the client-to-upstream side.
@@ -230,6 +232,53 @@ impl MaskCtx {
                 "masking applies to this session and this statement is refused: {why}"
             ));
         }
+    }
+}
+
+/// Parameters beyond this many are counted, not recorded, in the audit event.
+const AUDIT_MAX_PARAMS: usize = 100;
+
+/// The parameters of a Bind message as the audit records them. A Bind the gateway cannot read
+/// is recorded as such (the server will refuse it too).
+fn bind_params(body: &[u8], session: &SessionGate) -> Arc<[Option<String>]> {
+    let read = || -> Option<Vec<Option<String>>> {
+        let mut r = Reader::new(body, "Bind");
+        r.cstr().ok()?;
+        r.cstr().ok()?;
+        let nfmt = usize::from(r.u16().ok()?);
+        let mut formats = Vec::with_capacity(nfmt.min(AUDIT_MAX_PARAMS));
+        for _ in 0..nfmt {
+            formats.push(r.u16().ok()?);
+        }
+        let nparams = usize::from(r.u16().ok()?);
+        let mut out = Vec::with_capacity(nparams.min(AUDIT_MAX_PARAMS + 1));
+        for i in 0..nparams {
+            let len = r.i32().ok()?;
+            let value = match usize::try_from(len) {
+                Ok(n) => Some(r.take(n).ok()?),
+                Err(_) => None,
+            };
+            if i < AUDIT_MAX_PARAMS {
+                // One format code applies to every parameter; none means text.
+                let format = match formats.len() {
+                    0 => 0,
+                    1 => formats.first().copied().unwrap_or(0),
+                    _ => formats.get(i).copied().unwrap_or(0),
+                };
+                out.push(session.audit_param(value, format == 1));
+            }
+        }
+        if nparams > AUDIT_MAX_PARAMS {
+            out.push(Some(format!(
+                "… {} more parameters",
+                nparams - AUDIT_MAX_PARAMS
+            )));
+        }
+        Some(out)
+    };
+    match read() {
+        Some(params) => params.into(),
+        None => Arc::from([Some("<unreadable Bind message>".to_owned())]),
     }
 }
 
@@ -430,6 +479,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                                 Portal {
                                     prepared: p.clone(),
                                     formats,
+                                    params: bind_params(&msg.body, &session),
                                 },
                             );
                         }
@@ -471,9 +521,13 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                         Some(Portal {
                             prepared: prep,
                             formats,
+                            params,
                         }) => {
                             p.records
                                 .push((seq, prep.text.clone(), prep.judged.clone()));
+                            if !params.is_empty() {
+                                p.params.push((seq, params.clone()));
+                            }
                             let masked = mask.as_ref().map(|_| {
                                 let mut state = MaskState::new(prep.lineage.clone());
                                 state.prepared = Some((prep.clone(), formats.clone()));
@@ -620,6 +674,8 @@ impl SqlCursors {
 struct Pending {
     recorder: Option<Arc<Recorder>>,
     records: Vec<(u64, Arc<str>, Judged)>,
+    /// Bound parameters of the records that have them, by sequence number.
+    params: Vec<(u64, Arc<[Option<String>]>)>,
     expects: Vec<Expect>,
     out: BytesMut,
 }
@@ -635,12 +691,19 @@ impl Pending {
         queue: &Queue,
     ) -> Result<(), RelayError> {
         if !self.records.is_empty() {
-            let refs: Vec<(u64, &str, &Judged)> = self
+            let refs: Vec<(u64, &str, &Judged, &[Option<String>])> = self
                 .records
                 .iter()
-                .map(|(seq, text, j)| (*seq, &**text, j))
+                .map(|(seq, text, j)| {
+                    let params = self
+                        .params
+                        .iter()
+                        .find(|(s, _)| s == seq)
+                        .map_or(&[][..], |(_, p)| &p[..]);
+                    (*seq, &**text, j, params)
+                })
                 .collect();
-            if let Err(e) = session.record(&refs) {
+            if let Err(e) = session.record_with_params(&refs) {
                 // No execution without a record: nothing of this batch is forwarded.
                 fatal(
                     client_writer,
@@ -661,6 +724,7 @@ impl Pending {
                 }
             }
             self.records.clear();
+            self.params.clear();
         }
         if !self.expects.is_empty() {
             let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());

@@ -90,6 +90,11 @@ pub struct CommandRecord {
     /// (`operation` is then the first that writes, else the first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operations: Vec<String>,
+    /// The bound parameters of a prepared statement's execution (`$1`, `$2`, …; `null` for
+    /// SQL NULL), as the gateway records them: text values cut at 1 KiB, binary ones as hex,
+    /// and through the session's masking detectors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<Option<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reads: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -168,6 +173,8 @@ pub struct CommandRecordRef<'a> {
     pub operation: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub operations: Vec<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub params: &'a [Option<String>],
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reads: Vec<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -233,6 +240,11 @@ mod tests {
                 } else {
                     vec![]
                 },
+                params: if full {
+                    vec![Some("42".into()), None]
+                } else {
+                    vec![]
+                },
                 reads: if full {
                     vec!["public.t".into(), "u".into()]
                 } else {
@@ -266,6 +278,7 @@ mod tests {
                 text: c.text.as_deref(),
                 operation: c.operation.as_deref(),
                 operations: c.operations.iter().map(String::as_str).collect(),
+                params: &c.params,
                 reads: c.reads.iter().map(String::as_str).collect(),
                 writes: c.writes.iter().map(String::as_str).collect(),
                 flags: c.flags.iter().map(String::as_str).collect(),

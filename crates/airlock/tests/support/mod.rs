@@ -572,3 +572,35 @@ pub fn audit_events(gw: &Gateway) -> Vec<serde_json::Value> {
         .map(|v| v["event"].clone())
         .collect()
 }
+
+/// A Bind body: unnamed portal and statement, text-format `params` (`None`: NULL), text results.
+pub fn bind_text(params: &[Option<&str>]) -> Vec<u8> {
+    let mut b = vec![0u8, 0u8];
+    b.extend_from_slice(&0u16.to_be_bytes());
+    b.extend_from_slice(&(params.len() as u16).to_be_bytes());
+    for p in params {
+        match p {
+            Some(v) => {
+                b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                b.extend_from_slice(v.as_bytes());
+            }
+            None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    b.extend_from_slice(&0u16.to_be_bytes());
+    b
+}
+
+impl RawPg {
+    /// Parse (unnamed) + Bind with text `params` + Execute + Sync, then every answer.
+    pub fn execute_with(&mut self, sql: &str, params: &[Option<&str>]) -> Vec<(u8, Vec<u8>)> {
+        let mut parse = vec![0u8];
+        parse.extend_from_slice(sql.as_bytes());
+        parse.extend_from_slice(&[0, 0, 0]);
+        self.send(b'P', &parse);
+        self.send(b'B', &bind_text(params));
+        self.send(b'E', &[0, 0, 0, 0, 0]);
+        self.send(b'S', &[]);
+        self.until_ready()
+    }
+}
