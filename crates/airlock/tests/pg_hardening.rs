@@ -244,38 +244,10 @@ fn read_only_sessions_refuse_what_would_switch_read_only_off() {
     assert_eq!(direct(&format!("select count(*) from {t}")), "0", "{out}");
 }
 
-/// A raw StartupMessage with extra parameters (libpq cannot send `search_path` itself).
+/// A raw StartupMessage with extra parameters (libpq cannot send `search_path` itself): what
+/// the gateway answered when it refused the startup, empty when it accepted it.
 fn raw_startup(port: u16, params: &[(&str, &str)]) -> String {
-    use std::io::{Read, Write};
-    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    // A refused startup closes at once; an accepted one stays open: read what came in 2 s.
-    sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))
-        .unwrap();
-    let mut body = 196608u32.to_be_bytes().to_vec();
-    for (k, v) in [("user", "agent"), ("database", "pg-local")]
-        .iter()
-        .chain(params)
-    {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    msg.extend_from_slice(&body);
-    sock.write_all(&msg).unwrap();
-    // Password request, then the answer to the token.
-    let mut head = [0u8; 9];
-    sock.read_exact(&mut head).unwrap();
-    let mut pw = vec![b'p'];
-    pw.extend_from_slice(&((TOKEN.len() + 5) as u32).to_be_bytes());
-    pw.extend_from_slice(TOKEN.as_bytes());
-    pw.push(0);
-    sock.write_all(&pw).unwrap();
-    let mut rest = Vec::new();
-    let _ = sock.read_to_end(&mut rest);
-    String::from_utf8_lossy(&rest).into_owned()
+    RawPg::connect(port, "agent", TOKEN, "pg-local", params).err().unwrap_or_default()
 }
 
 #[test]

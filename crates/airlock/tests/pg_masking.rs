@@ -543,27 +543,10 @@ async fn binary_numeric_bytea_and_arrays_are_scanned() {
     }
 }
 
-/// A raw frontend-protocol session: the client `tokio-postgres` would never send a second
-/// Parse of a name, but an attacker can.
-fn raw_session(port: u16) -> std::net::TcpStream {
-    use std::io::Write;
-    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    let mut body = Vec::new();
-    body.extend_from_slice(&196608u32.to_be_bytes());
-    for (k, v) in [("user", "agent"), ("database", "pg-local")] {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    msg.extend_from_slice(&body);
-    sock.write_all(&msg).unwrap();
-    let _ = read_until_ready(&mut sock, Some(TOKEN));
-    sock
+/// A raw frontend-protocol session as the agent: the client `tokio-postgres` would never send
+/// a second Parse of a name, but an attacker can.
+fn raw_session(port: u16) -> RawPg {
+    RawPg::connect(port, "agent", TOKEN, "pg-local", &[]).unwrap()
 }
 
 fn frontend(tag: u8, body: &[u8]) -> Vec<u8> {
@@ -582,27 +565,12 @@ fn cstrs(parts: &[&str]) -> Vec<u8> {
     b
 }
 
-/// Reads backend messages until ReadyForQuery; answers a password request with `password`.
-fn read_until_ready(sock: &mut std::net::TcpStream, password: Option<&str>) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let mut all = Vec::new();
-    loop {
-        let mut head = [0u8; 5];
-        sock.read_exact(&mut head).unwrap();
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize - 4;
-        let mut body = vec![0u8; len];
-        sock.read_exact(&mut body).unwrap();
-        all.push(head[0]);
-        all.extend_from_slice(&body);
-        match head[0] {
-            b'R' if body[..4] == [0, 0, 0, 3] => {
-                sock.write_all(&frontend(b'p', &cstrs(&[password.unwrap()])))
-                    .unwrap();
-            }
-            b'Z' => return all,
-            _ => {}
-        }
-    }
+/// Every backend message up to ReadyForQuery, as tag + body bytes.
+fn read_until_ready(raw: &mut RawPg) -> Vec<u8> {
+    raw.until_ready()
+        .into_iter()
+        .flat_map(|(tag, body)| std::iter::once(tag).chain(body))
+        .collect()
 }
 
 #[test]
@@ -623,8 +591,8 @@ fn a_second_parse_of_a_name_does_not_change_what_is_masked() {
     let second = parse("s1", "select 'harmless'::text as card_number");
     let mut batch = first;
     batch.extend(frontend(b'S', &[]));
-    sock.write_all(&batch).unwrap();
-    let _ = read_until_ready(&mut sock, None);
+    sock.sock.write_all(&batch).unwrap();
+    let _ = read_until_ready(&mut sock);
     let mut bind = cstrs(&["", "s1"]);
     bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
     let mut batch = second;
@@ -634,9 +602,9 @@ fn a_second_parse_of_a_name_does_not_change_what_is_masked() {
     exec.extend_from_slice(&0u32.to_be_bytes());
     batch.extend(frontend(b'E', &exec));
     batch.extend(frontend(b'S', &[]));
-    sock.write_all(&batch).unwrap();
-    let mut got = read_until_ready(&mut sock, None);
-    got.extend(read_until_ready(&mut sock, None));
+    sock.sock.write_all(&batch).unwrap();
+    let mut got = read_until_ready(&mut sock);
+    got.extend(read_until_ready(&mut sock));
     let got = String::from_utf8_lossy(&got).into_owned();
     assert!(
         got.contains("42P05"),
@@ -741,21 +709,21 @@ fn a_sql_cursor_named_like_a_bound_portal_is_masked_as_what_it_is() {
     let mut batch = frontend(b'P', &parse);
     batch.extend(frontend(b'B', &bind));
     batch.extend(frontend(b'S', &[]));
-    sock.write_all(&batch).unwrap();
-    let _ = read_until_ready(&mut sock, None);
+    sock.sock.write_all(&batch).unwrap();
+    let _ = read_until_ready(&mut sock);
     // A SQL cursor of the same name, then a protocol Execute of "c".
     let declare = format!(
         "declare c cursor with hold for select substr(card_number,1,8), substr(card_number,9,8), card_number from {s}.payments"
     );
-    sock.write_all(&frontend(b'Q', &cstrs(&[&declare])))
+    sock.sock.write_all(&frontend(b'Q', &cstrs(&[&declare])))
         .unwrap();
-    let _ = read_until_ready(&mut sock, None);
+    let _ = read_until_ready(&mut sock);
     let mut exec = cstrs(&["c"]);
     exec.extend_from_slice(&0u32.to_be_bytes());
     let mut batch = frontend(b'E', &exec);
     batch.extend(frontend(b'S', &[]));
-    sock.write_all(&batch).unwrap();
-    let got = String::from_utf8_lossy(&read_until_ready(&mut sock, None)).into_owned();
+    sock.sock.write_all(&batch).unwrap();
+    let got = String::from_utf8_lossy(&read_until_ready(&mut sock)).into_owned();
     assert!(got.contains('D'), "rows came back: {got}");
     assert_no_secret("sql cursor as portal", &got);
     for half in card_halves() {

@@ -132,16 +132,13 @@ async fn refuse_over_capacity(tcp: TcpStream, gate: &Gate, config: &PgListenerCo
         ),
     )
     .with_hint("an operator can raise [gateway] max_sessions or the open-file limit (see docs/operations.md)");
-    match tokio::time::timeout(
+    if let Ok(Ok((mut stream, _))) = tokio::time::timeout(
         Duration::from_secs(5),
         negotiate(PgStream::Plain(tcp), &mut buf, config),
     )
     .await
     {
-        Ok(Ok((mut stream, _))) => {
-            let _ = send_fatal(&mut stream, &refusal).await;
-        }
-        _ => {}
+        let _ = send_fatal(&mut stream, &refusal).await;
     }
 }
 
