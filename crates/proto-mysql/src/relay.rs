@@ -37,7 +37,8 @@ use airlock_gate::{Judged, ReviewOutcome, SessionEnd, SessionGate};
 use airlock_proto_pg::stream::PgStream;
 use airlock_record::Recorder;
 use airlock_sql::mysql::{
-    may_change_sql_mode, may_turn_off_read_only, parse_kill, reads_client_file, Kill,
+    may_change_sql_mode, may_turn_off_read_only, parse_kill, reads_client_file,
+    stores_computed_state, Kill,
 };
 use bytes::{Buf, BytesMut};
 use std::collections::HashMap;
@@ -496,6 +497,7 @@ impl Relay {
             judged.force_deny("LOAD DATA LOCAL reads files from the client's machine; it is not allowed through airlock");
         }
         self.refuse_read_write(text, &mut judged);
+        self.refuse_computed_state(text, &mut judged);
         let kill = if judged.decision.action == Action::Allow {
             parse_kill(text)
         } else {
@@ -537,6 +539,22 @@ impl Relay {
             && may_turn_off_read_only(text)
         {
             judged.force_deny("this session is read-only upstream (the rules allow this identity no writes); statements that could switch it to read-write are not allowed");
+        }
+    }
+
+    /// In a session with masking, a statement that stores a computed value in server-side
+    /// session state (a system variable set from an expression, `LAST_INSERT_ID(expr)`, ...)
+    /// is refused: a later statement would read the value back with no masked column in sight
+    /// (`SET @@timestamp = (SELECT …card…)`, then `SELECT UNIX_TIMESTAMP()`). See
+    /// [`stores_computed_state`].
+    fn refuse_computed_state(&self, text: &str, judged: &mut Judged) {
+        if self.mask.is_none() || judged.decision.action != Action::Allow {
+            return;
+        }
+        if let Some(why) = stores_computed_state(text) {
+            judged.force_deny(&format!(
+                "{why}; this session masks data, so a value stored this way could be read back unmasked"
+            ));
         }
     }
 
@@ -709,6 +727,7 @@ impl Relay {
             judged.force_deny("LOAD DATA LOCAL reads files from the client's machine; it is not allowed through airlock");
         }
         self.refuse_read_write(&text, &mut judged);
+        self.refuse_computed_state(&text, &mut judged);
         if judged.decision.action != Action::Allow {
             // A denial is recorded when it happens.
             let seq = self.session.next_seq();
@@ -1100,7 +1119,12 @@ fn packet(
         }
         Kind::Err => {
             if let Some(m) = &mask {
-                rewritten = mask_err(&m.masking, p.payload, &mut ctx.tally);
+                // A cursor's rows (COM_STMT_FETCH) come from a statement not at hand here.
+                let touched = match &ctx.stmt {
+                    Some(stmt) => stmt.touched(),
+                    None => ctx.fetch_plan.is_some(),
+                };
+                rewritten = mask_err(&m.masking, p.payload, touched, &mut ctx.tally);
             }
             let sent = rewritten.as_deref().unwrap_or(p.payload);
             ctx.error_message = Some(crate::codec::decode_err(sent).message);

@@ -73,6 +73,9 @@ pub struct ResultShape {
     /// The text reads or sets user variables (`@v`), which carry values between statements:
     /// their origin is not visible in this text.
     pub variables: bool,
+    /// Some statement is `SHOW WARNINGS` or `SHOW ERRORS`: its `Message` column holds texts
+    /// of earlier statements' conditions, which may echo values.
+    pub diagnostics: bool,
 }
 
 impl ResultShape {
@@ -83,6 +86,7 @@ impl ResultShape {
             items: Vec::new(),
             from: Vec::new(),
             variables: false,
+            diagnostics: false,
         }
     }
 }
@@ -108,6 +112,7 @@ pub fn result_shape(sql: &str) -> ResultShape {
         out.kind = out.kind.max(kind);
         out.relations.extend(s.relations);
         out.variables |= s.variables;
+        out.diagnostics |= s.diagnostics;
     }
     out
 }
@@ -118,6 +123,8 @@ fn segment(text: &str) -> ResultShape {
     s.variables = words
         .iter()
         .any(|w| w.starts_with('@') && !w.starts_with("@@"));
+    s.diagnostics = words.first().is_some_and(|w| w == "SHOW")
+        && words.iter().any(|w| w == "WARNINGS" || w == "ERRORS");
     s
 }
 
