@@ -308,12 +308,63 @@ impl Catalog {
     }
 }
 
-/// A statement's shape resolved against the catalog: computed once per statement text.
+/// A statement's shape resolved against the catalog: computed once per statement text
+/// ([`StmtMask::in_session`] adds what the session's user variables hold).
 #[derive(Debug)]
 pub struct StmtMask {
     shape: ResultShape,
-    /// Some relation it names may hold a ruled value.
+    /// Some relation it names may hold a ruled value (or, after [`StmtMask::in_session`],
+    /// some user variable it names may).
     touched: bool,
+}
+
+/// Which user variables may hold a value from a masked column: every variable named by a
+/// statement that had a masked column (or unknown lineage near a ruled table) in scope, when it
+/// ran. Over-approximate on purpose (a variable such a statement only reads is counted too);
+/// statements whose text does not show what they assign (`CALL`, `EXECUTE`, unreadable text)
+/// count for every variable. A statement reading only clean variables is not masked for them,
+/// so `SET @a = 1; SELECT @a` answers 1 in a masked session.
+#[derive(Debug, Default)]
+pub struct UserVars {
+    names: BTreeSet<String>,
+    all: bool,
+}
+
+impl UserVars {
+    /// Whether one of `names` may hold a masked value (`""`: a name not read, may be any).
+    fn any_of(&self, names: &BTreeSet<String>) -> bool {
+        if names.is_empty() {
+            return false;
+        }
+        self.all
+            || names
+                .iter()
+                .any(|n| self.names.contains(n) || (n.is_empty() && !self.names.is_empty()))
+    }
+
+    /// `stmt` is about to run: the variables it names now may hold what it read.
+    pub fn ran(&mut self, stmt: &StmtMask) {
+        if !stmt.touched {
+            return;
+        }
+        if stmt.shape.kind == ResultKind::Opaque {
+            self.all = true;
+            return;
+        }
+        for n in &stmt.shape.variable_names {
+            if n.is_empty() {
+                self.all = true;
+            } else {
+                self.names.insert(n.clone());
+            }
+        }
+    }
+
+    /// `COM_RESET_CONNECTION` drops every user variable.
+    pub fn clear(&mut self) {
+        self.names.clear();
+        self.all = false;
+    }
 }
 
 impl StmtMask {
@@ -322,13 +373,24 @@ impl StmtMask {
         let touched = m.has_column_rules()
             && match shape.kind {
                 ResultKind::Opaque => true,
-                _ if shape.variables => true,
                 _ => shape
                     .relations
                     .iter()
                     .any(|r| catalog.relation_ruled(m, r, 0)),
             };
         StmtMask { shape, touched }
+    }
+
+    /// This statement in a session whose user variables are `vars`: touched also when it names
+    /// a variable that may hold a masked value.
+    pub fn in_session(self: &Arc<StmtMask>, m: &SessionMasking, vars: &UserVars) -> Arc<StmtMask> {
+        if self.touched || !m.has_column_rules() || !vars.any_of(&self.shape.variable_names) {
+            return self.clone();
+        }
+        Arc::new(StmtMask {
+            shape: self.shape.clone(),
+            touched: true,
+        })
     }
 
     /// For results whose statement is not known (e.g. a cursor of a statement prepared before
@@ -341,6 +403,7 @@ impl StmtMask {
                 items: Vec::new(),
                 from: Vec::new(),
                 variables: false,
+                variable_names: BTreeSet::new(),
                 diagnostics: false,
             },
             touched: m.has_column_rules(),

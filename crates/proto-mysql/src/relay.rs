@@ -26,7 +26,7 @@ use crate::codec::{
 };
 use crate::mask::{
     mask_binary_row, mask_err, mask_text_row, parse_column_def, Catalog, ColumnDef, Plan,
-    StmtCache, StmtMask,
+    StmtCache, StmtMask, UserVars,
 };
 use crate::upstream::Upstream;
 use crate::{KillRegistry, *};
@@ -53,6 +53,8 @@ pub struct MaskState {
     stmts: StmtCache,
     /// Plans of result sets left open as cursors, by statement id (for `COM_STMT_FETCH`).
     cursors: HashMap<u32, Arc<Plan>>,
+    /// User variables that may hold masked values.
+    vars: UserVars,
 }
 
 impl MaskState {
@@ -62,11 +64,17 @@ impl MaskState {
             catalog,
             stmts: StmtCache::default(),
             cursors: HashMap::new(),
+            vars: UserVars::default(),
         }
     }
 
+    /// The statement's mask given the session's user variables, for a statement about to run
+    /// (the variables it names are marked when it reads masked data).
     fn stmt(&mut self, text: &str) -> Arc<StmtMask> {
-        self.stmts.get(&self.masking, &self.catalog, text)
+        let base = self.stmts.get(&self.masking, &self.catalog, text);
+        let stmt = base.in_session(&self.masking, &self.vars);
+        self.vars.ran(&stmt);
+        stmt
     }
 }
 
@@ -100,8 +108,6 @@ struct Prepared {
     /// Approved in a review: the approval covers one execution.
     reviewed: bool,
     executed: bool,
-    /// Its result shape against the catalog (masked sessions).
-    mask: Option<Arc<StmtMask>>,
 }
 
 /// Which grammar the upstream's answer follows.
@@ -367,6 +373,10 @@ impl Relay {
                 self.relay_answer(Answer::Single, &mut AnswerCtx::default())
                     .await?;
                 self.prepared.clear();
+                if let Some(m) = self.mask.as_mut() {
+                    m.vars.clear();
+                    m.cursors.clear();
+                }
                 // The reset restores the global defaults: the read-only mode is applied again
                 // and the (global) sql_mode checked before the client's next command.
                 if let Some(var) = self.read_only {
@@ -737,7 +747,6 @@ impl Relay {
             self.deny(seq, &judged).await;
             return Ok(Flow::Continue);
         }
-        let mask = self.mask.as_mut().map(|m| m.stmt(&text));
         self.forward(payload).await?;
         let outcome = self
             .relay_answer(Answer::Prepare, &mut AnswerCtx::default())
@@ -750,7 +759,6 @@ impl Relay {
                     judged,
                     reviewed,
                     executed: false,
-                    mask,
                 },
             );
         }
@@ -777,7 +785,6 @@ impl Relay {
         }
         prep.executed = true;
         let text = prep.text.clone();
-        let stmt = prep.mask.clone();
         let seq = self.session.next_seq();
         if let Err(flow) = self.record(seq, &text, &judged).await {
             return Ok(flow);
@@ -787,6 +794,8 @@ impl Relay {
             return Ok(Flow::Continue);
         }
         let started = Instant::now();
+        // Judged again here: the user variables it reads may have changed since the prepare.
+        let stmt = self.mask.as_mut().map(|m| m.stmt(&text));
         let mut ctx = AnswerCtx {
             stmt,
             statement_id: Some(id),

@@ -73,6 +73,10 @@ pub struct ResultShape {
     /// The text reads or sets user variables (`@v`), which carry values between statements:
     /// their origin is not visible in this text.
     pub variables: bool,
+    /// The user variables it names, lower-cased without the `@` (MySQL compares them
+    /// case-insensitively). `""` stands for a quoted name (`` @`a b` ``, `@'x'`) not read here:
+    /// it may be any variable.
+    pub variable_names: BTreeSet<String>,
     /// Some statement is `SHOW WARNINGS` or `SHOW ERRORS`: its `Message` column holds texts
     /// of earlier statements' conditions, which may echo values.
     pub diagnostics: bool,
@@ -86,6 +90,7 @@ impl ResultShape {
             items: Vec::new(),
             from: Vec::new(),
             variables: false,
+            variable_names: BTreeSet::new(),
             diagnostics: false,
         }
     }
@@ -112,6 +117,7 @@ pub fn result_shape(sql: &str) -> ResultShape {
         out.kind = out.kind.max(kind);
         out.relations.extend(s.relations);
         out.variables |= s.variables;
+        out.variable_names.extend(s.variable_names);
         out.diagnostics |= s.diagnostics;
     }
     out
@@ -120,9 +126,12 @@ pub fn result_shape(sql: &str) -> ResultShape {
 fn segment(text: &str) -> ResultShape {
     let words = bare_words(text);
     let mut s = segment_words(text, &words);
-    s.variables = words
+    s.variable_names = words
         .iter()
-        .any(|w| w.starts_with('@') && !w.starts_with("@@"));
+        .filter(|w| w.starts_with('@') && !w.starts_with("@@"))
+        .map(|w| w.trim_start_matches('@').to_lowercase())
+        .collect();
+    s.variables = !s.variable_names.is_empty();
     s.diagnostics = words.first().is_some_and(|w| w == "SHOW")
         && words.iter().any(|w| w == "WARNINGS" || w == "ERRORS");
     s
@@ -380,5 +389,7 @@ mod tests {
             .contains("c"));
         assert!(result_shape("select @v").variables);
         assert!(!result_shape("select @@version, 'a@b'").variables);
+        let names = result_shape("set @A = 1; select @b, @`c d`, @@x").variable_names;
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), vec!["", "a", "b"]);
     }
 }
