@@ -67,6 +67,25 @@ fn parsed(text: &str, words: &[String]) -> Option<String> {
         return Some("a statement too large to analyse".into());
     }
     let Ok(statements) = Parser::parse_sql(&MySqlDialect {}, &text) else {
+        // sqlparser does not take `NAMES …` inside a list of assignments (sqlx sends `SET
+        // sql_mode=…,time_zone='+00:00',NAMES utf8mb4 COLLATE …` on connect): each piece alone.
+        if words.first().is_some_and(|w| w == "SET") {
+            if let Some(pieces) = set_pieces(&text) {
+                if pieces.len() > 1 {
+                    return pieces.iter().find_map(|p| {
+                        let piece_words = bare_words(p);
+                        let names = piece_words.first().is_some_and(|w| {
+                            matches!(w.as_str(), "NAMES" | "CHARSET" | "CHARACTER")
+                        });
+                        // `NAMES x [COLLATE y]`: names and strings only, nothing computed.
+                        if names && !p.contains(['(', '@']) {
+                            return None;
+                        }
+                        parsed(&format!("SET {p}"), &piece_words)
+                    });
+                }
+            }
+        }
         let what = words.first().map(String::as_str).unwrap_or("statement");
         return Some(format!(
             "a {what} statement airlock cannot parse (it may store a computed value in session state)"
@@ -97,6 +116,56 @@ fn parsed(text: &str, words: &[String]) -> Option<String> {
         }
     }
     None
+}
+
+/// The assignments of `SET a = 1, b = (…), NAMES x`, split at commas outside quotes and
+/// parentheses; `None` when the text is not `SET …` or does not close its quotes.
+fn set_pieces(text: &str) -> Option<Vec<String>> {
+    let trimmed = text.trim_start();
+    let head = trimmed.get(..3)?;
+    if !head.eq_ignore_ascii_case("set") {
+        return None;
+    }
+    let body = trimmed.get(3..)?;
+    let mut pieces = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in body.chars() {
+        if let Some(q) = quote {
+            cur.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' | '`' => {
+                quote = Some(c);
+                cur.push(c);
+            }
+            '(' => {
+                depth += 1;
+                cur.push(c);
+            }
+            ')' => {
+                depth = depth.checked_sub(1)?;
+                cur.push(c);
+            }
+            ',' if depth == 0 => pieces.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    if quote.is_some() || depth != 0 {
+        return None;
+    }
+    pieces.push(cur);
+    Some(pieces)
 }
 
 fn literal_args(f: &ast::Function) -> bool {
@@ -189,6 +258,8 @@ mod tests {
             "select 1; set @@timestamp = unix_timestamp() + 1",
             "set sql_mode = (select email from customers)",
             "set autocommit = 'unterminated",
+            "set names utf8mb4, timestamp = (select 1)",
+            "SET time_zone='+00:00', NAMES utf8mb4, lc_time_names = @v",
         ] {
             assert!(stores_computed_state(sql).is_some(), "{sql}");
         }
@@ -211,6 +282,12 @@ mod tests {
             "set @@session.max_statement_time = -1",
             "set statement max_statement_time = 5 for select * from customers",
             "select 'last_insert_id(card)'",
+            // What drivers send on connect.
+            "SET sql_mode=(SELECT CONCAT(@@sql_mode, ',PIPES_AS_CONCAT,NO_ENGINE_SUBSTITUTION')),time_zone='+00:00',NAMES utf8mb4 COLLATE utf8mb4_unicode_ci",
+            "SET @@SESSION.sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_TRANS_TABLES')",
+            "SET character_set_results = NULL",
+            "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+            "SET autocommit=1, sql_select_limit = DEFAULT",
         ] {
             assert_eq!(stores_computed_state(sql), None, "{sql}");
         }
