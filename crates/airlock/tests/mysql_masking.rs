@@ -418,12 +418,21 @@ fn error_and_warning_texts_do_not_echo_masked_values() {
     );
     assert!(s.contains("Warning\t1649\t[WITHHELD"), "{s}");
     assert!(s.contains("Warning\t1292\t[WITHHELD"), "{s}");
-    // A statement with no masked column in scope keeps its error text.
-    let s = text(&f.gw.mysql("select airlock_no_such_function_x();\n"));
+    // A statement with no masked column in scope keeps its error text, and so does a syntax
+    // error in the client's own text; one in SQL built from a variable is withheld.
+    let s = text(&f.gw.mysql(&format!(
+        "select airlock_no_such_function_x();\n\
+         select secret_code from {t} where id = = 1;\n\
+         set @q = (select concat('select 1 = = ', secret_code) from {t} where id = 1);\n\
+         prepare s from @q;\n"
+    )));
     assert!(
         s.contains("airlock_no_such_function_x does not exist"),
         "{s}"
     );
+    assert!(s.contains("near '= 1'"), "{s}");
+    assert!(s.contains("the text of error 1064 was withheld"), "{s}");
+    assert_no_secret(&s, "syntax errors");
     let audit = f.gw.audit_log();
     assert!(audit.contains("?error_detail"), "{audit}");
 }

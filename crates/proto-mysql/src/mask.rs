@@ -404,6 +404,7 @@ impl StmtMask {
                 from: Vec::new(),
                 variables: false,
                 variable_names: BTreeSet::new(),
+                dynamic: false,
                 diagnostics: false,
             },
             touched: m.has_column_rules(),
@@ -414,6 +415,13 @@ impl StmtMask {
     /// table, in scope: then its error texts may echo masked values ([`mask_err`]).
     pub fn touched(&self) -> bool {
         self.touched
+    }
+
+    /// Whether a syntax error (1064) can only quote this statement's own text: it names no
+    /// user variable and runs no SQL it does not show (`PREPARE … FROM @v`, `EXECUTE`, `CALL`
+    /// may run text built from masked values, and the error would quote it).
+    pub fn syntax_errors_quote_own_text(&self) -> bool {
+        !self.shape.variables && !self.shape.dynamic
     }
 
     fn unknown(&self) -> Option<BTreeSet<String>> {
@@ -1011,7 +1019,12 @@ pub fn error_withheld(code: u16) -> String {
     )
 }
 
-/// Masks the message of an ERR packet. `touched`: the statement has a masked column (or one of
+/// `ER_PARSE_ERROR`: "You have an error in your SQL syntax; … near '…'".
+const ER_PARSE_ERROR: u16 = 1064;
+
+/// Masks the message of an ERR packet. `own_text`: a syntax error (1064) can only quote the
+/// statement's own text ([`StmtMask::syntax_errors_quote_own_text`]), so it keeps its text.
+/// `touched`: the statement has a masked column (or one of
 /// unknown lineage near a ruled table) in scope, so any message may echo a value derived from
 /// it (`Unknown locale: '…'`, `Unknown or incorrect time zone: '…'`, cut at 64 characters where
 /// detectors no longer recognise it): the whole text is withheld, code and SQLSTATE kept.
@@ -1022,6 +1035,7 @@ pub fn mask_err(
     m: &SessionMasking,
     p: &[u8],
     touched: bool,
+    own_text: bool,
     tally: &mut Tally,
 ) -> Option<BytesMut> {
     let e = decode_err(p);
@@ -1030,7 +1044,9 @@ pub fn mask_err(
     } else {
         e.sqlstate.as_str()
     };
-    if touched && m.has_column_rules() {
+    // A syntax error quotes the client's own statement: nothing of a value in it.
+    let own_syntax_error = e.code == ER_PARSE_ERROR && own_text;
+    if touched && m.has_column_rules() && !own_syntax_error {
         tally.column("?error_detail");
         return Some(err_payload(e.code, state, &error_withheld(e.code)));
     }

@@ -1133,7 +1133,11 @@ fn packet(
                     Some(stmt) => stmt.touched(),
                     None => ctx.fetch_plan.is_some(),
                 };
-                rewritten = mask_err(&m.masking, p.payload, touched, &mut ctx.tally);
+                let own_text = ctx
+                    .stmt
+                    .as_ref()
+                    .is_some_and(|s| s.syntax_errors_quote_own_text());
+                rewritten = mask_err(&m.masking, p.payload, touched, own_text, &mut ctx.tally);
             }
             let sent = rewritten.as_deref().unwrap_or(p.payload);
             ctx.error_message = Some(crate::codec::decode_err(sent).message);

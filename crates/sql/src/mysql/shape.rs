@@ -77,6 +77,9 @@ pub struct ResultShape {
     /// case-insensitively). `""` stands for a quoted name (`` @`a b` ``, `@'x'`) not read here:
     /// it may be any variable.
     pub variable_names: BTreeSet<String>,
+    /// The text runs SQL it does not show (`PREPARE`, `EXECUTE`, `EXECUTE IMMEDIATE`, `CALL`):
+    /// a syntax error may then quote that SQL rather than this text.
+    pub dynamic: bool,
     /// Some statement is `SHOW WARNINGS` or `SHOW ERRORS`: its `Message` column holds texts
     /// of earlier statements' conditions, which may echo values.
     pub diagnostics: bool,
@@ -91,6 +94,7 @@ impl ResultShape {
             from: Vec::new(),
             variables: false,
             variable_names: BTreeSet::new(),
+            dynamic: false,
             diagnostics: false,
         }
     }
@@ -119,6 +123,7 @@ pub fn result_shape(sql: &str) -> ResultShape {
         out.variables |= s.variables;
         out.variable_names.extend(s.variable_names);
         out.diagnostics |= s.diagnostics;
+        out.dynamic |= s.dynamic;
     }
     out
 }
@@ -132,6 +137,9 @@ fn segment(text: &str) -> ResultShape {
         .map(|w| w.trim_start_matches('@').to_lowercase())
         .collect();
     s.variables = !s.variable_names.is_empty();
+    s.dynamic = words
+        .iter()
+        .any(|w| matches!(w.as_str(), "PREPARE" | "EXECUTE" | "IMMEDIATE" | "CALL"));
     s.diagnostics = words.first().is_some_and(|w| w == "SHOW")
         && words.iter().any(|w| w == "WARNINGS" || w == "ERRORS");
     s
