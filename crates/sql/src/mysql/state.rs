@@ -13,7 +13,7 @@
 //! reads one as reading a masked value.
 
 use super::classify::{bare_words, object_name, sql_mode_is_safe, top_level_word};
-use super::lexer::lex;
+use super::lexer::{lex, unescape};
 use sqlparser::ast::{self, visit_expressions, Expr};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -53,6 +53,37 @@ fn segment(text: &str, depth: usize) -> Option<String> {
         let assignments = after_set.get(9..).unwrap_or("");
         let inner = text.get(for_at + 3..).unwrap_or("");
         return parsed(&format!("SET {assignments}"), &words).or_else(|| segment(inner, depth + 1));
+    }
+    // `PREPARE s FROM '…'` / `EXECUTE IMMEDIATE '…'`: the literal is SQL, judged the same way;
+    // text from a variable cannot be seen, so it is refused.
+    let dynamic_from = match (
+        words.first().map(String::as_str),
+        words.get(1).map(String::as_str),
+    ) {
+        (Some("PREPARE"), _) => top_level_word(text, "FROM").map(|at| at + 4),
+        (Some("EXECUTE"), Some("IMMEDIATE")) => top_level_word(text, "IMMEDIATE").map(|at| at + 9),
+        _ => None,
+    };
+    if let Some(at) = dynamic_from {
+        let rest = text.get(at..).unwrap_or("").trim();
+        let inner = match rest.chars().next() {
+            Some(q @ ('\'' | '"')) if rest.len() >= 2 && rest.ends_with(q) => {
+                unescape(rest.get(1..rest.len() - 1).unwrap_or(""), q)
+            }
+            _ => {
+                return Some(
+                    "PREPARE or EXECUTE IMMEDIATE of text from a variable or expression (the statement it runs cannot be seen)"
+                        .into(),
+                )
+            }
+        };
+        if depth > 2 {
+            return Some("PREPARE nested too deeply".into());
+        }
+        return match lex(&inner) {
+            Ok(lexed) => lexed.segments.iter().find_map(|s| segment(s, depth + 1)),
+            Err(_) => Some("text airlock cannot read".into()),
+        };
     }
     if words.first().is_some_and(|w| w == "SET") || named_function.is_some() {
         return parsed(text, &words);
@@ -259,6 +290,11 @@ mod tests {
             "set sql_mode = (select email from customers)",
             "set autocommit = 'unterminated",
             "set names utf8mb4, timestamp = (select 1)",
+            "prepare s from 'set @@timestamp = (select 1)'",
+            "PREPARE s FROM \"select last_insert_id(card) from customers\"",
+            "prepare s from @q",
+            "execute immediate 'set session default_master_connection = (select email from c)'",
+            "execute immediate concat('select ', 1)",
             "SET time_zone='+00:00', NAMES utf8mb4, lc_time_names = @v",
         ] {
             assert!(stores_computed_state(sql).is_some(), "{sql}");
@@ -282,6 +318,9 @@ mod tests {
             "set @@session.max_statement_time = -1",
             "set statement max_statement_time = 5 for select * from customers",
             "select 'last_insert_id(card)'",
+            "prepare s from 'select card from customers where id = ?'",
+            "execute immediate 'select 1'",
+            "execute s using @a",
             // What drivers send on connect.
             "SET sql_mode=(SELECT CONCAT(@@sql_mode, ',PIPES_AS_CONCAT,NO_ENGINE_SUBSTITUTION')),time_zone='+00:00',NAMES utf8mb4 COLLATE utf8mb4_unicode_ci",
             "SET @@SESSION.sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_TRANS_TABLES')",
