@@ -103,6 +103,15 @@ impl Raw {
     }
 }
 
+/// Agents may not write; the rule also denies what the classifier cannot parse.
+const READ_ONLY_AGENTS: &str = r#"
+[[rules]]
+name = "agents-read-only"
+agents = true
+writes = true
+action = "deny"
+"#;
+
 fn still_serving(gw: &Gateway) {
     let s = text(&gw.mysql("select 'still serving' as s;"));
     assert!(s.contains("still serving"), "{s}");
@@ -240,12 +249,43 @@ fn a_client_that_vanishes_mid_result_ends_only_its_session() {
 #[test]
 fn long_operator_chains_are_refused_not_a_crash() {
     // Found by the outside review: 35,000 chained `+` overflowed a worker's stack and took the
-    // whole gateway down.
-    let gw = Gateway::start_mysql("");
+    // whole gateway down (round 2); then 10,000 `UNION ALL` arms (190 KB) did (round 3).
+    let mut gw = Gateway::start_mysql(READ_ONLY_AGENTS);
     for op in ["+", " and "] {
         let chain = vec!["1"; 40_000].join(op);
         let out = text(&gw.mysql(&format!("select {chain};\n")));
         assert!(!out.is_empty());
     }
+    let chains = [
+        ("union all", vec!["select 1"; 10_001].join(" union all ")),
+        ("union all", vec!["select 1"; 40_001].join(" union all ")),
+        ("intersect", vec!["select 1"; 10_001].join(" intersect ")),
+        ("except", vec!["select 1"; 10_001].join(" except ")),
+        (
+            "union in set",
+            format!("set @x = ({})", vec!["select 1"; 10_001].join(" union ")),
+        ),
+        (
+            "join",
+            format!("select 1 from dual{}", " join dual".repeat(5_000)),
+        ),
+        (
+            "natural join",
+            format!("select 1 from dual{}", " natural join dual".repeat(10_000)),
+        ),
+    ];
+    for (name, sql) in &chains {
+        let out = text(&gw.mysql(&format!("{sql};\n")));
+        assert!(gw.alive(), "the gateway died on a {name} chain");
+        assert!(
+            out.contains("ERROR 1142"),
+            "{name}: {}",
+            &out[..out.len().min(300)]
+        );
+    }
+    // Within the bounds, a union is classified and runs.
+    let arms = vec!["select 1 as n"; 900].join(" union all ");
+    let out = text(&gw.mysql(&format!("select count(*) as c from ({arms}) d;\n")));
+    assert!(out.contains("c\n900"), "{out}");
     still_serving(&gw);
 }

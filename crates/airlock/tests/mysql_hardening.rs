@@ -153,6 +153,53 @@ fn row_and_table_locks_are_refused_for_read_only_agents() {
     direct_mysql(&format!("DROP TABLE {t}"));
 }
 
+/// Outside review, round 3 (F11): row locks past the `lock` denial. Under SERIALIZABLE with
+/// autocommit off InnoDB reads every row `LOCK IN SHARE MODE`, so setting that level is the
+/// operation `lock`; so is a lock clause anywhere in a statement (a `SET` sub-query, a derived
+/// table, a CTE), so a read-only agent cannot run them.
+#[test]
+fn serializable_and_nested_lock_clauses_are_locks() {
+    let gw = Gateway::start_mysql(READ_ONLY_AGENTS);
+    let t = table("mh_ser");
+    let refused = [
+        "set session transaction isolation level serializable;".to_owned(),
+        "set transaction isolation level serializable;".to_owned(),
+        "set tx_isolation = 'SERIALIZABLE';".to_owned(),
+        "set @@session.transaction_isolation = 'serializable';".to_owned(),
+        "set session tx_isolation = 3;".to_owned(),
+        format!("set statement tx_isolation = 'SERIALIZABLE' for select * from {t};"),
+        format!("set @x = (select count(*) from (select id from {t} lock in share mode) z);"),
+        format!("set @x = (select id from {t} where id = 1 for update);"),
+        format!("select * from (select * from {t} for update) d;"),
+        format!("with c as (select * from {t} for share) select * from c;"),
+        format!("do (select id from {t} where id = 1 for update);"),
+    ];
+    for stmt in &refused {
+        let o = gw.mysql(&format!(
+            "set autocommit = 0;\n{stmt}\nselect * from {t};\nselect @@session.tx_isolation as iso;\n"
+        ));
+        let text = out(&o);
+        assert!(
+            text.contains("ERROR 1142"),
+            "{stmt} was not refused: {text}"
+        );
+        assert!(text.contains("iso\nREPEATABLE-READ"), "{stmt}: {text}");
+    }
+    let audit = gw.audit_log();
+    assert!(
+        audit.matches(r#""lock""#).count() >= refused.len(),
+        "{audit}"
+    );
+    // The other levels are fine.
+    let o = gw.mysql("set session transaction isolation level read committed;\nset tx_isolation = 'REPEATABLE-READ';\nselect @@session.tx_isolation as iso;\n");
+    let text = out(&o);
+    assert!(
+        !text.contains("ERROR") && text.contains("iso\nREPEATABLE-READ"),
+        "{text}"
+    );
+    direct_mysql(&format!("DROP TABLE {t}"));
+}
+
 /// Reads the issue lists as wrongly refused run for a read-only agent.
 #[test]
 fn harmless_reads_are_allowed() {

@@ -308,12 +308,63 @@ impl Catalog {
     }
 }
 
-/// A statement's shape resolved against the catalog: computed once per statement text.
+/// A statement's shape resolved against the catalog: computed once per statement text
+/// ([`StmtMask::in_session`] adds what the session's user variables hold).
 #[derive(Debug)]
 pub struct StmtMask {
     shape: ResultShape,
-    /// Some relation it names may hold a ruled value.
+    /// Some relation it names may hold a ruled value (or, after [`StmtMask::in_session`],
+    /// some user variable it names may).
     touched: bool,
+}
+
+/// Which user variables may hold a value from a masked column: every variable named by a
+/// statement that had a masked column (or unknown lineage near a ruled table) in scope, when it
+/// ran. Over-approximate on purpose (a variable such a statement only reads is counted too);
+/// statements whose text does not show what they assign (`CALL`, `EXECUTE`, unreadable text)
+/// count for every variable. A statement reading only clean variables is not masked for them,
+/// so `SET @a = 1; SELECT @a` answers 1 in a masked session.
+#[derive(Debug, Default)]
+pub struct UserVars {
+    names: BTreeSet<String>,
+    all: bool,
+}
+
+impl UserVars {
+    /// Whether one of `names` may hold a masked value (`""`: a name not read, may be any).
+    fn any_of(&self, names: &BTreeSet<String>) -> bool {
+        if names.is_empty() {
+            return false;
+        }
+        self.all
+            || names
+                .iter()
+                .any(|n| self.names.contains(n) || (n.is_empty() && !self.names.is_empty()))
+    }
+
+    /// `stmt` is about to run: the variables it names now may hold what it read.
+    pub fn ran(&mut self, stmt: &StmtMask) {
+        if !stmt.touched {
+            return;
+        }
+        if stmt.shape.kind == ResultKind::Opaque {
+            self.all = true;
+            return;
+        }
+        for n in &stmt.shape.variable_names {
+            if n.is_empty() {
+                self.all = true;
+            } else {
+                self.names.insert(n.clone());
+            }
+        }
+    }
+
+    /// `COM_RESET_CONNECTION` drops every user variable.
+    pub fn clear(&mut self) {
+        self.names.clear();
+        self.all = false;
+    }
 }
 
 impl StmtMask {
@@ -322,13 +373,24 @@ impl StmtMask {
         let touched = m.has_column_rules()
             && match shape.kind {
                 ResultKind::Opaque => true,
-                _ if shape.variables => true,
                 _ => shape
                     .relations
                     .iter()
                     .any(|r| catalog.relation_ruled(m, r, 0)),
             };
         StmtMask { shape, touched }
+    }
+
+    /// This statement in a session whose user variables are `vars`: touched also when it names
+    /// a variable that may hold a masked value.
+    pub fn in_session(self: &Arc<StmtMask>, m: &SessionMasking, vars: &UserVars) -> Arc<StmtMask> {
+        if self.touched || !m.has_column_rules() || !vars.any_of(&self.shape.variable_names) {
+            return self.clone();
+        }
+        Arc::new(StmtMask {
+            shape: self.shape.clone(),
+            touched: true,
+        })
     }
 
     /// For results whose statement is not known (e.g. a cursor of a statement prepared before
@@ -341,9 +403,25 @@ impl StmtMask {
                 items: Vec::new(),
                 from: Vec::new(),
                 variables: false,
+                variable_names: BTreeSet::new(),
+                dynamic: false,
+                diagnostics: false,
             },
             touched: m.has_column_rules(),
         }
+    }
+
+    /// Whether the statement has a masked column, or one of unknown lineage near a ruled
+    /// table, in scope: then its error texts may echo masked values ([`mask_err`]).
+    pub fn touched(&self) -> bool {
+        self.touched
+    }
+
+    /// Whether a syntax error (1064) can only quote this statement's own text: it names no
+    /// user variable and runs no SQL it does not show (`PREPARE … FROM @v`, `EXECUTE`, `CALL`
+    /// may run text built from masked values, and the error would quote it).
+    pub fn syntax_errors_quote_own_text(&self) -> bool {
+        !self.shape.variables && !self.shape.dynamic
     }
 
     fn unknown(&self) -> Option<BTreeSet<String>> {
@@ -385,7 +463,8 @@ struct ColPlan {
     unsigned: bool,
     /// Masked whole because it derives from these rules (`?unknown`: origin not established).
     sources: Option<BTreeSet<String>>,
-    /// `SHOW WARNINGS`-style message text: echoed values are withheld like ERR messages.
+    /// The `Message` column of `SHOW WARNINGS` / `SHOW ERRORS`: withheld whole under column
+    /// rules (see [`WARNING_WITHHELD`]).
     message: bool,
 }
 
@@ -398,7 +477,7 @@ impl Plan {
                 ty: d.ty,
                 unsigned: d.flags & UNSIGNED_FLAG != 0,
                 sources: column_sources(m, catalog, stmt, defs.len(), j, d),
-                message: stmt.shape.kind == ResultKind::Clean
+                message: stmt.shape.diagnostics
                     && d.org_table.is_empty()
                     && d.name.eq_ignore_ascii_case("message"),
             })
@@ -527,14 +606,20 @@ fn column_sources(
 }
 
 /// Tables of sample values of every column: MariaDB's engine-independent statistics
-/// (`mysql.column_stats` min/max values) and MySQL 8 histograms. An unqualified name counts
-/// too (after `USE mysql`).
+/// (`mysql.column_stats` min/max values) and MySQL 8 histograms, and the performance schema's
+/// statement history (past error texts). An unqualified name counts too (after `USE mysql`).
 fn is_statistics(schema: Option<&str>, table: &str) -> bool {
     let schema_ok =
         |want: &str| schema.is_none_or(|s| s.trim_matches('`').eq_ignore_ascii_case(want));
     let table = table.trim_matches('`');
+    let table_lower = table.to_ascii_lowercase();
     (schema_ok("mysql") && table.eq_ignore_ascii_case("column_stats"))
         || (schema_ok("information_schema") && table.eq_ignore_ascii_case("column_statistics"))
+        // Statement history: `MESSAGE_TEXT` keeps past error texts (which echo values) and
+        // `SQL_TEXT` the statements of every session.
+        || (schema_ok("performance_schema")
+            && (table_lower.starts_with("events_statements_")
+                || table_lower == "prepared_statements_instances"))
 }
 
 /// The projection item behind result column `j` of `ncols`, when positions tell it.
@@ -581,18 +666,15 @@ fn mask_value(m: &SessionMasking, col: &ColPlan, v: &[u8], tally: &mut Tally) ->
             other => other,
         };
     }
-    let mut current: Option<Vec<u8>> = None;
     if col.message && m.has_column_rules() {
-        if let Some(w) = withhold_echoed(&String::from_utf8_lossy(v)) {
-            tally.column("?error_detail");
-            current = Some(w.into_bytes());
-        }
+        tally.column("?error_detail");
+        return Rewrite::Bytes(WARNING_WITHHELD.as_bytes().to_vec());
     }
     if m.content.is_empty() {
-        return current.map_or(Rewrite::Same, Rewrite::Bytes);
+        return Rewrite::Same;
     }
-    match m.mask_content(current.as_deref().unwrap_or(v), tally) {
-        Rewrite::Same => current.map_or(Rewrite::Same, Rewrite::Bytes),
+    match m.mask_content(v, tally) {
+        Rewrite::Same => Rewrite::Same,
         Rewrite::Null => Rewrite::Null,
         Rewrite::Bytes(_) if !string => Rewrite::Null,
         Rewrite::Bytes(b) if col.ty == T_JSON => {
@@ -922,11 +1004,52 @@ fn binary_as_text(col: &ColPlan, v: &[u8]) -> Option<Vec<u8>> {
     Some(text.into_bytes())
 }
 
-/// Masks the message of an ERR packet. With column rules in force, values MySQL echoes
-/// (`Duplicate entry '…' for key`, `Incorrect integer value: '…'`) are withheld whole: the
-/// message does not reliably say which column they belong to.
-pub fn mask_err(m: &SessionMasking, p: &[u8], tally: &mut Tally) -> Option<BytesMut> {
+/// The text a `SHOW WARNINGS` / `SHOW ERRORS` message becomes in a session with column rules.
+/// Warnings outlive the statement that raised them (a later `SHOW WARNINGS` reads them) and
+/// MySQL's texts echo values in many shapes (`Unknown locale: '…'`, truncated at 64 characters,
+/// so content detectors miss them): the message is withheld whatever statement raised it. The
+/// level and code stay.
+pub const WARNING_WITHHELD: &str =
+    "[WITHHELD: warning texts are withheld in sessions with masked columns]";
+
+/// The message an ERR packet gets when its statement had a masked column in scope.
+pub fn error_withheld(code: u16) -> String {
+    format!(
+        "airlock: the text of error {code} was withheld: the statement reads masked columns and MySQL error texts can echo their values"
+    )
+}
+
+/// `ER_PARSE_ERROR`: "You have an error in your SQL syntax; … near '…'".
+const ER_PARSE_ERROR: u16 = 1064;
+
+/// Masks the message of an ERR packet. `own_text`: a syntax error (1064) can only quote the
+/// statement's own text ([`StmtMask::syntax_errors_quote_own_text`]), so it keeps its text.
+/// `touched`: the statement has a masked column (or one of
+/// unknown lineage near a ruled table) in scope, so any message may echo a value derived from
+/// it (`Unknown locale: '…'`, `Unknown or incorrect time zone: '…'`, cut at 64 characters where
+/// detectors no longer recognise it): the whole text is withheld, code and SQLSTATE kept.
+/// Otherwise, with column rules in force, values MySQL echoes (`Duplicate entry '…' for key`,
+/// `Incorrect integer value: '…'`) are withheld: the message does not reliably say which column
+/// they belong to.
+pub fn mask_err(
+    m: &SessionMasking,
+    p: &[u8],
+    touched: bool,
+    own_text: bool,
+    tally: &mut Tally,
+) -> Option<BytesMut> {
     let e = decode_err(p);
+    let state = if e.sqlstate.is_empty() {
+        "HY000"
+    } else {
+        e.sqlstate.as_str()
+    };
+    // A syntax error quotes the client's own statement: nothing of a value in it.
+    let own_syntax_error = e.code == ER_PARSE_ERROR && own_text;
+    if touched && m.has_column_rules() && !own_syntax_error {
+        tally.column("?error_detail");
+        return Some(err_payload(e.code, state, &error_withheld(e.code)));
+    }
     let mut message = e.message.clone();
     if m.has_column_rules() {
         if let Some(w) = withhold_echoed(&message) {
@@ -940,11 +1063,6 @@ pub fn mask_err(m: &SessionMasking, p: &[u8], tally: &mut Tally) -> Option<Bytes
     if message == e.message {
         return None;
     }
-    let state = if e.sqlstate.is_empty() {
-        "HY000"
-    } else {
-        e.sqlstate.as_str()
-    };
     Some(err_payload(e.code, state, &message))
 }
 

@@ -26,7 +26,7 @@ use crate::codec::{
 };
 use crate::mask::{
     mask_binary_row, mask_err, mask_text_row, parse_column_def, Catalog, ColumnDef, Plan,
-    StmtCache, StmtMask,
+    StmtCache, StmtMask, UserVars,
 };
 use crate::upstream::Upstream;
 use crate::{KillRegistry, *};
@@ -37,7 +37,8 @@ use airlock_gate::{Judged, ReviewOutcome, SessionEnd, SessionGate};
 use airlock_proto_pg::stream::PgStream;
 use airlock_record::Recorder;
 use airlock_sql::mysql::{
-    may_change_sql_mode, may_turn_off_read_only, parse_kill, reads_client_file, Kill,
+    may_change_sql_mode, may_turn_off_read_only, parse_kill, reads_client_file,
+    stores_computed_state, Kill,
 };
 use bytes::{Buf, BytesMut};
 use std::collections::HashMap;
@@ -52,6 +53,8 @@ pub struct MaskState {
     stmts: StmtCache,
     /// Plans of result sets left open as cursors, by statement id (for `COM_STMT_FETCH`).
     cursors: HashMap<u32, Arc<Plan>>,
+    /// User variables that may hold masked values.
+    vars: UserVars,
 }
 
 impl MaskState {
@@ -61,11 +64,17 @@ impl MaskState {
             catalog,
             stmts: StmtCache::default(),
             cursors: HashMap::new(),
+            vars: UserVars::default(),
         }
     }
 
+    /// The statement's mask given the session's user variables, for a statement about to run
+    /// (the variables it names are marked when it reads masked data).
     fn stmt(&mut self, text: &str) -> Arc<StmtMask> {
-        self.stmts.get(&self.masking, &self.catalog, text)
+        let base = self.stmts.get(&self.masking, &self.catalog, text);
+        let stmt = base.in_session(&self.masking, &self.vars);
+        self.vars.ran(&stmt);
+        stmt
     }
 }
 
@@ -99,8 +108,6 @@ struct Prepared {
     /// Approved in a review: the approval covers one execution.
     reviewed: bool,
     executed: bool,
-    /// Its result shape against the catalog (masked sessions).
-    mask: Option<Arc<StmtMask>>,
 }
 
 /// Which grammar the upstream's answer follows.
@@ -366,6 +373,10 @@ impl Relay {
                 self.relay_answer(Answer::Single, &mut AnswerCtx::default())
                     .await?;
                 self.prepared.clear();
+                if let Some(m) = self.mask.as_mut() {
+                    m.vars.clear();
+                    m.cursors.clear();
+                }
                 // The reset restores the global defaults: the read-only mode is applied again
                 // and the (global) sql_mode checked before the client's next command.
                 if let Some(var) = self.read_only {
@@ -496,6 +507,7 @@ impl Relay {
             judged.force_deny("LOAD DATA LOCAL reads files from the client's machine; it is not allowed through airlock");
         }
         self.refuse_read_write(text, &mut judged);
+        self.refuse_computed_state(text, &mut judged);
         let kill = if judged.decision.action == Action::Allow {
             parse_kill(text)
         } else {
@@ -537,6 +549,22 @@ impl Relay {
             && may_turn_off_read_only(text)
         {
             judged.force_deny("this session is read-only upstream (the rules allow this identity no writes); statements that could switch it to read-write are not allowed");
+        }
+    }
+
+    /// In a session with masking, a statement that stores a computed value in server-side
+    /// session state (a system variable set from an expression, `LAST_INSERT_ID(expr)`, ...)
+    /// is refused: a later statement would read the value back with no masked column in sight
+    /// (`SET @@timestamp = (SELECT …card…)`, then `SELECT UNIX_TIMESTAMP()`). See
+    /// [`stores_computed_state`].
+    fn refuse_computed_state(&self, text: &str, judged: &mut Judged) {
+        if self.mask.is_none() || judged.decision.action != Action::Allow {
+            return;
+        }
+        if let Some(why) = stores_computed_state(text) {
+            judged.force_deny(&format!(
+                "{why}; this session masks data, so a value stored this way could be read back unmasked"
+            ));
         }
     }
 
@@ -709,6 +737,7 @@ impl Relay {
             judged.force_deny("LOAD DATA LOCAL reads files from the client's machine; it is not allowed through airlock");
         }
         self.refuse_read_write(&text, &mut judged);
+        self.refuse_computed_state(&text, &mut judged);
         if judged.decision.action != Action::Allow {
             // A denial is recorded when it happens.
             let seq = self.session.next_seq();
@@ -718,7 +747,6 @@ impl Relay {
             self.deny(seq, &judged).await;
             return Ok(Flow::Continue);
         }
-        let mask = self.mask.as_mut().map(|m| m.stmt(&text));
         self.forward(payload).await?;
         let outcome = self
             .relay_answer(Answer::Prepare, &mut AnswerCtx::default())
@@ -731,7 +759,6 @@ impl Relay {
                     judged,
                     reviewed,
                     executed: false,
-                    mask,
                 },
             );
         }
@@ -758,7 +785,6 @@ impl Relay {
         }
         prep.executed = true;
         let text = prep.text.clone();
-        let stmt = prep.mask.clone();
         let seq = self.session.next_seq();
         if let Err(flow) = self.record(seq, &text, &judged).await {
             return Ok(flow);
@@ -768,6 +794,8 @@ impl Relay {
             return Ok(Flow::Continue);
         }
         let started = Instant::now();
+        // Judged again here: the user variables it reads may have changed since the prepare.
+        let stmt = self.mask.as_mut().map(|m| m.stmt(&text));
         let mut ctx = AnswerCtx {
             stmt,
             statement_id: Some(id),
@@ -1100,7 +1128,16 @@ fn packet(
         }
         Kind::Err => {
             if let Some(m) = &mask {
-                rewritten = mask_err(&m.masking, p.payload, &mut ctx.tally);
+                // A cursor's rows (COM_STMT_FETCH) come from a statement not at hand here.
+                let touched = match &ctx.stmt {
+                    Some(stmt) => stmt.touched(),
+                    None => ctx.fetch_plan.is_some(),
+                };
+                let own_text = ctx
+                    .stmt
+                    .as_ref()
+                    .is_some_and(|s| s.syntax_errors_quote_own_text());
+                rewritten = mask_err(&m.masking, p.payload, touched, own_text, &mut ctx.tally);
             }
             let sent = rewritten.as_deref().unwrap_or(p.payload);
             ctx.error_message = Some(crate::codec::decode_err(sent).message);

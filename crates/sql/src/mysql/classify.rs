@@ -126,6 +126,85 @@ fn opaque(operation: Operation) -> Statement {
 }
 
 fn classify_segment(segment: &str, depth: usize) -> Result<Vec<Statement>, String> {
+    let mut out = classify_segment_inner(segment, depth)?;
+    let words = bare_words(segment);
+    if takes_row_locks(&words) || sets_serializable(segment, &words) {
+        for s in &mut out {
+            // Row locks (and SERIALIZABLE, which turns every later read into a locking one
+            // while autocommit is off) block writers until the transaction ends. A statement
+            // that writes keeps its own operation: it is a write either way.
+            if !s.writes_data
+                || matches!(
+                    s.operation,
+                    Operation::Select | Operation::Set | Operation::Show | Operation::Other
+                )
+            {
+                s.operation = Operation::Lock;
+                s.writes_data = true;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `FOR UPDATE`, `FOR SHARE` or `LOCK IN SHARE MODE` anywhere in the statement (sub-queries, a
+/// `SET` value, derived tables, CTEs, `DO`): the server takes row locks. Read from the words, so
+/// statements classified by their keywords (`DO`, `SET STATEMENT`) are covered too; a false
+/// positive (`EXPLAIN ... FOR UPDATE`) fails closed.
+fn takes_row_locks(words: &[String]) -> bool {
+    words.windows(2).any(|p| {
+        matches!(p, [a, b] if a == "FOR" && (b == "UPDATE" || b == "SHARE"))
+    }) || words.windows(4).any(
+        |p| matches!(p, [a, b, c, d] if a == "LOCK" && b == "IN" && c == "SHARE" && d == "MODE"),
+    )
+}
+
+/// Whether a `SET` (or `SET STATEMENT`) may make the isolation level SERIALIZABLE: the word
+/// `SERIALIZABLE` (`SET [SESSION|GLOBAL] TRANSACTION ISOLATION LEVEL SERIALIZABLE`), or an
+/// assignment of `tx_isolation`/`transaction_isolation` to anything but a literal naming one of
+/// the other three levels (`'SERIALIZABLE'`, `3`, `DEFAULT`, a variable, a sub-query). Under
+/// SERIALIZABLE InnoDB reads every row as `LOCK IN SHARE MODE` once autocommit is off, so a
+/// plain `SELECT` then holds share locks that block writers until the transaction ends.
+/// (`START TRANSACTION` cannot set the level.)
+fn sets_serializable(segment: &str, words: &[String]) -> bool {
+    if words.first().is_none_or(|w| w != "SET") {
+        return false;
+    }
+    if words.iter().any(|w| w == "SERIALIZABLE") {
+        return true;
+    }
+    if !segment.to_ascii_lowercase().contains("isolation") {
+        return false;
+    }
+    // An assignment to the isolation variable: each `isolation = <value>` must be a safe
+    // literal. Anything this scan cannot follow counts as SERIALIZABLE.
+    let lower = segment.to_ascii_lowercase();
+    let mut rest = lower.as_str();
+    while let Some(at) = rest.find("isolation") {
+        let after = rest.get(at + "isolation".len()..).unwrap_or("");
+        let after = after.trim_start_matches(['`', '\'', '"']).trim_start();
+        let Some(value) = after.strip_prefix(":=").or_else(|| after.strip_prefix('=')) else {
+            // `ISOLATION LEVEL <level>`: the level words were checked above.
+            rest = after;
+            continue;
+        };
+        let value = value.trim_start();
+        let end = value
+            .find(|c: char| c == ',' || c == ';' || c.is_whitespace())
+            .unwrap_or(value.len());
+        let token = value.get(..end).unwrap_or("").trim_matches(['\'', '"']);
+        if !matches!(
+            token,
+            "read-uncommitted" | "read-committed" | "repeatable-read" | "0" | "1" | "2"
+        ) {
+            return true;
+        }
+        rest = value.get(end..).unwrap_or("");
+    }
+    false
+}
+
+fn classify_segment_inner(segment: &str, depth: usize) -> Result<Vec<Statement>, String> {
     let words = bare_words(segment);
     let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
     // Statements sqlparser does not know in their MySQL form are recognised by their leading
@@ -310,8 +389,9 @@ fn classify_set_statement(segment: &str, depth: usize) -> Result<Vec<Statement>,
         }
         return Ok(out);
     }
-    let parsed = Parser::parse_sql(&MySqlDialect {}, &format!("SET {set_text}"))
-        .map_err(|e| e.to_string())?;
+    let settings_sql = format!("SET {set_text}");
+    super::check_parse_bounds(&settings_sql)?;
+    let parsed = Parser::parse_sql(&MySqlDialect {}, &settings_sql).map_err(|e| e.to_string())?;
     let [ast::Statement::Set(set)] = parsed.as_slice() else {
         return Err("SET STATEMENT settings that are not assignments".into());
     };
@@ -867,7 +947,7 @@ fn assignment<'a>(
 /// current `@@sql_mode` and `CONCAT`, and the flags it spells are all on
 /// [`super::session::SAFE_SQL_MODES`] (an allow-list: `ORACLE`, `MSSQL`, `ANSI_QUOTES`, ... and
 /// anything unknown are refused).
-fn sql_mode_is_safe(values: &[&Expr]) -> bool {
+pub(crate) fn sql_mode_is_safe(values: &[&Expr]) -> bool {
     let mut literals = String::new();
     fn collect(e: &Expr, out: &mut String) -> bool {
         match e {

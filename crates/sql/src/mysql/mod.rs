@@ -27,12 +27,14 @@ pub mod functions;
 mod lexer;
 pub mod session;
 pub mod shape;
+pub mod state;
 
 pub use classify::classify_mysql;
 pub use session::{
     may_change_sql_mode, may_turn_off_read_only, sql_mode_is_supported, unsupported_sql_modes,
 };
 pub use shape::{result_shape, FromRelation, Item, ResultKind, ResultShape};
+pub use state::stores_computed_state;
 
 use airlock_core::Classification;
 use std::collections::HashMap;
@@ -237,9 +239,24 @@ pub fn parse_kill(sql: &str) -> Kill {
 /// dropping a tree of ~35,000 levels overflowed a worker's stack and took the gateway down.
 pub const MAX_OPERATOR_CHAIN: usize = 5_000;
 
-/// Whether `segment` is small enough to parse: within the classifier's byte bound and with
-/// fewer than [`MAX_OPERATOR_CHAIN`] operators outside quotes (a quote-aware count: text in
-/// string literals and quoted identifiers does not count).
+/// Most set operations (`UNION`, `INTERSECT`, `EXCEPT`, `MINUS`) one statement may have. They
+/// build a left-nested tree like operators, with larger frames per level: 10,000 arms (190 KB)
+/// overflowed a 2 MiB worker stack and aborted the gateway (outside review, round 3); in a debug
+/// build ~6,500 arms overflow a bare 2 MiB thread. 1,000 leaves room for the other bounds.
+pub const MAX_SET_OPERATIONS: usize = 1_000;
+
+/// Most `JOIN`s one statement may have. A `JOIN` without `ON`/`USING` makes sqlparser recurse
+/// to look for a nested join's condition, about 7 KB of stack per level in a debug build (300
+/// overflow a 2 MiB thread). MySQL and MariaDB refuse more than 61 tables in one join anyway.
+pub const MAX_JOINS: usize = 64;
+
+/// Whether `segment` is small enough to parse: within the classifier's byte bound, with at
+/// most [`MAX_OPERATOR_CHAIN`] operators, [`MAX_SET_OPERATIONS`] set operations and
+/// [`MAX_JOINS`] joins outside quotes (a quote-aware count: text in string literals and quoted
+/// identifiers does not count). Every other shape of a ~200 KB input is either flat in
+/// sqlparser's tree (lists: `IN`, arguments, `CASE WHEN`, `VALUES` rows) or nested through its
+/// recursion limit (parentheses, sub-queries, function calls, prefix operators):
+/// `tests/mysql_stack.rs` runs each on a 2 MiB stack.
 pub(crate) fn check_parse_bounds(segment: &str) -> Result<(), String> {
     if segment.len() > crate::MAX_CLASSIFIED_BYTES {
         return Err(format!(
@@ -250,6 +267,8 @@ pub(crate) fn check_parse_bounds(segment: &str) -> Result<(), String> {
     }
     let bytes = segment.as_bytes();
     let mut operators = 0usize;
+    let mut set_operations = 0usize;
+    let mut joins = 0usize;
     let mut quote: Option<u8> = None;
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
@@ -289,6 +308,15 @@ pub(crate) fn check_parse_bounds(segment: &str) -> Result<(), String> {
                     .any(|k| word.eq_ignore_ascii_case(k))
                     {
                         operators += 1;
+                    } else if [&b"union"[..], b"intersect", b"except", b"minus"]
+                        .iter()
+                        .any(|k| word.eq_ignore_ascii_case(k))
+                    {
+                        set_operations += 1;
+                    } else if word.eq_ignore_ascii_case(b"join")
+                        || word.eq_ignore_ascii_case(b"straight_join")
+                    {
+                        joins += 1;
                     }
                 }
                 _ => {}
@@ -299,6 +327,16 @@ pub(crate) fn check_parse_bounds(segment: &str) -> Result<(), String> {
     if operators > MAX_OPERATOR_CHAIN {
         return Err(format!(
             "statement with {operators} operators is over the classifier's limit of {MAX_OPERATOR_CHAIN}"
+        ));
+    }
+    if set_operations > MAX_SET_OPERATIONS {
+        return Err(format!(
+            "statement with {set_operations} set operations (UNION, INTERSECT, EXCEPT) is over the classifier's limit of {MAX_SET_OPERATIONS}"
+        ));
+    }
+    if joins > MAX_JOINS {
+        return Err(format!(
+            "statement with {joins} joins is over the classifier's limit of {MAX_JOINS}"
         ));
     }
     Ok(())

@@ -73,6 +73,16 @@ pub struct ResultShape {
     /// The text reads or sets user variables (`@v`), which carry values between statements:
     /// their origin is not visible in this text.
     pub variables: bool,
+    /// The user variables it names, lower-cased without the `@` (MySQL compares them
+    /// case-insensitively). `""` stands for a quoted name (`` @`a b` ``, `@'x'`) not read here:
+    /// it may be any variable.
+    pub variable_names: BTreeSet<String>,
+    /// The text runs SQL it does not show (`PREPARE`, `EXECUTE`, `EXECUTE IMMEDIATE`, `CALL`):
+    /// a syntax error may then quote that SQL rather than this text.
+    pub dynamic: bool,
+    /// Some statement is `SHOW WARNINGS` or `SHOW ERRORS`: its `Message` column holds texts
+    /// of earlier statements' conditions, which may echo values.
+    pub diagnostics: bool,
 }
 
 impl ResultShape {
@@ -83,6 +93,9 @@ impl ResultShape {
             items: Vec::new(),
             from: Vec::new(),
             variables: false,
+            variable_names: BTreeSet::new(),
+            dynamic: false,
+            diagnostics: false,
         }
     }
 }
@@ -108,6 +121,9 @@ pub fn result_shape(sql: &str) -> ResultShape {
         out.kind = out.kind.max(kind);
         out.relations.extend(s.relations);
         out.variables |= s.variables;
+        out.variable_names.extend(s.variable_names);
+        out.diagnostics |= s.diagnostics;
+        out.dynamic |= s.dynamic;
     }
     out
 }
@@ -115,9 +131,17 @@ pub fn result_shape(sql: &str) -> ResultShape {
 fn segment(text: &str) -> ResultShape {
     let words = bare_words(text);
     let mut s = segment_words(text, &words);
-    s.variables = words
+    s.variable_names = words
         .iter()
-        .any(|w| w.starts_with('@') && !w.starts_with("@@"));
+        .filter(|w| w.starts_with('@') && !w.starts_with("@@"))
+        .map(|w| w.trim_start_matches('@').to_lowercase())
+        .collect();
+    s.variables = !s.variable_names.is_empty();
+    s.dynamic = words
+        .iter()
+        .any(|w| matches!(w.as_str(), "PREPARE" | "EXECUTE" | "IMMEDIATE" | "CALL"));
+    s.diagnostics = words.first().is_some_and(|w| w == "SHOW")
+        && words.iter().any(|w| w == "WARNINGS" || w == "ERRORS");
     s
 }
 
@@ -373,5 +397,7 @@ mod tests {
             .contains("c"));
         assert!(result_shape("select @v").variables);
         assert!(!result_shape("select @@version, 'a@b'").variables);
+        let names = result_shape("set @A = 1; select @b, @`c d`, @@x").variable_names;
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), vec!["", "a", "b"]);
     }
 }
