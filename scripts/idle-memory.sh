@@ -24,7 +24,7 @@ done
 [[ -x "$binary" ]] || { echo "no airlock binary at $binary (cargo build --release -p airlock, or --binary)" >&2; exit 1; }
 
 dir=$(mktemp -d)
-trap 'kill "${gw:-0}" 2>/dev/null || true; pkill -P $$ 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap 'kill "${gw:-0}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
 port=$((20000 + RANDOM % 10000))
 cat >"$dir/airlock.toml" <<EOF
 [gateway]

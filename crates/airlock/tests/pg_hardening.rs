@@ -247,7 +247,9 @@ fn read_only_sessions_refuse_what_would_switch_read_only_off() {
 /// A raw StartupMessage with extra parameters (libpq cannot send `search_path` itself): what
 /// the gateway answered when it refused the startup, empty when it accepted it.
 fn raw_startup(port: u16, params: &[(&str, &str)]) -> String {
-    RawPg::connect(port, "agent", TOKEN, "pg-local", params).err().unwrap_or_default()
+    RawPg::connect(port, "agent", TOKEN, "pg-local", params)
+        .err()
+        .unwrap_or_default()
 }
 
 #[test]
@@ -289,4 +291,37 @@ fn standard_conforming_strings_cannot_be_switched_off() {
     );
     assert!(out.lines().any(|l| l.trim() == "on"), "{out}");
     assert_eq!(direct(&format!("select count(*) from {t}")), "20", "{out}");
+}
+
+#[test]
+fn parameters_of_user_defined_types_are_refused_in_read_only_sessions() {
+    let gw = Gateway::start(READ_ONLY_AGENTS);
+    let domain = unique("dom");
+    direct(&format!(
+        "create domain {domain} as text check (value <> 'never')"
+    ));
+    let oid: u32 = direct(&format!("select '{domain}'::regtype::oid"))
+        .parse()
+        .unwrap();
+    let mut pg = RawPg::connect(gw.port, "agent", TOKEN, "pg-local", &[]).unwrap();
+    // Round 4: a parameter typed by OID runs the type's input function and the domain's
+    // CHECK, code the statement text does not show.
+    let mut parse = vec![0u8];
+    parse.extend_from_slice(b"select $1\0");
+    parse.extend_from_slice(&1u16.to_be_bytes());
+    parse.extend_from_slice(&oid.to_be_bytes());
+    pg.send(b'P', &parse);
+    pg.send(b'B', &bind_text(&[Some("x")]));
+    pg.send(b'E', &[0, 0, 0, 0, 0]);
+    pg.send(b'S', &[]);
+    let answers = pg.until_ready();
+    let text: String = answers
+        .iter()
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(text.contains("user-defined type"), "{text}");
+    // Built-in parameter types are fine.
+    let ok = pg.execute_with("select $1::int + 1", &[Some("41")]);
+    assert!(ok.iter().any(|(t, _)| *t == b'D'), "{ok:?}");
+    direct(&format!("drop domain {domain}"));
 }

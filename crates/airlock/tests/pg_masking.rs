@@ -715,7 +715,8 @@ fn a_sql_cursor_named_like_a_bound_portal_is_masked_as_what_it_is() {
     let declare = format!(
         "declare c cursor with hold for select substr(card_number,1,8), substr(card_number,9,8), card_number from {s}.payments"
     );
-    sock.sock.write_all(&frontend(b'Q', &cstrs(&[&declare])))
+    sock.sock
+        .write_all(&frontend(b'Q', &cstrs(&[&declare])))
         .unwrap();
     let _ = read_until_ready(&mut sock);
     let mut exec = cstrs(&["c"]);
@@ -746,7 +747,8 @@ fn copy_rows_are_split_as_the_server_writes_them_or_refused() {
         "copy (select 'a|b', card_number, 'z' from {s}.payments) to stdout (delimiter '|');\n\
          copy (select E'a\\nb', card_number, 'x\"y' from {s}.payments) to stdout (format csv);\n\
          copy (select 'x\"y', id, substr(card_number,1,8), substr(card_number,9,8) from {s}.payments) to stdout (format csv, escape '\\');\n\
-         copy (select card_number from {s}.payments) to stdout (format csv, delimiter '\"', quote '''');\n"
+         copy (select card_number from {s}.payments) to stdout (format csv, delimiter '\"', quote '''');\n\
+         copy (select 'ソ', substr(card_number,1,8)||' '||substr(card_number,9), 'ポ' from {s}.payments) to stdout (delimiter '|', encoding 'SJIS');\n"
     ));
     let out = text(&o);
     assert_no_secret("copy", &out);
@@ -760,7 +762,7 @@ fn copy_rows_are_split_as_the_server_writes_them_or_refused() {
 }
 
 #[test]
-fn bound_parameters_in_the_audit_trail_go_through_the_detectors() {
+fn bound_parameters_are_not_recorded_under_masking() {
     let f = setup();
     let s = &f.schema;
     let mut pg = RawPg::connect(f.gw.port, "agent", TOKEN, "pg-local", &[]).unwrap();
@@ -768,6 +770,39 @@ fn bound_parameters_in_the_audit_trail_go_through_the_detectors() {
     pg.execute_with(&sql, &[Some(CARDS[1])]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let log = f.gw.audit_log();
-    assert!(log.contains("\"params\":["), "{log}");
+    assert!(log.contains("not recorded under masking"), "{log}");
     assert_no_secret("audit params", &log);
+}
+
+#[test]
+fn error_positions_with_a_masked_column_in_scope_are_dropped() {
+    let f = setup();
+    let s = &f.schema;
+    // Round 4: the position of an error inside a value computed from a masked column is a
+    // number derived from it.
+    let mut pg = raw_session(f.gw.port);
+    let sql = format!(
+        "select (repeat('a', substr(card_number,1,3)::int) || ' @')::regtype from {s}.payments where id = 10"
+    );
+    pg.send(b'Q', &cstrs(&[&sql]));
+    let answers = pg.until_ready();
+    let error = answers
+        .iter()
+        .find(|(t, _)| *t == b'E')
+        .map(|(_, b)| b.clone())
+        .expect("an error");
+    let fields: Vec<u8> = error
+        .split(|&b| b == 0)
+        .filter_map(|f| f.first().copied())
+        .collect();
+    assert!(
+        !fields.contains(&b'P'),
+        "{:?}",
+        String::from_utf8_lossy(&error)
+    );
+    assert!(
+        fields.contains(&b'C'),
+        "{:?}",
+        String::from_utf8_lossy(&error)
+    );
 }

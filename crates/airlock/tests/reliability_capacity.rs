@@ -121,3 +121,26 @@ fn a_recording_that_cannot_be_written_is_an_audit_event() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn sockets_that_never_finish_their_handshake_cannot_fill_the_capacity() {
+    let gw = Gateway::start("");
+    // Round 4: idle sockets from one address held every place. Now one address may hold 64
+    // handshakes; the 65th connection from it is refused, others are not affected.
+    let idle: Vec<_> = (0..64)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let out = text(&gw.psql("select 1;"));
+    assert!(out.contains("still in their handshake"), "{out}");
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = text(&gw.psql("select 'served' as again;"));
+        if out.contains("served") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -277,3 +277,50 @@ fn prepared_statement_parameters_are_in_the_audit_trail() {
         "{cut}"
     );
 }
+
+#[test]
+fn repeated_executions_record_a_long_text_once_and_count_batched_rows() {
+    let gw = Gateway::start("");
+    let mut pg = RawPg::connect(gw.port, "agent", TOKEN, "pg-local", &[]).unwrap();
+    let long = format!("select generate_series(1, 5) /* {} */", "x".repeat(4000));
+    let mut parse = b"s1\0".to_vec();
+    parse.extend_from_slice(long.as_bytes());
+    parse.extend_from_slice(&[0, 0, 0]);
+    pg.send(b'P', &parse);
+    pg.send(b'S', &[]);
+    pg.until_ready();
+    for max_rows in [0u32, 2] {
+        pg.send(b'B', b"\0s1\0\0\0\0\0\0\0");
+        let mut exec = vec![0u8];
+        exec.extend_from_slice(&max_rows.to_be_bytes());
+        pg.send(b'E', &exec);
+        pg.send(b'S', &[]);
+        pg.until_ready();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (commands, results) = loop {
+        let events = audit_events(&gw);
+        let commands: Vec<_> = events
+            .iter()
+            .filter(|e| e["kind"] == "command")
+            .cloned()
+            .collect();
+        let results: Vec<_> = events
+            .iter()
+            .filter(|e| e["kind"] == "command_result")
+            .cloned()
+            .collect();
+        if results.len() >= 2 {
+            break (commands, results);
+        }
+        assert!(Instant::now() < deadline, "{}", gw.audit_log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The first execution carries the whole text, the second 1 KiB and the digest.
+    assert_eq!(commands[0]["command"]["text"], long.as_str());
+    let second = commands[1]["command"]["text"].as_str().unwrap_or_default();
+    assert!(second.len() < 1300 && second.contains("sha256"), "{second}");
+    // An Execute that stopped at its row limit counts the rows it sent.
+    assert_eq!(results[0]["command"]["rows"], 5, "{}", results[0]);
+    assert_eq!(results[1]["command"]["rows"], 2, "{}", results[1]);
+}

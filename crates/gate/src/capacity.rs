@@ -81,6 +81,58 @@ impl Drop for Permit {
     }
 }
 
+/// Connections from one source address that may be in their handshake (connected, not yet
+/// authenticated) at once. A handshake holds a place in the session capacity; without this
+/// bound, anyone who can reach the listener could fill it with sockets that never send a byte
+/// (each is closed after the 30 s startup timeout) and lock every client out.
+pub const HANDSHAKES_PER_SOURCE: usize = 64;
+
+/// Connections in their handshake, per source address.
+#[derive(Debug, Default)]
+pub struct Handshakes {
+    by_source: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+impl Handshakes {
+    /// A place for one more handshake from `source`, or `None` when it has
+    /// [`HANDSHAKES_PER_SOURCE`] in progress.
+    pub fn begin(self: &Arc<Self>, source: std::net::IpAddr) -> Option<HandshakePermit> {
+        let mut map = self.by_source.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(source).or_insert(0);
+        if *n >= HANDSHAKES_PER_SOURCE {
+            return None;
+        }
+        *n += 1;
+        Some(HandshakePermit {
+            handshakes: self.clone(),
+            source,
+        })
+    }
+}
+
+/// One handshake in progress; dropped when the client has authenticated (or left).
+#[derive(Debug)]
+pub struct HandshakePermit {
+    handshakes: Arc<Handshakes>,
+    source: std::net::IpAddr,
+}
+
+impl Drop for HandshakePermit {
+    fn drop(&mut self) {
+        let mut map = self
+            .handshakes
+            .by_source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.source);
+            }
+        }
+    }
+}
+
 /// What an accept loop does after `accept` failed (most often EMFILE: out of descriptors):
 /// says so in the log at most once per 10 s per listener, and waits before trying again,
 /// longer after each consecutive failure (50 ms doubling up to 1 s), instead of spinning.
@@ -115,6 +167,20 @@ mod tests {
         drop(a);
         assert_eq!(c.active(), 1);
         assert!(c.try_admit().is_some());
+    }
+
+    #[test]
+    fn handshakes_are_limited_per_source() {
+        let h = Arc::new(Handshakes::default());
+        let a: std::net::IpAddr = [10, 0, 0, 1].into();
+        let b: std::net::IpAddr = [10, 0, 0, 2].into();
+        let held: Vec<_> = (0..HANDSHAKES_PER_SOURCE)
+            .map(|_| h.begin(a).unwrap())
+            .collect();
+        assert!(h.begin(a).is_none());
+        assert!(h.begin(b).is_some());
+        drop(held);
+        assert!(h.begin(a).is_some());
     }
 
     #[test]

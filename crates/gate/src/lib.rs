@@ -164,6 +164,8 @@ pub struct Gate {
     notifier: airlock_notify::Notifier,
     /// Sessions served at once (set by the binary from the open-file limit).
     capacity: Arc<capacity::Capacity>,
+    /// Connections in their handshake, per source address.
+    handshakes: Arc<capacity::Handshakes>,
 }
 
 impl Gate {
@@ -200,6 +202,7 @@ impl Gate {
             admin_digest,
             notifier,
             capacity: Arc::default(),
+            handshakes: Arc::default(),
             runtime: ArcSwap::from_pointee(Runtime::new(config)),
             classifier: PgClassifier::new(16 * 1024),
             mysql_classifier: airlock_sql::mysql::MySqlClassifier::new(16 * 1024),
@@ -239,6 +242,12 @@ impl Gate {
             }
         }
         permit
+    }
+
+    /// A place for one connection's handshake from `source`, held until it has authenticated;
+    /// `None` when that address has too many handshakes in progress (the adapter refuses it).
+    pub fn begin_handshake(&self, source: std::net::IpAddr) -> Option<capacity::HandshakePermit> {
+        self.handshakes.begin(source)
     }
 
     pub fn reviews(&self) -> &ReviewBook {
@@ -878,33 +887,27 @@ impl SessionGate {
     }
 
     /// A statement's bound parameter as its audit event carries it: NULL stays `None`; text is
-    /// cut at [`AUDIT_MAX_PARAM_BYTES`]; binary values are hex (cut the same way); and under a
-    /// masking policy the value goes through the content detectors first (an audit trail must
-    /// not become a copy of the card numbers an agent searched for).
+    /// cut at [`AUDIT_MAX_PARAM_BYTES`]; binary values are hex (cut the same way). In a session
+    /// a masking policy applies to, only the length is recorded: detectors miss values glued to
+    /// other text and cannot read binary encodings (a card as a binary `int8`), and an audit
+    /// trail must not become a copy of the values masking protects.
     pub fn audit_param(&self, value: Option<&[u8]>, binary: bool) -> Option<String> {
         let value = value?;
-        let scanned: std::borrow::Cow<'_, [u8]> = match &self.masking {
-            Some(m) => {
-                let mut tally = masking::Tally::default();
-                match m.mask_content(value, &mut tally) {
-                    masking::Rewrite::Same => std::borrow::Cow::Borrowed(value),
-                    masking::Rewrite::Bytes(b) => std::borrow::Cow::Owned(b),
-                    masking::Rewrite::Null => {
-                        std::borrow::Cow::Borrowed(airlock_mask::WITHHELD_PLACEHOLDER)
-                    }
-                }
-            }
-            None => std::borrow::Cow::Borrowed(value),
-        };
-        let cut = scanned.len().min(AUDIT_MAX_PARAM_BYTES);
-        let head = scanned.get(..cut).unwrap_or_default();
-        let mut out = if binary && scanned.as_ref() == value {
+        if self.masking.is_some() {
+            return Some(format!(
+                "<{} bytes, not recorded under masking>",
+                value.len()
+            ));
+        }
+        let cut = value.len().min(AUDIT_MAX_PARAM_BYTES);
+        let head = value.get(..cut).unwrap_or_default();
+        let mut out = if binary {
             format!("\\x{}", hex_string(head))
         } else {
             String::from_utf8_lossy(head).into_owned()
         };
-        if scanned.len() > cut {
-            out.push_str(&format!("… ({} bytes)", scanned.len()));
+        if value.len() > cut {
+            out.push_str(&format!("… ({} bytes)", value.len()));
         }
         Some(out)
     }
@@ -1059,11 +1062,17 @@ pub const AUDIT_MAX_PARAM_BYTES: usize = 1024;
 
 /// A statement's text as the audit event carries it (see [`AUDIT_MAX_STATEMENT_BYTES`]).
 pub fn audit_text(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.len() <= AUDIT_MAX_STATEMENT_BYTES {
+    audit_text_within(text, AUDIT_MAX_STATEMENT_BYTES)
+}
+
+/// [`audit_text`] with another limit (a repeated execution of a prepared statement records
+/// 1 KiB: its whole text is in the session's first execution).
+pub fn audit_text_within(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= limit {
         return std::borrow::Cow::Borrowed(text);
     }
     use sha2::Digest;
-    let mut cut = AUDIT_MAX_STATEMENT_BYTES;
+    let mut cut = limit;
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }

@@ -196,7 +196,14 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<MySqlList
                 let _ = refuse(&mut PgStream::Plain(tcp), 0, 1040, "08004", &message).await;
                 return;
             };
-            if let Err(e) = handle_client(tcp, peer, gate, config, kills, catalogs).await {
+            let Some(handshaking) = gate.begin_handshake(peer.ip()) else {
+                let message = "airlock: too many connections from this address are still in their handshake; try again shortly";
+                let _ = refuse(&mut PgStream::Plain(tcp), 0, 1040, "08004", message).await;
+                return;
+            };
+            if let Err(e) =
+                handle_client(tcp, peer, gate, config, kills, catalogs, handshaking).await
+            {
                 debug!(%peer, error = %e, "mysql client ended with an error");
             }
         });
@@ -467,6 +474,7 @@ async fn handle_client(
     config: Arc<MySqlListenerConfig>,
     kills: Arc<KillRegistry>,
     catalogs: Arc<CatalogCache>,
+    handshaking: airlock_gate::capacity::HandshakePermit,
 ) -> Result<(), SessionError> {
     let connection_id = kills.allocate();
     let auth = tokio::time::timeout(
@@ -489,6 +497,7 @@ async fn handle_client(
             return Err(refuse(&mut stream, seq, code, state, &format!("airlock: {e}")).await);
         }
     };
+    drop(handshaking);
     let Some(database) = response.database.clone() else {
         return Err(refuse(&mut stream, seq, 1046, "3D000", "airlock: name the connection as the database (mysql -D <connection>, or the database in the URL)").await);
     };

@@ -109,10 +109,19 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<PgListene
         tokio::spawn(async move {
             // Held until the connection ends, whatever ends it.
             let Some(_permit) = gate.admit_connection() else {
-                refuse_over_capacity(tcp, &gate, &config).await;
+                let message = format!(
+                    "airlock: the gateway is serving its maximum of {} sessions; try again shortly",
+                    gate.capacity().limit()
+                );
+                refuse_over_capacity(tcp, message, &config).await;
                 return;
             };
-            if let Err(e) = handle_client(tcp, peer, gate, config, cancels).await {
+            let Some(handshake) = gate.begin_handshake(peer.ip()) else {
+                let message = "airlock: too many connections from this address are still in their handshake; try again shortly".to_owned();
+                refuse_over_capacity(tcp, message, &config).await;
+                return;
+            };
+            if let Err(e) = handle_client(tcp, peer, gate, config, cancels, handshake).await {
                 debug!(%peer, error = %e, "postgres client ended with an error");
             }
         });
@@ -122,15 +131,9 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<PgListene
 /// A client over the session capacity: answered at once with PostgreSQL's own "too many
 /// connections" error (after its startup packet, where libpq expects an answer), instead of
 /// hanging until its timeout.
-async fn refuse_over_capacity(tcp: TcpStream, gate: &Gate, config: &PgListenerConfig) {
+async fn refuse_over_capacity(tcp: TcpStream, message: String, config: &PgListenerConfig) {
     let mut buf = BytesMut::with_capacity(512);
-    let refusal = ErrorFields::fatal(
-        "53300",
-        format!(
-            "airlock: the gateway is serving its maximum of {} sessions; try again shortly",
-            gate.capacity().limit()
-        ),
-    )
+    let refusal = ErrorFields::fatal("53300", message)
     .with_hint("an operator can raise [gateway] max_sessions or the open-file limit (see docs/operations.md)");
     if let Ok(Ok((mut stream, _))) = tokio::time::timeout(
         Duration::from_secs(5),
@@ -187,6 +190,7 @@ async fn handle_client(
     gate: Arc<Gate>,
     config: Arc<PgListenerConfig>,
     cancels: Arc<CancelRegistry>,
+    handshake: airlock_gate::capacity::HandshakePermit,
 ) -> Result<(), SessionError> {
     let mut buf = BytesMut::with_capacity(1024);
     let (mut stream, startup) = tokio::time::timeout(
@@ -266,6 +270,7 @@ async fn handle_client(
         Ok(identity) => identity,
         Err(e) => return Err(send_fatal(&mut stream, &gate_error(&e)).await),
     };
+    drop(handshake);
     let session = match gate.open_session(
         identity,
         &database,

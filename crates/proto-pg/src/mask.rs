@@ -643,6 +643,12 @@ pub fn mask_error_body(
         let end = after.iter().position(|&b| b == 0)?;
         let value = after.get(..end)?;
         rest = after.get(end + 1..)?;
+        if strict && matches!(field, b'P' | b'p') {
+            // The position of an error inside a value computed from a masked column is a
+            // number derived from it (`repeat('a', substr(card,1,3)::int)::regtype`): dropped.
+            changed = true;
+            continue;
+        }
         let mut v: Cow<'_, [u8]> = Cow::Borrowed(value);
         if matches!(field, b'M' | b'D' | b'H' | b'W' | b'q') {
             if (raised && matches!(field, b'M' | b'D' | b'H'))

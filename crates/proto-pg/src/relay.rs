@@ -68,6 +68,9 @@ pub(crate) struct Tracked {
     seq: u64,
     started: Instant,
     rows: Option<u64>,
+    /// DataRows sent for it: the row count of an Execute that stopped at its row limit
+    /// (PortalSuspended has no count) or resumed a portal.
+    data_rows: u64,
     error: Option<String>,
     /// Present when masking applies to the session.
     mask: Option<Box<MaskState>>,
@@ -110,6 +113,7 @@ impl Tracked {
             seq,
             started: Instant::now(),
             rows: None,
+            data_rows: 0,
             error: None,
             mask: None,
         }
@@ -128,7 +132,12 @@ impl Tracked {
             .as_mut()
             .map(|m| m.counts.take())
             .unwrap_or_default();
-        session.record_result_masked(self.seq, self.rows, error, self.started.elapsed(), counts);
+        let rows = if self.data_rows > 0 {
+            Some(self.data_rows)
+        } else {
+            self.rows
+        };
+        session.record_result_masked(self.seq, rows, error, self.started.elapsed(), counts);
     }
 
     fn add_rows(&mut self, tag_body: &[u8]) {
@@ -141,8 +150,33 @@ impl Tracked {
 pub(crate) type Queue = Arc<Mutex<VecDeque<Expect>>>;
 pub type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<PgStream>>>;
 
+impl Prepared {
+    /// The statement's text for the audit event of one of its executions: whole (up to the
+    /// gate's 64 KiB) the first time, cut at 1 KiB with its digest after that, so that cheap
+    /// re-executions of a long statement do not write it again and again.
+    fn audit_text(&self) -> Arc<str> {
+        if !self.recorded.swap(true, Ordering::Relaxed) {
+            return self.text.clone();
+        }
+        self.repeat_text
+            .get_or_init(|| {
+                match airlock_gate::audit_text_within(&self.text, REPEATED_TEXT_BYTES) {
+                    Cow::Borrowed(_) => self.text.clone(),
+                    Cow::Owned(cut) => Arc::from(cut),
+                }
+            })
+            .clone()
+    }
+}
+
+/// How much of a prepared statement's text the audit events of its repeated executions carry.
+const REPEATED_TEXT_BYTES: usize = 1024;
+
 /// What a prepared statement was judged to be when it was parsed.
 pub(crate) struct Prepared {
+    /// Its text has been recorded whole once (see [`Prepared::audit_text`]).
+    recorded: AtomicBool,
+    repeat_text: std::sync::OnceLock<Arc<str>>,
     text: Arc<str>,
     judged: Judged,
     /// Approved in a review: the approval covers one execution, not every Execute of the
@@ -233,6 +267,17 @@ impl MaskCtx {
             ));
         }
     }
+}
+
+/// Whether a Parse message's parameter types (after the name and text `r` has read) name a
+/// type outside PostgreSQL's built-in range (OIDs below 16384, `FirstNormalObjectId`). An
+/// unreadable list counts as naming one.
+fn names_user_types(r: &mut Reader<'_>) -> bool {
+    const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
+    let Ok(n) = r.u16() else {
+        return false;
+    };
+    (0..n).any(|_| r.u32().map_or(true, |oid| oid >= FIRST_NORMAL_OBJECT_ID))
 }
 
 /// Parameters beyond this many are counted, not recorded, in the audit event.
@@ -343,7 +388,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     shared: Shared,
 ) -> Result<(), RelayError> {
     let Shared { recorder, encoding } = shared;
-    let mut buf = BytesMut::with_capacity(8192);
+    let mut buf = BytesMut::with_capacity(CLIENT_BUF);
     let mut p = Pending {
         recorder,
         ..Pending::default()
@@ -409,9 +454,18 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     let text = read_text(&mut r, enc)?;
                     let text = &*text;
                     sql_cursors.note(text);
+                    let user_types = names_user_types(&mut r);
                     let (mut judged, reviewed) = p
                         .judge_holding(text, &mut upstream, &client_writer, &session, &queue)
                         .await?;
+                    if user_types
+                        && session.upstream().read_only
+                        && judged.decision.action == Action::Allow
+                    {
+                        // A parameter of a user-defined type runs that type's input function
+                        // and a domain's CHECK: code the text does not show, like a cast.
+                        judged.force_deny("this session is read-only (the identity's rules deny every write on this connection), and a parameter of a user-defined type runs code the statement does not show; use built-in parameter types");
+                    }
                     let lineage = mask.as_mut().and_then(|m| {
                         let lineage = m.lineage(&Arc::from(text), &session);
                         MaskCtx::refuse_unmaskable(&lineage, &mut judged);
@@ -447,6 +501,8 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                         statements.remove(name);
                     } else {
                         let prepared = Arc::new(Prepared {
+                            recorded: AtomicBool::new(false),
+                            repeat_text: std::sync::OnceLock::new(),
                             text: Arc::from(text),
                             judged,
                             reviewed,
@@ -524,7 +580,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                             params,
                         }) => {
                             p.records
-                                .push((seq, prep.text.clone(), prep.judged.clone()));
+                                .push((seq, prep.audit_text(), prep.judged.clone()));
                             if !params.is_empty() {
                                 p.params.push((seq, params.clone()));
                             }
@@ -633,6 +689,8 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
         }
         p.flush(&mut upstream, &client_writer, &session, &queue)
             .await?;
+        release_if_large(&mut buf, CLIENT_BUF);
+        release_if_large(&mut p.out, 0);
         if terminate {
             let _ = upstream.shutdown().await;
             return Ok(());
@@ -1039,7 +1097,7 @@ pub(crate) async fn upstream_to_client(
 ) -> Result<(), RelayError> {
     let Shared { recorder, encoding } = shared;
     let rec = recorder.as_deref();
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut buf = BytesMut::with_capacity(UPSTREAM_BUF);
     let mut out = BytesMut::new();
     let masking = session.masking().cloned();
     let masking = masking.as_deref();
@@ -1161,6 +1219,7 @@ pub(crate) async fn upstream_to_client(
             return Err(RelayError::Upstream(f.message));
         }
         buf.advance(pos);
+        release_if_large(&mut buf, UPSTREAM_BUF);
         if let Some(body_len) = too_large {
             // The header (and, for a DataRow, the column count) is at the front of `buf`.
             let tag = buf.first().copied().unwrap_or(0);
@@ -1281,8 +1340,24 @@ fn parameter_status(
         .map_or(Step::Pass, |b| Step::Rewrite(b'S', b)))
 }
 
-/// Messages larger than this are masked off the async worker (see [`heavy`]).
-const HEAVY_MASK_BYTES: usize = 256 * 1024;
+/// Starting sizes of a session's read buffers (client side, upstream side). They grow for a
+/// larger message and are given back once empty (see [`release_if_large`]), so an idle session
+/// holds these and not the largest message it ever moved.
+const CLIENT_BUF: usize = 8 * 1024;
+const UPSTREAM_BUF: usize = 16 * 1024;
+
+/// An empty buffer that grew past 64 KiB (a large row, a big COPY) goes back to its starting
+/// size: memory per idle session stays small whatever the session did before.
+fn release_if_large(buf: &mut BytesMut, start: usize) {
+    if buf.is_empty() && buf.capacity() > 64 * 1024 {
+        *buf = BytesMut::with_capacity(start);
+    }
+}
+
+/// Messages larger than this are masked off the async worker (see [`heavy`]): 32 KiB of text
+/// through every detector is already long enough to hold up other sessions when rows come
+/// one after another.
+const HEAVY_MASK_BYTES: usize = 32 * 1024;
 
 /// Runs CPU-heavy work (masking a large value) without holding up the other sessions that
 /// share this runtime worker: on the multi-threaded runtime the worker's other tasks move to
@@ -1423,6 +1498,10 @@ fn on_response(
                     done = true;
                     failed = true;
                     masked_error(t, body, masking)
+                }
+                b'D' => {
+                    t.data_rows += 1;
+                    mask_result(t, tag, body, masking)?
                 }
                 _ => mask_result(t, tag, body, masking)?,
             };

@@ -1308,6 +1308,9 @@ fn copy_format(map: &Map<String, Value>) -> CopyFormat {
             Some("quote" | "escape") if d.get("arg").and_then(sval) != Some("\"") => {
                 odd = true;
             }
+            // The rows come in another encoding than the session's: a multi-byte character
+            // can end in a backslash or delimiter byte (SJIS), so the splitter cannot follow.
+            Some("encoding") => odd = true,
             _ => {}
         }
     }

@@ -339,6 +339,7 @@ fn copy_formats() {
         "copy payments to stdout (format csv, quote '''')",
         "copy payments to stdout (format csv, delimiter '\"', quote '''')",
         r"copy payments to stdout (delimiter '\')",
+        "copy payments to stdout (delimiter '|', encoding 'SJIS')",
     ] {
         assert_eq!(f(sql).kind, CopyKind::Unsplittable, "{sql}");
     }
