@@ -103,15 +103,6 @@ impl Raw {
     }
 }
 
-/// Agents may not write; the rule also denies what the classifier cannot parse.
-const READ_ONLY_AGENTS: &str = r#"
-[[rules]]
-name = "agents-read-only"
-agents = true
-writes = true
-action = "deny"
-"#;
-
 fn still_serving(gw: &Gateway) {
     let s = text(&gw.mysql("select 'still serving' as s;"));
     assert!(s.contains("still serving"), "{s}");

@@ -16,15 +16,6 @@ use std::process::Command;
 use std::time::Duration;
 use support::*;
 
-/// Agents may not write; nothing else is ruled (engineers may do anything).
-const READ_ONLY_AGENTS: &str = r#"
-[[rules]]
-name = "agents-read-only"
-agents = true
-writes = true
-action = "deny"
-"#;
-
 fn out(o: &std::process::Output) -> String {
     format!(
         "{}{}",

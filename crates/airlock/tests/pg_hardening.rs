@@ -8,17 +8,6 @@ mod support;
 use std::process::{Command, Output, Stdio};
 use support::*;
 
-/// Agents are read-only on `env = dev` (the connection every test here uses).
-const READ_ONLY_AGENTS: &str = r#"
-[[rules]]
-name = "agents-read-only"
-agents = true
-connections = { tags = { env = "dev" } }
-writes = true
-action = "deny"
-message = "AI agents are read-only here"
-"#;
-
 /// psql as the agent with extra environment (e.g. `PGCLIENTENCODING`), `script` as raw bytes.
 fn psql_env(gw: &Gateway, env: &[(&str, &str)], script: &[u8]) -> Output {
     use std::io::Write;

@@ -10,17 +10,12 @@ use support::*;
 
 /// The listener accepts (its socket is bound first) a moment before `gateway_start` is written.
 fn gateway_start_detail(gw: &Gateway) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(e) = audit_events(gw)
+    wait_until("gateway_start", 10, || {
+        audit_events(gw)
             .into_iter()
             .find(|e| e["kind"] == "gateway_start")
-        {
-            return e["detail"].clone();
-        }
-        assert!(Instant::now() < deadline, "no gateway_start event");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            .map(|e| e["detail"].clone())
+    })
 }
 
 #[test]

@@ -9,16 +9,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
 
-const READ_ONLY_AGENTS: &str = r#"
-[[rules]]
-name = "agents-read-only"
-agents = true
-connections = { tags = { env = "dev" } }
-writes = true
-action = "deny"
-message = "AI agents are read-only here"
-"#;
-
 fn psql_with_options(gw: &Gateway, options: &str, script: &str) -> String {
     let out = Command::new("psql")
         .arg(gw.agent())
@@ -35,18 +25,7 @@ fn wait_event(
     what: &str,
     f: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(ev) = audit_events(gw).into_iter().find(|e| f(e)) {
-            return ev;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no audit event: {what}\n{}",
-            gw.audit_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(what, 10, || audit_events(gw).into_iter().find(|e| f(e)))
 }
 
 fn result_of(gw: &Gateway, text: &str) -> serde_json::Value {

@@ -604,3 +604,26 @@ impl RawPg {
         self.until_ready()
     }
 }
+
+/// Agents may not write (the rule also denies what the classifier cannot parse); nothing else
+/// is ruled, so engineers may do anything.
+pub const READ_ONLY_AGENTS: &str = r#"
+[[rules]]
+name = "agents-read-only"
+agents = true
+writes = true
+action = "deny"
+message = "AI agents are read-only here"
+"#;
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `secs` seconds.
+pub fn wait_until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
