@@ -1343,8 +1343,8 @@ fn parameter_status(
 /// Starting sizes of a session's read buffers (client side, upstream side). They grow for a
 /// larger message and are given back once empty (see [`release_if_large`]), so an idle session
 /// holds these and not the largest message it ever moved.
-const CLIENT_BUF: usize = 8 * 1024;
-const UPSTREAM_BUF: usize = 16 * 1024;
+const CLIENT_BUF: usize = 2 * 1024;
+const UPSTREAM_BUF: usize = 8 * 1024;
 
 /// An empty buffer that grew past 64 KiB (a large row, a big COPY) goes back to its starting
 /// size: memory per idle session stays small whatever the session did before.
