@@ -87,25 +87,63 @@ impl Drop for Permit {
 /// (each is closed after the 30 s startup timeout) and lock every client out.
 pub const HANDSHAKES_PER_SOURCE: usize = 64;
 
-/// Connections in their handshake, per source address.
-#[derive(Debug, Default)]
+/// Connections in their handshake: per source (an IPv4 address, an IPv6 /64, which one
+/// holder can fill with addresses) and in total.
+#[derive(Debug)]
 pub struct Handshakes {
     by_source: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    total: AtomicUsize,
+    /// At most this many handshakes at once from all sources: a share of the session
+    /// capacity, so that sockets from many addresses cannot hold every place either.
+    total_limit: AtomicUsize,
+}
+
+impl Default for Handshakes {
+    fn default() -> Self {
+        Handshakes {
+            by_source: Default::default(),
+            total: AtomicUsize::new(0),
+            total_limit: AtomicUsize::new(usize::MAX),
+        }
+    }
+}
+
+/// The key a source address is counted under: IPv6 addresses by their /64.
+fn source_key(source: std::net::IpAddr) -> std::net::IpAddr {
+    match source {
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
 }
 
 impl Handshakes {
+    /// Handshakes in progress at once, from all sources together, are limited to a quarter of
+    /// `sessions` (at least [`HANDSHAKES_PER_SOURCE`]).
+    pub fn set_capacity(&self, sessions: usize) {
+        self.total_limit
+            .store((sessions / 4).max(HANDSHAKES_PER_SOURCE), Ordering::Relaxed);
+    }
+
     /// A place for one more handshake from `source`, or `None` when it has
-    /// [`HANDSHAKES_PER_SOURCE`] in progress.
+    /// [`HANDSHAKES_PER_SOURCE`] in progress or all sources together have their share.
     pub fn begin(self: &Arc<Self>, source: std::net::IpAddr) -> Option<HandshakePermit> {
+        let key = source_key(source);
         let mut map = self.by_source.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(source).or_insert(0);
+        if self.total.load(Ordering::Relaxed) >= self.total_limit.load(Ordering::Relaxed) {
+            return None;
+        }
+        let n = map.entry(key).or_insert(0);
         if *n >= HANDSHAKES_PER_SOURCE {
             return None;
         }
         *n += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
         Some(HandshakePermit {
             handshakes: self.clone(),
-            source,
+            source: key,
         })
     }
 }
@@ -130,6 +168,7 @@ impl Drop for HandshakePermit {
                 map.remove(&self.source);
             }
         }
+        self.handshakes.total.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -181,6 +220,26 @@ mod tests {
         assert!(h.begin(b).is_some());
         drop(held);
         assert!(h.begin(a).is_some());
+    }
+
+    #[test]
+    fn handshakes_from_many_sources_get_a_share_of_the_capacity() {
+        let h = Arc::new(Handshakes::default());
+        h.set_capacity(1000);
+        let held: Vec<_> = (0..250u8)
+            .map(|i| h.begin([10, 0, 1, i].into()).unwrap())
+            .collect();
+        assert!(h.begin([10, 0, 2, 1].into()).is_none());
+        drop(held);
+        // One IPv6 /64 is one source.
+        let v6 = |last: u16| {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, last))
+        };
+        let held: Vec<_> = (0..HANDSHAKES_PER_SOURCE as u16)
+            .map(|i| h.begin(v6(i)).unwrap())
+            .collect();
+        assert!(h.begin(v6(9999)).is_none());
+        drop(held);
     }
 
     #[test]

@@ -220,6 +220,7 @@ impl Gate {
     /// Sets how many connections are served at once (see [`capacity`]).
     pub fn set_capacity(&self, sessions: usize) {
         self.capacity.set_limit(sessions);
+        self.handshakes.set_capacity(sessions);
     }
 
     pub fn capacity(&self) -> &capacity::Capacity {

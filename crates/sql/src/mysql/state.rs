@@ -37,9 +37,10 @@ pub fn stores_computed_state(sql: &str) -> Option<String> {
 
 fn segment(text: &str, depth: usize) -> Option<String> {
     let words = bare_words(text);
-    let named_function = words
-        .iter()
-        .find(|w| STATE_FUNCTIONS.iter().any(|f| w.eq_ignore_ascii_case(f)));
+    // Anywhere in the text, not only as a bare word: MariaDB runs `` `last_insert_id`(…) ``
+    // as the built-in too. A mention inside a string or comment only costs a parse.
+    let lower = text.to_ascii_lowercase();
+    let named_function = STATE_FUNCTIONS.iter().any(|f| lower.contains(f));
     if words.first().is_some_and(|w| w == "SET") && words.get(1).is_some_and(|w| w == "STATEMENT") {
         if depth > 2 {
             return Some("SET STATEMENT nested too deeply".into());
@@ -85,7 +86,7 @@ fn segment(text: &str, depth: usize) -> Option<String> {
             Err(_) => Some("text airlock cannot read".into()),
         };
     }
-    if words.first().is_some_and(|w| w == "SET") || named_function.is_some() {
+    if words.first().is_some_and(|w| w == "SET") || named_function {
         return parsed(text, &words);
     }
     None
@@ -282,6 +283,9 @@ mod tests {
             "set statement timestamp = (select 1) for select now()",
             "set statement max_statement_time = 1 for select last_insert_id(card) from customers",
             "select last_insert_id(substr(card,9,8)+0) from customers where id=1",
+            "select `last_insert_id`(card) from customers where id=2",
+            "select `LAST_INSERT_ID` (conv(hex(substr(email,8,8)),16,10)) from customers",
+            "set statement max_statement_time=5 for select `last_insert_id`(card) from customers",
             "select 1 from customers where id=1 and last_insert_id(substr(card,9,8)+0)",
             "do last_insert_id(5 + 1)",
             "select get_lock(email, 0) from customers",
