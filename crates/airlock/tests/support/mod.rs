@@ -627,3 +627,53 @@ pub fn wait_until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) ->
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// One PostgreSQL startup + password exchange from the loopback address `source` (e.g.
+/// `127.0.1.7`), as `user` on `pg-local`: the server's error text, "OK", or "closed".
+pub fn try_login(port: u16, source: &str, user: &str, token: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        let mut s = socket
+            .connect(format!("127.0.0.1:{port}").parse().unwrap())
+            .await
+            .unwrap();
+        let mut body = 196_608u32.to_be_bytes().to_vec();
+        for (k, v) in [("user", user), ("database", "pg-local")] {
+            body.extend_from_slice(k.as_bytes());
+            body.push(0);
+            body.extend_from_slice(v.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        s.write_u32(body.len() as u32 + 4).await.unwrap();
+        s.write_all(&body).await.unwrap();
+        let mut sent = false;
+        loop {
+            let Ok(tag) = s.read_u8().await else {
+                return "closed".into();
+            };
+            let len = s.read_u32().await.unwrap() as usize;
+            let mut b = vec![0u8; len - 4];
+            s.read_exact(&mut b).await.unwrap();
+            match tag {
+                b'R' if !sent && b[..4] == 3u32.to_be_bytes() => {
+                    let mut m = vec![b'p'];
+                    m.extend_from_slice(&(token.len() as u32 + 5).to_be_bytes());
+                    m.extend_from_slice(token.as_bytes());
+                    m.push(0);
+                    s.write_all(&m).await.unwrap();
+                    sent = true;
+                }
+                b'R' => return "OK".into(),
+                b'E' => return String::from_utf8_lossy(&b).into_owned(),
+                _ => {}
+            }
+        }
+    })
+}
