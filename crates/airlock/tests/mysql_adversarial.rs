@@ -4,71 +4,13 @@
 
 mod support;
 
-use airlock_proto_mysql::codec::{put_packet, split_packet, Packet};
-use airlock_proto_mysql::handshake::{Greeting, Response, CLEAR};
-use bytes::BytesMut;
+use airlock_proto_mysql::codec::Packet;
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
 use support::*;
 
-struct Raw {
-    s: TcpStream,
-    buf: BytesMut,
-}
+type Raw = RawMy;
 
 impl Raw {
-    fn connect(gw: &Gateway) -> (Raw, Greeting) {
-        let s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut r = Raw {
-            s,
-            buf: BytesMut::new(),
-        };
-        let g = Greeting::decode(&r.read().expect("greeting").payload).unwrap();
-        (r, g)
-    }
-
-    /// A logged-in session (mysql_clear_password with the agent's token).
-    fn login(gw: &Gateway) -> Raw {
-        let (mut r, g) = Raw::connect(gw);
-        let resp = Response {
-            capabilities: g.capabilities & !airlock_proto_mysql::codec::CLIENT_SSL,
-            max_packet: 1 << 30,
-            charset: 45,
-            user: "agent".into(),
-            auth: format!("{TOKEN}\0").into_bytes(),
-            database: Some("my-local".into()),
-            plugin: Some(CLEAR.into()),
-            ssl_request: false,
-        };
-        r.send(1, &resp.encode());
-        let ok = r.read().expect("login answer");
-        assert_eq!(ok.payload.first(), Some(&0), "login failed: {ok:?}");
-        r
-    }
-
-    fn send(&mut self, seq: u8, payload: &[u8]) {
-        let mut out = BytesMut::new();
-        let mut seq = seq;
-        put_packet(&mut out, &mut seq, payload);
-        self.s.write_all(&out).unwrap();
-    }
-
-    /// The next packet, or `None` once the gateway closed the connection.
-    fn read(&mut self) -> Option<Packet> {
-        loop {
-            if let Ok(Some(p)) = split_packet(&mut self.buf, 1 << 30, None) {
-                return Some(p);
-            }
-            let mut chunk = [0u8; 65536];
-            match self.s.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
     fn read_err(&mut self) -> String {
         let p = self.read().expect("an ERR packet");
         assert_eq!(p.payload.first(), Some(&0xFF), "expected ERR, got {p:?}");
@@ -81,9 +23,7 @@ impl Raw {
 
     /// Reads a complete text result (or OK/ERR) and returns the packets.
     fn query(&mut self, sql: &str) -> Vec<Packet> {
-        let mut payload = vec![0x03];
-        payload.extend_from_slice(sql.as_bytes());
-        self.send(0, &payload);
+        self.send_query(sql);
         let mut out = Vec::new();
         let mut eofs = 0;
         loop {

@@ -8,7 +8,7 @@
 mod support;
 
 use airlock_proto_mysql::codec::{put_packet, split_packet, Packet, CLIENT_SSL};
-use airlock_proto_mysql::handshake::{Greeting, Response, CLEAR};
+use airlock_proto_mysql::handshake::{Greeting, Response};
 use bytes::BytesMut;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -410,62 +410,11 @@ fn pymysql_connects_over_tls_by_default() {
     assert!(text.contains("answer 42 tls True"), "{text}");
 }
 
-/// A raw-protocol client (for commands the `mysql` client cannot send).
-struct Raw {
-    s: TcpStream,
-    buf: BytesMut,
-}
+type Raw = RawMy;
 
 impl Raw {
-    /// A logged-in session as the agent (mysql_clear_password on loopback).
-    fn login(gw: &Gateway) -> Raw {
-        let s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut r = Raw {
-            s,
-            buf: BytesMut::new(),
-        };
-        let g = Greeting::decode(&r.read().expect("greeting").payload).unwrap();
-        let resp = Response {
-            capabilities: g.capabilities & !CLIENT_SSL,
-            max_packet: 1 << 24,
-            charset: 45,
-            user: "agent".into(),
-            auth: format!("{TOKEN}\0").into_bytes(),
-            database: Some("my-local".into()),
-            plugin: Some(CLEAR.into()),
-            ssl_request: false,
-        };
-        r.send(1, &resp.encode());
-        let ok = r.read().expect("login answer");
-        assert_eq!(ok.payload.first(), Some(&0), "login failed: {ok:?}");
-        r
-    }
-
-    fn send(&mut self, seq: u8, payload: &[u8]) {
-        let mut out = BytesMut::new();
-        let mut seq = seq;
-        put_packet(&mut out, &mut seq, payload);
-        self.s.write_all(&out).unwrap();
-    }
-
-    fn read(&mut self) -> Option<Packet> {
-        loop {
-            if let Ok(Some(p)) = split_packet(&mut self.buf, 1 << 24, None) {
-                return Some(p);
-            }
-            let mut chunk = [0u8; 65536];
-            match self.s.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
     fn query(&mut self, sql: &str) -> Packet {
-        let mut payload = vec![0x03];
-        payload.extend_from_slice(sql.as_bytes());
-        self.send(0, &payload);
+        self.send_query(sql);
         self.read().expect("an answer")
     }
 

@@ -677,3 +677,78 @@ pub fn try_login(port: u16, source: &str, user: &str, token: &str) -> String {
         }
     })
 }
+
+/// A raw MySQL-protocol client (for packets the `mysql` client cannot send). Test files add
+/// their own helpers in `impl RawMy` blocks.
+pub struct RawMy {
+    pub s: std::net::TcpStream,
+    pub buf: bytes::BytesMut,
+}
+
+impl RawMy {
+    /// Connected, with the gateway's greeting read.
+    pub fn connect(gw: &Gateway) -> (RawMy, airlock_proto_mysql::handshake::Greeting) {
+        let s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut r = RawMy {
+            s,
+            buf: bytes::BytesMut::new(),
+        };
+        let g =
+            airlock_proto_mysql::handshake::Greeting::decode(&r.read().expect("greeting").payload)
+                .unwrap();
+        (r, g)
+    }
+
+    /// A logged-in session as the agent on `my-local` (mysql_clear_password on loopback).
+    pub fn login(gw: &Gateway) -> RawMy {
+        use airlock_proto_mysql::handshake::{Response, CLEAR};
+        let (mut r, g) = RawMy::connect(gw);
+        let resp = Response {
+            capabilities: g.capabilities & !airlock_proto_mysql::codec::CLIENT_SSL,
+            max_packet: 1 << 30,
+            charset: 45,
+            user: "agent".into(),
+            auth: format!("{TOKEN}\0").into_bytes(),
+            database: Some("my-local".into()),
+            plugin: Some(CLEAR.into()),
+            ssl_request: false,
+        };
+        r.send(1, &resp.encode());
+        let ok = r.read().expect("login answer");
+        assert_eq!(ok.payload.first(), Some(&0), "login failed: {ok:?}");
+        r
+    }
+
+    pub fn send(&mut self, seq: u8, payload: &[u8]) {
+        use std::io::Write;
+        let mut out = bytes::BytesMut::new();
+        let mut seq = seq;
+        airlock_proto_mysql::codec::put_packet(&mut out, &mut seq, payload);
+        self.s.write_all(&out).unwrap();
+    }
+
+    /// The next packet, or `None` once the gateway closed the connection.
+    pub fn read(&mut self) -> Option<airlock_proto_mysql::codec::Packet> {
+        use std::io::Read;
+        loop {
+            if let Ok(Some(p)) =
+                airlock_proto_mysql::codec::split_packet(&mut self.buf, 1 << 30, None)
+            {
+                return Some(p);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Sends `sql` as a COM_QUERY.
+    pub fn send_query(&mut self, sql: &str) {
+        let mut payload = vec![0x03];
+        payload.extend_from_slice(sql.as_bytes());
+        self.send(0, &payload);
+    }
+}
