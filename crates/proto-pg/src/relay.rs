@@ -830,17 +830,7 @@ impl Pending {
             // Views and tables may change: masking's catalog snapshots are stale from here.
             session.invalidate_views();
         }
-        if let Some(why) = guard_settings(text, &judged) {
-            judged.force_deny(&why);
-        } else if session.upstream().read_only
-            && judged.decision.action != Action::Deny
-            && may_touch_read_only(&judged)
-            && airlock_sql::pg_leaves_read_only(text)
-        {
-            // Defence in depth holds only while nothing switches the database's read-only
-            // mode off (or runs code that could).
-            judged.force_deny("this session is read-only (the identity's rules deny every write on this connection), and this statement could switch the database's read-only mode off");
-        }
+        guard_session(session, text, &mut judged);
         let reviewed = judged.decision.action == Action::Review;
         if reviewed {
             self.flush(upstream, client_writer, session, queue).await?;
@@ -886,11 +876,28 @@ async fn resolve_review(
     }
 }
 
+/// The checks every statement gets on top of the rules, wherever it comes from (a Query, a
+/// Parse, a startup setting): settings that would change how the server reads SQL, and, in a
+/// read-only session, anything that could switch the database's read-only mode off.
+pub(crate) fn guard_session(session: &SessionGate, text: &str, judged: &mut Judged) {
+    if let Some(why) = guard_settings(text, judged) {
+        judged.force_deny(&why);
+    } else if session.upstream().read_only
+        && judged.decision.action != Action::Deny
+        && may_touch_read_only(judged)
+        && airlock_sql::pg_leaves_read_only(text)
+    {
+        // Defence in depth holds only while nothing switches the database's read-only mode
+        // off (or runs code that could).
+        judged.force_deny("this session is read-only (the identity's rules deny every write on this connection), and this statement could switch the database's read-only mode off");
+    }
+}
+
 /// Settings the gateway's reading of the session depends on: a statement that would switch
 /// `client_encoding` to one in which a backslash or quote can hide inside a character (or to a
 /// value computed at run time) is refused before it reaches the server. The parse runs only
 /// when the text could name such a setting (`U&` identifiers can spell it without the word).
-pub(crate) fn guard_settings(text: &str, judged: &Judged) -> Option<String> {
+fn guard_settings(text: &str, judged: &Judged) -> Option<String> {
     const HINTS: &[&[u8]] = &[
         b"encoding",
         b"names",

@@ -11,7 +11,7 @@
 
 use crate::codec::ErrorFields;
 use crate::encoding;
-use crate::relay::{denial, guard_settings};
+use crate::relay::{denial, guard_session};
 use airlock_core::Action;
 use airlock_gate::SessionGate;
 
@@ -160,14 +160,8 @@ pub(crate) fn judge_settings(
     for (name, value) in settings {
         let text = as_set_statement(name, value);
         let mut judged = session.judge(&text);
-        if let Some(why) = guard_settings(&text, &judged) {
-            judged.force_deny(&why);
-        } else if session.upstream().read_only
-            && judged.decision.action != Action::Deny
-            && airlock_sql::pg_leaves_read_only(&text)
-        {
-            judged.force_deny("this session is read-only (the identity's rules deny every write on this connection), and this setting could switch the database's read-only mode off");
-        } else if judged.decision.action == Action::Review {
+        guard_session(session, &text, &mut judged);
+        if judged.decision.action == Action::Review {
             judged.refused("this setting needs a review, and a startup packet cannot wait for one; connect without it and run the SET in the session");
         }
         if refusal.is_none() {
