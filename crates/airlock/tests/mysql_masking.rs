@@ -484,6 +484,27 @@ fn session_state_does_not_carry_masked_values() {
     assert_eq!(s.matches("ERROR").count(), 6, "{s}");
 }
 
+/// Server state that lists values without naming their tables (outside review, round 6): a
+/// transformed value in a user variable read back from `information_schema.user_variables` or
+/// `SHOW USER_VARIABLES`, locked rows in `SHOW ENGINE INNODB STATUS`. Refused in masked sessions.
+#[test]
+fn server_state_listing_values_is_refused_in_a_masked_session() {
+    let f = fixture("redact");
+    let t = &f.t;
+    let s = text(&f.gw.mysql(&format!(
+        "select @r := reverse(secret_code), @e := replace(email, '@', ' at ') from {t} where id = 1;
+         select variable_name, variable_value from information_schema.user_variables;
+         show user_variables;
+         show engine innodb status;
+         select * from information_schema.innodb_trx;
+         select 'still here' as s;
+"
+    )));
+    assert_no_secret(&s, "server state");
+    assert_eq!(s.matches("masking cannot follow").count(), 4, "{s}");
+    assert!(s.contains("still here"), "{s}");
+}
+
 /// A user variable is masked only when it may hold a masked value: one set from a constant or
 /// an unruled column reads back as it is (`SET @a = 1; SELECT @a` gave NULL in every masked
 /// session: a fidelity bug from round 2), one named by a statement that read a masked column,

@@ -565,6 +565,10 @@ impl Relay {
             judged.force_deny(&format!(
                 "{why}; this session masks data, so a value stored this way could be read back unmasked"
             ));
+        } else if let Some(what) = reads_server_state(text) {
+            judged.force_deny(&format!(
+                "{what} shows values from outside this statement's tables, which masking cannot follow; it is not available in a session that masks data"
+            ));
         }
     }
 
@@ -1030,6 +1034,30 @@ impl Relay {
             self.fill_up_buf().await?;
         }
     }
+}
+
+/// Server state that shows values of masked columns without naming their tables (outside
+/// review, round 6): user variables listed with their values (`information_schema.
+/// user_variables`, `SHOW USER_VARIABLES`: a variable assigned a transformed card number reads
+/// back there, past the lineage that masks `SELECT @v`), and InnoDB's lock and transaction
+/// reports (`SHOW ENGINE INNODB STATUS` dumps locked rows in hex; `innodb_locks`, `data_locks`
+/// list locked key values; `innodb_trx` other sessions' statements). Matched on the lower-cased
+/// text, so every spelling (and a mention in a string) counts: refused in masked sessions.
+fn reads_server_state(text: &str) -> Option<&'static str> {
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("user_variables") {
+        return Some("the list of user variables");
+    }
+    if ["innodb_lock", "innodb_trx", "data_lock"]
+        .iter()
+        .any(|t| lower.contains(t))
+    {
+        return Some("the InnoDB lock and transaction tables");
+    }
+    let engine_status = lower.contains("show")
+        && lower.contains("status")
+        && (lower.contains("engine") || lower.contains("innodb"));
+    engine_status.then_some("SHOW ENGINE ... STATUS")
 }
 
 /// Whether a command that ran may have changed the session's `sql_mode` or access mode, so the
