@@ -198,18 +198,7 @@ fn client_vanishing_mid_copy_leaves_no_partial_data() {
 #[test]
 fn upstream_down_gives_a_clear_error() {
     let dead = free_port();
-    let upstream = format!(
-        r#"
-[[connections]]
-name = "pg-down"
-type = "postgres"
-address = "127.0.0.1:{dead}"
-database = "test"
-user = "postgres"
-sslmode = "disable"
-allow_groups = ["ai-agents"]
-"#
-    );
+    let upstream = down_connection(dead);
     let gw = Gateway::start_with(&upstream, "", None);
     let o = psql(&gw.conninfo("agent", TOKEN, "pg-down"), "select 1;\n");
     let s = text(&o);

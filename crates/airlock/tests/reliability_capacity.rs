@@ -38,10 +38,9 @@ fn the_soft_open_file_limit_is_raised_and_the_capacity_follows_the_limit() {
 fn clients_over_capacity_are_refused_at_once_in_their_protocol() {
     let gw = Gateway::launch(
         |data, port, api_port| {
-            base_config(data, port, api_port, "", "").replacen(
-                "[listeners]",
-                "max_sessions = 2\n\n[listeners]",
-                1,
+            with_gateway_keys(
+                base_config(data, port, api_port, "", ""),
+                "max_sessions = 2",
             )
         },
         None,

@@ -76,33 +76,11 @@ fn serve_logging(config: &Path, log: &Path) -> std::process::Child {
         .expect("spawn airlock")
 }
 
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "airlock did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn the_log_is_plain_text_and_says_what_failed_once_per_interval() {
     let dir = tempfile::tempdir().unwrap();
     let (port, api_port, dead) = (free_port(), free_port(), free_port());
-    let down = format!(
-        r#"
-[[connections]]
-name = "pg-down"
-type = "postgres"
-address = "127.0.0.1:{dead}"
-database = "test"
-user = "postgres"
-sslmode = "disable"
-allow_groups = ["ai-agents"]
-"#
-    );
+    let down = down_connection(dead);
     let config = dir.path().join("airlock.toml");
     std::fs::write(
         &config,

@@ -111,10 +111,9 @@ except ssl.SSLEOFError as e:
 fn the_message_limit_is_a_config_key_and_the_error_names_it() {
     let gw = Gateway::launch(
         |data, port, api_port| {
-            base_config(data, port, api_port, "", "").replacen(
-                "[listeners]",
-                "max_message_bytes = 1048576\n\n[listeners]",
-                1,
+            with_gateway_keys(
+                base_config(data, port, api_port, "", ""),
+                "max_message_bytes = 1048576",
             )
         },
         None,

@@ -25,23 +25,12 @@ fn serve(dir: &Path, config_text: &str, port: u16) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "airlock did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port);
     child
 }
 
 fn with_grace(config: String, grace: &str) -> String {
-    config.replacen(
-        "[gateway]\n",
-        &format!("[gateway]\nshutdown_grace = \"{grace}\"\n"),
-        1,
-    )
+    with_gateway_keys(config, &format!("shutdown_grace = \"{grace}\""))
 }
 
 fn sigterm(child: &Child) {

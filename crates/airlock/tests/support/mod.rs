@@ -174,14 +174,7 @@ impl Gateway {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("airlock did not start listening on {}", self.port);
+        wait_listening(self.port);
     }
 
     pub fn conninfo(&self, user: &str, token: &str, db: &str) -> String {
@@ -751,4 +744,37 @@ impl RawMy {
         payload.extend_from_slice(sql.as_bytes());
         self.send(0, &payload);
     }
+}
+
+/// Waits (at most 30 s) until something accepts connections on the loopback `port`.
+pub fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "airlock did not start listening on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `config` with `keys` (TOML lines) added to its `[gateway]` table.
+pub fn with_gateway_keys(config: String, keys: &str) -> String {
+    config.replacen("[gateway]\n", &format!("[gateway]\n{keys}\n"), 1)
+}
+
+/// A `[[connections]]` entry `pg-down` for the agent, pointing at a port nothing listens on.
+pub fn down_connection(dead_port: u16) -> String {
+    format!(
+        r#"
+[[connections]]
+name = "pg-down"
+type = "postgres"
+address = "127.0.0.1:{dead_port}"
+database = "test"
+user = "postgres"
+sslmode = "disable"
+allow_groups = ["ai-agents"]
+"#
+    )
 }
