@@ -41,7 +41,9 @@ use reviews::{ReviewBook, ReviewBookError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
-    #[error("password authentication failed for user \"{user}\": the airlock token is not valid")]
+    /// Each adapter words this as its protocol's clients expect (PostgreSQL's "password
+    /// authentication failed", MySQL's "Access denied"); this text is the neutral one.
+    #[error("authentication failed for `{user}`: the airlock token is not valid")]
     BadCredentials { user: String },
     /// `identity` set: the claimed identity hit its limit (from any source), not the address.
     #[error("{}", match identity {

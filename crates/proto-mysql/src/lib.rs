@@ -292,15 +292,24 @@ async fn read_exact_or_closed(stream: &mut PgStream, out: &mut [u8]) -> Result<(
 }
 
 /// The native error for a gate refusal: (code, SQLSTATE).
-pub fn gate_error(e: &GateError) -> (u16, &'static str) {
-    match e {
+/// The native error (code, SQLSTATE, message) for a gate refusal: every variant is mapped
+/// here, so a new one fails to compile instead of reaching clients as an authentication error.
+pub fn gate_error(e: &GateError) -> (u16, &'static str, String) {
+    let (code, state) = match e {
         GateError::BadCredentials { .. } | GateError::RateLimited { .. } => (1045, "28000"),
         GateError::UnknownConnection { .. } => (1049, "42000"),
         GateError::NotAllowed { .. } | GateError::WrongProtocol { .. } => (1044, "42000"),
-        GateError::AuditUnavailable(_) => (1105, "HY000"),
-        #[allow(unreachable_patterns)]
-        _ => (1045, "28000"),
-    }
+        // ER_UNKNOWN_ERROR: the server side cannot serve the session; not the client's fault.
+        GateError::AuditUnavailable(_) | GateError::MaskingUnavailable(_) => (1105, "HY000"),
+    };
+    let message = match e {
+        // MySQL clients and drivers recognise the server's own wording.
+        GateError::BadCredentials { user } => {
+            format!("airlock: Access denied for user '{user}': the airlock token is not valid")
+        }
+        _ => format!("airlock: {e}"),
+    };
+    (code, state, message)
 }
 
 struct Authenticated {
@@ -493,8 +502,8 @@ async fn handle_client(
     let identity = match gate.authenticate(&response.user, &token, peer).await {
         Ok(i) => i,
         Err(e) => {
-            let (code, state) = gate_error(&e);
-            return Err(refuse(&mut stream, seq, code, state, &format!("airlock: {e}")).await);
+            let (code, state, message) = gate_error(&e);
+            return Err(refuse(&mut stream, seq, code, state, &message).await);
         }
     };
     drop(handshaking);
@@ -510,8 +519,8 @@ async fn handle_client(
     ) {
         Ok(s) => Arc::new(s),
         Err(e) => {
-            let (code, state) = gate_error(&e);
-            return Err(refuse(&mut stream, seq, code, state, &format!("airlock: {e}")).await);
+            let (code, state, message) = gate_error(&e);
+            return Err(refuse(&mut stream, seq, code, state, &message).await);
         }
     };
     let span = tracing::info_span!("mysql_session", session = %session.id(), identity = %session.identity().name, connection = %session.connection_name(), id = connection_id);
@@ -646,4 +655,25 @@ pub fn decode_client_packets(bytes: &[u8], max: usize) -> Result<Vec<Packet>, Fr
         out.push(p);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session the gateway cannot mask is the server's failure, not a bad password: before,
+    /// it reached MySQL clients as 1045 "Access denied".
+    #[test]
+    fn gate_errors_map_to_their_own_mysql_codes() {
+        let (code, state, message) =
+            gate_error(&GateError::MaskingUnavailable("no detector".into()));
+        assert_eq!((code, state), (1105, "HY000"));
+        assert!(message.contains("cannot mask data"), "{message}");
+        let (code, _, message) = gate_error(&GateError::BadCredentials {
+            user: "agent".into(),
+        });
+        assert_eq!(code, 1045);
+        assert!(message.contains("Access denied for user 'agent'"), "{message}");
+        assert!(!message.contains("password authentication failed"), "{message}");
+    }
 }

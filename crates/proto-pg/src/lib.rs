@@ -376,7 +376,14 @@ pub fn gate_error(e: &GateError) -> ErrorFields {
         GateError::AuditUnavailable(_) => "58030",
         GateError::MaskingUnavailable(_) => "58000",
     };
-    ErrorFields::fatal(code, e.to_string())
+    let message = match e {
+        // libpq and drivers recognise PostgreSQL's own wording.
+        GateError::BadCredentials { user } => {
+            format!("password authentication failed for user \"{user}\": the airlock token is not valid")
+        }
+        _ => e.to_string(),
+    };
+    ErrorFields::fatal(code, message)
 }
 
 async fn run_session(

@@ -16,23 +16,33 @@ pub const BOB_TOKEN: &str = "test-bob-token-0123456789";
 pub const DEV_TOKEN: &str = "test-dev-token-0123456789";
 pub const DIRECT: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 
-/// A port nothing listens on. The kernel may hand the same ephemeral port to two `bind(0)` calls
-/// once the first listener is dropped, so the ports this process handed out are remembered and
-/// never returned twice (a gateway's API and data listeners once got the same port and it
-/// refused to start).
+/// A port nothing listens on, outside the kernel's ephemeral range (32768–60999 here), so an
+/// outgoing connection's source port cannot take it between this check and the gateway's bind.
+/// Each test process walks its own stretch of 10000–32767 (seeded by its pid, so parallel test
+/// binaries start far apart) and never hands a port out twice. CI once failed when `bind(0)`
+/// gave two processes, and once the API and data listeners of one gateway, the same port.
 pub fn free_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("no free port");
-        if !handed_out.contains(&port) {
-            handed_out.push(port);
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: std::sync::Mutex<Option<u32>> = std::sync::Mutex::new(None);
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cursor =
+        next.unwrap_or_else(|| (std::process::id().wrapping_mul(2_654_435_761)) % SPAN);
+    for _ in 0..SPAN {
+        let port = (LOW + cursor) as u16;
+        cursor = (cursor + 1) % SPAN;
+        let free = TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_millis(50),
+            )
+            .is_err();
+        if free {
+            *next = Some(cursor);
             return port;
         }
     }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
 pub struct Gateway {
@@ -117,9 +127,23 @@ impl Gateway {
     /// Writes the config `config(data_dir, listener_port, api_port)` returns, starts `airlock
     /// serve` on it and waits until the listener accepts connections.
     pub fn launch(
-        config: impl FnOnce(&Path, u16, u16) -> String,
+        mut config: impl FnMut(&Path, u16, u16) -> String,
         shell_prefix: Option<&str>,
     ) -> Gateway {
+        // A port can still be taken between `free_port` and the gateway's bind (another test
+        // process): the gateway then exits at once, and it is started again on other ports.
+        for _ in 0..4 {
+            if let Some(gw) = Self::try_launch(&mut config, shell_prefix) {
+                return gw;
+            }
+        }
+        panic!("airlock exited before listening four times; see its stderr above");
+    }
+
+    fn try_launch(
+        config: &mut impl FnMut(&Path, u16, u16) -> String,
+        shell_prefix: Option<&str>,
+    ) -> Option<Gateway> {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let api_port = free_port();
@@ -161,7 +185,7 @@ impl Gateway {
                 lines.lock().unwrap().push(line);
             }
         });
-        let gw = Gateway {
+        let mut gw = Gateway {
             child,
             port,
             api_port,
@@ -169,12 +193,27 @@ impl Gateway {
             config,
             stdout,
         };
-        gw.wait_ready();
-        gw
+        gw.wait_ready().then_some(gw)
     }
 
-    fn wait_ready(&self) {
-        wait_listening(self.port);
+    /// Waits (at most 30 s) until the gateway accepts connections; false when it exited first.
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                eprintln!("airlock exited before listening on {}: {status}", self.port);
+                return false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "airlock did not start listening on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn conninfo(&self, user: &str, token: &str, db: &str) -> String {
