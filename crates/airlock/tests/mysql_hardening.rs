@@ -448,3 +448,36 @@ impl Raw {
         String::from_utf8_lossy(&p.payload[9..]).into_owned()
     }
 }
+
+/// Outside review, round 7 (F1): MariaDB skips `/*!99999 … */` as a plain comment without
+/// reading quotes, so a `'` inside it hid the statements after it from the gateway (one
+/// COM_QUERY with several statements deleted a row and created a table, audited as a plain
+/// select). Versions some supported server skips are refused; the table keeps its rows and
+/// the audit records the refusal.
+#[test]
+fn versioned_comments_a_server_may_skip_are_refused() {
+    let gw = Gateway::start_mysql(READ_ONLY_AGENTS);
+    let t = table("mh_vcomment");
+    let made = unique("mh_pwned");
+    let mut raw = Raw::login(&gw);
+    for version in ["99999", "80000", "100000"] {
+        let attack = format!(
+            "select 1 /*!{version} , ' */; set session transaction read write; delete from {t} where id = 3; create table {made}(i int); set session transaction read only; select 2 -- ' */"
+        );
+        // Unparsed, so judged as the most dangerous statement it could be: a write.
+        let err = raw.query_err(&attack);
+        assert!(err.contains("read-only"), "{version}: {err}");
+    }
+    let err = raw.query_err(&format!(
+        "select 1 /*M!999999 , ' */; delete from {t}; select 2 -- ' */"
+    ));
+    assert!(err.contains("read-only"), "{err}");
+    // Versions every supported server runs are still read as SQL: mysqldump's headers work.
+    assert_eq!(raw.query_value("select /*!40101 41 + */ 1"), "42");
+    assert_eq!(count(&t), "3");
+    assert!(direct_mysql(&format!("SHOW TABLES LIKE '{made}'"))
+        .trim()
+        .is_empty());
+    assert!(gw.audit_log().contains(r#""decision":"deny""#));
+    direct_mysql(&format!("DROP TABLE {t}"));
+}

@@ -544,3 +544,42 @@ fn clean_user_variables_read_back_in_a_masked_session() {
         conn.disconnect().await.unwrap();
     });
 }
+
+/// Outside review, round 7 (F4): the process list shows the running statements of every
+/// session of the held credential (shared by all identities of the connection), literals
+/// included. In a masked session it is refused, and `performance_schema.threads` (its
+/// `PROCESSLIST_INFO`) and the sys schema are masked like statistics.
+#[test]
+fn other_sessions_statements_do_not_come_out_of_a_masked_session() {
+    let f = fixture("redact");
+    let code = CODES[0];
+    let mut other = std::process::Command::new("mysql")
+        .args(["-h127.0.0.1", "-P3306", "-uroot", "test", "-e"])
+        .arg(format!("select sleep(6), '{code}' as c"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        direct_mysql(&format!(
+            "select count(*) from information_schema.processlist where info like '%{code}%' and id <> connection_id()"
+        ))
+        .trim()
+            == "1"
+    });
+    assert!(running, "the other session never showed up");
+    let s = text(&f.gw.mysql(
+        "select reverse(info) from information_schema.processlist;
+         show full processlist;
+         select reverse(processlist_info) as i from performance_schema.threads;
+         select * from performance_schema.threads;
+         select 'still here' as s;
+",
+    ));
+    let _ = other.kill();
+    let _ = other.wait();
+    assert_no_secret(&s, "process list");
+    // All three name the process list (`processlist_info` too): refused.
+    assert_eq!(s.matches("masking cannot follow").count(), 3, "{s}");
+    assert!(s.contains("still here"), "{s}");
+}

@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::process::{Command, Stdio};
+use std::time::Duration;
 use support::*;
 use tokio_postgres::NoTls;
 
@@ -409,6 +411,50 @@ fn planner_statistics_of_masked_columns_are_masked() {
     for card in CARDS {
         assert!(!out.contains(&letters(card)), "{out}");
     }
+}
+
+/// Outside review, round 7 (F4): every identity of a connection shares the held credential, so
+/// even a plain role sees the running statements of the connection's other sessions, literals
+/// included. A card number in another session's WHERE clause, reversed past the detectors,
+/// must not come out of `pg_stat_activity` or the functions it is built from.
+#[test]
+fn other_sessions_statement_texts_are_masked() {
+    let f = setup();
+    let card = CARDS[0];
+    let marker = unique("stmt_text");
+    let mut other = Command::new("psql")
+        .args([DIRECT, "-X", "-c"])
+        .arg(format!(
+            "select pg_sleep(6), '{marker}' where '{card}' <> ''"
+        ))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let direct_sees = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        direct(&format!(
+            "select count(*) from pg_stat_activity where query like '%{marker}%' and pid <> pg_backend_pid()"
+        ))
+        .trim()
+            == "1"
+    });
+    assert!(direct_sees, "the other session never showed up");
+    let o = f.gw.psql(&format!(
+        "select reverse(query) as q from pg_stat_activity where query like '%{marker}%';
+         select reverse(a.query) as q from pg_catalog.pg_stat_activity a where a.query like '%{marker}%';
+         select reverse(pg_stat_get_backend_activity(s)) as q from pg_stat_get_backend_idset() s;
+         select reverse(x.query) from pg_stat_get_activity(null) x;
+"
+    ));
+    let _ = other.kill();
+    let _ = other.wait();
+    let out = text(&o);
+    let reversed: String = card.chars().rev().collect();
+    assert!(
+        !out.contains(&reversed),
+        "another session's literal leaked:\n{out}"
+    );
+    assert!(!out.contains(card), "{out}");
 }
 
 #[test]

@@ -673,7 +673,29 @@ mod tests {
             user: "agent".into(),
         });
         assert_eq!(code, 1045);
-        assert!(message.contains("Access denied for user 'agent'"), "{message}");
-        assert!(!message.contains("password authentication failed"), "{message}");
+        assert!(
+            message.contains("Access denied for user 'agent'"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("password authentication failed"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn only_servers_that_run_the_lexers_versioned_comments_are_served() {
+        for ok in [
+            "8.0.36",
+            "5.7.44-log",
+            "5.5.5-10.11.19-MariaDB-0+deb12u1",
+            "11.4.2-MariaDB",
+            "9.1.0",
+        ] {
+            assert!(upstream::supported_server(ok), "{ok}");
+        }
+        for old in ["5.6.51", "5.5.68-MariaDB", "5.1.73", "", "x.y"] {
+            assert!(!upstream::supported_server(old), "{old}");
+        }
     }
 }

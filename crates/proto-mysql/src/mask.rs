@@ -619,7 +619,11 @@ fn is_statistics(schema: Option<&str>, table: &str) -> bool {
         // `SQL_TEXT` the statements of every session.
         || (schema_ok("performance_schema")
             && (table_lower.starts_with("events_statements_")
-                || table_lower == "prepared_statements_instances"))
+                || table_lower == "prepared_statements_instances"
+                // `PROCESSLIST_INFO`: every session's running statement (round 7, F4).
+                || table_lower == "threads"))
+        // The sys schema's views over the above (`session`, `statement_analysis`, `x$…`).
+        || schema.is_some_and(|s| s.trim_matches('`').eq_ignore_ascii_case("sys"))
 }
 
 /// The projection item behind result column `j` of `ncols`, when positions tell it.

@@ -1041,12 +1041,19 @@ impl Relay {
 /// user_variables`, `SHOW USER_VARIABLES`: a variable assigned a transformed card number reads
 /// back there, past the lineage that masks `SELECT @v`), and InnoDB's lock and transaction
 /// reports (`SHOW ENGINE INNODB STATUS` dumps locked rows in hex; `innodb_locks`, `data_locks`
-/// list locked key values; `innodb_trx` other sessions' statements). Matched on the lower-cased
+/// list locked key values; `innodb_trx` other sessions' statements), and the process list. Matched on the lower-cased
 /// text, so every spelling (and a mention in a string) counts: refused in masked sessions.
 fn reads_server_state(text: &str) -> Option<&'static str> {
     let lower = text.to_ascii_lowercase();
     if lower.contains("user_variables") {
         return Some("the list of user variables");
+    }
+    // Round 7 (F4): other sessions' running statements with their literals (the held
+    // credential is shared by every identity of the connection): `SHOW [FULL] PROCESSLIST`,
+    // `information_schema.processlist`, `performance_schema.processlist`, `sys.processlist`,
+    // `threads.processlist_info`.
+    if lower.contains("processlist") {
+        return Some("the process list (other sessions' statements)");
     }
     if ["innodb_lock", "innodb_trx", "data_lock"]
         .iter()

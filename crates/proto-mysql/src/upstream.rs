@@ -43,6 +43,20 @@ fn auth_fail(message: impl Into<String>) -> UpstreamError {
     }
 }
 
+/// MySQL 5.7+ or MariaDB 10+ (which reports `5.5.5-10.x.y-MariaDB` for old clients' sake). The
+/// lexer inlines `/*!NNNNN ...*/` below 50700 on the assumption that the server runs it; an older
+/// server would skip it and read the statement differently, so such an upstream is refused.
+pub(crate) fn supported_server(version: &str) -> bool {
+    let version = version.strip_prefix("5.5.5-").unwrap_or(version);
+    let mut parts = version.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(major), Some(minor)) => (major, minor) >= (5, 7),
+        _ => false,
+    }
+}
+
 /// An authenticated upstream connection, in the command phase.
 pub struct Upstream {
     pub stream: PgStream,
@@ -129,6 +143,12 @@ async fn connect_inner(
     let greeting_packet = read_packet(&mut stream, &mut buf).await?;
     let greeting = Greeting::decode(&greeting_packet.payload)
         .map_err(|e| fail(format!("upstream greeting: {e}")))?;
+    if !supported_server(&greeting.version) {
+        return Err(fail(format!(
+            "the upstream reports server version `{}`; airlock supports MySQL 5.7 or later and MariaDB 10.0 or later (the statement lexer relies on which versioned comments every supported server runs)",
+            greeting.version
+        )));
+    }
     let server = greeting.capabilities;
     if server & CLIENT_PROTOCOL_41 == 0 || server & CLIENT_SECURE_CONNECTION == 0 {
         return Err(fail(

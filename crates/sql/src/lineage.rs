@@ -38,12 +38,25 @@ const STATISTICS_RELATIONS: &[&str] = &[
     "pg_settings",
     "pg_file_settings",
     "pg_db_role_setting",
+    // Other sessions' statement texts (round 7, F4): the held credential is shared by every
+    // identity of the connection, so even a plain role sees a human's running query with its
+    // literals (a card number in a WHERE clause).
+    "pg_stat_activity",
 ];
+
+/// Statement-text views that live in an extension's schema (any schema, any spelling).
+const STATEMENT_TEXT_RELATIONS: &[&str] = &["pg_stat_statements"];
 
 /// Built-ins whose result is read from somewhere lineage cannot follow, though they write
 /// nothing: session settings (`set_config` earlier in the session may have stored a masked
 /// value there).
-const OPAQUE_READERS: &[&str] = &["current_setting"];
+const OPAQUE_READERS: &[&str] = &[
+    "current_setting",
+    // Statement texts of other sessions (what `pg_stat_activity` is built from).
+    "pg_stat_get_activity",
+    "pg_stat_get_backend_activity",
+    "pg_stat_statements",
+];
 
 /// Functions that may write but return only numbers of their own (sequence values): their
 /// result carries no column value, so lineage does not treat it as unknown.
@@ -895,7 +908,9 @@ impl Analyzer<'_> {
             // Unqualified `pg_*` names resolve to pg_catalog first, whatever the search_path.
             None => lower.starts_with("pg_"),
         };
-        if catalog && STATISTICS_RELATIONS.contains(&lower.as_str()) {
+        if (catalog && STATISTICS_RELATIONS.contains(&lower.as_str()))
+            || STATEMENT_TEXT_RELATIONS.contains(&lower.as_str())
+        {
             // Planner statistics hold sample values of every column, masked ones included.
             self.touches_ruled_table = true;
             return Range::Opaque(Taint::unknown());

@@ -9,10 +9,17 @@
 //!   run to the end of the line; `/* */` does not nest. They are replaced by a space. `--`
 //!   not followed by whitespace is two minus signs in MySQL (`1--1` is 2): it is emitted as
 //!   `- -` so sqlparser cannot take it for a comment.
-//! - **Executable comments**: `/*! ... */`, `/*!50001 ... */` and MariaDB's `/*M! ... */` are
-//!   SQL the server runs. Their content is inlined (the version is ignored: content for a newer
-//!   server is classified too, which can only add to what we see — fail closed). A `;` or
-//!   another comment inside one is refused (unparsed) rather than guessed at.
+//! - **Executable comments**: the server runs `/*! ... */` always, `/*!NNNNN ... */` only when
+//!   NNNNN is at most its version, and skips the rest as a plain comment (scanning to the first
+//!   `*/` without reading quotes). What the server skips is not SQL to it, so inlining it would
+//!   not be "more conservative": a `'` inside a skipped comment opens a string for us and not
+//!   for the server (round-7 review, F1). So: `/*!` without a five-digit version is inlined
+//!   (1–4 digits are content, as the server reads them); a version below 50700 is inlined, since
+//!   every supported server (MySQL 5.7+, MariaDB 10+; the adapter refuses older upstreams) runs
+//!   it; a higher or six-digit version, and MariaDB's `/*M!...*/` (a plain comment to MySQL,
+//!   version-dependent on MariaDB, which also skips MySQL versions 50700–99999), are refused
+//!   (unparsed) because whether they run depends on the server. A `;`, a comment or another
+//!   executable comment inside one is refused rather than guessed at.
 //! - **Statement boundaries**: a multi-statement `COM_QUERY` is split at top-level `;` here,
 //!   outside strings, quoted identifiers and comments, and each piece must parse to exactly one
 //!   statement. sqlparser therefore cannot merge or hide statements.
@@ -48,16 +55,16 @@ pub(crate) fn lex(sql: &str) -> Result<Lexed, LexError> {
                 cur.extend(chars.get(i..end).unwrap_or_default());
                 i = end;
             }
+            '#' | '-' if in_exec && (c == '#' || line_comment_at(&chars, i)) => {
+                return Err(LexError("a comment inside an executable comment".into()));
+            }
             '#' => {
                 out.had_comment = true;
                 i = skip_line(&chars, i);
                 cur.push(' ');
             }
             '-' if at(i + 1) == Some('-') => {
-                // MySQL: `--` starts a comment only when followed by whitespace or a control
-                // character (or at the very end, where it makes no difference).
-                let next = at(i + 2);
-                if next.is_none_or(|n| n.is_whitespace() || n.is_control()) {
+                if line_comment_at(&chars, i) {
                     out.had_comment = true;
                     i = skip_line(&chars, i);
                     cur.push(' ');
@@ -74,16 +81,29 @@ pub(crate) fn lex(sql: &str) -> Result<Lexed, LexError> {
                 out.had_comment = true;
                 let exec_start = match (at(i + 2), at(i + 3)) {
                     (Some('!'), _) => Some(i + 3),
-                    (Some('M'), Some('!')) => Some(i + 4),
+                    (Some('M'), Some('!')) => {
+                        return Err(LexError(
+                            "a MariaDB versioned comment `/*M!...*/` (whether it runs depends on the server)".into(),
+                        ))
+                    }
                     _ => None,
                 };
                 if let Some(mut k) = exec_start {
                     if in_exec {
                         return Err(LexError("nested executable comment".into()));
                     }
-                    // The optional version number: MySQL uses 5 digits, MariaDB 5 or 6.
-                    while at(k).is_some_and(|d| d.is_ascii_digit()) {
-                        k += 1;
+                    let digits = (k..k + 6)
+                        .take_while(|&d| at(d).is_some_and(|c| c.is_ascii_digit()))
+                        .count();
+                    if digits >= 5 {
+                        let version: String =
+                            chars.get(k..k + 5).unwrap_or_default().iter().collect();
+                        if digits == 6 || version.as_str() >= UNIVERSAL_VERSION {
+                            return Err(LexError(format!(
+                                "a versioned comment `/*!{version}...` that some supported servers skip (only versions below {UNIVERSAL_VERSION} are accepted)"
+                            )));
+                        }
+                        k += 5;
                     }
                     in_exec = true;
                     cur.push(' ');
@@ -127,6 +147,20 @@ pub(crate) fn lex(sql: &str) -> Result<Lexed, LexError> {
     }
     push_segment(&mut out.segments, &mut cur);
     Ok(out)
+}
+
+/// Executable-comment versions below this run on every supported server (MySQL 5.7+, MariaDB
+/// 10+); five ASCII digits compare as numbers.
+const UNIVERSAL_VERSION: &str = "50700";
+
+/// MySQL: `--` starts a comment only when followed by whitespace or a control character (or at
+/// the very end, where it makes no difference).
+fn line_comment_at(chars: &[char], i: usize) -> bool {
+    chars.get(i) == Some(&'-')
+        && chars.get(i + 1) == Some(&'-')
+        && chars
+            .get(i + 2)
+            .is_none_or(|n| n.is_whitespace() || n.is_control())
 }
 
 fn push_segment(segments: &mut Vec<String>, cur: &mut String) {
@@ -229,7 +263,18 @@ mod tests {
     fn executable_comments_are_inlined() {
         assert_eq!(segs("select 1 /*!50001 , 2 */"), vec!["select 1   , 2"]);
         assert_eq!(segs("/*! drop table t */"), vec!["drop table t"]);
-        assert_eq!(segs("/*M!100101 drop table t */"), vec!["drop table t"]);
+        assert_eq!(segs("select 1 /*!40101 , 2 */"), vec!["select 1   , 2"]);
+        // 1–4 digits are not a version: the server runs them as content.
+        assert_eq!(segs("select /*!1 , 2 */"), vec!["select  1 , 2"]);
+        // Skipped by some servers: what they skip is not SQL to them (round 7, F1).
+        assert!(lex("select 1 /*!99999 , ' */; delete from t; select 2 -- ' */").is_err());
+        assert!(lex("select /*!50700 1 */").is_err());
+        assert!(lex("select /*!80000 1 */").is_err());
+        assert!(lex("select /*!100000 1 */").is_err());
+        assert!(lex("/*M!100101 drop table t */").is_err());
+        assert!(lex("select 1 /*M! , ' */").is_err());
+        assert!(lex("select /*!40101 1 -- x\n */").is_err());
+        assert!(lex("select /*!40101 1 # x\n */").is_err());
         assert!(lex("/*! select 1; drop table t */").is_err());
         assert!(lex("/*! select 1").is_err());
         assert!(lex("/* x").is_err());
