@@ -161,3 +161,59 @@ fn read_only_commands_take_a_config_without_its_secrets() {
         "{out}"
     );
 }
+
+/// Issue 16: a connection selector means the same in rules as in masking and the report: every
+/// listed tag *and* one of the names. Rules once took "name *or* tags", so an allow rule meant
+/// for `a` opened `b`, tagged the same.
+#[test]
+fn a_rule_for_one_named_connection_does_not_open_another_with_the_same_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("airlock.toml");
+    let mut config = String::from(
+        r#"
+[gateway]
+data_dir = "./data"
+
+[listeners]
+postgres = "127.0.0.1:15432"
+
+[policy]
+default_action = "deny"
+
+[[service_accounts]]
+name = "ci"
+groups = ["ci"]
+token_env = "AIRLOCK_CLI_TEST_TOKEN"
+
+[[rules]]
+name = "only-a"
+connections = { names = ["a"], tags = { team = "core" } }
+action = "allow"
+"#,
+    );
+    for name in ["a", "b"] {
+        config.push_str(&format!(
+            "\n[[connections]]\nname = \"{name}\"\ntype = \"postgres\"\naddress = \"127.0.0.1:5432\"\ntags = {{ team = \"core\" }}\nallow_groups = [\"ci\"]\n"
+        ));
+    }
+    std::fs::write(&path, config).unwrap();
+    let p = path.to_str().unwrap();
+    let decide = |conn: &str| {
+        airlock(&[
+            "policy",
+            "test",
+            "--config",
+            p,
+            "--identity",
+            "ci",
+            "--connection",
+            conn,
+            "select 1",
+        ])
+    };
+    let (code, out) = decide("a");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("allow by rule `only-a`"), "{out}");
+    let (code, out) = decide("b");
+    assert_eq!(code, 4, "the rule names `a` only: {out}");
+}

@@ -237,12 +237,10 @@ impl Connection {
 
     /// Whether a rule or masking policy's connection selector picks this connection.
     pub fn selected_by(&self, selector: &ConnectionMatch) -> bool {
-        let name_ok = selector.names.is_empty() || selector.names.contains(&self.name);
-        let tags_ok = selector
-            .tags
-            .iter()
-            .all(|(k, v)| self.tags.get(k).is_some_and(|have| have == v));
-        name_ok && tags_ok
+        selector.matches(&airlock_core::policy::ConnectionRef {
+            name: &self.name,
+            tags: Some(&self.tags),
+        })
     }
 }
 

@@ -252,20 +252,19 @@ pub struct ConnectionMatch {
 }
 
 impl ConnectionMatch {
-    /// Name listed, or every tag equal; either suffices when both are given; neither given
-    /// matches every connection.
+    /// One of the listed names (when names are given) *and* every listed tag equal (when tags
+    /// are given); an empty selector matches every connection. The one meaning rules, masking
+    /// and the access review share (docs/configuration.md). It once was "name *or* tags" here
+    /// only, so an allow rule meant for connection `a` tagged like `b` opened `b` too.
     pub fn matches(&self, conn: &ConnectionRef<'_>) -> bool {
-        if self.names.is_empty() && self.tags.is_empty() {
-            return true;
-        }
-        let by_name = self.names.iter().any(|n| n == conn.name);
-        let by_tags = !self.tags.is_empty()
-            && conn.tags.is_some_and(|have| {
+        let name_ok = self.names.is_empty() || self.names.iter().any(|n| n == conn.name);
+        let tags_ok = self.tags.is_empty()
+            || conn.tags.is_some_and(|have| {
                 self.tags
                     .iter()
                     .all(|(k, v)| have.get(k).is_some_and(|hv| hv == v))
             });
-        by_name || by_tags
+        name_ok && tags_ok
     }
 }
 
@@ -1120,7 +1119,7 @@ mod tests {
     }
 
     #[test]
-    fn connection_matcher_names_tags_and_either() {
+    fn connection_matcher_names_and_tags_both_apply() {
         let conn = |names: &[&str], t: &[(&str, &str)]| {
             let mut rule = deny("c");
             rule.connections = Some(ConnectionMatch {
@@ -1178,15 +1177,23 @@ mod tests {
                 untagged(),
                 false,
             ),
+            // Both given: the name must be listed *and* the tags equal (as in masking and the
+            // access review; issue 16).
             (
-                "both given, name matches",
+                "both given, only the name matches",
                 conn(&["pg-prod"], &[("env", "dev")]),
                 Ctx::default(),
-                true,
+                false,
             ),
             (
-                "both given, tags match",
+                "both given, only the tags match",
                 conn(&["pg-dev"], &[("env", "prod")]),
+                Ctx::default(),
+                false,
+            ),
+            (
+                "both given, both match",
+                conn(&["pg-prod"], &[("env", "prod")]),
                 Ctx::default(),
                 true,
             ),
