@@ -1,9 +1,9 @@
 //! The gate: the one path every protocol adapter takes.
 //!
 //! listener → [`Gate::authenticate`] (token → identity) → [`Gate::open_session`] (may this
-//! identity use this connection?) → for each command [`SessionGate::judge`] (classify, decide) →
-//! [`SessionGate::record`] (audit event appended *before* forwarding) → forward →
-//! [`SessionGate::record_result`].
+//! identity use this connection?) → for each command [`SessionGate::admit`] (classify, decide,
+//! the adapter's guards, hold for review) → [`SessionGate::record`] (audit event appended
+//! *before* forwarding) → forward → [`SessionGate::record_result`].
 //!
 //! Adapters turn bytes into commands and results back into bytes; they never decide. The gate
 //! holds the configuration behind an [`ArcSwap`] so a reload takes effect for the next command of
@@ -25,12 +25,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod admission;
 mod auth;
 pub mod capacity;
 mod compile;
 pub mod masking;
 pub mod ratelog;
 pub mod reviews;
+pub use admission::{heavy, Admission};
 use airlock_core::review::{Review, ReviewState};
 pub use auth::{
     AdminError, Credential, CredentialKind, LoginError, LoginOutcome, LogoutOutcome, Principal,

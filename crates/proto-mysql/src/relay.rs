@@ -33,7 +33,7 @@ use crate::{KillRegistry, *};
 use airlock_core::review::Review;
 use airlock_core::Action;
 use airlock_gate::masking::{SessionMasking, Tally};
-use airlock_gate::{Judged, ReviewOutcome, SessionEnd, SessionGate};
+use airlock_gate::{Judged, SessionEnd, SessionGate};
 use airlock_proto_pg::stream::PgStream;
 use airlock_record::Recorder;
 use airlock_sql::mysql::{
@@ -436,22 +436,39 @@ impl Relay {
         }
     }
 
-    /// Judges a statement; one a rule sends to review is held until a reviewer decides or the
-    /// hold time passes (MySQL has no notices: the client just waits).
-    async fn judge_holding(&self, text: &str) -> (Judged, bool) {
-        let mut judged = self.session.judge(text);
-        let reviewed = judged.decision.action == Action::Review;
-        if reviewed {
-            let outcome = self
-                .session
-                .hold_for_review(text, &judged, async |_review: &Review, _hold: u64| {})
-                .await;
-            match outcome {
-                ReviewOutcome::Run(review) => judged.approved_by(&review),
-                ReviewOutcome::Refuse { message, .. } => judged.refused(&message),
-            }
+    /// The gate's admission of one statement with this adapter's guards ([`Self::guard`] for
+    /// statements, none for `COM_INIT_DB`/`COM_FIELD_LIST`); one a rule sends to review is held
+    /// until a reviewer decides or the hold time passes (MySQL has no notices: the client just
+    /// waits).
+    async fn admit(&self, text: &str, guarded: bool) -> (Judged, bool) {
+        let admission = self
+            .session
+            .admit(
+                text,
+                |judged| {
+                    if guarded {
+                        self.guard(text, judged);
+                    }
+                },
+                async || Ok::<(), std::convert::Infallible>(()),
+                async |_review: &Review, _hold: u64| {},
+            )
+            .await;
+        match admission {
+            Ok(a) => (a.judged, a.reviewed),
+            Err(never) => match never {},
         }
-        (judged, reviewed)
+    }
+
+    /// The refusals this adapter adds to the rules, before any review: files read from the
+    /// client, statements that could end the read-only mode, computed values stored in
+    /// server state or server state listing values in a masked session.
+    fn guard(&self, text: &str, judged: &mut Judged) {
+        if judged.decision.action != Action::Deny && reads_client_file(text) {
+            judged.force_deny("LOAD DATA LOCAL reads files from the client's machine; it is not allowed through airlock");
+        }
+        self.refuse_read_write(text, judged);
+        self.refuse_computed_state(text, judged);
     }
 
     /// Appends the audit record; on failure the client gets an error and nothing is forwarded.
@@ -502,12 +519,7 @@ impl Relay {
     }
 
     async fn query(&mut self, payload: &[u8], text: &str) -> Result<Flow, RelayError> {
-        let (mut judged, _) = self.judge_holding(text).await;
-        if judged.decision.action == Action::Allow && reads_client_file(text) {
-            judged.force_deny("LOAD DATA LOCAL reads files from the client's machine; it is not allowed through airlock");
-        }
-        self.refuse_read_write(text, &mut judged);
-        self.refuse_computed_state(text, &mut judged);
+        let (mut judged, _) = self.admit(text, true).await;
         let kill = if judged.decision.action == Action::Allow {
             parse_kill(text)
         } else {
@@ -545,7 +557,7 @@ impl Relay {
     /// missed fail at the database.
     fn refuse_read_write(&self, text: &str, judged: &mut Judged) {
         if self.read_only.is_some()
-            && judged.decision.action == Action::Allow
+            && judged.decision.action != Action::Deny
             && may_turn_off_read_only(text)
         {
             judged.force_deny("this session is read-only upstream (the rules allow this identity no writes); statements that could switch it to read-write are not allowed");
@@ -558,7 +570,7 @@ impl Relay {
     /// (`SET @@timestamp = (SELECT …card…)`, then `SELECT UNIX_TIMESTAMP()`). See
     /// [`stores_computed_state`].
     fn refuse_computed_state(&self, text: &str, judged: &mut Judged) {
-        if self.mask.is_none() || judged.decision.action != Action::Allow {
+        if self.mask.is_none() || judged.decision.action == Action::Deny {
             return;
         }
         if let Some(why) = stores_computed_state(text) {
@@ -713,7 +725,7 @@ impl Relay {
         text: &str,
         answer: Answer,
     ) -> Result<Flow, RelayError> {
-        let (judged, _) = self.judge_holding(text).await;
+        let (judged, _) = self.admit(text, false).await;
         let seq = self.session.next_seq();
         if let Err(flow) = self.record(seq, text, &judged).await {
             return Ok(flow);
@@ -736,12 +748,7 @@ impl Relay {
 
     /// Judged at prepare time (like PostgreSQL's Parse); recorded at every execute.
     async fn prepare(&mut self, payload: &[u8], text: String) -> Result<Flow, RelayError> {
-        let (mut judged, reviewed) = self.judge_holding(&text).await;
-        if judged.decision.action == Action::Allow && reads_client_file(&text) {
-            judged.force_deny("LOAD DATA LOCAL reads files from the client's machine; it is not allowed through airlock");
-        }
-        self.refuse_read_write(&text, &mut judged);
-        self.refuse_computed_state(&text, &mut judged);
+        let (judged, reviewed) = self.admit(&text, true).await;
         if judged.decision.action != Action::Allow {
             // A denial is recorded when it happens.
             let seq = self.session.next_seq();

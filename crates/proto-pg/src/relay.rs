@@ -24,7 +24,7 @@ use crate::stream::PgStream;
 use airlock_core::review::Review;
 use airlock_core::{Action, Operation};
 use airlock_gate::masking::SessionMasking;
-use airlock_gate::{GateError, Judged, ReviewOutcome, SessionGate};
+use airlock_gate::{heavy, GateError, Judged, SessionGate};
 use airlock_record::Recorder;
 use airlock_sql::lineage::{CopyFormat, CopyKind, StaleViews, StatementLineage, ViewMap};
 use bytes::{Buf, BufMut, BytesMut};
@@ -426,7 +426,14 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     let text = read_text(&mut Reader::new(&msg.body, "Query"), enc)?;
                     sql_cursors.note(&text);
                     let (mut judged, _) = p
-                        .judge_holding(&text, &mut upstream, &client_writer, &session, &queue)
+                        .admit(
+                            &text,
+                            |_| {},
+                            &mut upstream,
+                            &client_writer,
+                            &session,
+                            &queue,
+                        )
                         .await?;
                     let text: Arc<str> = Arc::from(text);
                     let masked = mask.as_mut().map(|m| {
@@ -455,17 +462,24 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     let text = &*text;
                     sql_cursors.note(text);
                     let user_types = names_user_types(&mut r);
+                    let read_only = session.upstream().read_only;
                     let (mut judged, reviewed) = p
-                        .judge_holding(text, &mut upstream, &client_writer, &session, &queue)
+                        .admit(
+                            text,
+                            |judged| {
+                                if user_types && read_only && judged.decision.action != Action::Deny {
+                                    // A parameter of a user-defined type runs that type's input
+                                    // function and a domain's CHECK: code the text does not
+                                    // show, like a cast.
+                                    judged.force_deny("this session is read-only (the identity's rules deny every write on this connection), and a parameter of a user-defined type runs code the statement does not show; use built-in parameter types");
+                                }
+                            },
+                            &mut upstream,
+                            &client_writer,
+                            &session,
+                            &queue,
+                        )
                         .await?;
-                    if user_types
-                        && session.upstream().read_only
-                        && judged.decision.action == Action::Allow
-                    {
-                        // A parameter of a user-defined type runs that type's input function
-                        // and a domain's CHECK: code the text does not show, like a cast.
-                        judged.force_deny("this session is read-only (the identity's rules deny every write on this connection), and a parameter of a user-defined type runs code the statement does not show; use built-in parameter types");
-                    }
                     let lineage = mask.as_mut().and_then(|m| {
                         let lineage = m.lineage(&Arc::from(text), &session);
                         MaskCtx::refuse_unmaskable(&lineage, &mut judged);
@@ -795,85 +809,55 @@ impl Pending {
         Ok(())
     }
 
-    /// Judges a statement; one a rule sends to review is held (after forwarding what came before
-    /// it) until the review decides. Returns the final judgement and whether a review decided it.
-    async fn judge_holding(
+    /// The gate's admission of one statement: a statement a rule sends to review is held
+    /// (after forwarding what came before it, and telling the client with a notice) until the
+    /// review decides. `extra_guard` adds refusals of this message kind to [`guard_session`].
+    async fn admit(
         &mut self,
         text: &str,
+        extra_guard: impl FnOnce(&mut Judged),
         upstream: &mut WriteHalf<PgStream>,
         client_writer: &ClientWriter,
         session: &SessionGate,
         queue: &Queue,
     ) -> Result<(Judged, bool), RelayError> {
-        let mut judged = if text.len() > HEAVY_MASK_BYTES {
-            heavy(|| session.judge(text))
-        } else {
-            session.judge(text)
-        };
-        let c = &judged.classification;
-        if c.unparsed
-            || c.statements.iter().any(|s| {
-                // DDL, or code whose effects we cannot see (DO, CALL, dynamic SQL, unknown).
-                s.dynamic_sql
-                    || matches!(
-                        s.operation,
-                        Operation::Create
-                            | Operation::Alter
-                            | Operation::Drop
-                            | Operation::Do
-                            | Operation::Call
-                            | Operation::Unknown
-                    )
-                    || (s.operation == Operation::Other && s.writes_data)
-            })
-        {
-            // Views and tables may change: masking's catalog snapshots are stale from here.
-            session.invalidate_views();
-        }
-        guard_session(session, text, &mut judged);
-        let reviewed = judged.decision.action == Action::Review;
-        if reviewed {
-            self.flush(upstream, client_writer, session, queue).await?;
-            resolve_review(session, text, &mut judged, client_writer).await;
-        }
-        Ok((judged, reviewed))
+        let admission = session
+            .admit(
+                text,
+                |judged| {
+                    guard_session(session, text, judged);
+                    extra_guard(judged);
+                },
+                async || self.flush(upstream, client_writer, session, queue).await,
+                async |review: &Review, hold_secs: u64| {
+                    held_notice(client_writer, review, hold_secs).await
+                },
+            )
+            .await?;
+        Ok((admission.judged, admission.reviewed))
     }
 }
 
-/// A statement a rule sent to review: hold it until a reviewer decides (telling the client
-/// with a NoticeResponse), and turn the decision into allow or deny.
-async fn resolve_review(
-    session: &SessionGate,
-    text: &str,
-    judged: &mut Judged,
-    client: &ClientWriter,
-) {
-    let outcome = session
-        .hold_for_review(text, judged, async |review: &Review, hold_secs: u64| {
-            let mut out = BytesMut::new();
-            codec::put_notice(
-                &mut out,
-                &ErrorFields {
-                    severity: "NOTICE",
-                    code: "01000",
-                    message: format!(
-                        "airlock: this statement needs a review (rule `{}`): review id {}; waiting up to {hold_secs}s for a decision",
-                        review.rule.as_deref().unwrap_or("?"),
-                        review.id
-                    ),
-                    detail: Some(format!("reviewers: members of {}", review.reviewers.join(", "))),
-                    hint: Some(format!("approve with: airlock reviews approve {}", review.id)),
-                },
-            );
-            let mut w = client.lock().await;
-            let _ = w.write_all(&out).await;
-            let _ = w.flush().await;
-        })
-        .await;
-    match outcome {
-        ReviewOutcome::Run(review) => judged.approved_by(&review),
-        ReviewOutcome::Refuse { message, .. } => judged.refused(&message),
-    }
+/// Tells the client its statement waits for a review (a NoticeResponse).
+async fn held_notice(client: &ClientWriter, review: &Review, hold_secs: u64) {
+    let mut out = BytesMut::new();
+    codec::put_notice(
+        &mut out,
+        &ErrorFields {
+            severity: "NOTICE",
+            code: "01000",
+            message: format!(
+                "airlock: this statement needs a review (rule `{}`): review id {}; waiting up to {hold_secs}s for a decision",
+                review.rule.as_deref().unwrap_or("?"),
+                review.id
+            ),
+            detail: Some(format!("reviewers: members of {}", review.reviewers.join(", "))),
+            hint: Some(format!("approve with: airlock reviews approve {}", review.id)),
+        },
+    );
+    let mut w = client.lock().await;
+    let _ = w.write_all(&out).await;
+    let _ = w.flush().await;
 }
 
 /// The checks every statement gets on top of the rules, wherever it comes from (a Query, a
@@ -1064,15 +1048,14 @@ pub(crate) fn denial(session: &SessionGate, judged: &Judged) -> Option<ErrorFiel
                 )),
             )
         }
+        // The gate's admission resolves every review (`SessionGate::admit`), so this is a
+        // command that reached the relay unadmitted: refused, never forwarded.
         Action::Review => {
             let rule = d.rule.as_deref().unwrap_or("default_action");
-            Some(
-                ErrorFields::error(
-                    "42501",
-                    format!("airlock: rule `{rule}` requires a review for this statement, and just-in-time reviews are not available in this build; the statement was not run"),
-                )
-                .with_hint("ask an administrator to run it, or change the rule's action"),
-            )
+            Some(ErrorFields::error(
+                "42501",
+                format!("airlock: rule `{rule}` sends this statement to review and it was not held for one; the statement was not run"),
+            ))
         }
     }
 }
@@ -1365,17 +1348,6 @@ fn release_if_large(buf: &mut BytesMut, start: usize) {
 /// through every detector is already long enough to hold up other sessions when rows come
 /// one after another.
 const HEAVY_MASK_BYTES: usize = 32 * 1024;
-
-/// Runs CPU-heavy work (masking a large value) without holding up the other sessions that
-/// share this runtime worker: on the multi-threaded runtime the worker's other tasks move to
-/// another thread while it runs.
-fn heavy<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
 
 /// Matches one backend message to the request it answers.
 fn on_response(

@@ -12,7 +12,6 @@
 use crate::codec::ErrorFields;
 use crate::encoding;
 use crate::relay::{denial, guard_session};
-use airlock_core::Action;
 use airlock_gate::SessionGate;
 
 /// Startup parameters passed on to the upstream as they are. `user` and `database` are
@@ -159,11 +158,11 @@ pub(crate) fn judge_settings(
     let mut refusal = None;
     for (name, value) in settings {
         let text = as_set_statement(name, value);
-        let mut judged = session.judge(&text);
-        guard_session(session, &text, &mut judged);
-        if judged.decision.action == Action::Review {
-            judged.refused("this setting needs a review, and a startup packet cannot wait for one; connect without it and run the SET in the session");
-        }
+        let judged = session.admit_now(
+            &text,
+            |judged| guard_session(session, &text, judged),
+            "this setting needs a review, and a startup packet cannot wait for one; connect without it and run the SET in the session",
+        );
         if refusal.is_none() {
             refusal = denial(session, &judged).map(|e| ErrorFields {
                 severity: "FATAL",
