@@ -6,6 +6,9 @@
 //! tree does not tell (a set-returning function, `FETCH` from a cursor, `EXECUTE` of a prepared
 //! statement, column aliases over a base table), the column is marked `unknown`, and the caller
 //! masks it when a column rule applies to a table the statement touches (fail closed).
+//! A column looked up by a name no sub-query, CTE or join output has (lineage named it
+//! differently from the server, or a clause such as `SEARCH ... SET` added it) is unknown and
+//! carries everything the relation holds: a wrong name may only over-mask.
 //!
 //! Catalog knowledge is limited to view definitions (supplied by the caller through [`Views`]):
 //! a view is analysed as the subquery it stands for. Table column lists are *not* needed:
@@ -501,8 +504,24 @@ struct Derived {
 
 #[derive(Debug, Clone)]
 enum Item {
-    Expr { name: String, taint: Taint },
+    Expr {
+        name: String,
+        taint: Taint,
+        /// The name is the one PostgreSQL gives the column (an alias, or a name
+        /// [`figure_colname`] is sure of). When not, a lookup that finds no column by name may
+        /// be after this one, under the name the server gave it.
+        sure: bool,
+    },
     Star(Vec<Range>),
+}
+
+/// A column looked up by name in a range.
+enum Lookup {
+    /// The range may have a column of that name; its taint.
+    Found(Taint),
+    /// The range has no column of that name as far as lineage knows; what its columns of
+    /// uncertain name carry (one of them may be the one, under the server's name).
+    Missing(Taint),
 }
 
 struct Frame {
@@ -724,10 +743,53 @@ impl Analyzer<'_> {
                 .filter_map(|v| sval(v).map(str::to_owned))
                 .collect();
             rename(&mut derived, &colnames);
+            self.search_and_cycle_columns(c, &mut derived, &scope);
             scope.ctes.retain(|(n, _)| n != &name);
             scope.ctes.push((name, Arc::new(derived)));
         }
         scope
+    }
+
+    /// `SEARCH ... SET seq` and `CYCLE ... SET mark USING path` add columns to a recursive
+    /// CTE, after its own: the sequence and the path are built from the row's columns.
+    fn search_and_cycle_columns(
+        &mut self,
+        cte: &Map<String, Value>,
+        derived: &mut Derived,
+        scope: &Scope<'_>,
+    ) {
+        let all = derived_all_static(derived).computed();
+        if let Some(Value::Object(search)) = cte.get("search_clause") {
+            if let Some(seq) = str_field(search, "search_seq_column") {
+                derived.items.push(Item::Expr {
+                    name: seq.to_owned(),
+                    taint: all.clone(),
+                    sure: true,
+                });
+            }
+        }
+        if let Some(Value::Object(cycle)) = cte.get("cycle_clause") {
+            if let Some(mark) = str_field(cycle, "cycle_mark_column") {
+                let mut taint = Taint::default();
+                for key in ["cycle_mark_value", "cycle_mark_default"] {
+                    if let Some(v) = cycle.get(key) {
+                        taint.absorb(&self.expr(v, scope));
+                    }
+                }
+                derived.items.push(Item::Expr {
+                    name: mark.to_owned(),
+                    taint: taint.computed(),
+                    sure: true,
+                });
+            }
+            if let Some(path) = str_field(cycle, "cycle_path_column") {
+                derived.items.push(Item::Expr {
+                    name: path.to_owned(),
+                    taint: all,
+                    sure: true,
+                });
+            }
+        }
     }
 
     /// A node that is a query: SELECT, or a data-modifying statement with RETURNING.
@@ -793,6 +855,7 @@ impl Analyzer<'_> {
                     .map(|(i, taint)| Item::Expr {
                         name: format!("column{}", i + 1),
                         taint,
+                        sure: true,
                     })
                     .collect(),
             };
@@ -807,6 +870,7 @@ impl Analyzer<'_> {
                 items.push(Item::Expr {
                     name: "?column?".into(),
                     taint: Taint::unknown(),
+                    sure: false,
                 });
                 continue;
             };
@@ -816,10 +880,11 @@ impl Analyzer<'_> {
                 continue;
             }
             let taint = self.target_expr(&val, &scope);
-            let name = str_field(rt, "name")
-                .map(str::to_owned)
-                .unwrap_or_else(|| figure_colname(&val));
-            items.push(Item::Expr { name, taint });
+            let (name, sure) = match str_field(rt, "name") {
+                Some(n) => (n.to_owned(), true),
+                None => figure_colname(&val),
+            };
+            items.push(Item::Expr { name, taint, sure });
         }
         Derived { items }
     }
@@ -849,16 +914,21 @@ impl Analyzer<'_> {
             return vec![(String::new(), Range::Opaque(Taint::unknown()))];
         };
         match tag {
-            "RangeVar" => {
-                let (alias, has_colnames) = alias_of(m);
-                let relname = str_field(m, "relname").unwrap_or_default().to_owned();
-                let schema = str_field(m, "schemaname").map(str::to_owned);
-                let name = alias.unwrap_or_else(|| relname.clone());
-                let mut range = self.relation(schema.as_deref(), &relname, scope);
-                if has_colnames {
-                    range = self.renamed(range, &alias_colnames(m));
+            "RangeVar" => vec![self.range_var(m, scope)],
+            // `t TABLESAMPLE method(args)`: the rows of `t` (its alias and column list are on
+            // the wrapped RangeVar), some of them left out.
+            "RangeTableSample" => {
+                // The sampling arguments only choose rows (PostgreSQL allows no column
+                // reference in them); a sub-query there still counts as a read.
+                for key in ["args", "repeatable"] {
+                    if let Some(v) = m.get(key) {
+                        let _ = self.expr(v, scope);
+                    }
                 }
-                vec![(name, range)]
+                match m.get("relation") {
+                    Some(rel) => self.range_of_from_item(rel, scope),
+                    None => vec![(String::new(), Range::Opaque(Taint::unknown()))],
+                }
             }
             "RangeSubselect" => {
                 let (alias, _) = alias_of(m);
@@ -876,10 +946,21 @@ impl Analyzer<'_> {
                         out.extend(self.range_of_from_item(n, scope));
                     }
                 }
-                let (alias, _) = alias_of(m);
+                let all: Vec<Range> = out.iter().map(|(_, r)| r.clone()).collect();
+                // `JOIN ... USING (c) AS u`: `u.c` is a join column.
+                if let Some(Value::Object(u)) = m.get("join_using_alias") {
+                    if let Some(a) = str_field(u, "aliasname") {
+                        out.push((a.to_owned(), Range::Join(all.clone())));
+                    }
+                }
+                let (alias, has_colnames) = alias_of(m);
                 if let Some(a) = alias {
-                    let all = out.iter().map(|(_, r)| r.clone()).collect();
-                    out.push((a, Range::Join(all)));
+                    let mut range = Range::Join(all);
+                    if has_colnames {
+                        // `(a JOIN b) AS j(x, y)` renames the join's columns by position.
+                        range = self.renamed(range, &alias_colnames(m));
+                    }
+                    out.push((a, range));
                 }
                 out
             }
@@ -892,6 +973,19 @@ impl Analyzer<'_> {
                 vec![(alias.unwrap_or_default(), Range::Opaque(t))]
             }
         }
+    }
+
+    /// A `RangeVar` in a FROM clause: the relation under its alias, its column list applied.
+    fn range_var(&mut self, m: &Map<String, Value>, scope: &Scope<'_>) -> (String, Range) {
+        let (alias, has_colnames) = alias_of(m);
+        let relname = str_field(m, "relname").unwrap_or_default().to_owned();
+        let schema = str_field(m, "schemaname").map(str::to_owned);
+        let name = alias.unwrap_or_else(|| relname.clone());
+        let mut range = self.relation(schema.as_deref(), &relname, scope);
+        if has_colnames {
+            range = self.renamed(range, &alias_colnames(m));
+        }
+        (name, range)
     }
 
     /// A named relation: a CTE, a view (analysed through its definition) or a table.
@@ -1043,6 +1137,7 @@ impl Analyzer<'_> {
                 items.push(Item::Expr {
                     name: "?column?".into(),
                     taint: Taint::unknown(),
+                    sure: false,
                 });
                 continue;
             };
@@ -1052,10 +1147,11 @@ impl Analyzer<'_> {
                 continue;
             }
             let taint = self.expr(&val, &scope);
-            let name = str_field(rt, "name")
-                .map(str::to_owned)
-                .unwrap_or_else(|| figure_colname(&val));
-            items.push(Item::Expr { name, taint });
+            let (name, sure) = match str_field(rt, "name") {
+                Some(n) => (n.to_owned(), true),
+                None => figure_colname(&val),
+            };
+            items.push(Item::Expr { name, taint, sure });
         }
         Some(Derived { items })
     }
@@ -1088,7 +1184,11 @@ impl Analyzer<'_> {
             .into_iter()
             .map(|name| {
                 let taint = self.column_of(&range, &name);
-                Item::Expr { name, taint }
+                Item::Expr {
+                    name,
+                    taint,
+                    sure: true,
+                }
             })
             .collect();
         Some(Derived { items })
@@ -1146,6 +1246,17 @@ impl Analyzer<'_> {
                     out.absorb(&self.derived_all(&d));
                     return;
                 }
+                // A FROM item met in a walk of a node lineage has no branch for (a wrapper like
+                // TABLESAMPLE was): its relation goes through `relation()` all the same, so a
+                // ruled table is noticed, and all it holds counts, unknown.
+                "RangeVar" | "RangeSubselect" | "JoinExpr" | "RangeTableSample" => {
+                    for (_, r) in self.range_of_from_item(v, scope) {
+                        let mut t = range_all_static(&r);
+                        t.unknown = true;
+                        out.absorb(&t);
+                    }
+                    return;
+                }
                 _ => {}
             }
         }
@@ -1191,16 +1302,13 @@ impl Analyzer<'_> {
             },
             ([col], false) => {
                 // A bare name: a column of any range in scope, or a whole-row reference.
-                let mut t = Taint::default();
                 let mut s = Some(scope);
                 let mut ranges: Vec<Range> = Vec::new();
                 while let Some(sc) = s {
                     ranges.extend(sc.frame.ranges.iter().map(|(_, r)| r.clone()));
                     s = sc.parent;
                 }
-                for r in &ranges {
-                    t.absorb(&self.column_of(r, col));
-                }
+                let mut t = self.lookup_in(&ranges, col);
                 if let Some(r) = scope.range(col) {
                     let r = r.clone();
                     t.absorb(&self.whole_row(&r));
@@ -1220,9 +1328,47 @@ impl Analyzer<'_> {
         }
     }
 
+    /// A column of one range, by name. A name the range is not known to have fails closed:
+    /// lineage may have named a column differently from the server (see [`figure_colname`]),
+    /// so the value may be any of the range's.
     fn column_of(&mut self, range: &Range, col: &str) -> Taint {
+        self.lookup_in(std::slice::from_ref(range), col)
+    }
+
+    /// A column looked up by name in any of `ranges` (a bare name, a star over several ranges):
+    /// the union over the ranges that may have it. When none may, the name is one lineage got
+    /// wrong, and the value may be anything the ranges hold: unknown, with all their sources.
+    fn lookup_in(&mut self, ranges: &[Range], col: &str) -> Taint {
+        let mut found = Taint::default();
+        let mut any = false;
+        let mut unsure = Taint::default();
+        for r in ranges {
+            match self.lookup(r, col) {
+                Lookup::Found(t) => {
+                    found.absorb(&t);
+                    any = true;
+                }
+                Lookup::Missing(t) => unsure.absorb(&t),
+            }
+        }
+        if !any {
+            let mut t = Taint::unknown();
+            for r in ranges {
+                t.absorb(&self.whole_row(r));
+            }
+            return t;
+        }
+        // A range that has the name by lineage's account does not rule out a column whose
+        // name lineage is unsure of in another range (PostgreSQL would call the reference
+        // ambiguous only if it knew both).
+        found.absorb(&unsure);
+        found
+    }
+
+    fn lookup(&mut self, range: &Range, col: &str) -> Lookup {
         match range {
-            Range::Base { rules } => Taint {
+            // A table's columns are not known here: it may have any name.
+            Range::Base { rules } => Lookup::Found(Taint {
                 sources: rules
                     .iter()
                     .filter(|r| r.matches_column(col))
@@ -1230,38 +1376,67 @@ impl Analyzer<'_> {
                     .collect(),
                 unknown: false,
                 derived: false,
-            },
-            Range::Derived(d) => self.derived_column(d, col),
-            Range::Opaque(t) => t.clone(),
+            }),
+            Range::Derived(d) => self.derived_lookup(d, col),
+            Range::Opaque(t) => Lookup::Found(t.clone()),
             Range::Join(ranges) => {
-                let mut t = Taint::default();
+                let mut found = Taint::default();
+                let mut any = false;
+                let mut unsure = Taint::default();
                 for r in ranges {
-                    t.absorb(&self.column_of(r, col));
+                    match self.lookup(r, col) {
+                        Lookup::Found(t) => {
+                            found.absorb(&t);
+                            any = true;
+                        }
+                        Lookup::Missing(t) => unsure.absorb(&t),
+                    }
                 }
-                t
+                if any {
+                    found.absorb(&unsure);
+                    Lookup::Found(found)
+                } else {
+                    Lookup::Missing(unsure)
+                }
             }
         }
     }
 
-    fn derived_column(&mut self, d: &Derived, col: &str) -> Taint {
-        let mut t = Taint::default();
-        let mut found = false;
+    /// An output column of a sub-query, CTE or view by name. Items whose name lineage is not
+    /// sure of are the candidates when no item has the name.
+    fn derived_lookup(&mut self, d: &Derived, col: &str) -> Lookup {
+        let mut found = Taint::default();
+        let mut any = false;
+        let mut unsure = Taint::default();
         for item in &d.items {
             match item {
-                Item::Expr { name, taint } if name == col => {
-                    t.absorb(taint);
-                    found = true;
+                Item::Expr { name, taint, .. } if name == col => {
+                    found.absorb(taint);
+                    any = true;
+                }
+                Item::Expr { taint, sure, .. } => {
+                    if !sure {
+                        unsure.absorb(taint);
+                    }
                 }
                 Item::Star(ranges) => {
                     for r in ranges {
-                        t.absorb(&self.column_of(r, col));
+                        match self.lookup(r, col) {
+                            Lookup::Found(t) => {
+                                found.absorb(&t);
+                                any = true;
+                            }
+                            Lookup::Missing(t) => unsure.absorb(&t),
+                        }
                     }
                 }
-                Item::Expr { .. } => {}
             }
         }
-        let _ = found;
-        t
+        if any {
+            Lookup::Found(found)
+        } else {
+            Lookup::Missing(unsure)
+        }
     }
 
     fn whole_row(&mut self, range: &Range) -> Taint {
@@ -1380,8 +1555,9 @@ fn rename(d: &mut Derived, colnames: &[String]) {
         return;
     }
     for (item, new) in d.items.iter_mut().zip(colnames) {
-        if let Item::Expr { name, .. } = item {
+        if let Item::Expr { name, sure, .. } = item {
             *name = new.clone();
+            *sure = true;
         }
     }
 }
@@ -1416,9 +1592,17 @@ fn merge_setop(left: Derived, right: Derived) -> Derived {
             .into_iter()
             .zip(right.items)
             .map(|(l, r)| match (l, r) {
-                (Item::Expr { name, mut taint }, Item::Expr { taint: rt, .. }) => {
+                (
+                    Item::Expr {
+                        name,
+                        mut taint,
+                        sure,
+                    },
+                    Item::Expr { taint: rt, .. },
+                ) => {
                     taint.absorb(&rt);
-                    Item::Expr { name, taint }
+                    // A set operation's columns are named after its left arm.
+                    Item::Expr { name, taint, sure }
                 }
                 (l, _) => l,
             })
@@ -1477,16 +1661,16 @@ impl Derived {
                 });
             } else {
                 let mut t = Taint::default();
+                let mut ranges = Vec::new();
                 for item in self.items.get(first_star..=last_star).unwrap_or_default() {
                     match item {
-                        Item::Star(ranges) => {
-                            for r in ranges {
-                                t.absorb(&an.column_of(r, name));
-                            }
-                        }
+                        Item::Star(rs) => ranges.extend(rs.iter().cloned()),
                         Item::Expr { taint, .. } => t.absorb(taint),
                     }
                 }
+                // The server's name for the column: if no range has it by lineage's account,
+                // the lookup fails closed.
+                t.absorb(&an.lookup_in(&ranges, name));
                 out.push(t);
             }
         }
@@ -1494,65 +1678,206 @@ impl Derived {
     }
 }
 
-/// PostgreSQL's FigureColname, for the names that matter here.
-fn figure_colname(v: &Value) -> String {
+/// The name PostgreSQL gives an unnamed output column (FigureColname in
+/// `src/backend/parser/parse_target.c`), and whether lineage is sure of it. `?column?` is
+/// sure where PostgreSQL has no name either ([`nameless`]), and unsure for a node this port
+/// does not know (a newer server may name it): a lookup by a name no column has then takes
+/// that column's sources.
+fn figure_colname(v: &Value) -> (String, bool) {
+    match figure(v) {
+        Some((name, _)) => (name, true),
+        None => ("?column?".into(), nameless(v)),
+    }
+}
+
+/// Whether PostgreSQL itself names this expression `?column?`: operators, constants,
+/// parameters and tests, which FigureColnameInternal has no case for (or breaks out of).
+fn nameless(v: &Value) -> bool {
     match tagged(v) {
-        Some(("ColumnRef", m)) => list(m, "fields")
-            .iter()
-            .rev()
-            .find_map(|f| sval(f).map(str::to_owned))
-            .unwrap_or_else(|| "?column?".into()),
-        Some(("FuncCall", m)) => list(m, "funcname")
-            .iter()
-            .rev()
-            .find_map(|f| sval(f).map(str::to_owned))
-            .unwrap_or_else(|| "?column?".into()),
-        Some(("TypeCast", m)) => match m.get("arg") {
-            Some(a) => {
-                let inner = figure_colname(a);
-                if inner == "?column?" {
-                    // `'x'::text` is named after the type.
-                    m.get("type_name")
-                        .and_then(|t| match t {
-                            Value::Object(tn) => list(tn, "names")
-                                .iter()
-                                .rev()
-                                .find_map(|f| sval(f).map(str::to_owned)),
-                            _ => None,
-                        })
-                        .unwrap_or(inner)
-                } else {
-                    inner
+        Some((
+            "AExpr" | "AConst" | "ParamRef" | "BoolExpr" | "NullTest" | "BooleanTest"
+            | "JsonIsPredicate",
+            _,
+        )) => true,
+        Some(("CollateClause" | "AIndirection", m)) => m.get("arg").is_some_and(nameless),
+        // ALL, ANY, row comparison, MULTIEXPR, CTE sub-links.
+        Some(("SubLink", m)) => matches!(
+            m.get("sub_link_type").and_then(Value::as_i64),
+            Some(2 | 3 | 4 | 6 | 8)
+        ),
+        _ => false,
+    }
+}
+
+/// Last `String` in a list of name parts (`*` and subscripts skipped).
+fn last_name(items: &[Value]) -> Option<String> {
+    items.iter().rev().find_map(|f| sval(f).map(str::to_owned))
+}
+
+/// FigureColnameInternal: the name and its strength (1: a fallback such as a type name or
+/// `case`, 2: a good name), or `None` (strength 0).
+fn figure(v: &Value) -> Option<(String, u8)> {
+    let (tag, m) = tagged(v)?;
+    let op = || m.get("op").and_then(Value::as_i64).unwrap_or(0);
+    let named = |n: &str| Some((n.to_owned(), 2));
+    match tag {
+        "ColumnRef" => last_name(&list(m, "fields")).map(|n| (n, 2)),
+        "AIndirection" => match last_name(&list(m, "indirection")) {
+            Some(n) => Some((n, 2)),
+            None => figure(m.get("arg")?),
+        },
+        "FuncCall" => last_name(&list(m, "funcname")).map(|n| (n, 2)),
+        // AEXPR_NULLIF
+        "AExpr" if m.get("kind").and_then(Value::as_i64) == Some(6) => named("nullif"),
+        "TypeCast" => {
+            let inner = m.get("arg").and_then(figure);
+            if inner.as_ref().is_none_or(|(_, s)| *s <= 1) {
+                let type_name = match m.get("type_name") {
+                    Some(Value::Object(tn)) => last_name(&list(tn, "names")),
+                    _ => None,
+                };
+                if let Some(t) = type_name {
+                    return Some((t, 1));
                 }
             }
-            None => "?column?".into(),
+            inner
+        }
+        "CollateClause" => figure(m.get("arg")?),
+        "GroupingFunc" => named("grouping"),
+        "MergeSupportFunc" => named("merge_action"),
+        "SubLink" => match m.get("sub_link_type").and_then(Value::as_i64) {
+            Some(1) => named("exists"),
+            Some(7) => named("array"),
+            // EXPR_SUBLINK: the sub-query's first column's name.
+            Some(5) => first_target_name(m.get("subselect")?).map(|n| (n, 2)),
+            _ => None,
         },
-        Some(("AIndirection", m)) => list(m, "indirection")
-            .iter()
-            .rev()
-            .find_map(|f| sval(f).map(str::to_owned))
-            .unwrap_or_else(|| m.get("arg").map_or("?column?".into(), figure_colname)),
-        Some(("CaseExpr", _)) => "case".into(),
-        Some(("CoalesceExpr", _)) => "coalesce".into(),
-        Some(("MinMaxExpr", m)) => {
-            if m.get("op").and_then(Value::as_i64) == Some(2) {
-                "least".into()
-            } else {
-                "greatest".into()
+        "CaseExpr" => {
+            let default = m.get("defresult").and_then(figure);
+            match default {
+                Some((n, 2)) => Some((n, 2)),
+                _ => Some(("case".into(), 1)),
             }
         }
-        Some(("SubLink", m)) => match m.get("subselect").and_then(tagged) {
-            Some(("SelectStmt", s)) => list(s, "target_list")
-                .first()
-                .and_then(|t| match tagged(t) {
-                    Some(("ResTarget", rt)) => str_field(rt, "name")
-                        .map(str::to_owned)
-                        .or_else(|| rt.get("val").map(figure_colname)),
-                    _ => None,
-                })
-                .unwrap_or_else(|| "?column?".into()),
-            _ => "?column?".into(),
+        "AArrayExpr" => named("array"),
+        "RowExpr" => named("row"),
+        "CoalesceExpr" => named("coalesce"),
+        "MinMaxExpr" => match op() {
+            1 => named("greatest"),
+            2 => named("least"),
+            _ => None,
         },
-        _ => "?column?".into(),
+        "SqlvalueFunction" => match op() {
+            1 => named("current_date"),
+            2 | 3 => named("current_time"),
+            4 | 5 => named("current_timestamp"),
+            6 | 7 => named("localtime"),
+            8 | 9 => named("localtimestamp"),
+            10 => named("current_role"),
+            11 => named("current_user"),
+            12 => named("user"),
+            13 => named("session_user"),
+            14 => named("current_catalog"),
+            15 => named("current_schema"),
+            _ => None,
+        },
+        "XmlExpr" => match op() {
+            1 => named("xmlconcat"),
+            2 => named("xmlelement"),
+            3 => named("xmlforest"),
+            4 => named("xmlparse"),
+            5 => named("xmlpi"),
+            6 => named("xmlroot"),
+            7 => named("xmlserialize"),
+            _ => None,
+        },
+        "XmlSerialize" => named("xmlserialize"),
+        "JsonParseExpr" => named("json"),
+        "JsonScalarExpr" => named("json_scalar"),
+        "JsonSerializeExpr" => named("json_serialize"),
+        "JsonObjectConstructor" => named("json_object"),
+        "JsonArrayConstructor" | "JsonArrayQueryConstructor" => named("json_array"),
+        "JsonObjectAgg" => named("json_objectagg"),
+        "JsonArrayAgg" => named("json_arrayagg"),
+        "JsonFuncExpr" => match op() {
+            1 => named("json_exists"),
+            2 => named("json_query"),
+            3 => named("json_value"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The name of a sub-query's first output column (a scalar sub-query is named after it):
+/// its alias, or its figured name; a set operation is named after its left arm, VALUES
+/// `column1`. `None` when lineage cannot tell (a star).
+fn first_target_name(v: &Value) -> Option<String> {
+    let select = match tagged(v) {
+        Some(("SelectStmt", s)) => s,
+        _ => match v {
+            // The arms of a set operation are untagged.
+            Value::Object(s) => s,
+            _ => return None,
+        },
+    };
+    if select.get("op").and_then(Value::as_i64).unwrap_or(1) > 1 {
+        return first_target_name(select.get("larg")?);
+    }
+    if !list(select, "values_lists").is_empty() {
+        return Some("column1".into());
+    }
+    let first = list(select, "target_list").into_iter().next()?;
+    let Some(("ResTarget", rt)) = tagged(&first) else {
+        return None;
+    };
+    if let Some(n) = str_field(rt, "name") {
+        return Some(n.to_owned());
+    }
+    let val = rt.get("val")?;
+    if let Some(("ColumnRef", cr)) = tagged(val) {
+        if list(cr, "fields")
+            .last()
+            .is_some_and(|f| matches!(tagged(f), Some(("AStar", _))))
+        {
+            return None;
+        }
+    }
+    match figure_colname(val) {
+        (n, true) => Some(n),
+        (_, false) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+    use super::*;
+
+    /// A RangeVar inside a node lineage walks generically (a FROM item it has no branch for)
+    /// still goes through `relation()`: the ruled table is noticed and its values count.
+    #[test]
+    fn range_var_in_a_generic_walk_is_a_read() {
+        let rules = vec![ColumnRule::parse("payments.card_number").unwrap()];
+        let mut an = Analyzer {
+            rules: &rules,
+            views: &NoViews,
+            touches_ruled_table: false,
+            depth: 0,
+            written: Taint::default(),
+        };
+        let node = serde_json::json!({
+            "FutureWrapper": {
+                "relation": {"node": {"RangeVar": {"relname": "payments", "inh": true}}},
+                "args": []
+            }
+        });
+        let root = Scope::root();
+        let entries = an.range_of_from_item(&node, &root);
+        assert!(an.touches_ruled_table);
+        let t = range_all_static(&entries[0].1);
+        assert!(t.unknown);
+        assert!(t.sources.contains("payments.card_number"), "{t:?}");
     }
 }

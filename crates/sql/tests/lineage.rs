@@ -365,3 +365,397 @@ fn copy_of_a_star_query_masks_by_whole_row() {
     );
     assert!(l[0].copy_masked_columns(2).iter().all(|c| c.is_none()));
 }
+
+/// Round 7, F2: an output column looked up by a name lineage does not know (a name PostgreSQL
+/// figures differently, a column a clause adds) must come out masked, never clean.
+#[test]
+fn recursive_cte_search_and_cycle_columns_carry_the_cte() {
+    let cte = "with recursive r(id, card_number) as (select id, card_number from payments \
+               union all select id, card_number from r where false)";
+    for (tail, names) in [
+        (
+            "search breadth first by card_number set ord \
+             select translate(ord::text, '0123456789', 'abcdefghij') as leaked from r",
+            &["leaked"][..],
+        ),
+        (
+            "search depth first by card_number set ord select r.ord from r",
+            &["ord"][..],
+        ),
+        (
+            "cycle card_number set is_cycle using path select reverse(path::text) from r",
+            &["reverse"][..],
+        ),
+        (
+            "cycle card_number set is_cycle using path select r.path from r",
+            &["path"][..],
+        ),
+    ] {
+        let sql = format!("{cte} {tail}");
+        assert_eq!(masked(&sql, names), [true], "{sql}");
+    }
+    let sql = format!("{cte} search breadth first by card_number set ord select * from r");
+    assert_eq!(
+        masked(&sql, &["id", "card_number", "ord"])[1..],
+        [true, true],
+        "{sql}"
+    );
+}
+
+#[test]
+fn join_alias_column_lists_are_applied() {
+    for (sql, names) in [
+        (
+            "select c, reverse(c) rc from (payments cross join notes) j(i, c, a)",
+            &["c", "rc"][..],
+        ),
+        (
+            "select j.c, translate(j.c, '0123456789', 'abcdefghij') from \
+             (payments p cross join notes n) as j(i, c, a)",
+            &["c", "translate"][..],
+        ),
+        (
+            "select reverse(k.x) from ((select card_number from payments) a \
+             cross join notes) k(x)",
+            &["reverse"][..],
+        ),
+        (
+            "select reverse(k.x) from (((select card_number from payments) a \
+             cross join notes) j cross join orders) k(x)",
+            &["reverse"][..],
+        ),
+        (
+            "select * from (payments cross join notes) j(i, c, a)",
+            &["i", "c", "a"][..],
+        ),
+        (
+            "select reverse(u.card_number) from payments p join payments q \
+             using (card_number) as u",
+            &["reverse"][..],
+        ),
+    ] {
+        assert!(masked(sql, names).iter().all(|m| *m), "{sql}");
+    }
+}
+
+#[test]
+fn column_names_figured_like_postgres() {
+    for sql in [
+        "select reverse(s.nullif) from (select nullif(card_number, '') from payments) s",
+        "select reverse(s.card_number) from (select card_number collate \"C\" from payments) s",
+        "select reverse(s.card_number) from \
+         (select case when false then '' else card_number end from payments) s",
+        "select s.array::text from \
+         (select array(select translate(card_number, '0', 'a') from payments)) s",
+        "select s.array::text from (select array[card_number] from payments) s",
+        "select s.row::text from (select row(card_number) from payments) s",
+        "select s.xmlelement::text from (select xmlelement(name x, card_number) from payments) s",
+        "select s.xmlserialize from (select xmlserialize(content \
+         xmlelement(name x, card_number) as text) from payments) s",
+        "select s.reverse from (select reverse(card_number) collate \"C\" from payments) s",
+        "select reverse(s.text) from (select (case when true then card_number end)::text \
+         from payments) s",
+        "select reverse(s.card_number) from (select (select card_number from payments \
+         union select 'x')) s",
+        "select reverse(s.json_object::text) from \
+         (select json_object('k' : card_number) from payments) s",
+        "select reverse(s.json_array::text) from (select json_array(card_number) from payments) s",
+        "select reverse(s.json_arrayagg::text) from \
+         (select json_arrayagg(card_number) from payments) s",
+        // Not a name PostgreSQL would give: an error there, masked here all the same.
+        "select reverse(s.no_such_name) from (select card_number || '' from payments) s",
+        // Unqualified, with a base table beside the sub-query.
+        "select reverse(nullif) from (select nullif(card_number, '') from payments) s, notes",
+        "select reverse(\"?column?\") from (select card_number || '' from payments) s, notes",
+        // A name lineage cannot figure (the first column behind a star): a base table beside
+        // it does not make the lookup clean.
+        "select reverse(card_number) from (select (select * from (select card_number \
+         from payments) t limit 1)) s, notes",
+    ] {
+        assert_eq!(masked(sql, &["x"]), [true], "{sql}");
+    }
+    // Star expansion over such a sub-query: the server's names, not lineage's.
+    for sql in [
+        "select * from (select reverse(card_number) collate \"C\" from payments) s",
+        "select * from (select nullif(card_number, '') from payments) s",
+        "select * from (select case when true then '' else card_number end from payments) s",
+        "select * from (select array[card_number] from payments) s",
+    ] {
+        let server_name = ["reverse", "nullif", "card_number", "array"];
+        for name in server_name {
+            assert_eq!(masked(sql, &[name]), [true], "{sql} as {name}");
+        }
+    }
+}
+
+#[test]
+fn known_names_of_other_relations_stay_plain() {
+    // Failing closed on an unknown name must not spill onto columns that resolve elsewhere.
+    assert_eq!(
+        masked(
+            "select body from notes n, (select card_number from payments) s",
+            &["body"]
+        ),
+        [false]
+    );
+    assert_eq!(
+        masked(
+            "select * from (select card_number from payments) s join notes n on true",
+            &["card_number", "id", "body"]
+        ),
+        [true, false, false]
+    );
+    // Operators are `?column?` on the server too: no reason to suspect other names.
+    assert_eq!(
+        masked(
+            "select * from notes, (select card_number || '' from payments) s",
+            &["id", "body", "?column?"]
+        ),
+        [false, false, true]
+    );
+    assert_eq!(
+        masked(
+            "select s.nullif, s.coalesce from (select nullif(id, 0), coalesce(amount, 0) \
+             from payments) s",
+            &["nullif", "coalesce"]
+        ),
+        [false, false]
+    );
+    assert_eq!(
+        masked(
+            "select i, a from (payments p cross join notes) j(i)",
+            &["i", "a"]
+        )[..],
+        [true, true],
+        "positions under a join alias are unknown without the catalog"
+    );
+}
+
+/// Round 7, F3: TABLESAMPLE wraps the table's RangeVar; the table must still be seen.
+#[test]
+fn tablesample_reads_the_table() {
+    assert_eq!(
+        masked(
+            "select id, card_number, reverse(card_number) rc from payments tablesample system(100)",
+            &["id", "card_number", "rc"]
+        ),
+        [false, true, true]
+    );
+    assert_eq!(
+        masked(
+            "select p.card_number, translate(p.card_number, '0', 'a') from payments p \
+             tablesample bernoulli(100) repeatable (1)",
+            &["card_number", "translate"]
+        ),
+        [true, true]
+    );
+    assert_eq!(
+        masked(
+            "select * from payments tablesample system(100)",
+            &["id", "card_number"]
+        ),
+        [false, true]
+    );
+    assert_eq!(
+        masked(
+            "select a, b from payments as p(a, b) tablesample system(100)",
+            &["a", "b"]
+        ),
+        [true, true]
+    );
+    assert_eq!(
+        masked(
+            "select reverse(x.card_number) from notes n join payments x tablesample \
+             system(50) on true",
+            &["reverse"]
+        ),
+        [true]
+    );
+    // An unknown column beside it is masked: the ruled table is seen.
+    assert_eq!(
+        masked(
+            "select g from payments tablesample system(100), generate_series(1, 2) g",
+            &["g"]
+        ),
+        [true]
+    );
+}
+
+#[test]
+fn other_from_items_carry_their_sources() {
+    for (sql, names) in [
+        (
+            "select x from payments p, lateral rows from (upper(p.card_number)) f(x)",
+            &["x"][..],
+        ),
+        (
+            "select f.* from payments p, rows from (upper(p.card_number), \
+             generate_series(1, 2)) f",
+            &["upper", "generate_series"][..],
+        ),
+        (
+            "select jt.c from payments p, json_table(to_json(p.card_number), '$' \
+             columns (c text path '$')) jt",
+            &["c"][..],
+        ),
+        (
+            "select x.c from payments p, xmltable('/a' passing xmlelement(name a, \
+             p.card_number) columns c text path '.') x",
+            &["c"][..],
+        ),
+        (
+            "select reverse(v.c) from payments p, lateral (values (p.card_number)) v(c)",
+            &["reverse"][..],
+        ),
+        (
+            "select reverse(v.column1) from payments p, lateral (values (p.card_number)) v",
+            &["reverse"][..],
+        ),
+        (
+            "select reverse(s.card_number), s.grouping from (select card_number, \
+             grouping(card_number) from payments group by grouping sets ((card_number), ())) s",
+            &["reverse", "grouping"][..],
+        ),
+        (
+            "select reverse(l.c) from payments p join lateral (select p.card_number c) l on true",
+            &["reverse"][..],
+        ),
+    ] {
+        let m = masked(sql, names);
+        assert!(m[0], "{sql}: {m:?}");
+    }
+}
+
+/// The names lineage gives unnamed columns are PostgreSQL's (FigureColname): a clean column
+/// looked up under the server's name stays clean (a wrong name would fail closed, masked).
+#[test]
+fn figured_names_match_the_server() {
+    for (expr, name) in [
+        ("id", "id"),
+        ("p.id", "id"),
+        ("upper(name)", "upper"),
+        ("pg_catalog.upper(name)", "upper"),
+        ("nullif(id, 0)", "nullif"),
+        ("id collate \"C\"", "id"),
+        ("id::text", "id"),
+        ("'x'::text", "text"),
+        ("1::int", "int4"),
+        ("case when id > 0 then 1 else id end", "id"),
+        ("case when id > 0 then id end", "case"),
+        ("case when id > 0 then id else 1 end", "case"),
+        ("(case when id > 0 then id end)::text", "text"),
+        ("array[id]", "array"),
+        ("array(select 1)", "array"),
+        ("exists(select 1)", "exists"),
+        ("(select 1 as one)", "one"),
+        ("(select id from notes union select 2)", "id"),
+        ("(values (1))", "column1"),
+        ("row(id)", "row"),
+        ("(id, id)", "row"),
+        ("coalesce(id, 0)", "coalesce"),
+        ("greatest(id, 0)", "greatest"),
+        ("least(id, 0)", "least"),
+        ("current_date", "current_date"),
+        ("current_timestamp(2)", "current_timestamp"),
+        ("localtimestamp", "localtimestamp"),
+        ("current_user", "current_user"),
+        ("session_user", "session_user"),
+        ("current_schema", "current_schema"),
+        ("xmlelement(name x, id)", "xmlelement"),
+        ("xmlforest(id)", "xmlforest"),
+        ("xmlconcat('<a/>'::xml)", "xmlconcat"),
+        ("xmlparse(content '<a/>')", "xmlparse"),
+        ("xmlpi(name php)", "xmlpi"),
+        ("xmlroot('<a/>'::xml, version '1.0')", "xmlroot"),
+        ("xmlserialize(content '<a/>'::xml as text)", "xmlserialize"),
+        ("grouping(id)", "grouping"),
+        ("(array[id])[1]", "array"),
+        ("(row(id, 1)).f1", "f1"),
+        ("json('{}')", "json"),
+        ("json_scalar(id)", "json_scalar"),
+        ("json_serialize('{}'::json)", "json_serialize"),
+        ("json_object('k' : id)", "json_object"),
+        ("json_array(id)", "json_array"),
+        ("json_array(select 1)", "json_array"),
+        ("json_objectagg('k' : id)", "json_objectagg"),
+        ("json_arrayagg(id)", "json_arrayagg"),
+        ("json_exists('{}'::jsonb, '$')", "json_exists"),
+        ("json_query('{}'::jsonb, '$')", "json_query"),
+        ("json_value('{}'::jsonb, '$')", "json_value"),
+    ] {
+        let sql = format!("select s.\"{name}\" from (select {expr} from payments p) s");
+        assert_eq!(masked(&sql, &[name]), [false], "{sql}");
+        // The same column under a wrong name fails closed.
+        let sql = format!("select s.wrong from (select {expr} from payments p) s");
+        assert_eq!(masked(&sql, &["wrong"]), [true], "{sql}");
+    }
+}
+
+/// The round 7 reproductions as sent (policy `customers.card`, `customers.email`,
+/// `customers.iban`): every column comes out masked.
+#[test]
+fn round7_reproductions_are_masked() {
+    let rules: Vec<ColumnRule> = ["customers.card", "customers.email", "customers.iban"]
+        .iter()
+        .map(|r| ColumnRule::parse(r).unwrap())
+        .collect();
+    let check = |sql: &str, names: &[&str]| {
+        let l = lineage(sql, &rules, &NoViews);
+        let m = l[0].masked_columns(names);
+        assert!(m.iter().all(Option::is_some), "{sql}: {m:?}");
+    };
+    check(
+        "with recursive r(id, card, email, iban) as (select id, card, email, iban from customers \
+         union all select id, card, email, iban from r where false) search breadth first by card, \
+         email, iban set ord select translate(ord::text, '0123456789@.', 'abcdefghij#!') as leaked \
+         from r",
+        &["leaked"],
+    );
+    check(
+        "with recursive r(id, card) as (select id, card from customers union all select id, card \
+         from r where false) cycle card set is_cycle using path select reverse(path::text) from r",
+        &["reverse"],
+    );
+    check(
+        "select e, c, reverse(c) rc, replace(e,'@',' at ') e2, \
+         translate(ib,'0123456789','abcdefghij') from (customers c1 cross join notes) j(i,n,e,c,ib)",
+        &["e", "c", "rc", "e2", "translate"],
+    );
+    check(
+        "select reverse(s.nullif) as card_rev from (select nullif(card,'') from customers) s",
+        &["card_rev"],
+    );
+    check(
+        "select reverse(s.card) from (select card collate \"C\" from customers) s limit 1",
+        &["reverse"],
+    );
+    check(
+        "select reverse(s.card) from (select case when false then '' else card end from \
+         customers) s limit 1",
+        &["reverse"],
+    );
+    check(
+        "select * from (select reverse(card) collate \"C\" from customers) s limit 1",
+        &["reverse"],
+    );
+    check(
+        "select s.array::text as a from (select array(select \
+         translate(iban,'0123456789','abcdefghij') from customers)) s",
+        &["a"],
+    );
+    for inner in ["array[card]", "row(card)", "xmlelement(name x, card)"] {
+        let name = inner.split(['[', '(']).next().unwrap();
+        check(
+            &format!("select reverse(s.{name}::text) from (select {inner} from customers) s"),
+            &["reverse"],
+        );
+    }
+    let sql = "select id, card, email, iban, reverse(card) rc, \
+               translate(iban,'0123456789','abcdefghij') ti from customers tablesample system(100)";
+    let m = lineage(sql, &rules, &NoViews)[0]
+        .masked_columns(&["id", "card", "email", "iban", "rc", "ti"])
+        .iter()
+        .map(Option::is_some)
+        .collect::<Vec<_>>();
+    assert_eq!(m, [false, true, true, true, true, true], "{sql}");
+}
