@@ -59,13 +59,15 @@ pub fn policy_test(
     };
     let identity = sa.identity();
     let may_use = conn.allows(&identity) && sa.limited_to(&conn.name);
-    // The connection's own dialect: MySQL lexing (backticks, `#` comments, executable
-    // `/*! */` comments) classifies differently from PostgreSQL's.
-    let classification = if conn.kind == airlock_core::ConnectionType::Mysql {
-        airlock_sql::mysql::classify_mysql(sql)
-    } else {
-        airlock_sql::classify_pg(sql)
+    // The connection's own dialect, with the classifier the gateway would use.
+    let Some(classifier) = crate::serve::classifiers().get(conn.kind).cloned() else {
+        return Err(anyhow!(
+            "connection `{}` is a {} connection, and this build has no classifier for its commands",
+            conn.name,
+            conn.kind.as_str()
+        ));
     };
+    let classification = classifier.classify(sql);
     let policy = airlock_gate::compile_policy(&config);
     let (minute_of_day, weekday) = airlock_core::policy::utc_clock(unix_secs());
     let decision = policy.decide(&Request {
@@ -84,7 +86,7 @@ pub fn policy_test(
             "identity": identity.name,
             "connection": conn.name,
             "may_use_connection": may_use,
-            "classification": classification,
+            "classification": &*classification,
             "decision": decision,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);

@@ -121,13 +121,30 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
     result.map(|()| ExitCode::SUCCESS)
 }
 
+/// The classifier of each connection type this build serves: adding a protocol adds a line.
+pub(crate) fn classifiers() -> airlock_gate::Classifiers {
+    use airlock_core::ConnectionType;
+    use std::sync::Arc;
+    // Distinct normalized statements kept per dialect (shared by all sessions).
+    const CACHED: usize = 16 * 1024;
+    airlock_gate::Classifiers::new()
+        .register(
+            ConnectionType::Postgres,
+            Arc::new(airlock_sql::PgClassifier::new(CACHED)),
+        )
+        .register(
+            ConnectionType::Mysql,
+            Arc::new(airlock_sql::mysql::MySqlClassifier::new(CACHED)),
+        )
+}
+
 /// The gate, the audit indexer and the trail (checkpoints, exporters, recordings).
 fn start_services(
     config: &Config,
     audit: &AuditLog,
 ) -> anyhow::Result<(Arc<Gate>, airlock_store::IndexerHandle, crate::trail::Trail)> {
-    let gate =
-        Gate::new(config.clone(), audit.clone()).map_err(|e| anyhow!("loading reviews: {e}"))?;
+    let gate = Gate::new(config.clone(), audit.clone(), classifiers())
+        .map_err(|e| anyhow!("loading reviews: {e}"))?;
     let indexer = airlock_store::spawn_indexer(
         &config.audit.path,
         &config.gateway.data_dir.join("state.db"),

@@ -44,6 +44,13 @@ impl IdentityKind {
     }
 }
 
+/// Turns a command's text into what it does (its parts, verbs, resources, fail-closed flags),
+/// for one connection type. The gate holds one per type (`airlock_gate::Classifiers`) and never
+/// asks which protocol it is judging; an adapter for a new protocol registers its own.
+pub trait Classifier: Send + Sync {
+    fn classify(&self, text: &str) -> std::sync::Arc<Classification>;
+}
+
 /// The kind of target a connection points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

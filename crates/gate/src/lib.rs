@@ -12,7 +12,6 @@
 use airlock_config::{Config, Connection};
 use airlock_core::policy::{ConnectionRef, Decision, PolicySet, Request};
 use airlock_core::{Action, Classification, ConnectionType, Identity};
-use airlock_sql::PgClassifier;
 use airlock_store::{
     AuditEvent, AuditEventRef, AuditLog, CommandRecordRef, EventKind, MaskedCounts,
 };
@@ -28,6 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 mod admission;
 mod auth;
 pub mod capacity;
+mod classifiers;
 mod compile;
 pub mod masking;
 pub mod ratelog;
@@ -38,6 +38,7 @@ pub use auth::{
     AdminError, Credential, CredentialKind, LoginError, LoginOutcome, LogoutOutcome, Principal,
     Role, SessionEnd,
 };
+pub use classifiers::Classifiers;
 pub use compile::compile_policy;
 use reviews::{ReviewBook, ReviewBookError};
 
@@ -69,6 +70,12 @@ pub enum GateError {
         connection: String,
         actual: &'static str,
         expected: &'static str,
+    },
+    /// Fails closed: a command nothing can classify is never judged as harmless.
+    #[error("connection `{connection}` is a {kind} connection, and this gateway has no classifier for {kind} commands")]
+    NoClassifier {
+        connection: String,
+        kind: &'static str,
     },
     #[error("the audit log cannot be written, so airlock refuses the command: {0}")]
     AuditUnavailable(String),
@@ -145,9 +152,8 @@ fn token_digest(token: &str) -> [u8; 32] {
 
 pub struct Gate {
     runtime: ArcSwap<Runtime>,
-    classifier: PgClassifier,
-    /// MySQL/MariaDB connections are classified with the MySQL dialect.
-    mysql_classifier: airlock_sql::mysql::MySqlClassifier,
+    /// One per connection type, registered by the binary.
+    classifiers: Classifiers,
     audit: AuditLog,
     /// Failed authentications: limits and their aggregated audit events.
     auth_failures: auth::FailureBook,
@@ -173,8 +179,13 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// Fails when the persisted reviews in `data_dir` cannot be read.
-    pub fn new(config: Config, audit: AuditLog) -> Result<Arc<Gate>, String> {
+    /// Fails when the persisted reviews in `data_dir` cannot be read. Sessions of a connection
+    /// type without a registered classifier are refused ([`GateError::NoClassifier`]).
+    pub fn new(
+        config: Config,
+        audit: AuditLog,
+        classifiers: Classifiers,
+    ) -> Result<Arc<Gate>, String> {
         let reviews = ReviewBook::open(&config.gateway.data_dir)?;
         let tokens = airlock_identity::TokenStore::open(&config.gateway.data_dir)
             .map_err(|e| e.to_string())?;
@@ -208,8 +219,7 @@ impl Gate {
             capacity: Arc::default(),
             handshakes: Arc::default(),
             runtime: ArcSwap::from_pointee(Runtime::new(config)),
-            classifier: PgClassifier::new(16 * 1024),
-            mysql_classifier: airlock_sql::mysql::MySqlClassifier::new(16 * 1024),
+            classifiers,
             audit,
             auth_failures: auth::FailureBook::new(),
             closing: tokio::sync::watch::Sender::new(false),
@@ -422,6 +432,12 @@ impl Gate {
                 expected: protocol.as_str(),
             });
         }
+        let Some(classifier) = self.classifiers.get(conn.kind).cloned() else {
+            return Err(GateError::NoClassifier {
+                connection: conn.name.clone(),
+                kind: conn.kind.as_str(),
+            });
+        };
         let limited = rt
             .config
             .service_account(&identity.name)
@@ -504,12 +520,8 @@ impl Gate {
             grant_until_us: grant.map(|g| g.until_us),
             credential,
             masking,
+            classifier,
         })
-    }
-
-    /// Classification only (for `airlock policy test` and adapters that need it early).
-    pub fn classify(&self, text: &str) -> Arc<Classification> {
-        self.classifier.classify(text)
     }
 }
 
@@ -659,6 +671,8 @@ pub struct SessionGate {
     credential: Credential,
     /// The masking policies that apply, fixed when the session opens.
     masking: Option<Arc<masking::SessionMasking>>,
+    /// The connection type's classifier.
+    classifier: Arc<dyn airlock_core::Classifier>,
 }
 
 /// The outcome of a statement a rule sent to review.
@@ -857,11 +871,7 @@ impl SessionGate {
 
     /// Classifies and decides; writes nothing.
     pub fn judge(&self, text: &str) -> Judged {
-        let classification = if self.connection.kind == ConnectionType::Mysql {
-            self.gate.mysql_classifier.classify(text)
-        } else {
-            self.gate.classifier.classify(text)
-        };
+        let classification = self.classifier.classify(text);
         let rt = self.gate.runtime.load();
         let (minute_of_day, weekday) = clock();
         let decision = rt.policy.decide(&Request {

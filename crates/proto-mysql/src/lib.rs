@@ -299,6 +299,8 @@ pub fn gate_error(e: &GateError) -> (u16, &'static str, String) {
         GateError::BadCredentials { .. } | GateError::RateLimited { .. } => (1045, "28000"),
         GateError::UnknownConnection { .. } => (1049, "42000"),
         GateError::NotAllowed { .. } | GateError::WrongProtocol { .. } => (1044, "42000"),
+        // ER_NOT_SUPPORTED_YET: the connection's type has no classifier in this build.
+        GateError::NoClassifier { .. } => (1235, "42000"),
         // ER_UNKNOWN_ERROR: the server side cannot serve the session; not the client's fault.
         GateError::AuditUnavailable(_) | GateError::MaskingUnavailable(_) => (1105, "HY000"),
     };

@@ -373,6 +373,8 @@ pub fn gate_error(e: &GateError) -> ErrorFields {
         GateError::BadCredentials { .. } | GateError::RateLimited { .. } => "28P01",
         GateError::UnknownConnection { .. } => "3D000",
         GateError::NotAllowed { .. } | GateError::WrongProtocol { .. } => "42501",
+        // feature_not_supported: the connection's type has no classifier in this build.
+        GateError::NoClassifier { .. } => "0A000",
         GateError::AuditUnavailable(_) => "58030",
         GateError::MaskingUnavailable(_) => "58000",
     };

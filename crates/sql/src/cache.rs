@@ -50,6 +50,12 @@ pub struct PgClassifier {
     hasher: RandomState,
 }
 
+impl airlock_core::Classifier for PgClassifier {
+    fn classify(&self, text: &str) -> Arc<Classification> {
+        PgClassifier::classify(self, text)
+    }
+}
+
 impl PgClassifier {
     /// `capacity`: roughly how many distinct normalized statements to keep (0 disables caching).
     pub fn new(capacity: usize) -> Self {

@@ -54,6 +54,12 @@ pub struct MySqlClassifier {
     capacity: usize,
 }
 
+impl airlock_core::Classifier for MySqlClassifier {
+    fn classify(&self, text: &str) -> Arc<Classification> {
+        MySqlClassifier::classify(self, text)
+    }
+}
+
 impl MySqlClassifier {
     pub fn new(capacity: usize) -> Self {
         MySqlClassifier {
