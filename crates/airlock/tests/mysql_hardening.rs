@@ -481,3 +481,31 @@ fn versioned_comments_a_server_may_skip_are_refused() {
     assert!(gw.audit_log().contains(r#""decision":"deny""#));
     direct_mysql(&format!("DROP TABLE {t}"));
 }
+
+/// Outside review, round 8 (F1): `--` followed by a Unicode space (NBSP, U+3000) is two minus
+/// signs to MariaDB, but the gateway read a comment and missed the rest of the line: one
+/// COM_QUERY switched the session to read-write, inserted a row and created a table. Unicode
+/// blanks outside strings are refused now; inside strings they are data.
+#[test]
+fn a_unicode_space_after_two_dashes_hides_nothing() {
+    let gw = Gateway::start_mysql(READ_ONLY_AGENTS);
+    let t = table("mh_nbsp");
+    let made = unique("mh_nbsp_pwned");
+    let mut raw = Raw::login(&gw);
+    for blank in ['\u{a0}', '\u{3000}', '\u{2028}'] {
+        let attack = format!(
+            "select 1 --{blank} from (select 2 as `{blank}`) x; set session transaction read write; insert into {t} values (99, 'x'); create table {made}(i int)"
+        );
+        let err = raw.query_err(&attack);
+        assert!(err.contains("read-only"), "{err}");
+    }
+    assert_eq!(
+        raw.query_value("select '\u{a0}--\u{a0}' as s"),
+        "\u{a0}--\u{a0}"
+    );
+    assert_eq!(count(&t), "3");
+    assert!(direct_mysql(&format!("SHOW TABLES LIKE '{made}'"))
+        .trim()
+        .is_empty());
+    direct_mysql(&format!("DROP TABLE {t}"));
+}

@@ -136,6 +136,12 @@ pub(crate) fn lex(sql: &str) -> Result<Lexed, LexError> {
                 push_segment(&mut out.segments, &mut cur);
                 i += 1;
             }
+            _ if unicode_blank(c) => {
+                return Err(LexError(format!(
+                    "a Unicode space or control character (U+{:04X}) outside a string",
+                    u32::from(c)
+                )));
+            }
             _ => {
                 cur.push(c);
                 i += 1;
@@ -153,14 +159,30 @@ pub(crate) fn lex(sql: &str) -> Result<Lexed, LexError> {
 /// 10+); five ASCII digits compare as numbers.
 const UNIVERSAL_VERSION: &str = "50700";
 
-/// MySQL: `--` starts a comment only when followed by whitespace or a control character (or at
-/// the very end, where it makes no difference).
+/// MySQL: `--` starts a comment only when the next *byte* is a space or control character
+/// (`my_isspace || my_iscntrl`, or at the very end, where it makes no difference). Only ASCII
+/// counts: in UTF-8 a Unicode space (NBSP, U+2028, U+3000) starts with a lead byte that is
+/// neither, so `--<NBSP>` is two minus signs to the server. Reading it as a comment hid the rest
+/// of the line from the gateway (round-8 review, F1). The caller refuses a non-ASCII space or
+/// control character anywhere outside strings ([`unicode_blank`]), so no other client charset
+/// can disagree either.
 fn line_comment_at(chars: &[char], i: usize) -> bool {
     chars.get(i) == Some(&'-')
         && chars.get(i + 1) == Some(&'-')
         && chars
             .get(i + 2)
-            .is_none_or(|n| n.is_whitespace() || n.is_control())
+            .is_none_or(|n| n.is_ascii_whitespace() || n.is_ascii_control() || *n == '\u{b}')
+}
+
+/// A space or control character outside ASCII: servers read these as identifier bytes, some
+/// tokenizers as blanks. Outside strings and quoted identifiers they have no legitimate use, so
+/// a statement with one is refused rather than read one way while the server reads another.
+fn unicode_blank(c: char) -> bool {
+    !c.is_ascii()
+        && (c.is_whitespace()
+            || c.is_control()
+            // Invisible format characters: soft hyphen, zero-width spaces and joiners, BOM.
+            || matches!(c, '\u{ad}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}'))
 }
 
 fn push_segment(segments: &mut Vec<String>, cur: &mut String) {
@@ -275,6 +297,27 @@ mod tests {
         assert!(lex("select 1 /*M! , ' */").is_err());
         assert!(lex("select /*!40101 1 -- x\n */").is_err());
         assert!(lex("select /*!40101 1 # x\n */").is_err());
+    }
+
+    /// Round 8 (F1): `--` plus a Unicode space is two minus signs to the server; the gateway
+    /// took it for a comment and missed the rest of the line. Unicode blanks outside strings are
+    /// refused; inside strings and quoted identifiers they are data.
+    #[test]
+    fn only_ascii_blanks_start_a_dash_comment() {
+        for blank in [
+            '\u{a0}', '\u{85}', '\u{200a}', '\u{2028}', '\u{3000}', '\u{feff}',
+        ] {
+            let sql = format!("select 1 --{blank} from (select 2) x; delete from t");
+            assert!(lex(&sql).is_err(), "U+{:04X}", u32::from(blank));
+            assert!(lex(&format!("select 1{blank}from t")).is_err());
+            assert_eq!(
+                segs(&format!("select '{blank}', `a{blank}b`")),
+                vec![format!("select '{blank}', `a{blank}b`")]
+            );
+        }
+        assert_eq!(segs("select 1 --\tx\n, 2"), vec!["select 1  \n, 2"]);
+        assert_eq!(segs("select 1 --\u{b}x\n, 2"), vec!["select 1  \n, 2"]);
+        assert_eq!(segs("select 1 --x"), vec!["select 1 - -x"]);
         assert!(lex("/*! select 1; drop table t */").is_err());
         assert!(lex("/*! select 1").is_err());
         assert!(lex("/* x").is_err());
