@@ -14,9 +14,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use airlock_gate::masking::SessionMasking;
-use airlock_mask::{MaskCounts, Masked, WITHHELD_PLACEHOLDER};
+use airlock_mask::{Masked, WITHHELD_PLACEHOLDER};
 use airlock_sql::lineage::{CopyFormat, CopyKind, StatementLineage, DERIVED_MARKER};
-use airlock_store::MaskedCounts;
 use bytes::{BufMut, BytesMut};
 
 const TEXT: u32 = 25;
@@ -116,28 +115,8 @@ impl RowPlan {
     }
 }
 
-/// Counts for one statement's result.
-#[derive(Debug, Default)]
-pub struct Counts {
-    entities: MaskCounts,
-    columns: std::collections::BTreeMap<String, u64>,
-}
-
-impl Counts {
-    pub fn take(&mut self) -> MaskedCounts {
-        let mut out = MaskedCounts::default();
-        for (entity, n) in self.entities.iter() {
-            out.entities.insert(entity.to_owned(), n);
-        }
-        if self.entities.withheld() > 0 {
-            out.entities
-                .insert("withheld".to_owned(), self.entities.withheld());
-        }
-        out.columns = std::mem::take(&mut self.columns);
-        self.entities.clear();
-        out
-    }
-}
+/// Counts for one statement's result: the gate's tally, shared with the MySQL adapter.
+pub type Counts = airlock_gate::masking::Tally;
 
 enum Value<'a> {
     Same,
@@ -251,7 +230,7 @@ fn mask_value<'a>(
 
     if let Some(sources) = &col.sources {
         for s in sources.iter().filter(|s| s.as_str() != DERIVED_MARKER) {
-            *counts.columns.entry(s.clone()).or_default() += 1;
+            counts.column(s);
         }
         let Some(text) = text else {
             // A binary value of a type we cannot rewrite keeps its type as NULL.
@@ -472,7 +451,7 @@ pub fn mask_copy_data(
         };
         if fields.len() != plan.cols.len() && !plan.cols.is_empty() {
             // A row that does not split into the announced columns is not guessed at.
-            *counts.columns.entry("?copy_row".to_owned()).or_default() += 1;
+            counts.column("?copy_row");
             let mut withheld = WITHHELD_PLACEHOLDER.to_vec();
             if nl {
                 withheld.push(b'\n');
@@ -664,7 +643,7 @@ pub fn mask_error_body(
                 v = Cow::Owned(withhold_message(&v));
             }
             if v.as_ref() != value {
-                *counts.columns.entry("?error_text".to_owned()).or_default() += 1;
+                counts.column("?error_text");
             }
             if field == b'D' && m.has_column_rules() {
                 if let Some(w) = withhold_echoed_values(&v) {
