@@ -45,7 +45,7 @@ pub fn run(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::
     if let Some(r) = audit.recovered() {
         warn!(truncated_to = r.truncated_to, dropped_bytes = r.dropped_bytes, "the audit log ended in a partial line (crash during a write); it was cut back to the last complete event");
     }
-    let tls = airlock_proto_pg::tls::server_config(
+    let tls = airlock_transport::tls::server_config(
         config.tls.cert_file.as_deref(),
         config.tls.key_file.as_deref(),
         &data_dir,

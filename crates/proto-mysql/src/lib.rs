@@ -26,7 +26,7 @@ use crate::codec::{
 };
 use crate::handshake::{auth_switch, Greeting, Response, CACHING_SHA2, CLEAR, NATIVE};
 use airlock_gate::{Gate, GateError, UpstreamSpec};
-use airlock_proto_pg::stream::PgStream;
+use airlock_transport::NetStream;
 use bytes::BytesMut;
 use rand::Rng;
 use std::collections::HashMap;
@@ -193,12 +193,12 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<MySqlList
                     "airlock: the gateway is serving its maximum of {} sessions; try again shortly",
                     gate.capacity().limit()
                 );
-                let _ = refuse(&mut PgStream::Plain(tcp), 0, 1040, "08004", &message).await;
+                let _ = refuse(&mut NetStream::Plain(tcp), 0, 1040, "08004", &message).await;
                 return;
             };
             let Some(handshaking) = gate.begin_handshake(peer.ip()) else {
                 let message = "airlock: too many connections from this address are still in their handshake; try again shortly";
-                let _ = refuse(&mut PgStream::Plain(tcp), 0, 1040, "08004", message).await;
+                let _ = refuse(&mut NetStream::Plain(tcp), 0, 1040, "08004", message).await;
                 return;
             };
             if let Err(e) =
@@ -220,7 +220,7 @@ pub enum SessionError {
 
 /// Sends an ERR packet and ends the connection.
 async fn refuse(
-    stream: &mut PgStream,
+    stream: &mut NetStream,
     seq: u8,
     code: u16,
     sqlstate: &str,
@@ -236,7 +236,7 @@ async fn refuse(
 }
 
 async fn read_handshake_packet(
-    stream: &mut PgStream,
+    stream: &mut NetStream,
     buf: &mut BytesMut,
     seq: u8,
 ) -> Result<Packet, SessionError> {
@@ -259,7 +259,7 @@ async fn read_handshake_packet(
 }
 
 /// Reads exactly one packet (header, then its payload) without buffering anything after it.
-async fn read_first_packet(stream: &mut PgStream, seq: u8) -> Result<Packet, SessionError> {
+async fn read_first_packet(stream: &mut NetStream, seq: u8) -> Result<Packet, SessionError> {
     let mut header = [0u8; 4];
     read_exact_or_closed(stream, &mut header).await?;
     let [l0, l1, l2, got_seq] = header;
@@ -281,7 +281,7 @@ async fn read_first_packet(stream: &mut PgStream, seq: u8) -> Result<Packet, Ses
     })
 }
 
-async fn read_exact_or_closed(stream: &mut PgStream, out: &mut [u8]) -> Result<(), SessionError> {
+async fn read_exact_or_closed(stream: &mut NetStream, out: &mut [u8]) -> Result<(), SessionError> {
     match stream.read_exact(out).await {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(SessionError::Client(
@@ -315,7 +315,7 @@ pub fn gate_error(e: &GateError) -> (u16, &'static str, String) {
 }
 
 struct Authenticated {
-    stream: PgStream,
+    stream: NetStream,
     buf: BytesMut,
     response: Response,
     token: String,
@@ -329,14 +329,15 @@ async fn handshake(
     config: &MySqlListenerConfig,
     connection_id: u32,
 ) -> Result<Authenticated, SessionError> {
-    let mut stream = PgStream::Plain(tcp);
+    let mut stream = NetStream::Plain(tcp);
     let mut buf = BytesMut::with_capacity(1024);
     // Printable, NUL-free scramble bytes, as servers send.
     let nonce: Vec<u8> = {
         let mut rng = rand::rng();
         (0..20).map(|_| rng.random_range(33u8..127)).collect()
     };
-    let plaintext_ok = peer.ip().is_loopback() || config.allow_plaintext_tokens;
+    let plaintext_ok =
+        airlock_transport::plaintext_token_allowed(peer.ip(), config.allow_plaintext_tokens);
     let mut caps = GATEWAY_CAPABILITIES;
     if config.tls.is_some() {
         caps |= CLIENT_SSL;
@@ -396,13 +397,13 @@ async fn handshake(
             )
             .await);
         }
-        let PgStream::Plain(tcp) = stream else {
+        let NetStream::Plain(tcp) = stream else {
             return Err(SessionError::Client(
                 "internal: unexpected stream state".into(),
             ));
         };
         let tls = tokio_rustls::TlsAcceptor::from(tls).accept(tcp).await?;
-        stream = PgStream::ServerTls(Box::new(tls));
+        stream = NetStream::ServerTls(Box::new(tls));
         p = read_handshake_packet(&mut stream, &mut buf, p.last_seq.wrapping_add(1)).await?;
         response = match Response::decode(&p.payload) {
             Ok(r) if !r.ssl_request => r,

@@ -34,12 +34,12 @@ use airlock_core::review::Review;
 use airlock_core::Action;
 use airlock_gate::masking::{SessionMasking, Tally};
 use airlock_gate::{Judged, SessionEnd, SessionGate};
-use airlock_proto_pg::stream::PgStream;
 use airlock_record::Recorder;
 use airlock_sql::mysql::{
     may_change_sql_mode, may_turn_off_read_only, parse_kill, reads_client_file,
     stores_computed_state, Kill,
 };
+use airlock_transport::NetStream;
 use bytes::{Buf, BytesMut};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -150,9 +150,9 @@ struct Outcome {
 }
 
 pub struct Relay {
-    client: PgStream,
+    client: NetStream,
     client_buf: BytesMut,
-    up: PgStream,
+    up: NetStream,
     up_buf: BytesMut,
     session: Arc<SessionGate>,
     kills: Arc<KillRegistry>,
@@ -203,7 +203,7 @@ pub fn describe_command(payload: &[u8]) -> &'static str {
 
 impl Relay {
     pub fn new(
-        client: PgStream,
+        client: NetStream,
         client_buf: BytesMut,
         up: Upstream,
         session: Arc<SessionGate>,
@@ -1418,7 +1418,7 @@ enum ClientReadError {
 
 /// The next command packet (sequence id 0), or `None` when the client closed the connection.
 async fn read_client(
-    client: &mut PgStream,
+    client: &mut NetStream,
     buf: &mut BytesMut,
     max: usize,
 ) -> Result<Option<crate::codec::Packet>, ClientReadError> {

@@ -10,8 +10,8 @@ use crate::codec::{
 };
 use crate::handshake::{scramble, Greeting, Response, CACHING_SHA2, CLEAR, NATIVE};
 use airlock_gate::UpstreamSpec;
-use airlock_proto_pg::stream::PgStream;
-use airlock_proto_pg::tls::{client_config, SslMode};
+use airlock_transport::tls::{client_config, SslMode};
+use airlock_transport::NetStream;
 use bytes::BytesMut;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -59,7 +59,7 @@ pub(crate) fn supported_server(version: &str) -> bool {
 
 /// An authenticated upstream connection, in the command phase.
 pub struct Upstream {
-    pub stream: PgStream,
+    pub stream: NetStream,
     /// The server's id for this connection (what `KILL` on the upstream takes).
     pub thread_id: u32,
     pub version: String,
@@ -102,7 +102,7 @@ pub async fn connect(spec: &UpstreamSpec, client: ClientParams) -> Result<Upstre
     result
 }
 
-async fn read_packet(stream: &mut PgStream, buf: &mut BytesMut) -> Result<Packet, UpstreamError> {
+async fn read_packet(stream: &mut NetStream, buf: &mut BytesMut) -> Result<Packet, UpstreamError> {
     loop {
         match split_packet(buf, MAX_AUTH_PACKET, None) {
             Ok(Some(p)) => return Ok(p),
@@ -121,7 +121,7 @@ async fn read_packet(stream: &mut PgStream, buf: &mut BytesMut) -> Result<Packet
     }
 }
 
-async fn send(stream: &mut PgStream, seq: &mut u8, payload: &[u8]) -> Result<(), UpstreamError> {
+async fn send(stream: &mut NetStream, seq: &mut u8, payload: &[u8]) -> Result<(), UpstreamError> {
     let mut out = BytesMut::with_capacity(payload.len() + 4);
     put_packet(&mut out, seq, payload);
     stream
@@ -138,7 +138,7 @@ async fn connect_inner(
         .await
         .map_err(|e| fail(format!("connecting: {e}")))?;
     let _ = tcp.set_nodelay(true);
-    let mut stream = PgStream::Plain(tcp);
+    let mut stream = NetStream::Plain(tcp);
     let mut buf = BytesMut::with_capacity(4096);
     let greeting_packet = read_packet(&mut stream, &mut buf).await?;
     let greeting = Greeting::decode(&greeting_packet.payload)
@@ -196,14 +196,14 @@ async fn connect_inner(
             .to_owned();
         let name = rustls::pki_types::ServerName::try_from(host)
             .map_err(|e| fail(format!("upstream TLS server name: {e}")))?;
-        let PgStream::Plain(tcp) = stream else {
+        let NetStream::Plain(tcp) = stream else {
             return Err(fail("internal: unexpected stream state"));
         };
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
             .map_err(|e| fail(format!("upstream TLS handshake: {e}")))?;
-        stream = PgStream::ClientTls(Box::new(tls));
+        stream = NetStream::ClientTls(Box::new(tls));
     }
     let password = spec.password.as_deref().unwrap_or("").as_bytes().to_vec();
     let plugin = match greeting.plugin.as_str() {
@@ -328,7 +328,7 @@ pub async fn check_sql_mode(up: &mut Upstream) -> Result<(), UpstreamError> {
 
 /// [`check_sql_mode`] on a relay's upstream stream and read buffer.
 pub async fn check_sql_mode_on(
-    stream: &mut PgStream,
+    stream: &mut NetStream,
     buf: &mut BytesMut,
 ) -> Result<(), UpstreamError> {
     let rows = query_rows_on(stream, buf, "SELECT @@SESSION.sql_mode")
@@ -352,7 +352,7 @@ pub async fn check_sql_mode_on(
 /// that it took. Returns the variable that reports it (`tx_read_only` on MariaDB and MySQL 5.7,
 /// `transaction_read_only` on MySQL 8), for later checks.
 pub async fn set_read_only_on(
-    stream: &mut PgStream,
+    stream: &mut NetStream,
     buf: &mut BytesMut,
 ) -> Result<&'static str, UpstreamError> {
     query_rows_on(stream, buf, "SET SESSION TRANSACTION READ ONLY")
@@ -383,7 +383,7 @@ pub async fn set_read_only(up: &mut Upstream) -> Result<&'static str, UpstreamEr
 
 /// Whether the session is still read-only (`var` from [`set_read_only_on`]).
 pub async fn is_read_only_on(
-    stream: &mut PgStream,
+    stream: &mut NetStream,
     buf: &mut BytesMut,
     var: &str,
 ) -> Result<bool, UpstreamError> {
@@ -411,7 +411,7 @@ pub async fn query_rows(
 /// [`query_rows`] on a stream and its read buffer (the relay's upstream between commands; the
 /// client never sees these statements or their answers). An OK answer is no rows.
 pub async fn query_rows_on(
-    stream: &mut PgStream,
+    stream: &mut NetStream,
     leftover: &mut BytesMut,
     sql: &str,
 ) -> Result<Vec<Vec<Option<Vec<u8>>>>, UpstreamError> {
@@ -422,7 +422,7 @@ pub async fn query_rows_on(
     send(stream, &mut seq, &payload).await?;
     let mut buf = std::mem::take(leftover);
     let result = async {
-        let read = async |buf: &mut BytesMut, stream: &mut PgStream| loop {
+        let read = async |buf: &mut BytesMut, stream: &mut NetStream| loop {
             match split_packet(buf, MAX_QUERY_PACKET, None) {
                 Ok(Some(p)) => return Ok(p),
                 Ok(None) => {}

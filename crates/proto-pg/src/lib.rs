@@ -15,16 +15,15 @@ pub mod encoding;
 pub mod mask;
 pub mod relay;
 mod startup;
-pub mod stream;
-pub mod tls;
+
 pub mod upstream;
 
 use crate::codec::{
     decode_startup, put_auth_request, put_backend_key, put_error, put_ready, split_message,
     split_startup, ErrorFields, Reader, StartupPacket,
 };
-use crate::stream::PgStream;
 use airlock_gate::{Gate, GateError};
+use airlock_transport::NetStream;
 use bytes::BytesMut;
 use rand::Rng;
 use std::collections::HashMap;
@@ -137,7 +136,7 @@ async fn refuse_over_capacity(tcp: TcpStream, message: String, config: &PgListen
     .with_hint("an operator can raise [gateway] max_sessions or the open-file limit (see docs/operations.md)");
     if let Ok(Ok((mut stream, _))) = tokio::time::timeout(
         Duration::from_secs(5),
-        negotiate(PgStream::Plain(tcp), &mut buf, config),
+        negotiate(NetStream::Plain(tcp), &mut buf, config),
     )
     .await
     {
@@ -153,7 +152,7 @@ enum SessionError {
     Io(#[from] std::io::Error),
 }
 
-async fn send_fatal(stream: &mut PgStream, f: &ErrorFields) -> SessionError {
+async fn send_fatal(stream: &mut NetStream, f: &ErrorFields) -> SessionError {
     let mut out = BytesMut::new();
     put_error(&mut out, f);
     let _ = stream.write_all(&out).await;
@@ -163,7 +162,7 @@ async fn send_fatal(stream: &mut PgStream, f: &ErrorFields) -> SessionError {
 }
 
 async fn read_startup(
-    stream: &mut PgStream,
+    stream: &mut NetStream,
     buf: &mut BytesMut,
 ) -> Result<StartupPacket, SessionError> {
     loop {
@@ -195,7 +194,7 @@ async fn handle_client(
     let mut buf = BytesMut::with_capacity(1024);
     let (mut stream, startup) = tokio::time::timeout(
         STARTUP_TIMEOUT,
-        negotiate(PgStream::Plain(tcp), &mut buf, &config),
+        negotiate(NetStream::Plain(tcp), &mut buf, &config),
     )
     .await
     .map_err(|_| SessionError::Client("startup timed out".into()))??;
@@ -244,7 +243,9 @@ async fn handle_client(
         )
         .await);
     }
-    if !stream.is_tls() && !peer.ip().is_loopback() && !config.allow_plaintext_tokens {
+    if !stream.is_tls()
+        && !airlock_transport::plaintext_token_allowed(peer.ip(), config.allow_plaintext_tokens)
+    {
         return Err(send_fatal(
             &mut stream,
             &ErrorFields::fatal(
@@ -288,10 +289,10 @@ async fn handle_client(
 }
 
 async fn negotiate(
-    mut stream: PgStream,
+    mut stream: NetStream,
     buf: &mut BytesMut,
     config: &PgListenerConfig,
-) -> Result<(PgStream, StartupPacket), SessionError> {
+) -> Result<(NetStream, StartupPacket), SessionError> {
     loop {
         match read_startup(&mut stream, buf).await? {
             StartupPacket::Ssl => match &config.tls {
@@ -323,19 +324,19 @@ fn unreachable_plain<T>() -> Result<T, SessionError> {
 }
 
 async fn upgrade(
-    stream: PgStream,
+    stream: NetStream,
     tls: Arc<rustls::ServerConfig>,
-) -> Result<PgStream, SessionError> {
+) -> Result<NetStream, SessionError> {
     match stream {
-        PgStream::Plain(tcp) => {
+        NetStream::Plain(tcp) => {
             let tls = tokio_rustls::TlsAcceptor::from(tls).accept(tcp).await?;
-            Ok(PgStream::ServerTls(Box::new(tls)))
+            Ok(NetStream::ServerTls(Box::new(tls)))
         }
         other => Ok(other),
     }
 }
 
-async fn read_password(stream: &mut PgStream, buf: &mut BytesMut) -> Result<String, SessionError> {
+async fn read_password(stream: &mut NetStream, buf: &mut BytesMut) -> Result<String, SessionError> {
     loop {
         match split_message(buf, 16 * 1024) {
             Ok(Some(m)) if m.tag == b'p' => {
@@ -389,7 +390,7 @@ pub fn gate_error(e: &GateError) -> ErrorFields {
 }
 
 async fn run_session(
-    mut client: PgStream,
+    mut client: NetStream,
     leftover: BytesMut,
     session: Arc<airlock_gate::SessionGate>,
     params: Vec<(String, String)>,
@@ -438,7 +439,8 @@ async fn run_session(
         database: &spec.database,
         user: &spec.user,
         password: spec.password.as_deref(),
-        sslmode: tls::SslMode::parse(&spec.sslmode).unwrap_or(tls::SslMode::Prefer),
+        sslmode: airlock_transport::tls::SslMode::parse(&spec.sslmode)
+            .unwrap_or(airlock_transport::tls::SslMode::Prefer),
         ca_file: spec.ca_file.as_deref(),
         params: &passed,
     };

@@ -881,7 +881,7 @@ const VIEWS_SQL: &str = "SELECT n.nspname::text, c.relname::text, \
 /// Reads the upstream's view definitions. Must run while the upstream is idle (after
 /// authentication, before relaying); leaves it idle again.
 pub async fn fetch_views(
-    stream: &mut crate::stream::PgStream,
+    stream: &mut airlock_transport::NetStream,
 ) -> Result<airlock_sql::lineage::ViewMap, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut out = BytesMut::new();

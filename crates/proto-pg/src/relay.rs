@@ -20,13 +20,13 @@ use crate::codec::{
 };
 use crate::encoding::{ClientEncoding, SharedEncoding};
 use crate::mask::{self, Column, Counts, LineageCache, RowPlan};
-use crate::stream::PgStream;
 use airlock_core::review::Review;
 use airlock_core::{Action, Operation};
 use airlock_gate::masking::SessionMasking;
 use airlock_gate::{heavy, GateError, Judged, SessionGate};
 use airlock_record::Recorder;
 use airlock_sql::lineage::{CopyFormat, CopyKind, StaleViews, StatementLineage, ViewMap};
+use airlock_transport::NetStream;
 use bytes::{Buf, BufMut, BytesMut};
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -148,7 +148,7 @@ impl Tracked {
 }
 
 pub(crate) type Queue = Arc<Mutex<VecDeque<Expect>>>;
-pub type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<PgStream>>>;
+pub type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<NetStream>>>;
 
 impl Prepared {
     /// The statement's text for the audit event of one of its executions: whole (up to the
@@ -380,7 +380,7 @@ pub(crate) struct Shared {
 /// Reads frontend messages until the client leaves. Returns `Ok(())` on a clean Terminate.
 pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     mut client: R,
-    mut upstream: WriteHalf<PgStream>,
+    mut upstream: WriteHalf<NetStream>,
     client_writer: ClientWriter,
     session: Arc<SessionGate>,
     queue: Queue,
@@ -757,7 +757,7 @@ impl Pending {
     /// then sends the messages upstream. Nothing is sent if the records cannot be written.
     async fn flush(
         &mut self,
-        upstream: &mut WriteHalf<PgStream>,
+        upstream: &mut WriteHalf<NetStream>,
         client_writer: &ClientWriter,
         session: &SessionGate,
         queue: &Queue,
@@ -816,7 +816,7 @@ impl Pending {
         &mut self,
         text: &str,
         extra_guard: impl FnOnce(&mut Judged),
-        upstream: &mut WriteHalf<PgStream>,
+        upstream: &mut WriteHalf<NetStream>,
         client_writer: &ClientWriter,
         session: &SessionGate,
         queue: &Queue,
@@ -1078,7 +1078,7 @@ enum Step {
 
 /// Relays backend messages until the upstream closes.
 pub(crate) async fn upstream_to_client(
-    mut upstream: ReadHalf<PgStream>,
+    mut upstream: ReadHalf<NetStream>,
     client: ClientWriter,
     session: Arc<SessionGate>,
     queue: Queue,

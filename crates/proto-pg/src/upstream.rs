@@ -4,8 +4,8 @@
 use crate::codec::{
     self, put_message, put_startup, split_message, ErrorFields, Reader, SSL_REQUEST,
 };
-use crate::stream::PgStream;
-use crate::tls::{client_config, SslMode};
+use airlock_transport::tls::{client_config, SslMode};
+use airlock_transport::NetStream;
 use bytes::{BufMut, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use std::path::Path;
@@ -30,7 +30,7 @@ pub struct UpstreamTarget<'a> {
 
 /// An authenticated upstream connection.
 pub struct Upstream {
-    pub stream: PgStream,
+    pub stream: NetStream,
     /// The upstream's BackendKeyData, for cancel requests.
     pub backend_pid: u32,
     pub backend_key: Vec<u8>,
@@ -64,7 +64,7 @@ pub async fn connect(t: &UpstreamTarget<'_>) -> Result<Upstream, ErrorFields> {
         .map_err(|e| upstream_error(t.connection, format!("connect: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let mut stream = match t.sslmode {
-        SslMode::Disable => PgStream::Plain(tcp),
+        SslMode::Disable => NetStream::Plain(tcp),
         mode => negotiate_tls(tcp, t, mode).await?,
     };
     let tls = stream.is_tls();
@@ -205,7 +205,7 @@ async fn negotiate_tls(
     mut tcp: TcpStream,
     t: &UpstreamTarget<'_>,
     mode: SslMode,
-) -> Result<PgStream, ErrorFields> {
+) -> Result<NetStream, ErrorFields> {
     let mut req = BytesMut::new();
     req.put_u32(8);
     req.put_u32(SSL_REQUEST);
@@ -235,9 +235,9 @@ async fn negotiate_tls(
                 .connect(name, tcp)
                 .await
                 .map_err(|e| upstream_error(t.connection, format!("TLS handshake: {e}")))?;
-            Ok(PgStream::ClientTls(Box::new(tls)))
+            Ok(NetStream::ClientTls(Box::new(tls)))
         }
-        b'N' if mode == SslMode::Prefer => Ok(PgStream::Plain(tcp)),
+        b'N' if mode == SslMode::Prefer => Ok(NetStream::Plain(tcp)),
         b'N' => Err(upstream_error(
             t.connection,
             "the server does not support TLS but sslmode requires it",
@@ -250,7 +250,7 @@ async fn negotiate_tls(
 }
 
 async fn write(
-    stream: &mut PgStream,
+    stream: &mut NetStream,
     bytes: &[u8],
     t: &UpstreamTarget<'_>,
 ) -> Result<(), ErrorFields> {
@@ -261,7 +261,7 @@ async fn write(
 }
 
 async fn read_message(
-    stream: &mut PgStream,
+    stream: &mut NetStream,
     buf: &mut BytesMut,
     t: &UpstreamTarget<'_>,
 ) -> Result<codec::Message, ErrorFields> {
