@@ -583,3 +583,32 @@ fn other_sessions_statements_do_not_come_out_of_a_masked_session() {
     assert_eq!(s.matches("masking cannot follow").count(), 3, "{s}");
     assert!(s.contains("still here"), "{s}");
 }
+
+/// Outside review, round 9 (F2–F4): MariaDB prints the values of the rows a statement reads
+/// in its query plans (`EXPLAIN FORMAT=JSON` substitutes const-table rows into conditions) and
+/// in the optimizer trace, where no column rule reaches; and a UTF-16 result character set hid
+/// every value from the content detectors. All refused in a masked session.
+#[test]
+fn plans_traces_and_unreadable_result_charsets_are_refused_in_a_masked_session() {
+    let f = fixture("redact");
+    let t = &f.t;
+    let s = text(&f.gw.mysql(&format!(
+        "set optimizer_trace='enabled=on';
+         explain format=json select * from {t} where id = 1;
+         analyze format=json select * from {t} where id = 1;
+         select hex(trace) from information_schema.optimizer_trace;
+         set character_set_results = utf16;
+         set statement character_set_results = utf32 for select note from {t} where id = 1;
+         describe {t};
+         set character_set_results = NULL;
+         select 'still here' as s;
+"
+    )));
+    assert_no_secret(&s, "plans and traces");
+    assert_eq!(s.matches("masking cannot follow").count(), 6, "{s}");
+    assert!(
+        s.contains("secret_code"),
+        "DESCRIBE of a table still lists its columns: {s}"
+    );
+    assert!(s.contains("still here"), "{s}");
+}

@@ -577,7 +577,9 @@ impl Relay {
             judged.force_deny(&format!(
                 "{why}; this session masks data, so a value stored this way could be read back unmasked"
             ));
-        } else if let Some(what) = reads_server_state(text) {
+        } else if let Some(what) =
+            reads_server_state(text).or_else(|| airlock_sql::mysql::reaches_row_reports(text))
+        {
             judged.force_deny(&format!(
                 "{what} shows values from outside this statement's tables, which masking cannot follow; it is not available in a session that masks data"
             ));

@@ -167,6 +167,79 @@ fn exact(sql: &str) -> String {
     out
 }
 
+/// Result character sets the content detectors can read (ASCII-compatible), and the values
+/// that leave results unconverted (drivers send `SET character_set_results = NULL`).
+const READABLE_RESULT_CHARSETS: &[&str] = &[
+    "utf8", "utf8mb3", "utf8mb4", "latin1", "ascii", "binary", "null", "default",
+];
+
+/// In a masked session, the server-side reports that print values of the rows a statement
+/// touched, outside any result column lineage can follow (round-9 review): a query plan
+/// (`EXPLAIN`/`DESCRIBE` of a statement, `ANALYZE` of a statement, `SHOW EXPLAIN|ANALYZE`,
+/// `EXPLAIN FOR CONNECTION`: MariaDB substitutes const-table row values into printed
+/// conditions, and `SHOW WARNINGS` after an `EXPLAIN` gives the rewritten query), the optimizer
+/// trace (`optimizer_trace`: the same values), and result character sets the detectors cannot
+/// read (`character_set_results = utf16|utf32|ucs2` hides every value from them). Returns what
+/// the statement reaches, or `None`. Text the lexer cannot read counts as reaching them.
+pub fn reaches_row_reports(sql: &str) -> Option<&'static str> {
+    let Ok(lexed) = lexer::lex(sql) else {
+        return Some("text the gateway cannot read");
+    };
+    for segment in &lexed.segments {
+        let words = classify::bare_words(segment);
+        let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+        if words.iter().any(|w| w == "OPTIMIZER_TRACE") {
+            return Some("the optimizer trace");
+        }
+        let plan = match word(0) {
+            "EXPLAIN" => true,
+            "SHOW" => matches!(word(1), "EXPLAIN" | "ANALYZE"),
+            // `DESCRIBE t` lists a table's columns; `DESCRIBE SELECT …` is an EXPLAIN.
+            "DESCRIBE" | "DESC" => is_statement_word(word(1)),
+            // `ANALYZE TABLE t` updates statistics; `ANALYZE SELECT …` runs and explains.
+            "ANALYZE" => !matches!(word(1), "TABLE" | "TABLES" | "LOCAL" | "NO_WRITE_TO_BINLOG"),
+            _ => false,
+        };
+        if plan {
+            return Some("a query plan (it prints values of the rows it reads)");
+        }
+        if let Some(at) = words.iter().position(|w| w == "CHARACTER_SET_RESULTS") {
+            let value = words.get(at + 1).map(|w| w.to_ascii_lowercase());
+            let readable = value
+                .as_deref()
+                .is_some_and(|v| READABLE_RESULT_CHARSETS.contains(&v))
+                && words
+                    .iter()
+                    .filter(|w| *w == "CHARACTER_SET_RESULTS")
+                    .count()
+                    == 1;
+            if !readable {
+                return Some("a result character set the content detectors cannot read");
+            }
+        }
+    }
+    None
+}
+
+fn is_statement_word(w: &str) -> bool {
+    matches!(
+        w,
+        "SELECT"
+            | "WITH"
+            | "INSERT"
+            | "UPDATE"
+            | "DELETE"
+            | "REPLACE"
+            | "TABLE"
+            | "VALUES"
+            | "FORMAT"
+            | "EXTENDED"
+            | "PARTITIONS"
+            | "FOR"
+            | "ANALYZE"
+    )
+}
+
 /// Whether the text contains `LOAD DATA LOCAL` / `LOAD XML LOCAL`: the server would ask the
 /// *client* for a file from the client's machine.
 pub fn reads_client_file(sql: &str) -> bool {
@@ -416,5 +489,49 @@ mod tests {
             "/*! load data local infile 'x' into table t */"
         ));
         assert!(!reads_client_file("LOAD DATA INFILE 'x' INTO TABLE t"));
+    }
+}
+
+#[cfg(test)]
+mod row_report_tests {
+    use super::reaches_row_reports;
+
+    #[test]
+    fn plans_traces_and_unreadable_result_charsets_are_found() {
+        for sql in [
+            "explain format=json select * from customers where id = 1",
+            "EXPLAIN select 1",
+            "explain extended select * from c",
+            "describe select * from customers",
+            "desc format=json select 1",
+            "analyze select * from customers",
+            "analyze format=json select 1",
+            "show explain for 12",
+            "show analyze for 12",
+            "set optimizer_trace='enabled=on'",
+            "select trace from information_schema.OPTIMIZER_TRACE",
+            "set statement optimizer_trace='enabled=on' for select 1",
+            "set character_set_results = utf16",
+            "SET @@session.character_set_results = 'utf32'",
+            "set character_set_results = @cs",
+            "set statement character_set_results=ucs2 for select body from notes",
+            "set character_set_results = utf8mb4, character_set_results = utf16",
+            "select 1; explain select 2",
+        ] {
+            assert!(reaches_row_reports(sql).is_some(), "{sql}");
+        }
+        for sql in [
+            "select 'explain' as e, 'optimizer_trace' as t",
+            "describe customers",
+            "desc customers email",
+            "analyze table customers",
+            "select * from t order by a desc",
+            "select a from t group by a desc with rollup",
+            "SET character_set_results = NULL",
+            "set character_set_results = utf8mb4",
+            "SET NAMES utf8mb4",
+        ] {
+            assert_eq!(reaches_row_reports(sql), None, "{sql}");
+        }
     }
 }
