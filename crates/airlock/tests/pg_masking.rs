@@ -883,3 +883,105 @@ fn error_positions_with_a_masked_column_in_scope_are_dropped() {
         String::from_utf8_lossy(&error)
     );
 }
+
+fn parse_msg(name: &str, sql: &str) -> Vec<u8> {
+    let mut b = name.as_bytes().to_vec();
+    b.push(0);
+    b.extend_from_slice(sql.as_bytes());
+    b.extend_from_slice(&[0, 0, 0]);
+    b
+}
+
+fn bind_msg(portal: &str, statement: &str) -> Vec<u8> {
+    let mut b = portal.as_bytes().to_vec();
+    b.push(0);
+    b.extend_from_slice(statement.as_bytes());
+    b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+    b
+}
+
+fn named(kind: u8, name: &str) -> Vec<u8> {
+    let mut b = vec![kind];
+    b.extend_from_slice(name.as_bytes());
+    b.push(0);
+    b
+}
+
+/// Outside review, round 9 (F1): after an error the server skips every extended-protocol
+/// message up to Sync, but the gateway applied the skipped Close/Parse to its own map of
+/// names, so a name it believed meant a clean query still ran the masked one on the server,
+/// masked by the clean query's lineage and audited as it. The second batch here is sent before
+/// the first is answered, so the gateway must wait to know what the name means. A Bind of a
+/// name the server did not take is refused; nothing comes out unmasked.
+#[test]
+fn a_parse_the_server_skipped_after_an_error_does_not_rename_a_statement() {
+    let f = setup();
+    let s = &f.schema;
+    let hx = |c: &str| format!("encode(convert_to({c}, 'UTF8'), 'hex')");
+    let masked = format!(
+        "select p.id, {}, {} from {s}.payments p join {s}.customers c on c.id = p.customer_id order by p.id",
+        hx("card_number"),
+        hx("email")
+    );
+    let clean = format!(
+        "select id, {}, {} from {s}.customers c order by id",
+        hx("name"),
+        hx("name")
+    );
+    for name in ["s1", ""] {
+        let mut pg = RawPg::connect(f.gw.port, "agent", TOKEN, "pg-local", &[]).unwrap();
+        pg.send(b'P', &parse_msg(name, &masked));
+        pg.send(b'S', &[]);
+        let first = pg.until_ready();
+        assert_eq!(
+            first.first().map(|(t, _)| *t),
+            Some(b'1'),
+            "{name:?}: the masked query is prepared"
+        );
+        // Batch 1: an error, then Close + Parse of the name with a clean query (both skipped by
+        // the server). Batch 2, sent at once: Bind and Execute the name.
+        pg.send(b'P', &parse_msg("boom", "select 1/0"));
+        pg.send(b'B', &bind_msg("", "boom"));
+        pg.send(b'E', &[0, 0, 0, 0, 0]);
+        if !name.is_empty() {
+            pg.send(b'C', &named(b'S', name));
+        }
+        pg.send(b'P', &parse_msg(name, &clean));
+        pg.send(b'S', &[]);
+        pg.send(b'B', &bind_msg("p", name));
+        pg.send(b'D', &named(b'P', "p"));
+        pg.send(b'E', &[b'p', 0, 0, 0, 0, 0]);
+        pg.send(b'S', &[]);
+        let mut answers = pg.until_ready();
+        answers.extend(pg.until_ready());
+        let rows: Vec<String> = answers
+            .iter()
+            .filter(|(t, _)| *t == b'D')
+            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        let errors: Vec<String> = answers
+            .iter()
+            .filter(|(t, _)| *t == b'E')
+            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        for row in &rows {
+            for secret in CARDS.iter().chain(EMAILS.iter()) {
+                let hexed: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+                assert!(
+                    !row.contains(&hexed),
+                    "{name:?}: {secret} leaked hex-encoded: {row}"
+                );
+            }
+        }
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("was not taken by the server")),
+            "{name:?}: the Bind is refused: {errors:?}"
+        );
+        assert!(rows.is_empty(), "{name:?}: nothing ran: {rows:?}");
+    }
+    // The audit names the refusal with the text the gateway had judged.
+    let audit = f.gw.audit_log();
+    assert!(audit.contains("was not taken by the server"), "{audit}");
+}

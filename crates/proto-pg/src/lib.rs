@@ -522,6 +522,9 @@ async fn run_session(
             peer: None,
         }))
     });
+    // Syncs the upstream has answered: the client side waits on it before trusting a name
+    // an earlier batch (re)defined (see relay::Settled).
+    let syncs = Arc::new(tokio::sync::watch::Sender::new(0u64));
     let c2u = relay::client_to_upstream(
         client_r,
         up_w,
@@ -532,6 +535,7 @@ async fn run_session(
         relay::Shared {
             recorder: recorder.clone(),
             encoding: encoding.clone(),
+            syncs: syncs.clone(),
         },
     );
     let u2c = relay::upstream_to_client(
@@ -543,6 +547,7 @@ async fn run_session(
         relay::Shared {
             recorder: recorder.clone(),
             encoding,
+            syncs,
         },
     );
     let (outcome, upstream_may_run) = tokio::select! {

@@ -50,7 +50,8 @@ pub(crate) enum Expect {
         extended: bool,
     },
     Parse(Arc<Prepared>),
-    Bind,
+    /// The portal's "not bound" flag when the gateway tracks the portal.
+    Bind(Option<Arc<AtomicBool>>),
     /// `Some`: a statement whose result shape masking needs (filled from the RowDescription).
     DescribeStatement(Option<Arc<Prepared>>),
     DescribePortal(Option<Arc<Prepared>>),
@@ -87,7 +88,7 @@ pub(crate) struct MaskState {
     copy: Option<CopyFormat>,
     counts: Counts,
     /// Extended protocol: the statement executed and the portal's result formats.
-    prepared: Option<(Arc<Prepared>, Arc<[i16]>)>,
+    prepared: Option<(Arc<Prepared>, Arc<[i16]>, Arc<AtomicBool>)>,
 }
 
 impl MaskState {
@@ -151,6 +152,13 @@ pub(crate) type Queue = Arc<Mutex<VecDeque<Expect>>>;
 pub type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<NetStream>>>;
 
 impl Prepared {
+    /// Whether the server's answer to this Parse is known, given how many Syncs it answered.
+    fn settled(&self, syncs_answered: u64) -> bool {
+        self.taken.load(Ordering::Relaxed)
+            || self.rejected.load(Ordering::Relaxed)
+            || syncs_answered > self.batch
+    }
+
     /// The statement's text for the audit event of one of its executions: whole (up to the
     /// gate's 64 KiB) the first time, cut at 1 KiB with its digest after that, so that cheap
     /// re-executions of a long statement do not write it again and again.
@@ -183,10 +191,16 @@ pub(crate) struct Prepared {
     /// prepared statement.
     reviewed: bool,
     executed: AtomicBool,
-    /// The server refused the Parse (set by the upstream task). If the gateway's view of the
-    /// name was wrong (a Close the server skipped after an error), the server still has an
-    /// older statement under this name: results of Executes are then masked as unknown.
+    /// The server did not take the Parse (set by the upstream task): it refused it (a name that
+    /// still exists, after a Close the server skipped) or skipped it (an error earlier in the
+    /// pipeline, until Sync). The server then holds an older statement under this name, so a
+    /// Bind of it is refused and results are masked as unknown (round-9 review, F1).
     rejected: AtomicBool,
+    /// The server answered the Parse with ParseComplete.
+    taken: AtomicBool,
+    /// Syncs the client had sent before this Parse: once the upstream has answered more than
+    /// this many, the Parse is settled (taken or not).
+    batch: u64,
     /// Masking: the statement's column lineage, its result columns once described, and
     /// whether a Describe was already sent for it.
     lineage: Option<Arc<Vec<StatementLineage>>>,
@@ -205,6 +219,9 @@ impl std::fmt::Debug for Prepared {
 /// A bound portal: its statement and, with masking, the result formats the client asked for.
 struct Portal {
     prepared: Arc<Prepared>,
+    /// Set by the upstream task when the server refused or skipped the Bind: an older portal
+    /// of this name may be what runs, so its rows are masked as unknown.
+    not_bound: Arc<AtomicBool>,
     formats: Arc<[i16]>,
     /// The bound parameters as the audit records them (`SessionGate::audit_param`).
     params: Arc<[Option<String>]>,
@@ -375,6 +392,8 @@ pub struct Limits {
 pub(crate) struct Shared {
     pub recorder: Option<Arc<Recorder>>,
     pub encoding: Arc<SharedEncoding>,
+    /// How many Syncs the upstream has answered (ReadyForQuery), for [`Prepared::settle`].
+    pub syncs: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Reads frontend messages until the client leaves. Returns `Ok(())` on a clean Terminate.
@@ -387,7 +406,12 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     limits: Limits,
     shared: Shared,
 ) -> Result<(), RelayError> {
-    let Shared { recorder, encoding } = shared;
+    let Shared {
+        recorder,
+        encoding,
+        syncs,
+    } = shared;
+    let mut syncs_sent = 0u64;
     let mut buf = BytesMut::with_capacity(CLIENT_BUF);
     let mut p = Pending {
         recorder,
@@ -522,6 +546,8 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                             reviewed,
                             executed: AtomicBool::new(false),
                             rejected: AtomicBool::new(false),
+                            taken: AtomicBool::new(false),
+                            batch: syncs_sent,
                             lineage,
                             shape: Mutex::new(None),
                             described: AtomicBool::new(false),
@@ -537,28 +563,92 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     let portal = &*portal;
                     let statement = read_text(&mut r, enc)?;
                     let statement = &*statement;
-                    match statements.get(statement) {
-                        Some(p) if !sql_cursors.may_be(portal) => {
+                    // A Parse of this batch that the server refuses or skips leaves it in its
+                    // error state until Sync, so it skips this Bind too: only a name defined in
+                    // an earlier batch can mean something else to the server.
+                    let mut earlier_batch = false;
+                    let prepared = match statements.get(statement).cloned() {
+                        Some(prep) => {
+                            earlier_batch = prep.batch < syncs_sent;
+                            // A statement (re)defined in an earlier batch the upstream has not
+                            // answered yet: the server may have skipped that Parse (an error
+                            // before it) and still hold the older statement, so wait until it
+                            // is known which one the name means (round-9 review, F1).
+                            if !prep.settled(*syncs.borrow()) && prep.batch < syncs_sent {
+                                p.flush(&mut upstream, &client_writer, &session, &queue)
+                                    .await?;
+                                let mut answered = syncs.subscribe();
+                                let settled = answered.wait_for(|n| prep.settled(*n)).await.is_ok();
+                                if !settled {
+                                    prep.rejected.store(true, Ordering::Relaxed);
+                                }
+                            }
+                            Some(prep)
+                        }
+                        None => None,
+                    };
+                    match prepared {
+                        Some(prep)
+                            if !(earlier_batch && prep.rejected.load(Ordering::Relaxed))
+                                && !sql_cursors.may_be(portal) =>
+                        {
                             let formats = if mask.is_some() {
                                 bind_result_formats(&msg.body).unwrap_or_else(|| Arc::from([]))
                             } else {
                                 Arc::from([])
                             };
+                            let not_bound = Arc::new(AtomicBool::new(false));
                             portals.insert(
                                 portal.to_owned(),
                                 Portal {
-                                    prepared: p.clone(),
+                                    prepared: prep,
+                                    not_bound: not_bound.clone(),
                                     formats,
                                     params: bind_params(&msg.body, &session),
                                 },
                             );
+                            copy_message(&mut p.out, msg.tag, &msg.body);
+                            p.expects.push(Expect::Bind(Some(not_bound)));
                         }
-                        _ => {
+                        Some(_) if sql_cursors.may_be(portal) => {
                             portals.remove(portal);
+                            copy_message(&mut p.out, msg.tag, &msg.body);
+                            p.expects.push(Expect::Bind(None));
+                        }
+                        // The server does not hold what the gateway judged under this name (it
+                        // skipped or refused the Parse), or the gateway never saw it prepared
+                        // (a Close the server skipped, SQL `PREPARE`): binding it would run a
+                        // statement this Bind was not judged for, so it is refused.
+                        other => {
+                            let text: Arc<str> = other
+                                .as_ref()
+                                .map(|prep| prep.text.clone())
+                                .unwrap_or_else(|| {
+                                    Arc::from(format!(
+                                        "<Bind of prepared statement \"{statement}\">"
+                                    ))
+                                });
+                            let mut judged = match &other {
+                                Some(prep) => prep.judged.clone(),
+                                None => session.judge(&text),
+                            };
+                            let why = match other {
+                                Some(_) => format!("prepared statement \"{statement}\" was not taken by the server (an error earlier in the pipeline skipped its Parse, or the name was in use), so the server may hold a different statement under this name; prepare it again after Sync"),
+                                None => format!("prepared statement \"{statement}\" was not prepared through airlock in this session (a SQL PREPARE, or a Close the server skipped); prepare it with Parse"),
+                            };
+                            judged.force_deny(&why);
+                            put_deny_extended(&mut p.out);
+                            p.expects.push(Expect::Denied {
+                                error: ErrorFields::error("26000", format!("airlock: {why}")),
+                                extended: true,
+                            });
+                            p.records.push((session.next_seq(), text, judged));
+                            portals.remove(portal);
+                            // The refusal ran on the unnamed statement and portal.
+                            statements.remove("");
+                            portals.remove("");
                         }
                     }
-                    copy_message(&mut p.out, msg.tag, &msg.body);
-                    p.expects.push(Expect::Bind);
                 }
                 b'E' => {
                     let portal = read_text(&mut Reader::new(&msg.body, "Execute"), enc)?;
@@ -592,6 +682,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                             prepared: prep,
                             formats,
                             params,
+                            not_bound,
                         }) => {
                             p.records
                                 .push((seq, prep.audit_text(), prep.judged.clone()));
@@ -600,7 +691,8 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                             }
                             let masked = mask.as_ref().map(|_| {
                                 let mut state = MaskState::new(prep.lineage.clone());
-                                state.prepared = Some((prep.clone(), formats.clone()));
+                                state.prepared =
+                                    Some((prep.clone(), formats.clone(), not_bound.clone()));
                                 state
                             });
                             if masked.is_some() && !prep.described.swap(true, Ordering::Relaxed) {
@@ -667,6 +759,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                 b'S' => {
                     copy_message(&mut p.out, msg.tag, &msg.body);
                     p.expects.push(Expect::Sync);
+                    syncs_sent += 1;
                     // The unnamed portal does not survive the end of the implicit transaction.
                     portals.remove("");
                 }
@@ -1085,7 +1178,11 @@ pub(crate) async fn upstream_to_client(
     limits: Limits,
     shared: Shared,
 ) -> Result<(), RelayError> {
-    let Shared { recorder, encoding } = shared;
+    let Shared {
+        recorder,
+        encoding,
+        syncs,
+    } = shared;
     let rec = recorder.as_deref();
     let mut buf = BytesMut::with_capacity(UPSTREAM_BUF);
     let mut out = BytesMut::new();
@@ -1169,10 +1266,10 @@ pub(crate) async fn upstream_to_client(
                         .map_or(Step::Pass, |b| Step::Rewrite(tag, b)),
                     // Masking a large row is CPU work long enough to stall every other
                     // session on this worker: the runtime moves them elsewhere meanwhile.
-                    _ if masking.is_some() && len > HEAVY_MASK_BYTES => {
-                        heavy(|| on_response(&mut q, &mut skip, tag, body, &session, masking, rec))?
-                    }
-                    _ => on_response(&mut q, &mut skip, tag, body, &session, masking, rec)?,
+                    _ if masking.is_some() && len > HEAVY_MASK_BYTES => heavy(|| {
+                        on_response(&mut q, &mut skip, tag, body, &session, masking, rec, &syncs)
+                    })?,
+                    _ => on_response(&mut q, &mut skip, tag, body, &session, masking, rec, &syncs)?,
                 };
                 match step {
                     Step::Pass => {
@@ -1350,6 +1447,7 @@ fn release_if_large(buf: &mut BytesMut, start: usize) {
 const HEAVY_MASK_BYTES: usize = 32 * 1024;
 
 /// Matches one backend message to the request it answers.
+#[allow(clippy::too_many_arguments)]
 fn on_response(
     q: &mut VecDeque<Expect>,
     skip: &mut Option<Skip>,
@@ -1358,6 +1456,7 @@ fn on_response(
     session: &SessionGate,
     masking: Option<&SessionMasking>,
     rec: Option<&Recorder>,
+    syncs: &tokio::sync::watch::Sender<u64>,
 ) -> Result<Step, RelayError> {
     skip_to_sync(q, skip, session);
     let Some(front) = q.front_mut() else {
@@ -1415,18 +1514,28 @@ fn on_response(
         Expect::Parse(prep) => {
             if tag == b'E' {
                 prep.rejected.store(true, Ordering::Relaxed);
+            } else if tag == b'1' {
+                prep.taken.store(true, Ordering::Relaxed);
             }
             match simple_completion(tag, b'1', &mut done, &mut failed) {
                 Step::Pass if tag == b'E' => untracked_error(body, masking),
                 step => step,
             }
         }
-        Expect::Bind | Expect::Close if tag == b'E' => {
+        Expect::Bind(not_bound) if tag == b'E' => {
+            if let Some(flag) = not_bound {
+                flag.store(true, Ordering::Relaxed);
+            }
             done = true;
             failed = true;
             untracked_error(body, masking)
         }
-        Expect::Bind => simple_completion(tag, b'2', &mut done, &mut failed),
+        Expect::Close if tag == b'E' => {
+            done = true;
+            failed = true;
+            untracked_error(body, masking)
+        }
+        Expect::Bind(_) => simple_completion(tag, b'2', &mut done, &mut failed),
         Expect::Close => simple_completion(tag, b'3', &mut done, &mut failed),
         Expect::DescribeStatement(prep) | Expect::DescribePortal(prep) => match tag {
             b'T' | b'n' => {
@@ -1490,6 +1599,7 @@ fn on_response(
         Expect::Sync => {
             if tag == b'Z' {
                 done = true;
+                syncs.send_modify(|n| *n += 1);
             }
             Step::Pass
         }
@@ -1529,14 +1639,20 @@ fn skip_to_sync(q: &mut VecDeque<Expect>, skip: &mut Option<Skip>, session: &Ses
             *skip = None;
             return;
         }
-        if let Some(Expect::Execute(mut t)) = q.pop_front() {
-            let error = if s.first {
-                s.code.clone()
-            } else {
-                format!("not run: {} earlier in the pipeline", s.code)
-            };
-            s.first = false;
-            t.finish(session, Some(error));
+        match q.pop_front() {
+            Some(Expect::Execute(mut t)) => {
+                let error = if s.first {
+                    s.code.clone()
+                } else {
+                    format!("not run: {} earlier in the pipeline", s.code)
+                };
+                s.first = false;
+                t.finish(session, Some(error));
+            }
+            // Skipped by the server: the names keep what they held before (round 9, F1).
+            Some(Expect::Parse(prep)) => prep.rejected.store(true, Ordering::Relaxed),
+            Some(Expect::Bind(Some(not_bound))) => not_bound.store(true, Ordering::Relaxed),
+            _ => {}
         }
     }
 }
@@ -1697,14 +1813,14 @@ fn mask_result(
 /// The plan for rows of an Execute: the statement's described columns with the portal's result
 /// formats. Without a description every value is treated as unknown (masked).
 fn execute_plan(state: &MaskState) -> RowPlan {
-    let Some((prep, formats)) = state.prepared.as_ref() else {
+    let Some((prep, formats, not_bound)) = state.prepared.as_ref() else {
         return RowPlan::new(Some(&StatementLineage::Opaque), &[]);
     };
     let shape = prep.shape.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let Some(shape) = shape else {
         return RowPlan::new(Some(&StatementLineage::Opaque), &[]);
     };
-    let rejected = prep.rejected.load(Ordering::Relaxed);
+    let rejected = prep.rejected.load(Ordering::Relaxed) || not_bound.load(Ordering::Relaxed);
     let cols: Vec<Column> = shape
         .iter()
         .enumerate()
