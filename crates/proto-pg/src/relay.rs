@@ -88,8 +88,11 @@ pub(crate) struct MaskState {
     copy: Option<CopyFormat>,
     counts: Counts,
     /// Extended protocol: the statement executed and the portal's result formats.
-    prepared: Option<(Arc<Prepared>, Arc<[i16]>, Arc<AtomicBool>)>,
+    prepared: Option<BoundPortal>,
 }
+
+/// The statement an Execute runs, the portal's result formats and its "not bound" flag.
+type BoundPortal = (Arc<Prepared>, Arc<[i16]>, Arc<AtomicBool>);
 
 impl MaskState {
     fn new(lineage: Option<Arc<Vec<StatementLineage>>>) -> Box<MaskState> {
@@ -566,10 +569,11 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                     // A Parse of this batch that the server refuses or skips leaves it in its
                     // error state until Sync, so it skips this Bind too: only a name defined in
                     // an earlier batch can mean something else to the server.
-                    let mut earlier_batch = false;
+                    let not_taken = |prep: &Prepared| {
+                        prep.batch < syncs_sent && prep.rejected.load(Ordering::Relaxed)
+                    };
                     let prepared = match statements.get(statement).cloned() {
                         Some(prep) => {
-                            earlier_batch = prep.batch < syncs_sent;
                             // A statement (re)defined in an earlier batch the upstream has not
                             // answered yet: the server may have skipped that Parse (an error
                             // before it) and still hold the older statement, so wait until it
@@ -588,10 +592,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                         None => None,
                     };
                     match prepared {
-                        Some(prep)
-                            if !(earlier_batch && prep.rejected.load(Ordering::Relaxed))
-                                && !sql_cursors.may_be(portal) =>
-                        {
+                        Some(prep) if !sql_cursors.may_be(portal) && !not_taken(&prep) => {
                             let formats = if mask.is_some() {
                                 bind_result_formats(&msg.body).unwrap_or_else(|| Arc::from([]))
                             } else {
