@@ -83,7 +83,43 @@ fn bench(c: &mut Criterion) {
     g.bench_function("row beyond the cap (counted only)", |b| {
         b.iter(|| capped.row(1, &row));
     });
+    let (recordings3, term) = recorder(dir.path(), 0);
+    // An 80-byte line of shell output: coalesced into the pending chunk (a frame per 32 KiB
+    // or 20 ms).
+    let line = [b'x'; 80];
+    g.bench_function("terminal_output, 80 bytes", |b| {
+        b.iter(|| term.terminal_output(&line));
+    });
+    let body = vec![b'{'; 4096];
+    let mut seq = 0u64;
+    g.bench_function("request + response, 4 KiB bodies", |b| {
+        b.iter(|| {
+            seq += 1;
+            term.request(
+                seq,
+                &airlock_record::Request {
+                    method: "GET",
+                    target: "/api/v1/namespaces/prod/pods",
+                    headers: &[("accept", "application/json")],
+                    body: &body,
+                    decision: "allow",
+                    ..Default::default()
+                },
+            );
+            term.response(
+                seq,
+                &airlock_record::Response {
+                    status: "200",
+                    body: &body,
+                    elapsed: Duration::from_micros(900),
+                    ..Default::default()
+                },
+            );
+        });
+    });
     g.finish();
+    drop(term);
+    recordings3.flush();
     drop(capped);
     recordings2.flush();
     let bytes = recordings

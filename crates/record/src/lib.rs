@@ -1,5 +1,8 @@
 //! Session recordings, protocol-neutral: what a session sent, what the gateway decided, and
-//! what came back (already masked), replayable statement by statement.
+//! what came back (already masked), replayable statement by statement. Three shapes of
+//! session share the format: SQL statements with their results, terminal sessions (timed
+//! output and input bytes, convertible to asciicast with [`to_asciicast`]) and
+//! request/response exchanges (HTTP, Kubernetes, AWS, MCP).
 //!
 //! # Files
 //!
@@ -27,15 +30,22 @@
     clippy::indexing_slicing
 )]
 
+mod asciicast;
 mod format;
 mod reader;
 mod render;
 mod writer;
 
-pub use format::{encode_value, pg_right_aligned, Frame, FORMAT_VERSION};
+pub use asciicast::{to_asciicast, AsciicastSummary};
+pub use format::{
+    decode_bytes, encode_bytes, encode_value, pg_right_aligned, Frame, FORMAT_VERSION,
+};
 pub use reader::RecordingReader;
 pub use render::{Pace, Renderer, ReplayOptions};
-pub use writer::{FailureHook, Recorder, RecordingConfig, RecordingStats, Recordings, SessionMeta};
+pub use writer::{
+    FailureHook, Recorder, RecordingConfig, RecordingStats, Recordings, Request, Response,
+    SessionMeta,
+};
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

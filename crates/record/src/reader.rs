@@ -2,6 +2,7 @@
 
 use crate::format::Frame;
 use crate::RecordError;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -9,6 +10,11 @@ use std::path::{Path, PathBuf};
 /// Longest line accepted; a longer one (damage, or a recording written with huge caps) is
 /// skipped rather than read into memory.
 const MAX_LINE: usize = 64 << 20;
+/// Distinct unknown frame kinds named by [`RecordingReader::unknown_kinds`]; more are only
+/// counted (a damaged or hostile file cannot grow the map).
+const MAX_UNKNOWN_KINDS: usize = 16;
+/// Longest unknown kind name kept.
+const MAX_KIND_NAME: usize = 64;
 
 /// Iterates over the frames of a recording. A file cut short (the gateway was killed) yields
 /// every complete frame before the cut and then ends; [`truncated`](Self::truncated) says why.
@@ -18,6 +24,9 @@ pub struct RecordingReader {
     buf: Vec<u8>,
     truncated: Option<String>,
     skipped: u64,
+    unknown: u64,
+    unknown_kinds: BTreeMap<String, u64>,
+    version: Option<u32>,
     done: bool,
 }
 
@@ -32,6 +41,9 @@ impl RecordingReader {
             buf: Vec::with_capacity(1024),
             truncated: None,
             skipped: 0,
+            unknown: 0,
+            unknown_kinds: BTreeMap::new(),
+            version: None,
             done: false,
         })
     }
@@ -45,6 +57,22 @@ impl RecordingReader {
     /// Lines that were not valid frames (skipped).
     pub fn skipped(&self) -> u64 {
         self.skipped
+    }
+
+    /// Frames of a kind this reader does not know (written by a newer version), skipped by
+    /// the iterator.
+    pub fn unknown(&self) -> u64 {
+        self.unknown
+    }
+
+    /// The unknown kinds met so far (their `t`) with how many of each; at most 16 kinds.
+    pub fn unknown_kinds(&self) -> &BTreeMap<String, u64> {
+        &self.unknown_kinds
+    }
+
+    /// The format version in the `start` frame, once the iterator has returned it.
+    pub fn version(&self) -> Option<u32> {
+        self.version
     }
 
     pub fn path(&self) -> &Path {
@@ -90,15 +118,53 @@ impl RecordingReader {
 impl Iterator for RecordingReader {
     type Item = Frame;
 
+    /// The next frame this version knows: lines that are not frames are counted in
+    /// [`skipped`](Self::skipped), frames of unknown kinds in [`unknown`](Self::unknown).
     fn next(&mut self) -> Option<Frame> {
         loop {
             let line = self.next_line()?;
             match serde_json::from_slice::<Frame>(line) {
-                Ok(frame) => return Some(frame),
+                Ok(Frame::Unknown) => {
+                    let kind = serde_json::from_slice::<Kind>(line)
+                        .map(|k| k.t)
+                        .unwrap_or_default();
+                    self.note_unknown(kind);
+                }
+                Ok(frame) => {
+                    if let Frame::Start { v, .. } = &frame {
+                        self.version = Some(*v);
+                    }
+                    return Some(frame);
+                }
                 Err(_) => self.skipped += 1,
             }
         }
     }
+}
+
+impl RecordingReader {
+    fn note_unknown(&mut self, mut kind: String) {
+        self.unknown += 1;
+        if kind.len() > MAX_KIND_NAME {
+            let mut end = MAX_KIND_NAME;
+            while !kind.is_char_boundary(end) {
+                end -= 1;
+            }
+            kind.truncate(end);
+        }
+        if let Some(n) = self.unknown_kinds.get_mut(&kind) {
+            *n += 1;
+        } else if self.unknown_kinds.len() < MAX_UNKNOWN_KINDS {
+            self.unknown_kinds.insert(kind, 1);
+        }
+    }
+}
+
+/// Only the tag of a frame, to name an unknown kind.
+#[derive(serde::Deserialize)]
+struct Kind {
+    #[serde(default)]
+    t: String,
 }
 
 enum LineRead {

@@ -1,9 +1,12 @@
-//! Replay: a recording rendered as psql would have shown it (aligned format).
+//! Replay: a recording rendered as the client saw it. SQL results as psql would have shown
+//! them (aligned format); a terminal session as its output stream (the bytes, escape
+//! sequences included, for a terminal to show); request/response exchanges as `> METHOD
+//! target` / `< status` lines with headers and body excerpts.
 //!
 //! Rows are buffered per statement because aligned output needs the column widths; that is
 //! bounded by the recording's per-statement caps, never the whole recording.
 
-use crate::format::Frame;
+use crate::format::{decode_bytes, Frame};
 use std::io::{self, BufRead, Write};
 use std::time::Duration;
 
@@ -14,7 +17,8 @@ pub enum Pace {
     Instant,
     /// Wait between statements as long as the session did, divided by this factor.
     Speed(f64),
-    /// Wait for Enter before each statement.
+    /// Wait for Enter before each statement or request; in a terminal session, after each
+    /// line the user entered (before its output).
     Step,
 }
 
@@ -47,6 +51,8 @@ pub struct Renderer<W: Write> {
     opts: ReplayOptions,
     result: Option<Result>,
     last_ts: Option<i64>,
+    /// The `start` frame's time: terminal frames count from it.
+    start_us: i64,
 }
 
 impl<W: Write> Renderer<W> {
@@ -56,6 +62,7 @@ impl<W: Write> Renderer<W> {
             opts,
             result: None,
             last_ts: None,
+            start_us: 0,
         }
     }
 
@@ -66,12 +73,31 @@ impl<W: Write> Renderer<W> {
         input: &mut dyn BufRead,
     ) -> io::Result<()> {
         for frame in frames {
-            if let Frame::Statement { ts_us, .. } = &frame {
-                self.pace(*ts_us, input)?;
+            if let Some(ts_us) = self.pace_point(&frame) {
+                self.pace(ts_us, input)?;
             }
             self.frame(&frame)?;
         }
         self.out.flush()
+    }
+
+    /// When a frame is a point to pace at: statements and requests; terminal output at
+    /// its time when replaying in real time; a line the user entered when stepping.
+    fn pace_point(&self, frame: &Frame) -> Option<i64> {
+        let term = |at_us: u64| {
+            self.start_us
+                .saturating_add(i64::try_from(at_us).unwrap_or(i64::MAX))
+        };
+        match (frame, self.opts.pace) {
+            (Frame::Statement { ts_us, .. } | Frame::Request { ts_us, .. }, _) => Some(*ts_us),
+            (Frame::TermOut { at_us, .. }, Pace::Speed(_)) => Some(term(*at_us)),
+            (Frame::TermIn { at_us, d, b64 }, Pace::Step) => {
+                let entered = decode_bytes(d, *b64)
+                    .is_some_and(|b| b.iter().any(|&c| c == b'\r' || c == b'\n'));
+                entered.then(|| term(*at_us))
+            }
+            _ => None,
+        }
     }
 
     fn pace(&mut self, ts_us: i64, input: &mut dyn BufRead) -> io::Result<()> {
@@ -105,6 +131,7 @@ impl<W: Write> Renderer<W> {
                 ts_us,
                 ..
             } => {
+                self.start_us = *ts_us;
                 if !self.opts.bare {
                     writeln!(
                         self.out,
@@ -212,6 +239,61 @@ impl<W: Write> Renderer<W> {
                     )?;
                 }
             }
+            Frame::TermOut { d, b64, .. } => match decode_bytes(d, *b64) {
+                Some(bytes) => self.out.write_all(&bytes)?,
+                None => writeln!(self.out, "\n-- damaged terminal frame left out")?,
+            },
+            // The terminal echoes what it shows of the input; the rest (a password at a
+            // prompt) is not for the screen.
+            Frame::TermIn { .. } | Frame::TermSize { .. } => {}
+            Frame::Request {
+                seq,
+                ts_us,
+                method,
+                target,
+                headers,
+                body,
+                body_b64,
+                body_len,
+                decision,
+                rule,
+            } => {
+                if !self.opts.bare {
+                    writeln!(
+                        self.out,
+                        "\n-- #{seq} {} {decision}{}",
+                        crate::fmt_time_us(*ts_us),
+                        rule.as_deref()
+                            .map(|r| format!(" (rule {r})"))
+                            .unwrap_or_default()
+                    )?;
+                }
+                writeln!(self.out, "> {method} {target}")?;
+                if !self.opts.bare {
+                    for (name, value) in headers {
+                        writeln!(self.out, "> {name}: {value}")?;
+                    }
+                    write_body(&mut self.out, body, *body_b64, *body_len)?;
+                }
+            }
+            Frame::Response {
+                status,
+                headers,
+                body,
+                body_b64,
+                body_len,
+                duration_us,
+                ..
+            } => {
+                writeln!(self.out, "< {status}")?;
+                if !self.opts.bare {
+                    for (name, value) in headers {
+                        writeln!(self.out, "< {name}: {value}")?;
+                    }
+                    write_body(&mut self.out, body, *body_b64, *body_len)?;
+                    writeln!(self.out, "Time: {:.3} ms", *duration_us as f64 / 1000.0)?;
+                }
+            }
             Frame::Unknown => {}
         }
         Ok(())
@@ -220,6 +302,30 @@ impl<W: Write> Renderer<W> {
     pub fn into_inner(self) -> W {
         self.out
     }
+}
+
+/// A body excerpt after its headers: the text, or a note for binary; and a note when the
+/// recording kept only the beginning.
+fn write_body<W: Write>(out: &mut W, body: &str, b64: bool, total: u64) -> io::Result<()> {
+    if total == 0 {
+        return Ok(());
+    }
+    let kept = match decode_bytes(body, b64) {
+        Some(b) => b.len() as u64,
+        None => 0,
+    };
+    if b64 {
+        writeln!(out, "-- binary body, {kept} bytes recorded")?;
+    } else if !body.is_empty() {
+        out.write_all(body.as_bytes())?;
+        if !body.ends_with('\n') {
+            writeln!(out)?;
+        }
+    }
+    if kept < total {
+        writeln!(out, "-- body: {total} bytes, the first {kept} recorded")?;
+    }
+    Ok(())
 }
 
 /// Display width of a value: characters (wide glyphs count one; good enough for a transcript).

@@ -11,7 +11,9 @@
 //! zstd frame appended to the recording's file with a single `write`. A crash (SIGKILL) so
 //! loses at most the last interval; what is in the file always decodes.
 
-use crate::format::{encode_value, Frame, FORMAT_VERSION};
+use crate::format::{
+    body_excerpt, encode_bytes, encode_value, incomplete_utf8_tail, Frame, FORMAT_VERSION,
+};
 use crate::{now_us, recording_path, RecordError};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -31,6 +33,23 @@ const BATCH_FRAMES: usize = 128;
 const BATCH_BYTES: usize = 64 * 1024;
 /// A batch older than this is sent with the next call even if small.
 const BATCH_AGE: Duration = Duration::from_millis(200);
+/// Terminal bytes of one direction are coalesced into one frame until this many are pending
+/// (a `cat` of a large file becomes 32 KiB frames, not one frame per `read`)...
+const TERM_CHUNK_BYTES: usize = 32 * 1024;
+/// ...or until the first of them is this old: below what a replay can show as a pause, and
+/// one frame per keystroke echo when a person types.
+const TERM_CHUNK_AGE: Duration = Duration::from_millis(20);
+/// Header values recorded as `[redacted]` whatever the adapter selects: they carry
+/// credentials, and a recording is data at rest.
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-amz-security-token",
+    "x-auth-token",
+];
 /// How often the writer looks at its queue when it is empty.
 const POLL: Duration = Duration::from_millis(10);
 
@@ -43,6 +62,9 @@ pub struct RecordingConfig {
     pub max_rows: u64,
     /// Bytes of row values kept per statement.
     pub max_bytes_per_statement: u64,
+    /// Bytes of a request or response body kept (the excerpt); the total length is always
+    /// recorded.
+    pub max_body_excerpt: usize,
     /// Upper bound on what a crash loses.
     pub flush_interval: Duration,
     /// Batches queued for the writer before the data path starts dropping.
@@ -61,6 +83,7 @@ impl RecordingConfig {
             dir: dir.into(),
             max_rows: 1000,
             max_bytes_per_statement: 1 << 20,
+            max_body_excerpt: 64 * 1024,
             flush_interval: Duration::from_secs(1),
             queue_batches: 16384,
             level: 1,
@@ -76,6 +99,38 @@ pub struct SessionMeta {
     pub connection: Option<String>,
     pub protocol: Option<String>,
     pub peer: Option<String>,
+}
+
+/// A request of a request/response protocol, for [`Recorder::request`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// `GET`, `POST`; for MCP the JSON-RPC method (`tools/call`).
+    pub method: &'a str,
+    /// Path and query (`/api/v1/namespaces/x/pods?limit=5`), or the protocol's equivalent
+    /// (the AWS action, the MCP tool name).
+    pub target: &'a str,
+    /// The headers worth keeping, in order; credential headers are redacted here anyway.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The body, or its first bytes (at least [`Recorder::body_excerpt_cap`] of them when the
+    /// adapter streams it, so it need not buffer more); already masked.
+    pub body: &'a [u8],
+    /// The body's total length if `body` is only its beginning.
+    pub body_len: Option<u64>,
+    /// The gateway's decision (`allow`, `deny`, `review`) and the rule that made it.
+    pub decision: &'a str,
+    pub rule: Option<&'a str>,
+}
+
+/// The response to a request, for [`Recorder::response`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Response<'a> {
+    /// `200`, `404`, or the protocol's equivalent (MCP `ok`, `error -32601`).
+    pub status: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+    pub body_len: Option<u64>,
+    /// From the request to the end of the response.
+    pub elapsed: Duration,
 }
 
 /// Counters over all recordings of a [`Recordings`] service.
@@ -222,8 +277,20 @@ enum Item {
     },
 }
 
+/// Terminal bytes of one direction not yet made into a frame (see [`TERM_CHUNK_BYTES`]).
+struct TermChunk {
+    input: bool,
+    at_us: u64,
+    since: Instant,
+    data: Vec<u8>,
+}
+
 struct Pending {
     frames: Batch,
+    term: Option<TermChunk>,
+    /// Per direction (output, input): the start of a UTF-8 character cut by a chunk boundary,
+    /// put in front of the next chunk of that direction.
+    term_carry: [Vec<u8>; 2],
     bytes: usize,
     since: Option<Instant>,
     dropped_unreported: u64,
@@ -239,6 +306,10 @@ pub struct Recorder {
     path: PathBuf,
     pending: Mutex<Pending>,
     dropped: AtomicU64,
+    /// The session start on the monotonic clock: terminal frames' `at_us` count from here,
+    /// so they never go backwards (asciicast needs increasing times) when the wall clock
+    /// steps.
+    started: Instant,
 }
 
 impl Recorder {
@@ -264,6 +335,8 @@ impl Recorder {
             path: path.clone(),
             pending: Mutex::new(Pending {
                 frames: Batch::default(),
+                term: None,
+                term_carry: [Vec::new(), Vec::new()],
                 bytes: 0,
                 since: None,
                 dropped_unreported: 0,
@@ -271,6 +344,7 @@ impl Recorder {
                 ended: false,
             }),
             dropped: AtomicU64::new(0),
+            started: Instant::now(),
         };
         if recorder
             .svc
@@ -443,10 +517,165 @@ impl Recorder {
         self.push(&mut p, frame, message.len());
     }
 
+    /// The terminal's size in cells: call once when the session gets a terminal (SSH
+    /// `pty-req`) and on every resize (`window-change`).
+    pub fn terminal_size(&self, cols: u32, rows: u32) {
+        let mut p = lock(&self.pending);
+        let at_us = self.at_us(Instant::now());
+        self.push(&mut p, Frame::TermSize { at_us, cols, rows }, 0);
+    }
+
+    /// Bytes the terminal shows (server to client), already masked if masking applies.
+    /// Coalesced with the bytes before it into frames of up to 32 KiB or 20 ms.
+    pub fn terminal_output(&self, bytes: &[u8]) {
+        self.terminal_bytes(false, bytes);
+    }
+
+    /// Bytes the client types (client to server). Input includes what a terminal does not
+    /// echo (passwords typed at a `sudo` prompt): the adapter decides whether to record it.
+    pub fn terminal_input(&self, bytes: &[u8]) {
+        self.terminal_bytes(true, bytes);
+    }
+
+    fn terminal_bytes(&self, input: bool, mut bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut p = lock(&self.pending);
+        if p.ended {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(c) = &p.term {
+            if c.input != input || now.duration_since(c.since) >= TERM_CHUNK_AGE {
+                self.emit_term(&mut p, false);
+            }
+        }
+        while !bytes.is_empty() {
+            let chunk = match p.term.take() {
+                Some(c) => c,
+                None => {
+                    let carry = p.term_carry.get_mut(usize::from(input)).map(std::mem::take);
+                    let mut data = carry.unwrap_or_default();
+                    data.reserve(bytes.len().min(TERM_CHUNK_BYTES));
+                    TermChunk {
+                        input,
+                        at_us: self.at_us(now),
+                        since: now,
+                        data,
+                    }
+                }
+            };
+            let chunk = p.term.insert(chunk);
+            let room = TERM_CHUNK_BYTES.saturating_sub(chunk.data.len()).max(1);
+            let (head, rest) = bytes.split_at(room.min(bytes.len()));
+            chunk.data.extend_from_slice(head);
+            bytes = rest;
+            if chunk.data.len() >= TERM_CHUNK_BYTES {
+                self.emit_term(&mut p, false);
+            }
+        }
+    }
+
+    /// Makes the pending terminal bytes a frame. Unless `last`, a UTF-8 character cut at the
+    /// end waits for the rest of it in `term_carry`; with `last` the carried bytes go too.
+    fn emit_term(&self, p: &mut Pending, last: bool) {
+        if let Some(mut c) = p.term.take() {
+            let tail = incomplete_utf8_tail(&c.data);
+            if tail > 0 && !last {
+                let rest = c.data.split_off(c.data.len() - tail);
+                if let Some(carry) = p.term_carry.get_mut(usize::from(c.input)) {
+                    *carry = rest;
+                }
+            }
+            self.push_term(p, c.input, c.at_us, c.data);
+        }
+        if last {
+            let at_us = self.at_us(Instant::now());
+            for input in [false, true] {
+                let carry = p.term_carry.get_mut(usize::from(input)).map(std::mem::take);
+                if let Some(data) = carry.filter(|d| !d.is_empty()) {
+                    self.push_term(p, input, at_us, data);
+                }
+            }
+        }
+    }
+
+    fn push_term(&self, p: &mut Pending, input: bool, at_us: u64, data: Vec<u8>) {
+        if data.is_empty() {
+            return;
+        }
+        let bytes = data.len();
+        let (d, b64) = encode_bytes(data);
+        let frame = if input {
+            Frame::TermIn { at_us, d, b64 }
+        } else {
+            Frame::TermOut { at_us, d, b64 }
+        };
+        self.enqueue(p, Item::Frame(frame), bytes);
+    }
+
+    fn at_us(&self, now: Instant) -> u64 {
+        u64::try_from(now.duration_since(self.started).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Body bytes a [`Request`] or [`Response`] keeps: an adapter that streams a body needs
+    /// to hold no more than this for the recording.
+    pub fn body_excerpt_cap(&self) -> usize {
+        self.svc.cfg.max_body_excerpt
+    }
+
+    /// A request (HTTP, Kubernetes, AWS, MCP) with the gateway's decision; `seq` ties it to
+    /// its [`response`](Self::response) as it ties a statement to its result.
+    pub fn request(&self, seq: u64, req: &Request<'_>) {
+        let total = req.body_len.unwrap_or(req.body.len() as u64);
+        let (body, body_b64) = body_excerpt(req.body, total, self.svc.cfg.max_body_excerpt);
+        let headers = keep_headers(req.headers);
+        let bytes = req.target.len() + body.len();
+        let frame = Frame::Request {
+            seq,
+            ts_us: now_us(),
+            method: req.method.to_owned(),
+            target: req.target.to_owned(),
+            headers,
+            body,
+            body_b64,
+            body_len: total,
+            decision: req.decision.to_owned(),
+            rule: req.rule.map(str::to_owned),
+        };
+        let mut p = lock(&self.pending);
+        self.push(&mut p, frame, bytes);
+    }
+
+    /// The response to request `seq`. Hands the buffer to the writer, as the end of a
+    /// statement does.
+    pub fn response(&self, seq: u64, resp: &Response<'_>) {
+        let total = resp.body_len.unwrap_or(resp.body.len() as u64);
+        let (body, body_b64) = body_excerpt(resp.body, total, self.svc.cfg.max_body_excerpt);
+        let headers = keep_headers(resp.headers);
+        let bytes = body.len();
+        let frame = Frame::Response {
+            seq,
+            ts_us: now_us(),
+            status: resp.status.to_owned(),
+            headers,
+            body,
+            body_b64,
+            body_len: total,
+            duration_us: u64::try_from(resp.elapsed.as_micros()).unwrap_or(u64::MAX),
+        };
+        let mut p = lock(&self.pending);
+        self.push(&mut p, frame, bytes);
+        self.send(&mut p);
+    }
+
     /// Hands buffered frames to the writer now. Call when the relay goes idle (e.g. after it
-    /// wrote a chunk to the client), so a slow result set is not held in this buffer.
+    /// wrote a chunk to the client), so a slow result set, or terminal output waiting to be
+    /// coalesced, is not held in this buffer.
     pub fn flush(&self) {
         let mut p = lock(&self.pending);
+        self.emit_term(&mut p, false);
         self.send(&mut p);
     }
 
@@ -457,6 +686,7 @@ impl Recorder {
         if p.ended {
             return;
         }
+        self.emit_term(&mut p, true);
         p.ended = true;
         let mut frames = std::mem::take(&mut p.frames);
         if p.dropped_unreported > 0 {
@@ -493,7 +723,15 @@ impl Recorder {
         self.push_item(p, Item::Frame(frame), bytes);
     }
 
+    /// Queues a frame after the pending terminal bytes, which happened before it.
     fn push_item(&self, p: &mut Pending, item: Item, bytes: usize) {
+        if p.term.is_some() {
+            self.emit_term(p, false);
+        }
+        self.enqueue(p, item, bytes);
+    }
+
+    fn enqueue(&self, p: &mut Pending, item: Item, bytes: usize) {
         if p.ended {
             return;
         }
@@ -752,6 +990,20 @@ impl WriterThread {
             }
         }
     }
+}
+
+/// The adapter's headers with credential values replaced (names compared without case).
+fn keep_headers(headers: &[(&str, &str)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let secret = CREDENTIAL_HEADERS
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(name.trim()));
+            let value = if secret { "[redacted]" } else { value };
+            ((*name).to_owned(), value.to_owned())
+        })
+        .collect()
 }
 
 /// `{"t":"row","seq":N,"v":[...]}` from the raw encoding of [`Batch::raw`]; the same JSON
