@@ -191,6 +191,74 @@ pub async fn after_accept_error(
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
 
+/// A connection the accept loop took.
+pub enum Arrival {
+    /// Within capacity: the permits are held until the connection ends (drop them with it).
+    Admitted {
+        tcp: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        permit: Permit,
+        handshake: HandshakePermit,
+    },
+    /// Over the session capacity or the per-source handshake limit: the adapter answers with
+    /// its protocol's "too many connections" error (`message`) and closes.
+    Refused {
+        tcp: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        message: String,
+    },
+}
+
+/// The accept loop every listener runs: accept (backing off on errors, see
+/// [`after_accept_error`]), `TCP_NODELAY`, the capacity and handshake checks, then `serve` in
+/// its own task. Runs until the task is dropped.
+pub async fn accept_loop<F, Fut>(
+    listener: tokio::net::TcpListener,
+    protocol: &'static str,
+    gate: Arc<crate::Gate>,
+    serve: F,
+) where
+    F: Fn(Arrival) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut failures = 0u32;
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                after_accept_error(protocol, &e, &mut failures).await;
+                continue;
+            }
+        };
+        failures = 0;
+        let _ = tcp.set_nodelay(true);
+        let arrival = match gate.admit_connection() {
+            None => Arrival::Refused {
+                tcp,
+                peer,
+                message: format!(
+                    "airlock: the gateway is serving its maximum of {} sessions; try again shortly",
+                    gate.capacity().limit()
+                ),
+            },
+            Some(permit) => match gate.begin_handshake(peer.ip()) {
+                None => Arrival::Refused {
+                    tcp,
+                    peer,
+                    message: "airlock: too many connections from this address are still in their handshake; try again shortly".to_owned(),
+                },
+                Some(handshake) => Arrival::Admitted {
+                    tcp,
+                    peer,
+                    permit,
+                    handshake,
+                },
+            },
+        };
+        tokio::spawn(serve(arrival));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
