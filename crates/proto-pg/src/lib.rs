@@ -28,7 +28,6 @@ use airlock_transport::NetStream;
 use bytes::BytesMut;
 use rand::Rng;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -100,18 +99,11 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<PgListene
                 Arrival::Refused { tcp, message, .. } => {
                     refuse_over_capacity(tcp, message, &config).await
                 }
-                Arrival::Admitted {
-                    tcp,
-                    peer,
-                    permit,
-                    handshake,
-                } => {
-                    if let Err(e) = handle_client(tcp, peer, gate, config, cancels, handshake).await
-                    {
+                Arrival::Admitted(conn) => {
+                    let peer = conn.peer;
+                    if let Err(e) = handle_client(conn, gate, config, cancels).await {
                         debug!(%peer, error = %e, "postgres client ended with an error");
                     }
-                    // Held until the connection ends, whatever ends it.
-                    drop(permit);
                 }
             }
         }
@@ -176,13 +168,18 @@ async fn read_startup(
 }
 
 async fn handle_client(
-    tcp: TcpStream,
-    peer: SocketAddr,
+    conn: airlock_gate::capacity::Admitted,
     gate: Arc<Gate>,
     config: Arc<PgListenerConfig>,
     cancels: Arc<CancelRegistry>,
-    handshake: airlock_gate::capacity::HandshakePermit,
 ) -> Result<(), SessionError> {
+    // `_permit` is held until the connection ends, whatever ends it.
+    let airlock_gate::capacity::Admitted {
+        tcp,
+        peer,
+        permit: _permit,
+        handshake,
+    } = conn;
     let mut buf = BytesMut::with_capacity(1024);
     let (mut stream, startup) = tokio::time::timeout(
         STARTUP_TIMEOUT,
