@@ -191,18 +191,15 @@ pub async fn after_accept_error(
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
 
-/// A connection within capacity. Keep it (its `permit`) until the connection ends; drop
-/// `handshake` once the client has authenticated.
-pub struct Admitted {
-    pub tcp: tokio::net::TcpStream,
-    pub peer: std::net::SocketAddr,
-    pub permit: Permit,
-    pub handshake: HandshakePermit,
-}
-
 /// A connection the accept loop took.
 pub enum Arrival {
-    Admitted(Admitted),
+    /// Within capacity: the permits are held until the connection ends (drop them with it).
+    Admitted {
+        tcp: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        permit: Permit,
+        handshake: HandshakePermit,
+    },
     /// Over the session capacity or the per-source handshake limit: the adapter answers with
     /// its protocol's "too many connections" error (`message`) and closes.
     Refused {
@@ -250,12 +247,12 @@ pub async fn accept_loop<F, Fut>(
                     peer,
                     message: "airlock: too many connections from this address are still in their handshake; try again shortly".to_owned(),
                 },
-                Some(handshake) => Arrival::Admitted(Admitted {
+                Some(handshake) => Arrival::Admitted {
                     tcp,
                     peer,
                     permit,
                     handshake,
-                }),
+                },
             },
         };
         tokio::spawn(serve(arrival));

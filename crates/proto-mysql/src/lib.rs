@@ -181,11 +181,19 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<MySqlList
                 Arrival::Refused { tcp, message, .. } => {
                     let _ = refuse(&mut NetStream::Plain(tcp), 0, 1040, "08004", &message).await;
                 }
-                Arrival::Admitted(conn) => {
-                    let peer = conn.peer;
-                    if let Err(e) = handle_client(conn, gate, config, kills, catalogs).await {
+                Arrival::Admitted {
+                    tcp,
+                    peer,
+                    permit,
+                    handshake,
+                } => {
+                    if let Err(e) =
+                        handle_client(tcp, peer, gate, config, kills, catalogs, handshake).await
+                    {
                         debug!(%peer, error = %e, "mysql client ended with an error");
                     }
+                    // Held until the connection ends, whatever ends it.
+                    drop(permit);
                 }
             }
         }
@@ -463,19 +471,14 @@ async fn handshake(
 }
 
 async fn handle_client(
-    conn: airlock_gate::capacity::Admitted,
+    tcp: TcpStream,
+    peer: SocketAddr,
     gate: Arc<Gate>,
     config: Arc<MySqlListenerConfig>,
     kills: Arc<KillRegistry>,
     catalogs: Arc<CatalogCache>,
+    handshaking: airlock_gate::capacity::HandshakePermit,
 ) -> Result<(), SessionError> {
-    // `_permit` is held until the connection ends, whatever ends it.
-    let airlock_gate::capacity::Admitted {
-        tcp,
-        peer,
-        permit: _permit,
-        handshake: handshaking,
-    } = conn;
     let connection_id = kills.allocate();
     let auth = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,

@@ -28,6 +28,7 @@ use airlock_transport::NetStream;
 use bytes::BytesMut;
 use rand::Rng;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,11 +100,18 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<PgListene
                 Arrival::Refused { tcp, message, .. } => {
                     refuse_over_capacity(tcp, message, &config).await
                 }
-                Arrival::Admitted(conn) => {
-                    let peer = conn.peer;
-                    if let Err(e) = handle_client(conn, gate, config, cancels).await {
+                Arrival::Admitted {
+                    tcp,
+                    peer,
+                    permit,
+                    handshake,
+                } => {
+                    if let Err(e) = handle_client(tcp, peer, gate, config, cancels, handshake).await
+                    {
                         debug!(%peer, error = %e, "postgres client ended with an error");
                     }
+                    // Held until the connection ends, whatever ends it.
+                    drop(permit);
                 }
             }
         }
@@ -168,18 +176,13 @@ async fn read_startup(
 }
 
 async fn handle_client(
-    conn: airlock_gate::capacity::Admitted,
+    tcp: TcpStream,
+    peer: SocketAddr,
     gate: Arc<Gate>,
     config: Arc<PgListenerConfig>,
     cancels: Arc<CancelRegistry>,
+    handshake: airlock_gate::capacity::HandshakePermit,
 ) -> Result<(), SessionError> {
-    // `_permit` is held until the connection ends, whatever ends it.
-    let airlock_gate::capacity::Admitted {
-        tcp,
-        peer,
-        permit: _permit,
-        handshake,
-    } = conn;
     let mut buf = BytesMut::with_capacity(1024);
     let (mut stream, startup) = tokio::time::timeout(
         STARTUP_TIMEOUT,
