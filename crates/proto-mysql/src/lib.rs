@@ -25,7 +25,6 @@ use crate::codec::{
     GATEWAY_CAPABILITIES, SERVER_STATUS_AUTOCOMMIT,
 };
 use crate::handshake::{auth_switch, Greeting, Response, CACHING_SHA2, CLEAR, NATIVE};
-use airlock_gate::capacity::Arrival;
 use airlock_gate::{Gate, GateError, UpstreamSpec};
 use airlock_transport::NetStream;
 use bytes::BytesMut;
@@ -171,34 +170,44 @@ impl KillRegistry {
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<MySqlListenerConfig>) {
     let kills = Arc::new(KillRegistry::default());
     let catalogs = Arc::new(CatalogCache::default());
-    let accepting = gate.clone();
-    airlock_gate::capacity::accept_loop(listener, "mysql", accepting, move |arrival| {
-        let (gate, config) = (gate.clone(), config.clone());
-        let (kills, catalogs) = (kills.clone(), catalogs.clone());
-        async move {
-            match arrival {
-                // What the server itself sends: ERR 1040 in place of the greeting.
-                Arrival::Refused { tcp, message, .. } => {
-                    let _ = refuse(&mut NetStream::Plain(tcp), 0, 1040, "08004", &message).await;
-                }
-                Arrival::Admitted {
-                    tcp,
-                    peer,
-                    permit,
-                    handshake,
-                } => {
-                    if let Err(e) =
-                        handle_client(tcp, peer, gate, config, kills, catalogs, handshake).await
-                    {
-                        debug!(%peer, error = %e, "mysql client ended with an error");
-                    }
-                    // Held until the connection ends, whatever ends it.
-                    drop(permit);
-                }
+    let mut failures = 0u32;
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                airlock_gate::capacity::after_accept_error("mysql", &e, &mut failures).await;
+                continue;
             }
-        }
-    })
-    .await
+        };
+        failures = 0;
+        let _ = tcp.set_nodelay(true);
+        let gate = gate.clone();
+        let config = config.clone();
+        let kills = kills.clone();
+        let catalogs = catalogs.clone();
+        tokio::spawn(async move {
+            // Held until the connection ends, whatever ends it.
+            let Some(_permit) = gate.admit_connection() else {
+                // What the server itself sends: ERR 1040 in place of the greeting.
+                let message = format!(
+                    "airlock: the gateway is serving its maximum of {} sessions; try again shortly",
+                    gate.capacity().limit()
+                );
+                let _ = refuse(&mut NetStream::Plain(tcp), 0, 1040, "08004", &message).await;
+                return;
+            };
+            let Some(handshaking) = gate.begin_handshake(peer.ip()) else {
+                let message = "airlock: too many connections from this address are still in their handshake; try again shortly";
+                let _ = refuse(&mut NetStream::Plain(tcp), 0, 1040, "08004", message).await;
+                return;
+            };
+            if let Err(e) =
+                handle_client(tcp, peer, gate, config, kills, catalogs, handshaking).await
+            {
+                debug!(%peer, error = %e, "mysql client ended with an error");
+            }
+        });
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,6 @@ use crate::codec::{
     decode_startup, put_auth_request, put_backend_key, put_error, put_ready, split_message,
     split_startup, ErrorFields, Reader, StartupPacket,
 };
-use airlock_gate::capacity::Arrival;
 use airlock_gate::{Gate, GateError};
 use airlock_transport::NetStream;
 use bytes::BytesMut;
@@ -92,31 +91,40 @@ impl CancelRegistry {
 /// Serves the PostgreSQL listener until the task is dropped.
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<PgListenerConfig>) {
     let cancels = Arc::new(CancelRegistry::default());
-    let accepting = gate.clone();
-    airlock_gate::capacity::accept_loop(listener, "postgres", accepting, move |arrival| {
-        let (gate, config, cancels) = (gate.clone(), config.clone(), cancels.clone());
-        async move {
-            match arrival {
-                Arrival::Refused { tcp, message, .. } => {
-                    refuse_over_capacity(tcp, message, &config).await
-                }
-                Arrival::Admitted {
-                    tcp,
-                    peer,
-                    permit,
-                    handshake,
-                } => {
-                    if let Err(e) = handle_client(tcp, peer, gate, config, cancels, handshake).await
-                    {
-                        debug!(%peer, error = %e, "postgres client ended with an error");
-                    }
-                    // Held until the connection ends, whatever ends it.
-                    drop(permit);
-                }
+    let mut failures = 0u32;
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                airlock_gate::capacity::after_accept_error("postgres", &e, &mut failures).await;
+                continue;
             }
-        }
-    })
-    .await
+        };
+        failures = 0;
+        let _ = tcp.set_nodelay(true);
+        let gate = gate.clone();
+        let config = config.clone();
+        let cancels = cancels.clone();
+        tokio::spawn(async move {
+            // Held until the connection ends, whatever ends it.
+            let Some(_permit) = gate.admit_connection() else {
+                let message = format!(
+                    "airlock: the gateway is serving its maximum of {} sessions; try again shortly",
+                    gate.capacity().limit()
+                );
+                refuse_over_capacity(tcp, message, &config).await;
+                return;
+            };
+            let Some(handshake) = gate.begin_handshake(peer.ip()) else {
+                let message = "airlock: too many connections from this address are still in their handshake; try again shortly".to_owned();
+                refuse_over_capacity(tcp, message, &config).await;
+                return;
+            };
+            if let Err(e) = handle_client(tcp, peer, gate, config, cancels, handshake).await {
+                debug!(%peer, error = %e, "postgres client ended with an error");
+            }
+        });
+    }
 }
 
 /// A client over the session capacity: answered at once with PostgreSQL's own "too many
