@@ -8,6 +8,7 @@ use airlock_report::render::{render, Format};
 use airlock_report::{Filter, Options};
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -198,12 +199,12 @@ fn recertify(
     )?;
     println!(
         "recorded: {decision} `{identity}` on `{connection}` (audit #{})",
-        r["audit_seq"].as_u64().unwrap_or(0)
+        r.get("audit_seq").and_then(Value::as_u64).unwrap_or(0)
     );
-    if let Some(note) = r["note"].as_str() {
+    if let Some(note) = r.get("note").and_then(Value::as_str) {
         println!("{note}");
     }
-    if let Some(diff) = r["config_diff"].as_str() {
+    if let Some(diff) = r.get("config_diff").and_then(Value::as_str) {
         println!("\nConfig is the source of truth: apply this change to the config file, then reload the gateway (SIGHUP):\n\n{diff}");
     }
     Ok(ExitCode::SUCCESS)
@@ -224,12 +225,12 @@ fn decisions(args: &ApiArgs, json: bool) -> anyhow::Result<ExitCode> {
     for d in &items {
         println!(
             "{:<20} {:<16} {:<16} {:<7} {:<12} {}",
-            airlock_report::time::fmt_time(d["at_us"].as_i64().unwrap_or(0)),
-            d["identity"].as_str().unwrap_or("?"),
-            d["connection"].as_str().unwrap_or("?"),
-            d["decision"].as_str().unwrap_or("?"),
-            d["reviewer"].as_str().unwrap_or("?"),
-            d["comment"].as_str().unwrap_or("")
+            airlock_report::time::fmt_time(d.get("at_us").and_then(Value::as_i64).unwrap_or(0)),
+            d.get("identity").and_then(Value::as_str).unwrap_or("?"),
+            d.get("connection").and_then(Value::as_str).unwrap_or("?"),
+            d.get("decision").and_then(Value::as_str).unwrap_or("?"),
+            d.get("reviewer").and_then(Value::as_str).unwrap_or("?"),
+            d.get("comment").and_then(Value::as_str).unwrap_or("")
         );
     }
     if items.is_empty() {

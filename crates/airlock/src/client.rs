@@ -4,6 +4,7 @@
 //! identity the token belongs to.
 
 use anyhow::{anyhow, Context};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -63,8 +64,8 @@ impl ClientArgs {
                 let me = crate::reviews::Api::from(&api)?
                     .call("GET", "/api/v1/whoami", None)
                     .context("finding out whose token this is (or pass --identity)")?;
-                me["name"]
-                    .as_str()
+                me.get("name")
+                    .and_then(Value::as_str)
                     .ok_or_else(|| anyhow!("the gateway's whoami answer names no identity"))?
                     .to_owned()
             }

@@ -86,7 +86,9 @@ fn post(
 fn failure(status: u16, v: &Value) -> anyhow::Error {
     anyhow!(
         "{} (HTTP {status})",
-        v["message"].as_str().unwrap_or("request failed")
+        v.get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("request failed")
     )
 }
 
@@ -97,20 +99,26 @@ pub fn login(args: &crate::ApiArgs, device: bool, no_browser: bool) -> anyhow::R
     } else {
         code_login(&base, no_browser)?
     };
-    let token = outcome["token"]
-        .as_str()
+    let token = outcome
+        .get("token")
+        .and_then(Value::as_str)
         .ok_or_else(|| anyhow!("the gateway's answer holds no token"))?;
     let path = token_path().ok_or_else(|| {
         anyhow!("no config dir to store the token in: set XDG_CONFIG_HOME or HOME")
     })?;
     store_token(&path, token)?;
-    let name = outcome["identity"]["name"].as_str().unwrap_or("?");
-    let groups: Vec<&str> = outcome["identity"]["groups"]
-        .as_array()
+    let name = outcome
+        .pointer("/identity/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    let groups: Vec<&str> = outcome
+        .pointer("/identity/groups")
+        .and_then(Value::as_array)
         .map(|g| g.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let until = outcome["expires_us"]
-        .as_i64()
+    let until = outcome
+        .get("expires_us")
+        .and_then(Value::as_i64)
         .map(crate::commands::fmt_time)
         .unwrap_or_default();
     eprintln!(
@@ -148,8 +156,9 @@ fn code_login(base: &str, no_browser: bool) -> anyhow::Result<Value> {
     if status != 200 {
         return Err(failure(status, &v));
     }
-    let url = v["authorization_url"]
-        .as_str()
+    let url = v
+        .get("authorization_url")
+        .and_then(Value::as_str)
         .ok_or_else(|| anyhow!("the gateway's answer holds no authorization_url"))?;
     eprintln!(
         "Open this URL in a browser to log in (waiting for it on {redirect_uri}):\n\n  {url}\n"
@@ -314,20 +323,39 @@ fn device_login(base: &str) -> anyhow::Result<Value> {
     if status != 200 {
         return Err(failure(status, &start));
     }
-    let device_code = start["device_code"]
-        .as_str()
+    let device_code = start
+        .get("device_code")
+        .and_then(Value::as_str)
         .ok_or_else(|| anyhow!("the gateway's answer holds no device_code"))?
         .to_owned();
-    let user_code = start["user_code"].as_str().unwrap_or("?");
-    let uri = start["verification_uri"].as_str().unwrap_or("?");
+    let user_code = start
+        .get("user_code")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    let uri = start
+        .get("verification_uri")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
     eprintln!("To log in, open {uri} on any device and enter the code {user_code}");
-    if let Some(complete) = start["verification_uri_complete"].as_str() {
+    if let Some(complete) = start
+        .get("verification_uri_complete")
+        .and_then(Value::as_str)
+    {
         eprintln!("or open this URL, which carries the code:\n\n  {complete}\n");
     }
     eprintln!("Waiting for the approval…");
-    let mut interval = start["interval"].as_u64().unwrap_or(5).max(1);
-    let deadline =
-        Instant::now() + Duration::from_secs(start["expires_in"].as_u64().unwrap_or(600));
+    let mut interval = start
+        .get("interval")
+        .and_then(Value::as_u64)
+        .unwrap_or(5)
+        .max(1);
+    let deadline = Instant::now()
+        + Duration::from_secs(
+            start
+                .get("expires_in")
+                .and_then(Value::as_u64)
+                .unwrap_or(600),
+        );
     loop {
         std::thread::sleep(Duration::from_secs(interval));
         let (status, v) = post(
@@ -336,7 +364,7 @@ fn device_login(base: &str) -> anyhow::Result<Value> {
             Some(serde_json::json!({ "device_code": device_code })),
             None,
         )?;
-        match (status, v["error"].as_str()) {
+        match (status, v.get("error").and_then(Value::as_str)) {
             (200, _) => return Ok(v),
             (_, Some("authorization_pending")) => {}
             (_, Some("slow_down")) => interval += 5,
@@ -395,13 +423,13 @@ pub fn logout(args: &crate::ApiArgs, forget: bool) -> anyhow::Result<ExitCode> {
                 "the gateway did not revoke the token; it is still stored (retry, or use --forget to only delete it)",
             ));
         }
-        if v["already"].as_bool() == Some(true) {
+        if v.get("already").and_then(Value::as_bool) == Some(true) {
             eprintln!("the token had already expired or been revoked");
         } else {
             eprintln!(
                 "revoked the access token {} of {}; sessions opened with it are closed",
-                v["jti"].as_str().unwrap_or("?"),
-                v["identity"].as_str().unwrap_or("?")
+                v.get("jti").and_then(Value::as_str).unwrap_or("?"),
+                v.get("identity").and_then(Value::as_str).unwrap_or("?")
             );
         }
     }

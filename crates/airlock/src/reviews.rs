@@ -64,7 +64,10 @@ impl Api {
         if status >= 400 {
             return Err(anyhow!(
                 "{} (HTTP {status})",
-                value["message"].as_str().unwrap_or("request failed")
+                value
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("request failed")
             ));
         }
         Ok(value)
@@ -74,14 +77,14 @@ impl Api {
 fn line(r: &Value) -> String {
     format!(
         "{:<12} {:<8} {:<9} {:<16} {:<14} {}",
-        r["id"].as_str().unwrap_or("?"),
-        r["kind"].as_str().unwrap_or("?"),
-        r["state"].as_str().unwrap_or("?"),
-        r["requester"].as_str().unwrap_or("?"),
-        r["connection"].as_str().unwrap_or("?"),
-        r["statement"]
-            .as_str()
-            .or(r["reason"].as_str())
+        r.get("id").and_then(Value::as_str).unwrap_or("?"),
+        r.get("kind").and_then(Value::as_str).unwrap_or("?"),
+        r.get("state").and_then(Value::as_str).unwrap_or("?"),
+        r.get("requester").and_then(Value::as_str).unwrap_or("?"),
+        r.get("connection").and_then(Value::as_str).unwrap_or("?"),
+        r.get("statement")
+            .and_then(Value::as_str)
+            .or(r.get("reason").and_then(Value::as_str))
             .unwrap_or("")
             .replace('\n', " ")
     )
@@ -118,7 +121,10 @@ pub fn show(args: &ApiArgs, id: &str) -> anyhow::Result<ExitCode> {
 pub fn decide(args: &ApiArgs, id: &str, verb: &str) -> anyhow::Result<ExitCode> {
     let api = Api::from(args)?;
     let r = api.call("POST", &format!("/api/v1/reviews/{id}/{verb}"), None)?;
-    println!("review {id} is now {}", r["state"].as_str().unwrap_or("?"));
+    println!(
+        "review {id} is now {}",
+        r.get("state").and_then(Value::as_str).unwrap_or("?")
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -137,7 +143,7 @@ pub fn request_access(
             serde_json::json!({"connection": connection, "duration_secs": secs, "reason": reason}),
         ),
     )?;
-    let id = r["id"].as_str().unwrap_or("?");
+    let id = r.get("id").and_then(Value::as_str).unwrap_or("?");
     println!("access request {id} is pending; a reviewer approves it with `airlock reviews approve {id}`");
     Ok(ExitCode::SUCCESS)
 }

@@ -108,13 +108,16 @@ pub fn run(command: TokensCommand) -> anyhow::Result<ExitCode> {
             for t in &items {
                 println!(
                     "{:<14} {:<20} {:<8} {:<12} {:<19} {:<19} {}",
-                    t["id"].as_str().unwrap_or("?"),
-                    t["account"].as_str().unwrap_or("?"),
+                    t.get("id").and_then(Value::as_str).unwrap_or("?"),
+                    t.get("account").and_then(Value::as_str).unwrap_or("?"),
                     state(t, now),
-                    t["hint"].as_str().unwrap_or(""),
-                    t["created_us"].as_i64().map(fmt_time).unwrap_or_default(),
-                    t["expires_us"]
-                        .as_i64()
+                    t.get("hint").and_then(Value::as_str).unwrap_or(""),
+                    t.get("created_us")
+                        .and_then(Value::as_i64)
+                        .map(fmt_time)
+                        .unwrap_or_default(),
+                    t.get("expires_us")
+                        .and_then(Value::as_i64)
                         .map(fmt_time)
                         .unwrap_or_else(|| "never".into()),
                     limits(t),
@@ -129,7 +132,7 @@ pub fn run(command: TokensCommand) -> anyhow::Result<ExitCode> {
             let t = Api::from(&api)?.call("POST", &format!("/api/v1/tokens/{id}/revoke"), None)?;
             println!(
                 "token {id} of `{}` is revoked; sessions opened with it are being closed",
-                t["account"].as_str().unwrap_or("?")
+                t.get("account").and_then(Value::as_str).unwrap_or("?")
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -146,9 +149,13 @@ pub fn run(command: TokensCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn state(t: &Value, now_us: i64) -> &'static str {
-    if !t["revoked_us"].is_null() {
+    if t.get("revoked_us").is_some_and(|v| !v.is_null()) {
         "revoked"
-    } else if t["expires_us"].as_i64().is_some_and(|e| e <= now_us) {
+    } else if t
+        .get("expires_us")
+        .and_then(Value::as_i64)
+        .is_some_and(|e| e <= now_us)
+    {
         "expired"
     } else {
         "active"
@@ -156,7 +163,7 @@ fn state(t: &Value, now_us: i64) -> &'static str {
 }
 
 fn limits(t: &Value) -> String {
-    match t["connections"].as_array() {
+    match t.get("connections").and_then(Value::as_array) {
         Some(list) => list
             .iter()
             .filter_map(Value::as_str)
@@ -172,18 +179,44 @@ fn print_issued(issued: &Value, json: bool, what: &str) -> anyhow::Result<ExitCo
         println!("{}", serde_json::to_string_pretty(issued)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let r = &issued["record"];
+    let r = issued.get("record").unwrap_or(&Value::Null);
     eprintln!(
         "token {} {what} for `{}`; expires {}; connections: {}",
-        r["id"].as_str().unwrap_or("?"),
-        r["account"].as_str().unwrap_or("?"),
-        r["expires_us"]
-            .as_i64()
+        r.get("id").and_then(Value::as_str).unwrap_or("?"),
+        r.get("account").and_then(Value::as_str).unwrap_or("?"),
+        r.get("expires_us")
+            .and_then(Value::as_i64)
             .map(fmt_time)
             .unwrap_or_else(|| "never".into()),
         limits(r)
     );
     eprintln!("shown once: airlock keeps only its SHA-256");
-    println!("{}", issued["token"].as_str().unwrap_or(""));
+    println!(
+        "{}",
+        issued.get("token").and_then(Value::as_str).unwrap_or("")
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The listing reads the gateway's answer with `.get()`: a record missing fields, or an
+    /// answer that is not an object at all, prints the fallbacks instead of failing.
+    #[test]
+    fn state_and_limits_read_missing_fields_as_absent() {
+        assert_eq!(state(&json!({"revoked_us": 5}), 10), "revoked");
+        assert_eq!(
+            state(&json!({"revoked_us": null, "expires_us": 10}), 10),
+            "expired"
+        );
+        assert_eq!(state(&json!({"expires_us": 11}), 10), "active");
+        assert_eq!(state(&json!({}), 10), "active");
+        assert_eq!(state(&json!([1, 2]), 10), "active");
+        assert_eq!(limits(&json!({"connections": ["a", 1, "b"]})), "a,b");
+        assert_eq!(limits(&json!({})), "any allowed");
+        assert_eq!(limits(&json!("not an object")), "any allowed");
+    }
 }

@@ -3,6 +3,13 @@
 //! that may write but only reads; a vendor let in by an access review; a human who writes; an
 //! unused grant; a rule that never matches), then the report from the CLI and the API, and a
 //! recertification whose revoke comes with the config diff.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

@@ -5,6 +5,13 @@
 //! provider misbehaving (wrong audience, expired ID token, forged signature, wrong nonce,
 //! a rotated signing key). The web console's login, review approval and logout run in a real
 //! headless Chromium (Debian's `chromium`, driven by playwright-core).
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

@@ -1,6 +1,13 @@
 //! Bad input on the MySQL listener: malformed and truncated packets, wrong sequence ids, a
 //! 16 MiB − 1 query split across frames, a client that vanishes mid-result. Each gets a clear
 //! error (or a clean close) for that session only; the gateway keeps serving everyone else.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

@@ -4,6 +4,13 @@
 //! harmless reads that used to be refused, the TLS handshake of clients that send their
 //! ClientHello right behind the SSL request (pymysql), and the read-only upstream session of
 //! identities whose rules allow no writes (defence in depth).
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

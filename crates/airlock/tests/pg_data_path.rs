@@ -1,4 +1,11 @@
 //! The PostgreSQL data path with real clients: psql, pgbench and tokio-postgres.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

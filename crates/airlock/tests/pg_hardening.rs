@@ -2,6 +2,13 @@
 //! machine's PostgreSQL: client encodings in which a statement hides inside a string, settings
 //! that would switch them on mid-session, and the read-only defence in depth that catches a write
 //! the classifier cannot see.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

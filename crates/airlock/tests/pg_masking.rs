@@ -2,6 +2,13 @@
 //! PostgreSQL: a table of realistic fake customer data, a bypass corpus of queries that try to
 //! get masked columns out, COPY, binary results, errors that echo values, exempt groups, and the
 //! counts in the audit trail.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

@@ -1,5 +1,12 @@
 //! Session recording end to end: a psql session through the gateway is recorded by the relay,
 //! and `airlock sessions replay` prints what psql printed — with masked values only.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

@@ -1,6 +1,13 @@
 //! Just-in-time reviews with real psql: a held statement approved from the CLI while psql
 //! waits, one that times out and runs on re-run after approval, a denied one, self-approval
 //! refused, an access grant that expires mid-session, and the webhooks that announce them.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

@@ -1,6 +1,13 @@
 //! Upstream authentication with the held credential (cleartext, MD5, SCRAM-SHA-256) and
 //! upstream TLS (`sslmode = require` / `verify-full`), against a throwaway PostgreSQL cluster
 //! this test creates with initdb in a temp dir on its own port. The machine's cluster is untouched.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

@@ -1,6 +1,13 @@
 //! Failed logins never lock out a client presenting a valid token, and they are audited in
 //! aggregate: through the real gateway, with raw PostgreSQL startups (many at once, from chosen
 //! loopback addresses) and the real psql.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

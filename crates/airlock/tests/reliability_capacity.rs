@@ -1,6 +1,13 @@
 //! Session capacity (issue 15, item 4): the open-file soft limit is raised at start, the
 //! capacity it allows is reported, and clients over it are refused at once with their
 //! protocol's own "too many connections" error instead of hanging.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

@@ -1,6 +1,13 @@
 //! Operator details: a private data_dir, a plain-text log when stderr is not a terminal, what
 //! the gateway's own log says about failures (rate-limited), upstream errors that name the
 //! connection and not the host, and a failed start that leaves no trace.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

@@ -2,6 +2,13 @@
 //! the `SET`s they are, a clean TLS close after a cancel request, a configurable message limit,
 //! an outcome for every command (errors at Parse/Bind, skipped pipeline steps, clients that hang
 //! up mid-statement), and every part of a multi-statement command in the audit trail.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

@@ -1,6 +1,13 @@
 //! SIGTERM ends sessions gracefully: no new connections, clients told in their protocol, the
 //! running statement stopped upstream (MySQL), `session_end` and `gateway_stop` written, all
 //! within `[gateway] shutdown_grace`.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 

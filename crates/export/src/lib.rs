@@ -15,12 +15,6 @@
 //! - Syslog has no acknowledgements: a batch counts as delivered when the UDP datagrams were
 //!   sent, or when the TCP write returned and the receiver had not closed the connection.
 //!   Use the webhook for end-to-end acknowledgement.
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod ocsf;
 mod sinks;

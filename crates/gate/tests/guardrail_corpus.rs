@@ -3,6 +3,13 @@
 //! agents and a "no destructive DDL" rule. Every write must be denied (destructive DDL by the DDL
 //! rule), every harmless read allowed. Prints both rates; they are quoted in docs/benchmarks.md
 //! and docs/mysql.md.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use airlock_config::{load_str, StaticEnv};
 use airlock_core::policy::{ConnectionRef, Request};

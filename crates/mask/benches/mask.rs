@@ -1,6 +1,13 @@
 //! Throughput of content masking (all detectors) and column masking over a corpus shaped like
 //! query results: names, addresses, order ids, timestamps, amounts, UUIDs, JSON documents,
 //! free-text notes, with a few emails, cards, phones and secrets sprinkled in.
+// Bench code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::hint::black_box;
 

@@ -1,6 +1,13 @@
 //! CPU-time throughput of `mask_text` (all detectors) over the benchmark corpus, for busy
 //! machines where criterion's wall-clock figures mostly measure the neighbours:
 //! `cargo run --release -p airlock-mask --example throughput [ROUNDS [DETECTOR,…]]`.
+// Example code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "../benches/common/corpus.rs"]
 mod corpus;

@@ -41,13 +41,6 @@
 //! is honoured up to the cap). Any other non-`2xx` status (including redirects, which are not
 //! followed) is a permanent failure and is not retried.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;

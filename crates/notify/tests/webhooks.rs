@@ -1,5 +1,10 @@
 //! End-to-end delivery against tiny HTTP receivers on 127.0.0.1 built from std::net.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use airlock_notify::{
     Notification, Notifier, NotifierOptions, NotifierStats, PayloadFormat, WebhookConfig,

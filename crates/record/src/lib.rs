@@ -23,12 +23,6 @@
 //! through a bounded queue with `try_send`: they never wait for the disk, and when the queue
 //! is full they drop and count frames instead of blocking the relay (the recording then
 //! carries a `dropped` frame at the gap).
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod asciicast;
 mod format;

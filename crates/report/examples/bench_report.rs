@@ -3,6 +3,13 @@
 //! The log is written with the real `AuditLog` (hash-chained lines, the gateway's format) by
 //! 60 identities (12 of them agents) on 20 connections: sessions of 1 to 40 statements with
 //! results, masked counts, denials and reviews. Only the report is timed.
+// Example code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use airlock_config::StaticEnv;
 use airlock_report::render::{render, Format};

@@ -1,6 +1,13 @@
 //! The Markdown and CSV renderings of the fixed history, compared byte for byte with the files
 //! in `tests/golden/`. After an intended change, regenerate them and read the diff:
 //! `AIRLOCK_UPDATE_GOLDEN=1 cargo test -p airlock-report --test golden`.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

@@ -6,12 +6,6 @@
 //! rebuilt from it at any time. The log is a sequence of segments ([`segments`]): the active
 //! file and closed, optionally compressed ones; every reader goes through
 //! [`segments::Reader`].
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod chain;
 mod checkpoint;

@@ -1,6 +1,13 @@
 //! Test harness: runs the real `airlock` binary against the machine's PostgreSQL
 //! (127.0.0.1:5432, trust, database `test`) or MariaDB (127.0.0.1:3306, root without password,
 //! database `test`) and drives it with the real clients (`psql`, `mysql`).
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,5 +1,12 @@
 //! A tiny OpenID issuer for tests: serves a discovery document and a JWKS that the test can
 //! swap (key rotation), counts fetches, and signs JWTs with the fixture keys.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #![allow(dead_code)]
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

@@ -2,6 +2,13 @@
 //! behaviour, a read-only ETL job with write access, humans who approve, an exempt DBA reading
 //! card numbers, a vendor let in by an access review, an unused grant, a dormant account with
 //! an old token file, and a rule that never matches.
+// Test code: clippy.toml exempts only #[test] fns and cfg(test) code, not helpers like these.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #![allow(dead_code, clippy::too_many_arguments)]
 
 use airlock_config::{Config, StaticEnv};
