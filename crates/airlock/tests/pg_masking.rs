@@ -992,3 +992,41 @@ fn a_parse_the_server_skipped_after_an_error_does_not_rename_a_statement() {
     let audit = f.gw.audit_log();
     assert!(audit.contains("was not taken by the server"), "{audit}");
 }
+
+/// Outside review, round 10: views a database owner made, reached by unqualified names. F1:
+/// `public.contacts` (clean) and `<app>.contacts` (over the cards); after `SET search_path` the
+/// server reads the second while the gateway followed the first. F2: `ledger` and `"Ledger"`.
+/// F3: a user view named `pg_…`. Each comes out masked through psql.
+#[test]
+fn views_reached_by_unqualified_names_are_resolved_like_the_server_or_masked() {
+    let f = setup();
+    let s = &f.schema;
+    let app = format!("{s}_app");
+    let pgv = format!("pg_{s}_cards");
+    direct(&format!(
+        "create schema {app};
+         create view {s}.contacts as select id, 'nobody'::text as cn from {s}.customers;
+         create view {app}.contacts as select id, card_number as cn from {s}.payments;
+         create view {s}.ledger as select id, 'nothing'::text as cn from {s}.customers;
+         create view {s}.\"Ledger\" as select id, card_number as cn from {s}.payments;
+         create view {s}.{pgv} as select id, card_number as cn from {s}.payments;"
+    ));
+    let o = f.gw.psql(&format!(
+        "set search_path = {app}, {s}, public;\n\
+         select reverse(cn) as r from contacts order by id;\n\
+         set search_path = {s}, public;\n\
+         select reverse(cn) as r from \"Ledger\" order by id;\n\
+         select reverse(cn) as r from ledger order by id;\n\
+         select reverse(cn) as r from {pgv} order by id;\n"
+    ));
+    let _ = std::process::Command::new("psql")
+        .args([DIRECT, "-X", "-c", &format!("drop schema {app} cascade")])
+        .output();
+    let out = text(&o);
+    assert!(!out.contains("ERROR"), "every query runs: {out}");
+    assert_no_secret("views by unqualified names", &out);
+    assert!(
+        out.contains("gnihton"),
+        "the clean view stays readable: {out}"
+    );
+}

@@ -872,11 +872,14 @@ impl<'a> Cursor<'a> {
 /// Every relation lineage may meet outside the system schemas, with the definition of views
 /// and materialized views (tables have none). Relations missing from this snapshot were
 /// created later and are masked ([`airlock_sql::lineage::Views::knows_relation`]).
+/// `pg_catalog`'s own relations are listed without definitions, so lineage knows which
+/// unqualified names are the catalog's (a user view named `pg_…` is not).
 const VIEWS_SQL: &str = "SELECT n.nspname::text, c.relname::text, \
-     CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END \
+     CASE WHEN c.relkind IN ('v', 'm') AND n.nspname <> 'pg_catalog' \
+     THEN pg_catalog.pg_get_viewdef(c.oid) END \
      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
-     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'";
+     AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_toast'";
 
 /// Reads the upstream's view definitions. Must run while the upstream is idle (after
 /// authentication, before relaying); leaves it idle again.

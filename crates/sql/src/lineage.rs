@@ -156,6 +156,25 @@ pub trait Views {
     fn knows_relation(&self, _schema: Option<&str>, _name: &str) -> Option<bool> {
         None
     }
+
+    /// What an unqualified `name` resolves to; [`Resolution::Unknown`] without a snapshot.
+    fn resolves(&self, _name: &str) -> Resolution {
+        Resolution::Unknown
+    }
+}
+
+/// What an unqualified relation name resolves to in a catalog snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// A relation of `pg_catalog`.
+    Catalog,
+    /// A user relation, the same whatever the search_path (one schema has it, or several have
+    /// plain tables of that name, which column rules match by name alike).
+    User,
+    /// Several schemas have it and one of them a view: the search_path decides.
+    Ambiguous,
+    /// Not in the snapshot (or no snapshot).
+    Unknown,
 }
 
 /// No views known: every relation is taken to be a table.
@@ -176,6 +195,10 @@ impl Views for StaleViews<'_> {
         None
     }
 
+    fn resolves(&self, name: &str) -> Resolution {
+        self.0.resolves(name)
+    }
+
     fn knows_relation(&self, schema: Option<&str>, name: &str) -> Option<bool> {
         if self.0.definition(schema, name).is_some() {
             return Some(false);
@@ -185,13 +208,17 @@ impl Views for StaleViews<'_> {
     }
 }
 
-/// A snapshot of view definitions keyed by `schema.name` (lower-case).
+/// A snapshot of the catalog: every relation by `schema.name`, view definitions, and which
+/// schemas hold each name. Names are kept exactly as the catalog spells them, as the parser
+/// gives them (unquoted identifiers folded to lower case, quoted ones as written): `ledger` and
+/// `"Ledger"` are two relations (round-10 review, F2).
 #[derive(Debug, Default, Clone)]
 pub struct ViewMap {
     by_qualified: HashMap<String, Arc<str>>,
-    by_name: HashMap<String, Arc<str>>,
-    /// Every table and view of the snapshot, as `schema.name` and as `name`.
+    /// Every table and view of the snapshot, as `schema.name`.
     relations: HashSet<String>,
+    /// For each name, the schemas that have a relation of that name (`pg_catalog` included).
+    schemas_of: HashMap<String, Vec<String>>,
     /// The snapshot lists every relation ([`ViewMap::insert_table`] was fed the catalog).
     complete: bool,
 }
@@ -199,9 +226,12 @@ pub struct ViewMap {
 impl ViewMap {
     /// A table (or foreign/partitioned table) of the catalog snapshot.
     pub fn insert_table(&mut self, schema: &str, name: &str) {
-        self.relations
-            .insert(format!("{}.{}", schema.to_lowercase(), name.to_lowercase()));
-        self.relations.insert(name.to_lowercase());
+        if self.relations.insert(format!("{schema}.{name}")) {
+            self.schemas_of
+                .entry(name.to_owned())
+                .or_default()
+                .push(schema.to_owned());
+        }
     }
 
     /// Marks the snapshot as listing every relation: names missing from it are then new.
@@ -210,17 +240,9 @@ impl ViewMap {
     }
 
     pub fn insert(&mut self, schema: &str, name: &str, definition: &str) {
-        let def: Arc<str> = Arc::from(definition);
-        self.by_qualified.insert(
-            format!("{}.{}", schema.to_lowercase(), name.to_lowercase()),
-            def.clone(),
-        );
+        self.by_qualified
+            .insert(format!("{schema}.{name}"), Arc::from(definition));
         self.insert_table(schema, name);
-        // An unqualified name: `public` wins, otherwise the first seen.
-        let key = name.to_lowercase();
-        if schema.eq_ignore_ascii_case("public") || !self.by_name.contains_key(&key) {
-            self.by_name.insert(key, def);
-        }
     }
 
     pub fn len(&self) -> usize {
@@ -230,28 +252,58 @@ impl ViewMap {
     pub fn is_empty(&self) -> bool {
         self.by_qualified.is_empty()
     }
+
+    /// The one user schema that has a relation named `name`, if exactly one does.
+    fn only_schema(&self, name: &str) -> Option<&str> {
+        let mut user = self
+            .schemas_of
+            .get(name)?
+            .iter()
+            .filter(|s| s.as_str() != "pg_catalog");
+        let first = user.next()?;
+        user.next().is_none().then_some(first.as_str())
+    }
 }
 
 impl Views for ViewMap {
     fn definition(&self, schema: Option<&str>, name: &str) -> Option<Arc<str>> {
-        match schema {
-            Some(s) => self
-                .by_qualified
-                .get(&format!("{}.{}", s.to_lowercase(), name.to_lowercase()))
-                .cloned(),
-            None => self.by_name.get(&name.to_lowercase()).cloned(),
-        }
+        // An unqualified name means the relation of the one schema that has it; with several,
+        // the session's search_path decides, which the gateway does not follow: see
+        // [`Views::resolves`].
+        let schema = schema.or_else(|| self.only_schema(name))?;
+        self.by_qualified.get(&format!("{schema}.{name}")).cloned()
     }
 
     fn knows_relation(&self, schema: Option<&str>, name: &str) -> Option<bool> {
         if !self.complete {
             return None;
         }
-        let key = match schema {
-            Some(s) => format!("{}.{}", s.to_lowercase(), name.to_lowercase()),
-            None => name.to_lowercase(),
+        Some(match schema {
+            Some(s) => self.relations.contains(&format!("{s}.{name}")),
+            None => self.schemas_of.contains_key(name),
+        })
+    }
+
+    fn resolves(&self, name: &str) -> Resolution {
+        let Some(schemas) = self.schemas_of.get(name) else {
+            return Resolution::Unknown;
         };
-        Some(self.relations.contains(&key))
+        if schemas.iter().any(|s| s == "pg_catalog") {
+            // pg_catalog is searched first whatever the search_path (the adapter refuses a
+            // search_path that lists it later).
+            return Resolution::Catalog;
+        }
+        let user = schemas.len();
+        if user > 1
+            && schemas
+                .iter()
+                .any(|s| self.by_qualified.contains_key(&format!("{s}.{name}")))
+        {
+            // Several schemas, a view among them: which one runs depends on the search_path
+            // (round-10 review, F1).
+            return Resolution::Ambiguous;
+        }
+        Resolution::User
     }
 }
 
@@ -996,12 +1048,29 @@ impl Analyzer<'_> {
             }
         }
         let lower = name.to_ascii_lowercase();
+        let resolution = match schema {
+            Some(_) => Resolution::User,
+            None => self.views.resolves(name),
+        };
         let catalog = match schema.map(str::to_ascii_lowercase).as_deref() {
             Some("pg_catalog" | "information_schema") => true,
             Some(_) => false,
-            // Unqualified `pg_*` names resolve to pg_catalog first, whatever the search_path.
-            None => lower.starts_with("pg_"),
+            // Unqualified names resolve to pg_catalog first, whatever the search_path: with a
+            // snapshot it says which names are pg_catalog's (a user view `pg_cards` is not:
+            // round-10 review, F3); without one, the `pg_` prefix does.
+            None => match resolution {
+                Resolution::Catalog => true,
+                Resolution::User | Resolution::Ambiguous => false,
+                Resolution::Unknown => {
+                    self.views.knows_relation(None, name).is_none() && lower.starts_with("pg_")
+                }
+            },
         };
+        if resolution == Resolution::Ambiguous {
+            // The search_path decides which schema's relation runs: masked whole.
+            self.touches_ruled_table = true;
+            return Range::Opaque(Taint::unknown());
+        }
         if (catalog && STATISTICS_RELATIONS.contains(&lower.as_str()))
             || STATEMENT_TEXT_RELATIONS.contains(&lower.as_str())
         {
@@ -1015,7 +1084,12 @@ impl Analyzer<'_> {
             self.touches_ruled_table = true;
             return Range::Opaque(Taint::unknown());
         }
-        if let Some(def) = self.views.definition(schema, name) {
+        let definition = if catalog {
+            None
+        } else {
+            self.views.definition(schema, name)
+        };
+        if let Some(def) = definition {
             if self.depth > MAX_DEPTH {
                 self.touches_ruled_table = true;
                 return Range::Opaque(Taint::unknown());

@@ -766,3 +766,57 @@ fn round7_reproductions_are_masked() {
         .collect::<Vec<_>>();
     assert_eq!(m, [false, true, true, true, true, true], "{sql}");
 }
+
+/// Round-10 review: names are resolved as PostgreSQL resolves them, or masked where the
+/// gateway cannot know. F1: two schemas with a view `contacts`, one over payments: which one
+/// an unqualified name means depends on the search_path, so it is masked whole. F2: `ledger`
+/// and `"Ledger"` are two relations. F3: a user view named `pg_…` is not the catalog's.
+#[test]
+fn unqualified_names_resolve_as_the_server_does_or_are_masked() {
+    let mut views = ViewMap::default();
+    views.insert_table("public", "payments");
+    views.insert("public", "contacts", "SELECT 1 AS id, 'x'::text AS cn");
+    views.insert(
+        "app",
+        "contacts",
+        "SELECT id, card_number AS cn FROM payments",
+    );
+    views.insert("public", "ledger", "SELECT 1 AS id, 'x'::text AS cn");
+    views.insert(
+        "public",
+        "Ledger",
+        "SELECT id, card_number AS cn FROM payments",
+    );
+    views.insert(
+        "public",
+        "pg_cards",
+        "SELECT id, card_number AS cn FROM payments",
+    );
+    views.insert_table("pg_catalog", "pg_class");
+    views.insert_table("pg_catalog", "pg_stats");
+    views.mark_complete();
+    let m = |sql: &str| masked_with(sql, &["id", "cn"], &views);
+    // F1: either schema's view may run.
+    assert_eq!(
+        m("select id, reverse(cn) as cn from contacts"),
+        [true, true]
+    );
+    assert_eq!(m("select id, cn from public.contacts"), [false, false]);
+    assert_eq!(
+        m("select id, reverse(cn) as cn from app.contacts"),
+        [false, true]
+    );
+    // F2: the exact spelling decides.
+    assert_eq!(m("select id, cn from ledger"), [false, false]);
+    assert_eq!(
+        m("select id, reverse(cn) as cn from \"Ledger\""),
+        [false, true]
+    );
+    // F3: a user relation named pg_… is followed like any other.
+    assert_eq!(
+        m("select id, reverse(cn) as cn from pg_cards"),
+        [false, true]
+    );
+    // A pg_… name the snapshot does not have at all is new (created after it): masked.
+    assert_eq!(m("select id, cn from pg_cards_new"), [true, true]);
+}
