@@ -1030,3 +1030,36 @@ fn views_reached_by_unqualified_names_are_resolved_like_the_server_or_masked() {
         "the clean view stays readable: {out}"
     );
 }
+
+/// Outside review, round 11 (F1): a ruled table read only in a sub-query of WHERE, GROUP BY,
+/// HAVING, ORDER BY, LIMIT or a JOIN's ON: the failing cast's error message carried every card
+/// and email, letters for digits, past the detectors. Such a statement has masked values in
+/// scope, so its errors are withheld.
+#[test]
+fn errors_of_sub_queries_in_any_clause_echo_no_masked_values() {
+    let f = setup();
+    let s = &f.schema;
+    let agg = format!(
+        "(select string_agg(translate(p.card_number || ':' || c.email, '0123456789@', 'abcdefghij#'), ' ; ') \
+         from {s}.payments p join {s}.customers c on c.id = p.customer_id)::int"
+    );
+    let o = f.gw.psql(&format!(
+        "select 1 where {agg} > 0;\n\
+         select 1 from {s}.customers group by {agg};\n\
+         select 1 having {agg} > 0;\n\
+         select id from {s}.customers order by {agg};\n\
+         select 1 limit {agg};\n\
+         select 1 from {s}.customers a join {s}.customers b on {agg} = 1;\n"
+    ));
+    let out = text(&o);
+    assert_eq!(
+        out.matches("ERROR").count(),
+        6,
+        "each query fails at the cast: {out}"
+    );
+    assert_no_secret("errors of sub-queries", &out);
+    for card in CARDS {
+        assert!(!out.contains(&letters(card)), "{out}");
+    }
+    assert!(!out.contains("#example"), "{out}");
+}

@@ -525,9 +525,61 @@ pub fn lineage(sql: &str, rules: &[ColumnRule], views: &dyn Views) -> Vec<Statem
             depth: 0,
             written: Taint::default(),
         };
-        out.push(an.statement(&tree));
+        let mut statement = an.statement(&tree);
+        if let StatementLineage::Rows(r) = &mut statement {
+            // A ruled table read anywhere (a sub-query in WHERE, HAVING, ORDER BY, LIMIT, a
+            // JOIN's ON, a function argument) puts its values in reach of error messages even
+            // when no output column derives from it (round-11 review, F1): errors are then
+            // withheld as for any statement with a masked column in scope.
+            if !r.touches_ruled_table && mentions_ruled_relation(&tree, rules, views, 0) {
+                r.touches_ruled_table = true;
+            }
+        }
+        out.push(statement);
     }
     out
+}
+
+/// Whether any relation named anywhere in the tree (every `RangeVar`, at any depth) is one a
+/// column rule names, a view (which may read one), or a relation the catalog snapshot does not
+/// have. Fails closed past a generous bound on the tree's depth.
+fn mentions_ruled_relation(
+    node: &Value,
+    rules: &[ColumnRule],
+    views: &dyn Views,
+    depth: usize,
+) -> bool {
+    if depth > MAX_DEPTH * 16 {
+        return true;
+    }
+    match node {
+        Value::Object(map) => {
+            // A RangeVar, tagged (`{"RangeVar": {...}}`, a Node) or as a typed field
+            // (`"relation": {"relname": ...}`).
+            let rv = match map.get("RangeVar") {
+                Some(Value::Object(rv)) => Some(rv),
+                _ => map.contains_key("relname").then_some(map),
+            };
+            if let Some(rv) = rv {
+                let schema = str_field(rv, "schemaname");
+                if let Some(name) = str_field(rv, "relname") {
+                    if rules.iter().any(|r| r.matches_table(schema, name))
+                        || views.definition(schema, name).is_some()
+                        || views.knows_relation(schema, name) == Some(false)
+                        || (schema.is_none() && views.resolves(name) == Resolution::Ambiguous)
+                    {
+                        return true;
+                    }
+                }
+            }
+            map.values()
+                .any(|v| mentions_ruled_relation(v, rules, views, depth + 1))
+        }
+        Value::Array(items) => items
+            .iter()
+            .any(|v| mentions_ruled_relation(v, rules, views, depth + 1)),
+        _ => false,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -820,3 +820,41 @@ fn unqualified_names_resolve_as_the_server_does_or_are_masked() {
     // A pg_… name the snapshot does not have at all is new (created after it): masked.
     assert_eq!(m("select id, cn from pg_cards_new"), [true, true]);
 }
+
+/// Round-11 review (F1): a ruled table read only inside a sub-query of WHERE, HAVING, ORDER BY,
+/// GROUP BY, LIMIT or a JOIN's ON condition: no output column derives from it, but an error
+/// message can carry its values (`(select string_agg(card…) from payments)::int`), so the
+/// statement counts as having a masked column in scope and its errors are withheld.
+#[test]
+fn ruled_tables_in_any_clause_put_masked_values_in_reach_of_errors() {
+    for sql in [
+        "select 1 where (select string_agg(card_number, ',') from payments)::int > 0",
+        "select 1 from customers c group by (select max(card_number) from payments)::int",
+        "select 1 having (select max(card_number) from payments)::int > 0",
+        "select id from customers order by (select max(card_number) from payments)::int",
+        "select 1 limit (select max(card_number) from payments)::int",
+        "select 1 from customers a join customers b on (select max(card_number) from payments)::int = 1",
+        "select coalesce(1, (select max(card_number) from payments)::int)",
+        "select 1 where exists (select 1 from public.payments p where p.card_number::int = 0)",
+    ] {
+        let l = lineage(sql, &rules(), &NoViews);
+        assert!(l.iter().all(|s| s.errors_may_echo_masked()), "{sql}");
+    }
+    // `*.email` names every table; with only `payments.card_number`, other tables stay plain.
+    let cards = [ColumnRule::parse("payments.card_number").unwrap()];
+    let l = lineage(
+        "select 1 where (select count(*) from customers) > 0",
+        &cards,
+        &NoViews,
+    );
+    assert!(
+        !l.iter().any(|s| s.errors_may_echo_masked()),
+        "unruled tables stay plain: {l:?}"
+    );
+    let l = lineage(
+        "select 1 where (select max(card_number) from payments)::int > 0",
+        &cards,
+        &NoViews,
+    );
+    assert!(l.iter().all(|s| s.errors_may_echo_masked()));
+}
