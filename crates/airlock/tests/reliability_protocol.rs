@@ -309,3 +309,31 @@ fn repeated_executions_record_a_long_text_once_and_count_batched_rows() {
     assert_eq!(results[0]["command"]["rows"], 5, "{}", results[0]);
     assert_eq!(results[1]["command"]["rows"], 2, "{}", results[1]);
 }
+
+/// An Execute behind a Parse the gateway denied runs nothing the gateway judged (the server
+/// skips it after the denial's error); its audit event says so instead of carrying an empty
+/// statement text (reviews R4-9 and round 8).
+#[test]
+fn an_execute_of_an_unbound_portal_is_named_in_the_audit() {
+    let gw = Gateway::start(READ_ONLY_AGENTS);
+    let mut pg = RawPg::connect(gw.port, "agent", TOKEN, "pg-local", &[]).unwrap();
+    pg.extended("delete from pg_am_missing_table_xyz");
+    pg.send(b'S', &[]);
+    let answers = pg.until_ready();
+    assert!(answers.iter().any(|(t, _)| *t == b'E'), "{answers:?}");
+    let events = audit_events(&gw);
+    let texts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["command"]["text"].as_str())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("not bound through airlock")),
+        "{texts:?}"
+    );
+    assert!(
+        !texts.contains(&""),
+        "no event with an empty text: {texts:?}"
+    );
+}

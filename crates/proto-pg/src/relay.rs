@@ -709,7 +709,13 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                                 .push(Expect::Execute(Tracked::masked(seq, masked)));
                         }
                         None => {
-                            p.records.push((seq, Arc::from(""), session.judge("")));
+                            // Nothing the gateway judged runs here: a SQL cursor's rows
+                            // (DECLARE was judged), or nothing (the server skips or refuses
+                            // it). Said so in the audit rather than as an empty statement.
+                            let text: Arc<str> = Arc::from(format!(
+                                "<Execute of portal \"{portal}\", not bound through airlock>"
+                            ));
+                            p.records.push((seq, text, session.judge("")));
                             copy_message(&mut p.out, msg.tag, &msg.body);
                             let masked = mask.as_ref().map(|_| {
                                 MaskState::new(Some(Arc::new(vec![StatementLineage::Opaque])))
