@@ -133,6 +133,14 @@ writes = true
 action = "deny"
 "#;
 
+const REVIEW_DELETES: &str = r#"
+[[rules]]
+name = "review-deletes"
+operations = ["delete"]
+action = "review"
+reviewers = ["dba"]
+"#;
+
 #[tokio::test]
 async fn each_connection_type_is_judged_by_its_own_classifier() {
     let f = fixture(READ_ONLY_AGENTS);
@@ -186,15 +194,7 @@ action = "allow"
 
 #[tokio::test]
 async fn the_adapters_guard_runs_before_a_review_is_opened() {
-    let f = fixture(
-        r#"
-[[rules]]
-name = "review-deletes"
-operations = ["delete"]
-action = "review"
-reviewers = ["dba"]
-"#,
-    );
+    let f = fixture(REVIEW_DELETES);
     let s = f.open(agent(), "pg", ConnectionType::Postgres).unwrap();
     let a = s
         .admit(
@@ -215,15 +215,7 @@ reviewers = ["dba"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_command_runs_once_when_approved_while_it_waits() {
-    let f = fixture(
-        r#"
-[[rules]]
-name = "review-deletes"
-operations = ["delete"]
-action = "review"
-reviewers = ["dba"]
-"#,
-    );
+    let f = fixture(REVIEW_DELETES);
     let s = f.open(agent(), "pg", ConnectionType::Postgres).unwrap();
     let gate = f.gate.clone();
     let (held_tx, held_rx) = tokio::sync::oneshot::channel::<String>();
