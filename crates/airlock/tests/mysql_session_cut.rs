@@ -112,3 +112,60 @@ fn revoking_a_token_closes_the_open_mysql_session_and_kills_its_statement() {
     let again = text(&gw.mysql_as("agent", &token, "my-local", "select 1;"));
     assert!(again.contains("ERROR 1045"), "{again}");
 }
+
+/// Outside review, round 12 (F1): a MySQL client that hung up mid-statement left the statement
+/// running on the server (an exponential CTE chain then took MariaDB down), and the audit said
+/// it completed. Now the gateway notices the hang-up while it awaits the answer, kills the
+/// statement upstream, and records it as interrupted.
+#[test]
+fn a_mysql_client_that_hangs_up_mid_statement_leaves_no_running_query() {
+    let gw = Gateway::start_mysql("");
+    let marker = unique("hangup_my");
+    let sql = format!("select sleep(30), '{marker}' as m");
+    let mut child = Command::new("mysql")
+        .args([
+            "-h127.0.0.1",
+            &format!("-P{}", gw.port),
+            "-uagent",
+            &format!("-p{TOKEN}"),
+            "-Dmy-local",
+            "--batch",
+            "--skip-ssl",
+            "-e",
+            &sql,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = format!(
+        "select count(*) from information_schema.processlist where info like '%{marker}%' and id <> connection_id()"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while direct_mysql(&running).trim() != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the statement never started upstream"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while direct_mysql(&running).trim() != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "the statement still runs upstream after its client left"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ev = wait_until("the statement's outcome", 10, || {
+        audit_events(&gw)
+            .into_iter()
+            .find(|e| e["kind"] == "command_result" && e["command"]["error"].is_string())
+    });
+    assert_eq!(
+        ev["command"]["error"], "interrupted: client disconnected",
+        "{ev}"
+    );
+}

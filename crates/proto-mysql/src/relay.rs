@@ -152,6 +152,10 @@ struct Outcome {
 pub struct Relay {
     client: NetStream,
     client_buf: BytesMut,
+    /// The audited command whose answer is awaited (sequence number, start): if the client
+    /// hangs up or either side fails meanwhile, it is killed upstream and recorded as
+    /// interrupted.
+    running: Option<(u64, Instant)>,
     up: NetStream,
     up_buf: BytesMut,
     session: Arc<SessionGate>,
@@ -181,6 +185,9 @@ enum Flow {
 enum RelayError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The client hung up while its statement's answer was awaited.
+    #[error("client disconnected")]
+    ClientGone,
     #[error("upstream protocol error: {0}")]
     Upstream(String),
 }
@@ -213,6 +220,7 @@ impl Relay {
         Relay {
             client,
             client_buf,
+            running: None,
             thread_id: up.thread_id,
             up: up.stream,
             up_buf: up.leftover,
@@ -281,8 +289,16 @@ impl Relay {
             match result {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close(reason)) => return reason,
-                Err(RelayError::Io(e)) => return format!("i/o: {e}"),
+                Err(RelayError::ClientGone) => {
+                    self.interrupt_running("client disconnected");
+                    return "client disconnected".into();
+                }
+                Err(RelayError::Io(e)) => {
+                    self.interrupt_running(&format!("i/o: {e}"));
+                    return format!("i/o: {e}");
+                }
                 Err(e @ RelayError::Upstream(_)) => {
+                    self.interrupt_running(&e.to_string());
                     self.send_err(1, 2027, "HY000", &format!("airlock: {e}"))
                         .await;
                     return e.to_string();
@@ -298,11 +314,7 @@ impl Relay {
         self.send_err(1, 1927, "70100", &end.message).await;
         let _ = self.client.shutdown().await;
         if busy {
-            let spec = self.session.upstream().clone();
-            let sql = format!("KILL QUERY {}", self.thread_id);
-            tokio::spawn(async move {
-                let _ = crate::upstream::run_once(&spec, &sql).await;
-            });
+            self.interrupt_running(&end.reason);
         }
         end.reason
     }
@@ -858,6 +870,19 @@ impl Relay {
         answer: Answer,
         ctx: &mut AnswerCtx,
     ) -> Result<Outcome, RelayError> {
+        self.running = ctx.seq.zip(ctx.started);
+        let outcome = self.relay_answer_packets(answer, ctx).await;
+        if outcome.is_ok() {
+            self.running = None;
+        }
+        outcome
+    }
+
+    async fn relay_answer_packets(
+        &mut self,
+        answer: Answer,
+        ctx: &mut AnswerCtx,
+    ) -> Result<Outcome, RelayError> {
         if self.mask.is_some() || self.recorder.is_some() {
             return self.relay_packets(answer, ctx).await;
         }
@@ -912,12 +937,48 @@ impl Relay {
         if self.up_buf.capacity() - self.up_buf.len() < 8192 {
             self.up_buf.reserve(64 * 1024);
         }
-        if self.up.read_buf(&mut self.up_buf).await? == 0 {
-            return Err(RelayError::Upstream(
-                "the upstream closed the connection".into(),
-            ));
+        loop {
+            // While a statement's answer is awaited the client is watched too: one that hangs
+            // up gets its statement killed upstream (round-12 review: a query left running
+            // after its client left exhausted the server). Bytes it sends meanwhile (pipelined
+            // commands) wait in `client_buf`, up to one packet's worth.
+            let watch_client = self.running.is_some() && self.client_buf.len() < self.max_packet;
+            tokio::select! {
+                n = self.up.read_buf(&mut self.up_buf) => {
+                    if n? == 0 {
+                        return Err(RelayError::Upstream(
+                            "the upstream closed the connection".into(),
+                        ));
+                    }
+                    return Ok(());
+                }
+                n = self.client.read_buf(&mut self.client_buf), if watch_client => {
+                    if !matches!(n, Ok(read) if read > 0) {
+                        return Err(RelayError::ClientGone);
+                    }
+                }
+            }
         }
-        Ok(())
+    }
+
+    /// The command whose answer was awaited did not finish through the relay: it is killed
+    /// upstream (over a separate connection, as `KILL` is) and recorded as interrupted.
+    fn interrupt_running(&mut self, why: &str) {
+        let Some((seq, started)) = self.running.take() else {
+            return;
+        };
+        self.session.record_result_masked(
+            seq,
+            None,
+            Some(format!("interrupted: {why}")),
+            started.elapsed(),
+            Default::default(),
+        );
+        let spec = self.session.upstream().clone();
+        let sql = format!("KILL QUERY {}", self.thread_id);
+        tokio::spawn(async move {
+            let _ = crate::upstream::run_once(&spec, &sql).await;
+        });
     }
 
     /// The answer packet by packet: masking, recording, re-framing.
