@@ -612,3 +612,20 @@ fn plans_traces_and_unreadable_result_charsets_are_refused_in_a_masked_session()
     );
     assert!(s.contains("still here"), "{s}");
 }
+
+/// Outside review, round 13 (F1): a user variable read with a quoted name (`` @`c` ``) looked
+/// like a column to the gateway, so a transformed masked value stored in it came back in clear.
+#[test]
+fn a_user_variable_read_by_a_quoted_name_stays_masked() {
+    let f = fixture("redact");
+    let t = &f.t;
+    let s = text(&f.gw.mysql(&format!(
+        "select reverse(secret_code), hex(secret_code) into @c, @h from {t} where id = 1;
+         select @`c` as c, @`h` as h;
+         select @'c' as c2;
+         select 'still here' as s;
+"
+    )));
+    assert_no_secret(&s, "quoted user variables");
+    assert!(s.contains("still here"), "{s}");
+}

@@ -137,6 +137,12 @@ fn segment(text: &str) -> ResultShape {
         .map(|w| w.trim_start_matches('@').to_lowercase())
         .collect();
     s.variables = !s.variable_names.is_empty();
+    if s.variable_names.contains("") {
+        // A quoted variable name (`` @`c` ``, `@'c'`): sqlparser does not keep the `@`, so the
+        // item would look like a column named `c`. Which variable it is, and which result
+        // column it feeds, is not known: every column is unknown (round-13 review, F1).
+        s.kind = ResultKind::Opaque;
+    }
     s.dynamic = words
         .iter()
         .any(|w| matches!(w.as_str(), "PREPARE" | "EXECUTE" | "IMMEDIATE" | "CALL"));
@@ -399,5 +405,10 @@ mod tests {
         assert!(!result_shape("select @@version, 'a@b'").variables);
         let names = result_shape("set @A = 1; select @b, @`c d`, @@x").variable_names;
         assert_eq!(names.into_iter().collect::<Vec<_>>(), vec!["", "a", "b"]);
+        // Round 13: a quoted variable name cannot be told from a column: every column unknown.
+        for sql in ["select @`c`, @`e`", "select @'c'", "select @\"c\" as x"] {
+            assert_eq!(result_shape(sql).kind, ResultKind::Opaque, "{sql}");
+        }
+        assert_ne!(result_shape("select @c").kind, ResultKind::Opaque);
     }
 }
