@@ -632,3 +632,36 @@ fn a_user_variable_read_by_a_quoted_name_stays_masked() {
     assert_no_secret(&s, "quoted user variables");
     assert!(s.contains("still here"), "{s}");
 }
+
+/// Outside review, round 14 (F2): a view a migration creates after the session's catalog
+/// snapshot counted as a clean table, so a transformed masked column came out through it until
+/// the snapshot was refreshed. A relation missing from the snapshot now counts as ruled, and
+/// its columns as unknown.
+#[test]
+fn a_view_created_after_the_catalog_snapshot_is_masked() {
+    let f = fixture("redact");
+    let t = f.t.clone();
+    let v = format!("{t}_late");
+    let url = f.gw.url("agent", TOKEN);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let out: Vec<Option<String>> = rt.block_on(async {
+        let opts = mysql_async::Opts::from_url(&url).unwrap();
+        let opts = mysql_async::OptsBuilder::from_opts(opts).enable_cleartext_plugin(true);
+        let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+        // The session's catalog snapshot is taken; then a view appears behind its back.
+        let _: Vec<Option<String>> = conn
+            .query(format!("select name from {t} where id = 1"))
+            .await
+            .unwrap();
+        direct_mysql(&format!(
+            "create view {v} as select id, secret_code as c from {t}"
+        ));
+        conn.query(format!("select reverse(c) from {v} order by id"))
+            .await
+            .unwrap()
+    });
+    direct_mysql(&format!("drop view {v}"));
+    let joined = format!("{out:?}");
+    assert_no_secret(&joined, "a view created after the snapshot");
+    assert_eq!(out.len(), 3, "{joined}");
+}

@@ -257,11 +257,14 @@ impl Catalog {
         }
         let (schema, name, found) = self.candidates(relation);
         if found.is_empty() {
-            // Not in the catalog (new, temporary, or another server's view of it): by name.
-            return m
-                .rules
-                .iter()
-                .any(|r| r.names_table(schema.as_deref(), &name));
+            // The server's own schemas go by name (their value-holding tables are handled
+            // above). Anything else missing from the snapshot was created after it — a view a
+            // migration made over a ruled table, a temporary copy — and cannot be traced, so it
+            // counts as ruled (round-14 review, F2; PostgreSQL does the same).
+            return !is_system_schema(schema.as_deref())
+                || m.rules
+                    .iter()
+                    .any(|r| r.names_table(schema.as_deref(), &name));
         }
         found.iter().any(|(s, t)| {
             let own = m.rules.iter().any(|r| {
@@ -287,6 +290,10 @@ impl Catalog {
     ) -> Option<BTreeSet<String>> {
         let (schema, name, found) = self.candidates(relation);
         if found.iter().any(|(_, t)| t.view) || is_statistics(schema.as_deref(), &name) {
+            return None;
+        }
+        if found.is_empty() && !is_system_schema(schema.as_deref()) {
+            // Created after the snapshot: what its columns hold cannot be told.
             return None;
         }
         let mut out = BTreeSet::new();
@@ -603,6 +610,15 @@ fn column_sources(
             }
         }
     }
+}
+
+/// The server's own schemas, which the catalog snapshot leaves out.
+fn is_system_schema(schema: Option<&str>) -> bool {
+    schema.is_some_and(|s| {
+        ["mysql", "information_schema", "performance_schema", "sys"]
+            .iter()
+            .any(|sys| s.trim_matches('`').eq_ignore_ascii_case(sys))
+    })
 }
 
 /// Tables of sample values of every column: MariaDB's engine-independent statistics
