@@ -1465,6 +1465,23 @@ impl Analyzer<'_> {
     /// the union over the ranges that may have it. When none may, the name is one lineage got
     /// wrong, and the value may be anything the ranges hold: unknown, with all their sources.
     fn lookup_in(&mut self, ranges: &[Range], col: &str) -> Taint {
+        match self.lookup_all(ranges, col) {
+            Lookup::Found(t) => t,
+            Lookup::Missing(_) => {
+                let mut t = Taint::unknown();
+                for r in ranges {
+                    t.absorb(&self.whole_row(r));
+                }
+                t
+            }
+        }
+    }
+
+    /// `col` in each of `ranges`: found in at least one, with the taint of every range that
+    /// has it plus that of columns lineage is unsure of in the others (a range that has the
+    /// name by lineage's account does not rule out such a column elsewhere; PostgreSQL would
+    /// call the reference ambiguous only if it knew both); or missing everywhere.
+    fn lookup_all(&mut self, ranges: &[Range], col: &str) -> Lookup {
         let mut found = Taint::default();
         let mut any = false;
         let mut unsure = Taint::default();
@@ -1477,18 +1494,12 @@ impl Analyzer<'_> {
                 Lookup::Missing(t) => unsure.absorb(&t),
             }
         }
-        if !any {
-            let mut t = Taint::unknown();
-            for r in ranges {
-                t.absorb(&self.whole_row(r));
-            }
-            return t;
+        if any {
+            found.absorb(&unsure);
+            Lookup::Found(found)
+        } else {
+            Lookup::Missing(unsure)
         }
-        // A range that has the name by lineage's account does not rule out a column whose
-        // name lineage is unsure of in another range (PostgreSQL would call the reference
-        // ambiguous only if it knew both).
-        found.absorb(&unsure);
-        found
     }
 
     fn lookup(&mut self, range: &Range, col: &str) -> Lookup {
@@ -1505,26 +1516,7 @@ impl Analyzer<'_> {
             }),
             Range::Derived(d) => self.derived_lookup(d, col),
             Range::Opaque(t) => Lookup::Found(t.clone()),
-            Range::Join(ranges) => {
-                let mut found = Taint::default();
-                let mut any = false;
-                let mut unsure = Taint::default();
-                for r in ranges {
-                    match self.lookup(r, col) {
-                        Lookup::Found(t) => {
-                            found.absorb(&t);
-                            any = true;
-                        }
-                        Lookup::Missing(t) => unsure.absorb(&t),
-                    }
-                }
-                if any {
-                    found.absorb(&unsure);
-                    Lookup::Found(found)
-                } else {
-                    Lookup::Missing(unsure)
-                }
-            }
+            Range::Join(ranges) => self.lookup_all(ranges, col),
         }
     }
 
