@@ -665,3 +665,61 @@ fn a_view_created_after_the_catalog_snapshot_is_masked() {
     assert_no_secret(&joined, "a view created after the snapshot");
     assert_eq!(out.len(), 3, "{joined}");
 }
+
+/// Outside review, round 14 (F1, the MySQL side the reviewer did not test): a view replaced
+/// outside airlock (`CREATE OR REPLACE VIEW`) after the session's catalog snapshot must not be
+/// traced through its old, clean definition.
+#[test]
+fn a_view_replaced_after_the_catalog_snapshot_is_not_traced_through_its_old_definition() {
+    let f = fixture("redact");
+    let t = f.t.clone();
+    let v = format!("{t}_swap");
+    let plain = format!("{t}_plain");
+    // MySQL lineage masks every column of a view over a ruled table: the view starts over a
+    // table no rule names, so that its first answer is clean.
+    direct_mysql(&format!(
+        "create table {plain} (id int primary key, c varchar(20));
+         insert into {plain} values (1, 'abc'), (2, 'def'), (3, 'ghi');
+         create or replace view {v} as select id, c from {plain}"
+    ));
+    let url = f.gw.url("agent", TOKEN);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (before, after): (Vec<Option<String>>, Vec<Option<String>>) = rt.block_on(async {
+        let opts = mysql_async::Opts::from_url(&url).unwrap();
+        let opts = mysql_async::OptsBuilder::from_opts(opts).enable_cleartext_plugin(true);
+        let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+        let before = conn
+            .query(format!("select reverse(c) from {v} order by id"))
+            .await
+            .unwrap();
+        direct_mysql(&format!(
+            "create or replace view {v} as select id, secret_code as c from {t}"
+        ));
+        let after: Vec<Option<String>> = conn
+            .query(format!("select reverse(c) from {v} order by id"))
+            .await
+            .unwrap();
+        // Back to clean: the session read the catalog again, so the view is clean again.
+        direct_mysql(&format!(
+            "create or replace view {v} as select id, c from {plain}"
+        ));
+        let again: Vec<Option<String>> = conn
+            .query(format!("select reverse(c) from {v} order by id"))
+            .await
+            .unwrap();
+        assert_eq!(
+            again, before,
+            "clean again after the catalog was read again"
+        );
+        (before, after)
+    });
+    direct_mysql(&format!("drop view {v}; drop table {plain}"));
+    assert_eq!(
+        before,
+        ["cba", "fed", "ihg"].map(|v| Some(v.to_owned())),
+        "the clean view reads clean"
+    );
+    let joined = format!("{after:?}");
+    assert_no_secret(&joined, "a view replaced after the snapshot");
+    assert_eq!(after.len(), 3, "{joined}");
+}

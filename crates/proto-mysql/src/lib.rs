@@ -8,6 +8,7 @@
 //! statement goes to [`airlock_gate::SessionGate`].
 #![forbid(unsafe_code)]
 
+mod catalog_check;
 pub mod codec;
 pub mod handshake;
 pub mod mask;
@@ -105,9 +106,18 @@ async fn load_catalog(
     up: &mut upstream::Upstream,
     m: &airlock_gate::masking::SessionMasking,
 ) -> Result<mask::Catalog, upstream::UpstreamError> {
-    let tables = upstream::query_rows(up, mask::CATALOG_TABLES_SQL).await?;
+    load_catalog_on(&mut up.stream, &mut up.leftover, m).await
+}
+
+/// [`load_catalog`] on the relay's upstream between commands.
+pub(crate) async fn load_catalog_on(
+    stream: &mut airlock_transport::NetStream,
+    buf: &mut bytes::BytesMut,
+    m: &airlock_gate::masking::SessionMasking,
+) -> Result<mask::Catalog, upstream::UpstreamError> {
+    let tables = upstream::query_rows_on(stream, buf, mask::CATALOG_TABLES_SQL).await?;
     let columns = match mask::catalog_columns_sql(m) {
-        Some(sql) => upstream::query_rows(up, &sql).await?,
+        Some(sql) => upstream::query_rows_on(stream, buf, &sql).await?,
         None => Vec::new(),
     };
     Ok(mask::Catalog::from_rows(&tables, &columns))

@@ -117,17 +117,20 @@ fn is_string_type(ty: u8) -> bool {
 /// What the upstream's catalog says about its relations (lower-cased names).
 #[derive(Debug, Default)]
 pub struct Catalog {
-    tables: HashMap<(String, String), TableInfo>,
-    by_name: HashMap<String, Vec<String>>,
+    pub(crate) tables: HashMap<(String, String), TableInfo>,
+    pub(crate) by_name: HashMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default)]
-struct TableInfo {
-    view: bool,
+pub(crate) struct TableInfo {
+    pub(crate) view: bool,
+    /// What the catalog said of it (type and view definition), to tell when it changed: see
+    /// [`crate::catalog_check`].
+    pub(crate) fingerprint: u64,
     /// Columns of this relation that some rule's column part names.
     ruled_columns: BTreeSet<String>,
     /// For a view: the relations its definition names (`None`: definition not readable).
-    reads: Option<BTreeSet<String>>,
+    pub(crate) reads: Option<BTreeSet<String>>,
 }
 
 /// The catalog query for relations and views; see [`Catalog::from_rows`].
@@ -193,6 +196,12 @@ impl Catalog {
                 .or_default()
                 .push(schema.clone());
             let e = c.tables.entry((schema, name)).or_default();
+            e.fingerprint = e
+                .fingerprint
+                .wrapping_add(crate::catalog_check::fingerprint(
+                    view,
+                    row.get(3).and_then(|v| v.as_deref()),
+                ));
             // Lower-casing can merge a table and a view: the view (less trusted) wins.
             e.view |= view;
             if view {
@@ -613,7 +622,7 @@ fn column_sources(
 }
 
 /// The server's own schemas, which the catalog snapshot leaves out.
-fn is_system_schema(schema: Option<&str>) -> bool {
+pub(crate) fn is_system_schema(schema: Option<&str>) -> bool {
     schema.is_some_and(|s| {
         ["mysql", "information_schema", "performance_schema", "sys"]
             .iter()

@@ -19,6 +19,7 @@
 //! fed what the client is sent. A row larger than the packet limit is never forwarded in a masked
 //! session: the client gets an ERR instead and the rest of the answer is drained.
 
+use crate::catalog_check::Drift;
 use crate::codec::{
     decode_err, decode_ok, eof_status, err_payload, frame_header, is_eof, ok_payload, put_packet,
     split_packet, ErrPacket, FrameError, Reader, MAX_FRAME, SERVER_MORE_RESULTS_EXISTS,
@@ -66,6 +67,14 @@ impl MaskState {
             cursors: HashMap::new(),
             vars: UserVars::default(),
         }
+    }
+
+    /// A statement whose relations the catalog snapshot cannot vouch for: every column unknown,
+    /// and every user variable may now hold a masked value.
+    fn opaque_stmt(&mut self) -> Arc<StmtMask> {
+        let stmt = Arc::new(StmtMask::opaque(&self.masking));
+        self.vars.ran(&stmt);
+        stmt
     }
 
     /// The statement's mask given the session's user variables, for a statement about to run
@@ -552,7 +561,8 @@ impl Relay {
         if let Kill::Thread { query_only, id } = kill {
             return self.kill(seq, started, query_only, id).await;
         }
-        let mut ctx = self.ctx_for(seq, started, text);
+        let vouched = self.revalidate_catalog(&judged.classification).await;
+        let mut ctx = self.ctx_for(seq, started, text, vouched);
         self.forward(payload).await?;
         let outcome = self
             .relay_answer(Answer::Results { binary: false }, &mut ctx)
@@ -598,6 +608,61 @@ impl Relay {
         }
     }
 
+    /// Whether the catalog snapshot masking uses still describes the relations a statement
+    /// about to run names (see [`crate::catalog_check`]). Asks the upstream; a relation the
+    /// snapshot knows that changed makes the session read the catalog again. `false` (mask
+    /// every column) when a relation is new, or the check or the new read failed.
+    async fn revalidate_catalog(&mut self, c: &airlock_core::Classification) -> bool {
+        let Some(m) = self.mask.as_ref() else {
+            return true;
+        };
+        if !m.masking.has_column_rules() {
+            return true;
+        }
+        let relations: Vec<String> = c
+            .statements
+            .iter()
+            .flat_map(|s| s.reads.iter().chain(s.writes.iter()).cloned())
+            .collect();
+        if relations.is_empty() {
+            return true;
+        }
+        let Some(check) = m.catalog.check(&relations) else {
+            return false;
+        };
+        let rows = match crate::upstream::query_rows_on(&mut self.up, &mut self.up_buf, &check.sql)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                warn!(error = %e, "catalog check failed; the statement's columns are masked");
+                return false;
+            }
+        };
+        match m.catalog.drift(&check, &rows) {
+            Drift::Same => true,
+            Drift::Unknown => false,
+            Drift::Changed => {
+                let masking = m.masking.clone();
+                let fresh = crate::load_catalog_on(&mut self.up, &mut self.up_buf, &masking).await;
+                let Some(m) = self.mask.as_mut() else {
+                    return false;
+                };
+                match fresh {
+                    Ok(fresh) => {
+                        m.catalog = Arc::new(fresh.keeping_unknown(&m.catalog));
+                        m.stmts = StmtCache::default();
+                        m.catalog.drift(&check, &rows) == Drift::Same
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "catalog read failed; the statement's columns are masked");
+                        false
+                    }
+                }
+            }
+        }
+    }
+
     /// After a command that may have changed the session's `sql_mode` (or, in a read-only
     /// session, its access mode): reads both back from the upstream on the same connection (the
     /// client never sees it). A mode our lexer does not support, or a session that is no longer
@@ -632,9 +697,15 @@ impl Relay {
         Flow::Close(message)
     }
 
-    fn ctx_for(&mut self, seq: u64, started: Instant, text: &str) -> AnswerCtx {
+    fn ctx_for(&mut self, seq: u64, started: Instant, text: &str, vouched: bool) -> AnswerCtx {
         AnswerCtx {
-            stmt: self.mask.as_mut().map(|m| m.stmt(text)),
+            stmt: self.mask.as_mut().map(|m| {
+                if vouched {
+                    m.stmt(text)
+                } else {
+                    m.opaque_stmt()
+                }
+            }),
             seq: Some(seq),
             started: Some(started),
             ..AnswerCtx::default()
@@ -819,8 +890,16 @@ impl Relay {
             return Ok(Flow::Continue);
         }
         let started = Instant::now();
-        // Judged again here: the user variables it reads may have changed since the prepare.
-        let stmt = self.mask.as_mut().map(|m| m.stmt(&text));
+        // Judged again here: the user variables it reads may have changed since the prepare,
+        // and the catalog too.
+        let vouched = self.revalidate_catalog(&judged.classification).await;
+        let stmt = self.mask.as_mut().map(|m| {
+            if vouched {
+                m.stmt(&text)
+            } else {
+                m.opaque_stmt()
+            }
+        });
         let mut ctx = AnswerCtx {
             stmt,
             statement_id: Some(id),

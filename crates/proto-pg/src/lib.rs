@@ -4,6 +4,7 @@
 //! with the held credential, and relays the session (see [`relay`]). It never decides anything
 //! itself: every statement goes to [`airlock_gate::SessionGate`].
 
+pub mod catalog;
 pub mod codec;
 pub mod encoding;
 pub mod mask;
@@ -463,12 +464,12 @@ async fn run_session(
         .is_some_and(|m| m.has_column_rules() && session.cached_views().is_none());
     if needs_views {
         // Concurrent DDL (a view dropped while pg_get_viewdef reads it) fails the read: retry.
-        let mut fetched = mask::fetch_views(&mut up.stream).await;
+        let mut fetched = catalog::fetch_views(&mut up.stream).await;
         for _ in 0..2 {
             if fetched.is_ok() {
                 break;
             }
-            fetched = mask::fetch_views(&mut up.stream).await;
+            fetched = catalog::fetch_views(&mut up.stream).await;
         }
         match fetched {
             Ok(views) => session.store_views(Arc::new(views)),

@@ -14,6 +14,7 @@
 //! gateway's ErrorResponse (SQLSTATE 42501, naming the rule), so no text of ours is ever
 //! interpolated into SQL.
 
+use crate::catalog::{self, Check, CheckProgress, Snapshot, Verdict, ViewsReader};
 use crate::codec::{
     self, peek_message, put_error, put_message, put_query, rows_from_tag, ErrorFields, FrameError,
     Reader,
@@ -25,7 +26,7 @@ use airlock_core::{Action, Operation};
 use airlock_gate::masking::SessionMasking;
 use airlock_gate::{heavy, GateError, Judged, SessionGate};
 use airlock_record::Recorder;
-use airlock_sql::lineage::{CopyFormat, CopyKind, StaleViews, StatementLineage, ViewMap};
+use airlock_sql::lineage::{CopyFormat, CopyKind, StatementLineage, ViewMap};
 use airlock_transport::NetStream;
 use bytes::{Buf, BufMut, BytesMut};
 use std::borrow::Cow;
@@ -61,6 +62,13 @@ pub(crate) enum Expect {
     Execute(Tracked),
     Close,
     Sync,
+    /// The catalog check sent ahead of a statement under column masking (see [`catalog`]).
+    Check(Box<Check>),
+    /// A new catalog snapshot the client side waits for.
+    Snapshot {
+        reader: Box<ViewsReader>,
+        reply: tokio::sync::oneshot::Sender<Result<ViewMap, String>>,
+    },
 }
 
 /// A command whose outcome goes into the audit trail.
@@ -89,7 +97,13 @@ pub(crate) struct MaskState {
     counts: Counts,
     /// Extended protocol: the statement executed and the portal's result formats.
     prepared: Option<BoundPortal>,
+    /// Set when the catalog check sent ahead of the statement found the catalog differs from
+    /// the snapshot its lineage came from: every column is then of unknown origin.
+    catalog: Option<Verdict>,
 }
+
+/// The lineage of a statement whose catalog changed under it.
+static CATALOG_CHANGED: StatementLineage = StatementLineage::Opaque;
 
 /// The statement an Execute runs, the portal's result formats and its "not bound" flag.
 type BoundPortal = (Arc<Prepared>, Arc<[i16]>, Arc<AtomicBool>);
@@ -103,10 +117,18 @@ impl MaskState {
             copy: None,
             counts: Counts::default(),
             prepared: None,
+            catalog: None,
         })
     }
 
     fn lineage(&self) -> Option<&StatementLineage> {
+        if self
+            .catalog
+            .as_ref()
+            .is_some_and(|v| v.load(Ordering::Relaxed))
+        {
+            return Some(&CATALOG_CHANGED);
+        }
         self.lineage.as_ref().and_then(|l| l.get(self.stmt))
     }
 }
@@ -207,6 +229,8 @@ pub(crate) struct Prepared {
     /// Masking: the statement's column lineage, its result columns once described, and
     /// whether a Describe was already sent for it.
     lineage: Option<Arc<Vec<StatementLineage>>>,
+    /// The catalog snapshot `lineage` was computed with.
+    snapshot: Option<Snapshot>,
     shape: Mutex<Option<Arc<Vec<Column>>>>,
     described: AtomicBool,
 }
@@ -233,11 +257,9 @@ struct Portal {
 /// Masking context of the client-to-upstream side.
 struct MaskCtx {
     masking: Arc<SessionMasking>,
-    views: Arc<ViewMap>,
-    /// The connection's DDL generation when `views` was taken; once it moves, views may have
-    /// changed under the snapshot and are treated as unknown relations.
+    snapshot: Snapshot,
+    /// The connection's DDL generation (DDL through airlock) when `snapshot` was taken.
     generation: u64,
-    stale: bool,
     lineages: LineageCache,
 }
 
@@ -250,16 +272,101 @@ impl MaskCtx {
         if !self.masking.has_column_rules() {
             return None;
         }
-        if !self.stale && session.views_generation() != self.generation {
-            self.stale = true;
-            self.lineages = LineageCache::new();
+        if session.views_generation() != self.generation {
+            // DDL went through another session: the checks would find out, but a new snapshot
+            // spares them masking what it changed.
+            self.generation = session.views_generation();
+            self.snapshot.outdated.store(true, Ordering::Relaxed);
         }
-        Some(if self.stale {
+        Some(
             self.lineages
-                .get(text, &self.masking, &StaleViews(&*self.views))
-        } else {
-            self.lineages.get(text, &self.masking, &*self.views)
-        })
+                .get(text, &self.masking, &*self.snapshot.views),
+        )
+    }
+
+    /// Takes a new catalog snapshot when a check found the current one outdated. Only between
+    /// extended-protocol batches: the snapshot query is a simple Query, which would end the
+    /// batch's implicit transaction. Meanwhile statements are still checked against the old
+    /// snapshot, and masked as unknown where it differs.
+    async fn renew_if_outdated(
+        &mut self,
+        p: &mut Pending,
+        upstream: &mut WriteHalf<NetStream>,
+        client_writer: &ClientWriter,
+        session: &SessionGate,
+        queue: &Queue,
+    ) -> Result<(), RelayError> {
+        if !self.masking.has_column_rules() || !self.snapshot.is_outdated() {
+            return Ok(());
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        put_query(&mut p.out, catalog::VIEWS_SQL);
+        p.expects.push(Expect::Snapshot {
+            reader: Box::default(),
+            reply,
+        });
+        p.flush(upstream, client_writer, session, queue).await?;
+        match answer.await {
+            Ok(Ok(fresh)) => {
+                self.snapshot = self.snapshot.renewed(fresh);
+                self.lineages = LineageCache::new();
+            }
+            // Kept outdated (an aborted transaction refuses the query): tried again before the
+            // next statement; the checks keep masking what differs.
+            Ok(Err(e)) => {
+                tracing::debug!(session = %session.id(), error = %e, "catalog snapshot not renewed")
+            }
+            Err(_) => {
+                return Err(RelayError::Upstream(
+                    "the upstream connection ended while the catalog was read".into(),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the catalog check for a statement about to run under column masking, and returns
+    /// its verdict for the statement's masking state. No check is needed when lineage shows no
+    /// rows from relations; where none can be sent (`simple` inside an extended batch, names
+    /// the client encoding cannot carry), the verdict is "differs" from the start.
+    fn check(
+        snapshot: Option<&Snapshot>,
+        lineage: Option<&Arc<Vec<StatementLineage>>>,
+        judged: &Judged,
+        p: &mut Pending,
+        extended: bool,
+        open_batch: bool,
+        utf8: bool,
+    ) -> Option<Verdict> {
+        let (snapshot, lineage) = (snapshot?, lineage?);
+        if !lineage
+            .iter()
+            .any(|l| matches!(l, StatementLineage::Rows(_)))
+        {
+            return None;
+        }
+        let names: Vec<String> = judged
+            .classification
+            .statements
+            .iter()
+            .flat_map(|s| s.reads.iter().chain(s.writes.iter()).cloned())
+            .collect();
+        if names.is_empty() {
+            return None;
+        }
+        let verdict = Verdict::default();
+        match catalog::check_sql(&names, utf8) {
+            Some(sql) if extended || !open_batch => {
+                catalog::put_check(&mut p.out, &sql, extended);
+                p.expects.push(Expect::Check(Box::new(Check::new(
+                    snapshot.clone(),
+                    verdict.clone(),
+                    extended,
+                ))));
+            }
+            _ => verdict.store(true, Ordering::Relaxed),
+        }
+        Some(verdict)
     }
 
     /// Statements masking cannot follow are refused: binary COPY rows cannot be split into
@@ -428,10 +535,11 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     let mut mask = session.masking().cloned().map(|masking| MaskCtx {
         masking,
         generation: session.views_generation(),
-        stale: false,
-        views: session.cached_views().unwrap_or_default(),
+        snapshot: Snapshot::new(session.cached_views().unwrap_or_default()),
         lineages: LineageCache::new(),
     });
+    // The client sent extended-protocol messages since its last Sync (see `MaskCtx::check`).
+    let mut open_batch = false;
     loop {
         let n = client.read_buf(&mut buf).await?;
         if n == 0 {
@@ -448,6 +556,17 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                 }
             };
             let enc = encoding.get();
+            let utf8 = enc == ClientEncoding::Utf8;
+            if let (Some(m), b'Q' | b'P', false) = (mask.as_mut(), msg.tag, open_batch) {
+                m.renew_if_outdated(&mut p, &mut upstream, &client_writer, &session, &queue)
+                    .await?;
+            }
+            let was_open = open_batch;
+            open_batch = match msg.tag {
+                b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => true,
+                b'S' => false,
+                _ => open_batch,
+            };
             match msg.tag {
                 b'Q' => {
                     let text = read_text(&mut Reader::new(&msg.body, "Query"), enc)?;
@@ -463,7 +582,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                         )
                         .await?;
                     let text: Arc<str> = Arc::from(text);
-                    let masked = mask.as_mut().map(|m| {
+                    let mut masked = mask.as_mut().map(|m| {
                         let lineage = m.lineage(&text, &session);
                         MaskCtx::refuse_unmaskable(&lineage, &mut judged);
                         MaskState::new(lineage)
@@ -476,6 +595,17 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                             extended: false,
                         });
                     } else {
+                        if let Some(state) = masked.as_mut() {
+                            state.catalog = MaskCtx::check(
+                                mask.as_ref().map(|m| &m.snapshot),
+                                state.lineage.as_ref(),
+                                &judged,
+                                &mut p,
+                                false,
+                                was_open,
+                                utf8,
+                            );
+                        }
                         copy_message(&mut p.out, msg.tag, &msg.body);
                         p.expects.push(Expect::Query(Tracked::masked(seq, masked)));
                     }
@@ -552,6 +682,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                             taken: AtomicBool::new(false),
                             batch: syncs_sent,
                             lineage,
+                            snapshot: mask.as_ref().map(|m| m.snapshot.clone()),
                             shape: Mutex::new(None),
                             described: AtomicBool::new(false),
                         });
@@ -690,7 +821,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                             if !params.is_empty() {
                                 p.params.push((seq, params.clone()));
                             }
-                            let masked = mask.as_ref().map(|_| {
+                            let mut masked = mask.as_ref().map(|_| {
                                 let mut state = MaskState::new(prep.lineage.clone());
                                 state.prepared =
                                     Some((prep.clone(), formats.clone(), not_bound.clone()));
@@ -703,6 +834,20 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                                     codec::put_cstr(o, portal);
                                 });
                                 p.expects.push(Expect::InjectedDescribe(prep.clone()));
+                            }
+                            if let Some(state) = masked.as_mut() {
+                                // Right before the Execute: the Bind has planned the statement
+                                // and holds its relations' locks, so the catalog the check reads
+                                // is the one the rows come from.
+                                state.catalog = MaskCtx::check(
+                                    prep.snapshot.as_ref(),
+                                    prep.lineage.as_ref(),
+                                    &prep.judged,
+                                    &mut p,
+                                    true,
+                                    true,
+                                    utf8,
+                                );
                             }
                             copy_message(&mut p.out, msg.tag, &msg.body);
                             p.expects
@@ -1329,8 +1474,25 @@ pub(crate) async fn upstream_to_client(
                 continue;
             }
             let total = 5 + body_len;
-            let pass = masking.is_none();
-            if pass {
+            // The catalog's answers to the gateway itself are not the client's to see: an
+            // oversized one fails the snapshot or the check instead.
+            let internal = {
+                let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                match q.front_mut() {
+                    Some(Expect::Snapshot { reader, .. }) => {
+                        reader.fail("a catalog row exceeds [gateway] max_message_bytes");
+                        true
+                    }
+                    Some(Expect::Check(c)) => {
+                        c.fail();
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            let pass = masking.is_none() && !internal;
+            if internal {
+            } else if pass {
                 let take = total.min(buf.len());
                 w.write_all(buf.get(..take).unwrap_or_default()).await?;
             } else {
@@ -1475,6 +1637,7 @@ fn on_response(
     };
     let mut done = false;
     let mut failed = false;
+    let mut snapshot = None;
     let step = match front {
         Expect::Query(t) => {
             let step = match tag {
@@ -1610,9 +1773,29 @@ fn on_response(
             }
             Step::Pass
         }
+        Expect::Check(c) => match c.on_message(tag, body) {
+            CheckProgress::Pending => Step::Swallow,
+            CheckProgress::Done => {
+                done = true;
+                Step::Swallow
+            }
+            CheckProgress::Failed => {
+                done = true;
+                failed = true;
+                untracked_error(body, masking)
+            }
+        },
+        Expect::Snapshot { reader, .. } => {
+            snapshot = reader.on_message(tag, body);
+            done = snapshot.is_some();
+            Step::Swallow
+        }
     };
     if done {
-        q.pop_front();
+        if let (Some(Expect::Snapshot { reply, .. }), Some(answer)) = (q.pop_front(), snapshot) {
+            // The client side may have gone; then nobody waits for it.
+            let _ = reply.send(answer);
+        }
     }
     if failed {
         // After an error in the extended protocol the server discards messages until Sync,
@@ -1642,7 +1825,12 @@ pub(crate) struct Skip {
 fn skip_to_sync(q: &mut VecDeque<Expect>, skip: &mut Option<Skip>, session: &SessionGate) {
     let Some(s) = skip.as_mut() else { return };
     while let Some(e) = q.front() {
-        if matches!(e, Expect::Sync | Expect::Query(_)) {
+        let simple = match e {
+            Expect::Sync | Expect::Query(_) | Expect::Snapshot { .. } => true,
+            Expect::Check(c) => c.is_simple(),
+            _ => false,
+        };
+        if simple {
             *skip = None;
             return;
         }

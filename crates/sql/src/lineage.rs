@@ -221,6 +221,11 @@ pub struct ViewMap {
     schemas_of: HashMap<String, Vec<String>>,
     /// The snapshot lists every relation ([`ViewMap::insert_table`] was fed the catalog).
     complete: bool,
+    /// A version of each relation's catalog rows when the snapshot was taken, by catalog id
+    /// (PostgreSQL: the `xmin` of its `pg_class` row and of its view rule). The adapter compares
+    /// them with the catalog before a statement runs: a view replaced outside airlock keeps its
+    /// name and id but not its version.
+    versions: HashMap<u32, (Box<str>, Box<str>)>,
 }
 
 impl ViewMap {
@@ -243,6 +248,39 @@ impl ViewMap {
         self.by_qualified
             .insert(format!("{schema}.{name}"), Arc::from(definition));
         self.insert_table(schema, name);
+    }
+
+    /// A newer snapshot of the same catalog, keeping relations `earlier` did not have unknown:
+    /// a session's view of new relations does not change when it takes a new snapshot (a
+    /// table created after the session began, a copy it made, stays masked), only the
+    /// definitions of the ones it knew do. Versions are kept for all.
+    pub fn keeping_unknown(mut self, earlier: &ViewMap) -> ViewMap {
+        if !earlier.complete {
+            return self;
+        }
+        self.relations.retain(|r| earlier.relations.contains(r));
+        self.by_qualified
+            .retain(|r, _| earlier.relations.contains(r));
+        for (name, schemas) in self.schemas_of.iter_mut() {
+            schemas.retain(|s| earlier.relations.contains(&format!("{s}.{name}")));
+        }
+        self.schemas_of.retain(|_, schemas| !schemas.is_empty());
+        // A new relation's version is not kept either: a check meeting it must not take it for
+        // one the snapshot knows (a new `s.v` earlier in the search_path than a known `public.v`).
+        self.versions
+            .retain(|_, (qualified, _)| earlier.relations.contains(&**qualified));
+        self
+    }
+
+    /// Records the catalog version of relation `id`, `schema.name` (see [`ViewMap::version`]).
+    pub fn insert_version(&mut self, id: u32, qualified: &str, version: &str) {
+        self.versions
+            .insert(id, (Box::from(qualified), Box::from(version)));
+    }
+
+    /// The version of relation `id` in the snapshot; `None` for a relation it does not have.
+    pub fn version(&self, id: u32) -> Option<&str> {
+        self.versions.get(&id).map(|(_, v)| &**v)
     }
 
     pub fn len(&self) -> usize {

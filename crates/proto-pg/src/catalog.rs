@@ -1,0 +1,429 @@
+//! The catalog snapshot column masking follows views through, and the check that keeps it
+//! honest.
+//!
+//! Lineage reads view definitions from a snapshot of the upstream's catalog, taken when a
+//! session opens (and shared by the connection's sessions for a minute). DDL run outside
+//! airlock, by a DBA or a migration, can change a relation under the snapshot:
+//! `CREATE OR REPLACE VIEW v AS SELECT card …` keeps the name, so lineage would go on tracing
+//! `v` through its old, clean definition (round-14 review, F1). So with every statement a
+//! session under column masking runs, the relay sends a check: the catalog version of each
+//! relation the statement names and of each relation those views read, transitively, as the
+//! server resolves and plans them at that moment. Its answer arrives before the statement's
+//! rows; if any version differs from the snapshot's, those rows are masked as unknown and the
+//! relay takes a new snapshot before the next statement.
+//!
+//! The check reads `pg_class` through SQL, so it sees the catalog as of the transaction's
+//! snapshot, while the planner always uses the latest one. Under `REPEATABLE READ` or
+//! `SERIALIZABLE` a view replaced after the transaction began would go unseen, so there the
+//! check answers "changed" whatever it reads and the rows are masked as unknown.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use airlock_sql::lineage::{ViewMap, Views};
+use bytes::{BufMut, BytesMut};
+
+use crate::codec::{put_cstr, put_message, put_query};
+use crate::mask::data_row_values;
+
+/// A catalog snapshot as one session's masking uses it.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub views: Arc<ViewMap>,
+    /// A check found a relation this snapshot knows changed: the relay takes a new snapshot
+    /// before the next statement it can (see [`Snapshot::renewed`]).
+    pub outdated: Arc<AtomicBool>,
+}
+
+impl Snapshot {
+    pub fn new(views: Arc<ViewMap>) -> Snapshot {
+        Snapshot {
+            views,
+            outdated: Arc::default(),
+        }
+    }
+
+    pub fn is_outdated(&self) -> bool {
+        self.outdated.load(Ordering::Relaxed)
+    }
+
+    /// The snapshot that replaces this one: `fresh` from the catalog, relations this one did
+    /// not know still unknown ([`ViewMap::keeping_unknown`]).
+    pub fn renewed(&self, fresh: ViewMap) -> Snapshot {
+        Snapshot::new(Arc::new(fresh.keeping_unknown(&self.views)))
+    }
+}
+
+/// The name of the prepared statement and portal the check uses in the extended protocol (it
+/// must not disturb the client's unnamed ones). A client that takes this name for its own
+/// statement only makes its own statements fail.
+const CHECK_NAME: &str = "airlock catalog check";
+
+/// Puts the check ahead of the statement it is for. In a simple-protocol exchange it is a
+/// Query of its own; inside an extended-protocol batch, it is parsed, run and closed under
+/// [`CHECK_NAME`], so an error in it (an aborted transaction) makes the server skip the
+/// client's Execute as well.
+pub fn put_check(out: &mut BytesMut, sql: &str, extended: bool) {
+    if !extended {
+        put_query(out, sql);
+        return;
+    }
+    put_message(out, b'P', |o| {
+        put_cstr(o, CHECK_NAME);
+        put_cstr(o, sql);
+        o.put_u16(0);
+    });
+    put_message(out, b'B', |o| {
+        put_cstr(o, CHECK_NAME);
+        put_cstr(o, CHECK_NAME);
+        o.put_u16(0);
+        o.put_u16(0);
+        o.put_u16(0);
+    });
+    put_message(out, b'E', |o| {
+        put_cstr(o, CHECK_NAME);
+        o.put_i32(0);
+    });
+    for kind in [b'P', b'S'] {
+        put_message(out, b'C', |o| {
+            o.put_u8(kind);
+            put_cstr(o, CHECK_NAME);
+        });
+    }
+}
+
+/// The answer the relay owes itself for one check: every message of it is swallowed.
+#[derive(Debug)]
+pub struct Check {
+    snapshot: Snapshot,
+    verdict: Verdict,
+    extended: bool,
+    /// Extended protocol: CloseCompletes still to come (the check ends with two Closes).
+    closes_left: u8,
+}
+
+/// The outcome of a statement's check, shared with the statement's masking state: set when
+/// the catalog differs from the snapshot its lineage was computed with (or cannot be known to
+/// be the same), so its rows are masked as unknown.
+pub type Verdict = Arc<AtomicBool>;
+
+/// Where a check is after one backend message.
+pub enum CheckProgress {
+    Pending,
+    Done,
+    /// An error inside an extended-protocol batch: the server now skips to the client's Sync,
+    /// the client's statement included, so the error is the client's to see.
+    Failed,
+}
+
+impl Check {
+    pub fn new(snapshot: Snapshot, verdict: Verdict, extended: bool) -> Check {
+        Check {
+            snapshot,
+            verdict,
+            extended,
+            closes_left: 2,
+        }
+    }
+
+    /// A simple-protocol check ends at its own ReadyForQuery, so pipelines stop skipping there.
+    pub fn is_simple(&self) -> bool {
+        !self.extended
+    }
+
+    /// Part of the answer cannot be read: the statement's rows are masked as unknown.
+    pub fn fail(&mut self) {
+        self.verdict.store(true, Ordering::Relaxed);
+    }
+
+    pub fn on_message(&mut self, tag: u8, body: &[u8]) -> CheckProgress {
+        match tag {
+            b'D' => {
+                match check_row(body, &self.snapshot.views) {
+                    RowVerdict::Same => {}
+                    RowVerdict::Differs => self.verdict.store(true, Ordering::Relaxed),
+                    RowVerdict::Changed => {
+                        self.verdict.store(true, Ordering::Relaxed);
+                        self.snapshot.outdated.store(true, Ordering::Relaxed);
+                    }
+                }
+                CheckProgress::Pending
+            }
+            b'E' => {
+                self.verdict.store(true, Ordering::Relaxed);
+                if self.extended {
+                    CheckProgress::Failed
+                } else {
+                    CheckProgress::Pending
+                }
+            }
+            b'Z' if !self.extended => CheckProgress::Done,
+            b'3' if self.extended => {
+                self.closes_left = self.closes_left.saturating_sub(1);
+                if self.closes_left == 0 {
+                    CheckProgress::Done
+                } else {
+                    CheckProgress::Pending
+                }
+            }
+            _ => CheckProgress::Pending,
+        }
+    }
+}
+
+/// What one row of the check says about one relation.
+#[derive(Debug, PartialEq, Eq)]
+enum RowVerdict {
+    Same,
+    /// Not known to be the same (a relation created after the snapshot, a transaction that is
+    /// not READ COMMITTED, a malformed row): this statement's rows are masked as unknown.
+    Differs,
+    /// A relation the snapshot knows has changed: masked, and the snapshot is outdated.
+    Changed,
+}
+
+/// Every relation lineage may meet outside the system schemas, the definition of views and
+/// materialized views (tables have none), and each relation's catalog version. Relations
+/// missing from this snapshot were created later and are masked
+/// ([`airlock_sql::lineage::Views::knows_relation`]). `pg_catalog`'s own relations are listed
+/// without definitions, so lineage knows which unqualified names are the catalog's (a user
+/// view named `pg_…` is not). The version is the `xmin` of the relation's `pg_class` row and of
+/// its view rule: `CREATE OR REPLACE VIEW` writes both.
+pub const VIEWS_SQL: &str = "SELECT n.nspname::text, c.relname::text, \
+     CASE WHEN c.relkind IN ('v', 'm') AND n.nspname <> 'pg_catalog' \
+     THEN pg_catalog.pg_get_viewdef(c.oid) END, \
+     c.oid::pg_catalog.text, \
+     c.xmin::pg_catalog.text || '/' || COALESCE(rw.xmin::pg_catalog.text, '') \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     LEFT JOIN pg_catalog.pg_rewrite rw ON rw.ev_class = c.oid AND rw.rulename = '_RETURN' \
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+     AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_toast'";
+
+/// Reads the answer to [`VIEWS_SQL`], one backend message at a time.
+#[derive(Debug, Default)]
+pub struct ViewsReader {
+    views: ViewMap,
+    error: Option<String>,
+}
+
+impl ViewsReader {
+    /// Takes one message of the answer. At ReadyForQuery the snapshot is done: `Some`.
+    pub fn on_message(&mut self, tag: u8, body: &[u8]) -> Option<Result<ViewMap, String>> {
+        match tag {
+            b'D' if self.error.is_none() => {
+                if let Err(e) = self.row(body) {
+                    self.error = Some(e.to_owned());
+                }
+                None
+            }
+            b'E' => {
+                self.error
+                    .get_or_insert(crate::codec::decode_error(body).message);
+                None
+            }
+            b'Z' => Some(match self.error.take() {
+                Some(e) => Err(e),
+                None => {
+                    let mut views = std::mem::take(&mut self.views);
+                    views.mark_complete();
+                    Ok(views)
+                }
+            }),
+            _ => None,
+        }
+    }
+
+    /// The answer cannot be read whole: the snapshot is not taken.
+    pub fn fail(&mut self, why: &str) {
+        self.error.get_or_insert_with(|| why.to_owned());
+    }
+
+    fn row(&mut self, body: &[u8]) -> Result<(), &'static str> {
+        let values = data_row_values(body).ok_or("truncated row from pg_class")?;
+        let text = |i: usize| -> Option<String> {
+            values
+                .get(i)
+                .copied()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        };
+        if values.len() != 5 {
+            return Err("unexpected row shape from pg_class");
+        }
+        let (Some(schema), Some(name), Some(id), Some(version)) =
+            (text(0), text(1), text(3), text(4))
+        else {
+            return Err("unexpected row from pg_class");
+        };
+        match text(2) {
+            Some(def) => self.views.insert(&schema, &name, &def),
+            None => self.views.insert_table(&schema, &name),
+        }
+        let id: u32 = id.parse().map_err(|_| "unexpected oid from pg_class")?;
+        self.views
+            .insert_version(id, &format!("{schema}.{name}"), &version);
+        Ok(())
+    }
+}
+
+/// Reads the upstream's catalog snapshot. Must run while the upstream is idle (after
+/// authentication, before relaying); leaves it idle again.
+pub async fn fetch_views(stream: &mut airlock_transport::NetStream) -> Result<ViewMap, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut out = BytesMut::new();
+    crate::codec::put_query(&mut out, VIEWS_SQL);
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut reader = ViewsReader::default();
+    let mut buf = BytesMut::with_capacity(8192);
+    loop {
+        match crate::codec::split_message(&mut buf, 64 * 1024 * 1024) {
+            Ok(Some(msg)) => {
+                if let Some(done) = reader.on_message(msg.tag, &msg.body) {
+                    return done;
+                }
+            }
+            Ok(None) => {
+                if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                    return Err("the upstream closed the connection".into());
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// More relation names than this in one statement are not checked one by one: its rows are
+/// masked as unknown instead (a bound on the check's size, like the classifier's on text).
+const MAX_CHECKED_NAMES: usize = 4096;
+
+/// The check query for a statement naming these relations (`schema.name` or `name`, as the
+/// classifier reports them: lower-cased unless quoted): the catalog version of each relation
+/// they resolve to now under the session's search_path, and of every relation a view among
+/// them reads (through `pg_depend` from its rule, transitively), with the transaction's
+/// isolation level. `None` when the names cannot be put in the session's client encoding (not
+/// UTF-8 and not ASCII) or are too many: the caller then masks the rows as unknown.
+pub fn check_sql(names: &[String], utf8: bool) -> Option<String> {
+    if names.len() > MAX_CHECKED_NAMES || (!utf8 && names.iter().any(|n| !n.is_ascii())) {
+        return None;
+    }
+    let literals: Vec<String> = names
+        .iter()
+        .map(|n| {
+            // `schema.name` (or `catalog.schema.name`): the last two parts, each quoted as an
+            // identifier so to_regclass reads them as the classifier did.
+            let parts: Vec<&str> = n.split('.').collect();
+            let start = parts.len().saturating_sub(2);
+            let ident: Vec<String> = parts
+                .get(start..)
+                .unwrap_or_default()
+                .iter()
+                .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+                .collect();
+            format!("'{}'", ident.join(".").replace('\'', "''"))
+        })
+        .collect();
+    Some(format!(
+        "WITH RECURSIVE rels(id) AS (\
+         SELECT pg_catalog.to_regclass(n)::pg_catalog.oid FROM pg_catalog.unnest(ARRAY[{}]::pg_catalog.text[]) AS n \
+         UNION \
+         SELECT d.refobjid FROM rels JOIN pg_catalog.pg_rewrite r ON r.ev_class = rels.id \
+         JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+         AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass) \
+         SELECT c.oid::pg_catalog.text, \
+         c.xmin::pg_catalog.text || '/' || COALESCE(rw.xmin::pg_catalog.text, ''), \
+         pg_catalog.current_setting('transaction_isolation'), ns.nspname::pg_catalog.text, \
+         c.relname::pg_catalog.text \
+         FROM rels JOIN pg_catalog.pg_class c ON c.oid = rels.id \
+         JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace \
+         LEFT JOIN pg_catalog.pg_rewrite rw ON rw.ev_class = c.oid AND rw.rulename = '_RETURN' \
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND ns.nspname <> 'information_schema'",
+        literals.join(", ")
+    ))
+}
+
+fn check_row(body: &[u8], views: &ViewMap) -> RowVerdict {
+    let Some(values) = data_row_values(body) else {
+        return RowVerdict::Differs;
+    };
+    let text = |i: usize| values.get(i).copied().flatten();
+    let (Some(id), Some(version), Some(isolation), Some(schema), Some(name)) =
+        (text(0), text(1), text(2), text(3), text(4))
+    else {
+        return RowVerdict::Differs;
+    };
+    if isolation != b"read committed" {
+        return RowVerdict::Differs;
+    }
+    let Some(id) = std::str::from_utf8(id)
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+    else {
+        return RowVerdict::Differs;
+    };
+    match views.version(id) {
+        Some(v) if v.as_bytes() == version => RowVerdict::Same,
+        Some(_) => RowVerdict::Changed,
+        None => {
+            // A new id under a name the snapshot knows (dropped and created again) is a change
+            // a new snapshot can follow; a new name stays unknown whatever the snapshot.
+            let schema = String::from_utf8_lossy(schema);
+            let name = String::from_utf8_lossy(name);
+            if views.knows_relation(Some(&schema), &name) == Some(true) {
+                RowVerdict::Changed
+            } else {
+                RowVerdict::Differs
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_quoted_as_identifiers_inside_literals() {
+        let sql = check_sql(
+            &[
+                "public.v".to_owned(),
+                "Ledger".to_owned(),
+                "it's".to_owned(),
+                "a\"b".to_owned(),
+            ],
+            true,
+        )
+        .unwrap_or_default();
+        assert!(sql.contains("ARRAY['\"public\".\"v\"', '\"Ledger\"', '\"it''s\"', '\"a\"\"b\"']"));
+        assert_eq!(check_sql(&["café".to_owned()], false), None);
+        assert!(check_sql(&["café".to_owned()], true).is_some());
+    }
+
+    fn row(values: &[&[u8]]) -> Vec<u8> {
+        let mut body = (values.len() as u16).to_be_bytes().to_vec();
+        for v in values {
+            body.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            body.extend_from_slice(v);
+        }
+        body
+    }
+
+    #[test]
+    fn a_version_the_snapshot_does_not_have_is_a_change() {
+        let mut views = ViewMap::default();
+        views.insert_table("public", "v");
+        views.insert_version(16392, "public.v", "728/728");
+        views.mark_complete();
+        let rc: &[u8] = b"read committed";
+        let same = row(&[b"16392", b"728/728", rc, b"public", b"v"]);
+        assert_eq!(check_row(&same, &views), RowVerdict::Same);
+        let replaced = row(&[b"16392", b"729/729", rc, b"public", b"v"]);
+        assert_eq!(check_row(&replaced, &views), RowVerdict::Changed);
+        let recreated = row(&[b"16400", b"800/800", rc, b"public", b"v"]);
+        assert_eq!(check_row(&recreated, &views), RowVerdict::Changed);
+        let new_name = row(&[b"16401", b"800/", rc, b"other", b"v"]);
+        assert_eq!(check_row(&new_name, &views), RowVerdict::Differs);
+        let rr = row(&[b"16392", b"728/728", b"repeatable read", b"public", b"v"]);
+        assert_eq!(check_row(&rr, &views), RowVerdict::Differs);
+        assert_eq!(check_row(b"\x00", &views), RowVerdict::Differs);
+    }
+}
