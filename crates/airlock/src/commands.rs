@@ -60,11 +60,11 @@ pub fn policy_test(
     let identity = sa.identity();
     let may_use = conn.allows(&identity) && sa.limited_to(&conn.name);
     // The connection's own dialect, with the classifier the gateway would use.
-    let Some(classifier) = crate::serve::classifiers().get(conn.kind).cloned() else {
+    let Some(classifier) = crate::serve::classifiers().get(conn.kind()).cloned() else {
         return Err(anyhow!(
             "connection `{}` is a {} connection, and this build has no classifier for its commands",
             conn.name,
-            conn.kind.as_str()
+            conn.kind().as_str()
         ));
     };
     let classification = classifier.classify(sql);

@@ -187,7 +187,7 @@ impl Listeners {
         let wants_mysql = config
             .connections
             .iter()
-            .any(|c| c.kind == airlock_core::ConnectionType::Mysql);
+            .any(|c| c.kind() == airlock_core::ConnectionType::Mysql);
         let mysql = match config.listeners.mysql.filter(|_| wants_mysql) {
             Some(addr) => Some((addr, bind(addr, format!("binding the mysql listener to {addr} (is another airlock running? change [listeners] mysql)"))?)),
             None => None,
@@ -520,7 +520,7 @@ fn connect_hints(config: &Config, addr: std::net::SocketAddr) -> String {
     for conn in config
         .connections
         .iter()
-        .filter(|c| c.kind == airlock_core::ConnectionType::Postgres)
+        .filter(|c| c.kind() == airlock_core::ConnectionType::Postgres)
     {
         for sa in &config.service_accounts {
             if !conn.allows(&sa.identity()) || !sa.limited_to(&conn.name) {

@@ -21,9 +21,9 @@ pub use identity::{
     ClaimMapping, IdentityConfig, OidcConfig, Roles, TrustedIssuer, FEDERATION_ALGORITHMS,
 };
 pub use model::{
-    AuditConfig, Config, Connection, CustomDetector, Detector, GatewayConfig, Hours, Listeners,
-    LogFormat, MaskStrategy, MaskingPolicy, NotificationConfig, PolicyDefaults, ReviewSettings,
-    RuleConfig, ServiceAccount, SslMode, TlsConfig,
+    AuditConfig, Config, Connection, CustomDetector, DatabaseTarget, Detector, GatewayConfig,
+    Hours, Listeners, LogFormat, MaskStrategy, MaskingPolicy, NotificationConfig, PolicyDefaults,
+    RemoteTarget, ReviewSettings, RuleConfig, ServiceAccount, SslMode, Target, TlsConfig,
 };
 pub use secret::{Secret, SecretRef, SecretSource};
 pub use trail::{

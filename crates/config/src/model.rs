@@ -3,6 +3,7 @@
 use crate::diag::Diagnostic;
 use crate::secret::{Secret, SecretRef};
 use airlock_core::policy::ConnectionMatch;
+pub use airlock_core::SslMode;
 use airlock_core::{Action, ConnectionType, Identity, IdentityKind, Operation};
 use regex::Regex;
 use std::collections::BTreeMap;
@@ -207,11 +208,72 @@ impl ServiceAccount {
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub name: String,
-    /// The TOML key `type`.
-    pub kind: ConnectionType,
-    /// `host:port`, or for http/kubernetes/aws also an `http(s)://` URL.
+    /// What it reaches; the TOML key `type` picks the variant and which keys apply.
+    pub target: Target,
+    pub tags: BTreeMap<String, String>,
+    pub allow_groups: Vec<String>,
+    pub allow_identities: Vec<String>,
+    pub line: usize,
+}
+
+/// A connection's target, by `type`, as warpgate's `TargetOptions`: each type has its own keys
+/// (`database`, `user`, `sslmode`, ... only for databases), checked with line numbers.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Postgres(DatabaseTarget),
+    Mysql(DatabaseTarget),
+    /// The adapters for these are not built yet: the gateway refuses sessions to them
+    /// (`GateError::NoClassifier`). They take an address only.
+    Ssh(RemoteTarget),
+    Http(RemoteTarget),
+    Kubernetes(RemoteTarget),
+    Aws(RemoteTarget),
+}
+
+impl Target {
+    pub fn kind(&self) -> ConnectionType {
+        match self {
+            Target::Postgres(_) => ConnectionType::Postgres,
+            Target::Mysql(_) => ConnectionType::Mysql,
+            Target::Ssh(_) => ConnectionType::Ssh,
+            Target::Http(_) => ConnectionType::Http,
+            Target::Kubernetes(_) => ConnectionType::Kubernetes,
+            Target::Aws(_) => ConnectionType::Aws,
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        match self {
+            Target::Postgres(d) | Target::Mysql(d) => &d.address,
+            Target::Ssh(r) | Target::Http(r) | Target::Kubernetes(r) | Target::Aws(r) => &r.address,
+        }
+    }
+
+    /// The database target of a `postgres` or `mysql` connection.
+    pub fn database(&self) -> Option<&DatabaseTarget> {
+        match self {
+            Target::Postgres(d) | Target::Mysql(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The keys a `[[connections]]` entry of this type may have besides the common ones.
+    pub fn keys(kind: ConnectionType) -> &'static [&'static str] {
+        match kind {
+            ConnectionType::Postgres | ConnectionType::Mysql => DatabaseTarget::KEYS,
+            _ => &[],
+        }
+    }
+}
+
+/// A PostgreSQL or MySQL server and the credential airlock holds for it.
+#[derive(Debug, Clone)]
+pub struct DatabaseTarget {
+    /// `host:port`.
     pub address: String,
+    /// `None`: the connection's name.
     pub database: Option<String>,
+    /// `None`: the type's usual superuser ([`DatabaseTarget::default_user`]).
     pub user: Option<String>,
     /// `None`: no password is sent (trust auth upstream).
     pub password: Option<SecretRef>,
@@ -219,15 +281,44 @@ pub struct Connection {
     /// rules deny every write connect as this role instead of `user`.
     pub readonly_user: Option<String>,
     pub readonly_password: Option<SecretRef>,
-    pub tags: BTreeMap<String, String>,
-    pub allow_groups: Vec<String>,
-    pub allow_identities: Vec<String>,
     pub sslmode: SslMode,
     pub ca_file: Option<PathBuf>,
-    pub line: usize,
+}
+
+impl DatabaseTarget {
+    pub const KEYS: &'static [&'static str] = &[
+        "database",
+        "user",
+        "password_env",
+        "password_file",
+        "readonly_user",
+        "readonly_password_env",
+        "readonly_password_file",
+        "sslmode",
+        "ca_file",
+    ];
+
+    /// The upstream user when `user` is not set.
+    pub fn default_user(kind: ConnectionType) -> &'static str {
+        match kind {
+            ConnectionType::Mysql => "root",
+            _ => "postgres",
+        }
+    }
+}
+
+/// A server reached by address only (the types whose adapters are not built yet).
+#[derive(Debug, Clone)]
+pub struct RemoteTarget {
+    /// `host:port`, or for http/kubernetes/aws also an `http(s)://` URL.
+    pub address: String,
 }
 
 impl Connection {
+    pub fn kind(&self) -> ConnectionType {
+        self.target.kind()
+    }
+
     /// Whether the connection's own allow lists admit `identity` (a service account's
     /// `connections` limit is checked separately with [`ServiceAccount::limited_to`]).
     pub fn allows(&self, identity: &Identity) -> bool {
@@ -241,40 +332,6 @@ impl Connection {
             name: &self.name,
             tags: Some(&self.tags),
         })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SslMode {
-    Disable,
-    #[default]
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-impl SslMode {
-    pub const ALL: [SslMode; 5] = [
-        SslMode::Disable,
-        SslMode::Prefer,
-        SslMode::Require,
-        SslMode::VerifyCa,
-        SslMode::VerifyFull,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-            SslMode::VerifyCa => "verify-ca",
-            SslMode::VerifyFull => "verify-full",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<SslMode> {
-        SslMode::ALL.into_iter().find(|m| m.as_str() == s)
     }
 }
 

@@ -94,22 +94,14 @@ const SERVICE_ACCOUNT_KEYS: &[&str] = &[
     "token_file",
     "connections",
 ];
-const CONNECTION_KEYS: &[&str] = &[
+/// Keys every `[[connections]]` entry may have; each type adds its own ([`Target::keys`]).
+const CONNECTION_COMMON_KEYS: &[&str] = &[
     "name",
     "type",
     "address",
-    "database",
-    "user",
-    "password_env",
-    "password_file",
-    "readonly_user",
-    "readonly_password_env",
-    "readonly_password_file",
     "tags",
     "allow_groups",
     "allow_identities",
-    "sslmode",
-    "ca_file",
 ];
 const RULE_KEYS: &[&str] = &[
     "name",
@@ -1062,8 +1054,13 @@ fn connections(
     let type_options: Vec<(&str, ConnectionType)> =
         CONNECTION_TYPES.iter().map(|t| (t.as_str(), *t)).collect();
     let sslmodes: Vec<(&str, SslMode)> = SslMode::ALL.iter().map(|m| (m.as_str(), *m)).collect();
+    let all_keys: Vec<&str> = CONNECTION_COMMON_KEYS
+        .iter()
+        .chain(DatabaseTarget::KEYS)
+        .copied()
+        .collect();
     for t in tables {
-        t.check_keys(r, CONNECTION_KEYS);
+        t.check_keys(r, &all_keys);
         let name = entry_name(r, t, "connection", &mut seen);
         let owner = format!(
             "connection `{}`",
@@ -1083,6 +1080,29 @@ fn connections(
                 None
             }
         };
+        if let Some(kind) = &kind {
+            // A key of another type: `database` on an ssh connection says the entry is not what
+            // its author thinks.
+            let own = Target::keys(kind.value);
+            for (key, _) in t.table.iter() {
+                let key_name: &str = key.get_ref();
+                if all_keys.contains(&key_name)
+                    && !CONNECTION_COMMON_KEYS.contains(&key_name)
+                    && !own.contains(&key_name)
+                {
+                    let takes: Vec<&str> =
+                        CONNECTION_COMMON_KEYS.iter().chain(own).copied().collect();
+                    r.error(
+                        &key.span(),
+                        format!(
+                            "key `{key_name}` does not apply to a {} connection ({owner} takes {})",
+                            kind.value.as_str(),
+                            quoted_list(&takes)
+                        ),
+                    );
+                }
+            }
+        }
         let address = t.required_string(r, "address");
         if let Some(address) = &address {
             if let Err(problem) = check_address(kind.as_ref().map(|k| k.value), &address.value) {
@@ -1130,20 +1150,33 @@ fn connections(
         else {
             continue;
         };
-        out.push(Connection {
-            name,
-            kind: kind.value,
-            address: address.value,
+        let database = || DatabaseTarget {
+            address: address.value.clone(),
             database,
             user,
             password,
             readonly_user: readonly_user.map(|u| u.value),
             readonly_password,
+            sslmode: sslmode.unwrap_or_default(),
+            ca_file: ca_file.map(|c| c.value),
+        };
+        let remote = || RemoteTarget {
+            address: address.value.clone(),
+        };
+        let target = match kind.value {
+            ConnectionType::Postgres => Target::Postgres(database()),
+            ConnectionType::Mysql => Target::Mysql(database()),
+            ConnectionType::Ssh => Target::Ssh(remote()),
+            ConnectionType::Http => Target::Http(remote()),
+            ConnectionType::Kubernetes => Target::Kubernetes(remote()),
+            ConnectionType::Aws => Target::Aws(remote()),
+        };
+        out.push(Connection {
+            name,
+            target,
             tags,
             allow_groups,
             allow_identities,
-            sslmode: sslmode.unwrap_or_default(),
-            ca_file: ca_file.map(|c| c.value),
             line: r.position(t.span.start).0,
         });
     }

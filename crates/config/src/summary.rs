@@ -112,20 +112,27 @@ impl Config {
 
         writeln!(out, "connections ({})", self.connections.len())?;
         for c in &self.connections {
-            let mut line = format!("  {}  {}  {}", c.name, c.kind.as_str(), c.address);
-            if let Some(db) = &c.database {
-                let _ = write!(line, "  database {db}");
-            }
-            if let Some(user) = &c.user {
-                let _ = write!(line, "  user {user}");
-            }
-            match &c.password {
-                Some(p) => {
-                    let _ = write!(line, "  password from {}", p.source);
+            let mut line = format!(
+                "  {}  {}  {}",
+                c.name,
+                c.kind().as_str(),
+                c.target.address()
+            );
+            if let Some(d) = c.target.database() {
+                if let Some(db) = &d.database {
+                    let _ = write!(line, "  database {db}");
                 }
-                None => line.push_str("  no password"),
+                if let Some(user) = &d.user {
+                    let _ = write!(line, "  user {user}");
+                }
+                match &d.password {
+                    Some(p) => {
+                        let _ = write!(line, "  password from {}", p.source);
+                    }
+                    None => line.push_str("  no password"),
+                }
+                let _ = write!(line, "  sslmode {}", d.sslmode.as_str());
             }
-            let _ = write!(line, "  sslmode {}", c.sslmode.as_str());
             if !c.tags.is_empty() {
                 let tags: Vec<String> = c.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let _ = write!(line, "  tags {}", tags.join(","));

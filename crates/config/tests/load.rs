@@ -90,13 +90,15 @@ fn spec_example_loads() {
         SecretSource::Env("AIRLOCK_TOKEN_CLAUDE".into())
     );
 
-    let pg = config.connection("pg-prod").unwrap();
-    assert_eq!(pg.kind, ConnectionType::Postgres);
+    let pg_conn = config.connection("pg-prod").unwrap();
+    assert_eq!(pg_conn.kind(), ConnectionType::Postgres);
+    assert_eq!(pg_conn.tags.get("env").map(String::as_str), Some("prod"));
+    let pg = pg_conn.target.database().unwrap();
     assert_eq!(pg.database.as_deref(), Some("app"));
     assert_eq!(pg.user.as_deref(), Some("app_rw"));
     assert_eq!(pg.password.as_ref().unwrap().value.expose(), PG_PASSWORD);
-    assert_eq!(pg.tags.get("env").map(String::as_str), Some("prod"));
     assert_eq!(pg.sslmode, SslMode::Prefer);
+    let pg = pg_conn;
     assert!(pg.allows(&sa.identity()));
 
     let names: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
@@ -199,7 +201,12 @@ fn quickstart_example_loads() {
         config.listeners.postgres.unwrap().to_string(),
         "127.0.0.1:15432"
     );
-    let pg = config.connection("pg-local").unwrap();
+    let pg = config
+        .connection("pg-local")
+        .unwrap()
+        .target
+        .database()
+        .unwrap();
     assert!(pg.password.is_none());
     assert_eq!(pg.sslmode, SslMode::Disable);
     assert_eq!(config.service_accounts[0].name, "demo-agent");
@@ -462,7 +469,7 @@ allow_groups = ["x"]
         &env.clone().with_var("SET", "pw"),
     )
     .unwrap();
-    let b = ok.connection("b").unwrap();
+    let b = ok.connection("b").unwrap().target.database().unwrap();
     assert_eq!(b.password.as_ref().unwrap().value.expose(), "pa ss");
 }
 
@@ -838,4 +845,32 @@ fn documentation_example_loads() {
     let config = load_str(&doc[start..end], "configuration.md", &spec_env()).unwrap();
     assert_eq!(config.rules.len(), 2);
     assert_eq!(config.masking.len(), 1);
+}
+
+/// Issue 16: a connection's `type` decides which keys it has (the target enum); a database key
+/// on an ssh connection is an error on its line, naming what the type takes.
+#[test]
+fn keys_of_another_connection_type_are_errors_on_their_line() {
+    let text = with_base(
+        r#"
+[[connections]]
+name = "box"
+type = "ssh"
+address = "box.internal:22"
+database = "app"
+sslmode = "require"
+allow_groups = ["engineers"]
+"#,
+    );
+    let errs = errors(&text, &base_env());
+    assert_has(
+        &errs,
+        18,
+        "key `database` does not apply to a ssh connection (connection `box` takes \"name\", \"type\", \"address\"",
+    );
+    assert_has(
+        &errs,
+        19,
+        "key `sslmode` does not apply to a ssh connection",
+    );
 }

@@ -356,3 +356,40 @@ mod tests {
         assert_eq!(c.flags(), vec!["dynamic_sql", "unparsed"]);
     }
 }
+
+/// How to protect the connection to a database upstream (`sslmode`, libpq's meanings: `require`
+/// encrypts without verifying, `verify-ca` checks the chain, `verify-full` also the host name).
+/// One type for the config, the gate's upstream spec and the TLS setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SslMode {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub const ALL: [SslMode; 5] = [
+        SslMode::Disable,
+        SslMode::Prefer,
+        SslMode::Require,
+        SslMode::VerifyCa,
+        SslMode::VerifyFull,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SslMode> {
+        SslMode::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}

@@ -425,17 +425,17 @@ impl Gate {
                 c.allows(&identity)
             }));
         };
-        if conn.kind != protocol {
+        if conn.kind() != protocol {
             return Err(GateError::WrongProtocol {
                 connection: conn.name.clone(),
-                actual: conn.kind.as_str(),
+                actual: conn.kind().as_str(),
                 expected: protocol.as_str(),
             });
         }
-        let Some(classifier) = self.classifiers.get(conn.kind).cloned() else {
+        let Some(classifier) = self.classifiers.get(conn.kind()).cloned() else {
             return Err(GateError::NoClassifier {
                 connection: conn.name.clone(),
-                kind: conn.kind.as_str(),
+                kind: conn.kind().as_str(),
             });
         };
         let limited = rt
@@ -486,7 +486,15 @@ impl Gate {
                 tags: Some(&conn.tags),
             },
         );
-        let upstream = UpstreamSpec::from_connection(conn, read_only);
+        let Some(database) = conn.target.database() else {
+            // Only database targets have adapters (and classifiers) today; a registered
+            // classifier for another type without its upstream spec is refused the same way.
+            return Err(GateError::NoClassifier {
+                connection: conn.name.clone(),
+                kind: conn.kind().as_str(),
+            });
+        };
+        let upstream = UpstreamSpec::for_database(conn, database, read_only);
         let id = new_session_id();
         let mut ev = AuditEvent::new(EventKind::SessionStart);
         ev.session_id = Some(id.clone());
@@ -561,7 +569,7 @@ pub struct UpstreamSpec {
     pub user: String,
     /// The held secret. Never logged, never sent to the client.
     pub password: Option<String>,
-    pub sslmode: String,
+    pub sslmode: airlock_core::SslMode,
     pub ca_file: Option<PathBuf>,
     /// The identity's rules deny every write on this connection: the adapter opens the upstream
     /// session in the database's read-only mode (PostgreSQL `default_transaction_read_only`,
@@ -585,25 +593,24 @@ impl std::fmt::Debug for UpstreamSpec {
 }
 
 impl UpstreamSpec {
-    fn from_connection(c: &Connection, read_only: bool) -> Self {
-        let default_user = || match c.kind {
-            ConnectionType::Mysql => "root".to_owned(),
-            _ => "postgres".to_owned(),
-        };
-        let (user, password) = match (&c.readonly_user, read_only) {
-            (Some(role), true) => (role.clone(), c.readonly_password.as_ref()),
+    /// The database a `postgres`/`mysql` connection reaches, as this session connects to it.
+    fn for_database(c: &Connection, d: &airlock_config::DatabaseTarget, read_only: bool) -> Self {
+        let (user, password) = match (&d.readonly_user, read_only) {
+            (Some(role), true) => (role.clone(), d.readonly_password.as_ref()),
             _ => (
-                c.user.clone().unwrap_or_else(default_user),
-                c.password.as_ref(),
+                d.user.clone().unwrap_or_else(|| {
+                    airlock_config::DatabaseTarget::default_user(c.kind()).to_owned()
+                }),
+                d.password.as_ref(),
             ),
         };
         UpstreamSpec {
-            address: c.address.clone(),
-            database: c.database.clone().unwrap_or_else(|| c.name.clone()),
+            address: d.address.clone(),
+            database: d.database.clone().unwrap_or_else(|| c.name.clone()),
             user,
             password: password.map(|p| p.value.expose().to_owned()),
-            sslmode: c.sslmode.as_str().to_owned(),
-            ca_file: c.ca_file.clone(),
+            sslmode: d.sslmode,
+            ca_file: d.ca_file.clone(),
             read_only,
         }
     }

@@ -156,7 +156,7 @@ async fn connect_inner(
         ));
     }
     let mut seq = greeting_packet.last_seq.wrapping_add(1);
-    let mode = SslMode::parse(&spec.sslmode).unwrap_or(SslMode::Prefer);
+    let mode = spec.sslmode;
     let mut caps = (client.capabilities & GATEWAY_CAPABILITIES & server)
         | CLIENT_PROTOCOL_41
         | CLIENT_SECURE_CONNECTION
@@ -170,7 +170,7 @@ async fn connect_inner(
             if server & CLIENT_SSL == 0 {
                 return Err(fail(format!(
                     "sslmode={} but the upstream does not offer TLS",
-                    spec.sslmode
+                    spec.sslmode.as_str()
                 )));
             }
             true

@@ -434,8 +434,7 @@ async fn run_session(
         database: &spec.database,
         user: &spec.user,
         password: spec.password.as_deref(),
-        sslmode: airlock_transport::tls::SslMode::parse(&spec.sslmode)
-            .unwrap_or(airlock_transport::tls::SslMode::Prefer),
+        sslmode: spec.sslmode,
         ca_file: spec.ca_file.as_deref(),
         params: &passed,
     };

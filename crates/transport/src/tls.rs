@@ -97,27 +97,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// How to protect the connection to the upstream, per connection (`sslmode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
-    Disable,
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-impl SslMode {
-    pub fn parse(s: &str) -> Option<SslMode> {
-        Some(match s {
-            "disable" => SslMode::Disable,
-            "prefer" => SslMode::Prefer,
-            "require" => SslMode::Require,
-            "verify-ca" => SslMode::VerifyCa,
-            "verify-full" => SslMode::VerifyFull,
-            _ => return None,
-        })
-    }
-}
+pub use airlock_core::SslMode;
 
 /// The TLS client configuration for one upstream.
 pub fn client_config(mode: SslMode, ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
