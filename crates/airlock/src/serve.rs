@@ -1,6 +1,6 @@
 //! `airlock serve`: load the config, open the audit log, start the listeners, reload on change.
 
-use airlock_config::{Config, SecretSource};
+use airlock_config::Config;
 use airlock_gate::Gate;
 use airlock_proto_pg::PgListenerConfig;
 use airlock_store::{AuditEvent, AuditLog, AuditOptions, EventKind};
@@ -162,11 +162,11 @@ struct Protocols {
     mysql: Arc<airlock_proto_mysql::MySqlListenerConfig>,
 }
 
-/// The listening sockets, bound before anything else starts (see [`run`]).
+/// The listening sockets, bound before anything else starts (see [`run`]): the API and one per
+/// enabled protocol this build serves ([`adapter`]).
 struct Listeners {
     api: std::net::TcpListener,
-    mysql: Option<(std::net::SocketAddr, std::net::TcpListener)>,
-    postgres: Option<(std::net::SocketAddr, std::net::TcpListener)>,
+    protocols: Vec<(&'static str, std::net::SocketAddr, std::net::TcpListener)>,
 }
 
 impl Listeners {
@@ -188,20 +188,42 @@ impl Listeners {
             .connections
             .iter()
             .any(|c| c.kind() == airlock_core::ConnectionType::Mysql);
-        let mysql = match config.listeners.mysql.filter(|_| wants_mysql) {
-            Some(addr) => Some((addr, bind(addr, format!("binding the mysql listener to {addr} (is another airlock running? change [listeners] mysql)"))?)),
-            None => None,
-        };
-        let postgres = match config.listeners.postgres {
-            Some(addr) => Some((addr, bind(addr, format!("binding the postgres listener to {addr} (is another airlock running? change [listeners] postgres)"))?)),
-            None => None,
-        };
-        Ok(Listeners {
-            api,
-            mysql,
-            postgres,
-        })
+        let mut protocols = Vec::new();
+        for (proto, addr) in config.listeners.enabled() {
+            if !SERVED.contains(&proto) {
+                warn!(%addr, protocol = proto, "the {proto} listener is not available in this build; not started");
+                continue;
+            }
+            if proto == "mysql" && !wants_mysql {
+                continue;
+            }
+            let socket = bind(addr, format!("binding the {proto} listener to {addr} (is another airlock running? change [listeners] {proto})"))?;
+            protocols.push((proto, addr, socket));
+        }
+        Ok(Listeners { api, protocols })
     }
+}
+
+/// The `[listeners]` this build has an adapter for ([`adapter`]).
+const SERVED: &[&str] = &["postgres", "mysql"];
+
+/// The adapter serving `protocol`: adding a protocol adds an arm (and its classifier, above).
+fn adapter(
+    protocol: &str,
+    gate: &Arc<Gate>,
+    protocols: &Protocols,
+) -> Option<Box<dyn airlock_transport::Listener>> {
+    Some(match protocol {
+        "postgres" => Box::new(airlock_proto_pg::PgListener {
+            gate: gate.clone(),
+            config: protocols.postgres.clone(),
+        }),
+        "mysql" => Box::new(airlock_proto_mysql::MySqlListener {
+            gate: gate.clone(),
+            config: protocols.mysql.clone(),
+        }),
+        _ => return None,
+    })
 }
 
 /// Creates `dir` (and missing parents) owner-only (0700), or tightens an existing one: the
@@ -385,35 +407,14 @@ async fn serve(
         "airlock: REST API on http://{} (OpenAPI: /api/v1/openapi.json)\n",
         config.gateway.api_listen
     ));
-    if let Some((addr, listener)) = listeners.mysql {
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .context("registering the mysql listener")?;
-        tasks.push(tokio::spawn(airlock_proto_mysql::serve(
-            listener,
-            gate.clone(),
-            protocols.mysql.clone(),
-        )));
-        banner.push_str(&format!(
-            "airlock: mysql listener on {addr} (TLS available; token as password, connection as database)\n"
-        ));
-    }
-    if let Some((addr, listener)) = listeners.postgres {
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .context("registering the postgres listener")?;
-        tasks.push(tokio::spawn(airlock_proto_pg::serve(
-            listener,
-            gate.clone(),
-            protocols.postgres.clone(),
-        )));
-        banner.push_str(&format!(
-            "airlock: postgres listener on {addr} (TLS available, sslmode=require)\n"
-        ));
-        banner.push_str(&connect_hints(&config, addr));
-    }
-    for (proto, addr) in config.listeners.enabled() {
-        if proto != "postgres" && proto != "mysql" {
-            warn!(%addr, protocol = proto, "the {proto} listener is not available in this build; not started");
-        }
+    for (proto, addr, socket) in listeners.protocols {
+        let Some(listener) = adapter(proto, &gate, &protocols) else {
+            continue;
+        };
+        let socket = tokio::net::TcpListener::from_std(socket)
+            .with_context(|| format!("registering the {proto} listener"))?;
+        banner.push_str(&listener.banner(addr));
+        tasks.push(tokio::spawn(listener.serve(socket)));
     }
     banner.push_str(&format!(
         "airlock: audit log {}; sessions: airlock sessions list --data-dir {}\n",
@@ -512,35 +513,4 @@ fn reload(gate: &Gate, path: Option<&Path>) {
             error!(config = %path.display(), errors = %e, "configuration reload rejected; keeping the previous configuration")
         }
     }
-}
-
-/// How to connect, for every (service account, postgres connection) pair the config allows.
-fn connect_hints(config: &Config, addr: std::net::SocketAddr) -> String {
-    let mut out = String::new();
-    for conn in config
-        .connections
-        .iter()
-        .filter(|c| c.kind() == airlock_core::ConnectionType::Postgres)
-    {
-        for sa in &config.service_accounts {
-            if !conn.allows(&sa.identity()) || !sa.limited_to(&conn.name) {
-                continue;
-            }
-            let token = match &sa.token.source {
-                SecretSource::Env(name) => format!("${name}"),
-                SecretSource::File(path) => format!("$(cat {})", path.display()),
-            };
-            out.push_str(&format!(
-                "  psql \"host={} port={} dbname={} user={} password={token}\"\n",
-                addr.ip(),
-                addr.port(),
-                conn.name,
-                sa.name
-            ));
-        }
-    }
-    if out.is_empty() {
-        out.push_str("  (no [[connections]] of type postgres with a [[service_accounts]] allowed to use them; see examples/quickstart.toml)\n");
-    }
-    out
 }

@@ -171,6 +171,29 @@ impl KillRegistry {
 }
 
 /// Serves the MySQL listener until the task is dropped.
+/// The MySQL endpoint, as the binary runs it ([`airlock_transport::Listener`]).
+pub struct MySqlListener {
+    pub gate: Arc<Gate>,
+    pub config: Arc<MySqlListenerConfig>,
+}
+
+impl airlock_transport::Listener for MySqlListener {
+    fn protocol(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn banner(&self, addr: std::net::SocketAddr) -> String {
+        format!("airlock: mysql listener on {addr} (TLS available; token as password, connection as database)\n")
+    }
+
+    fn serve(
+        self: Box<Self>,
+        socket: TcpListener,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(serve(socket, self.gate, self.config))
+    }
+}
+
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<MySqlListenerConfig>) {
     let kills = Arc::new(KillRegistry::default());
     let catalogs = Arc::new(CatalogCache::default());

@@ -84,6 +84,63 @@ impl CancelRegistry {
 }
 
 /// Serves the PostgreSQL listener until the task is dropped.
+/// The PostgreSQL endpoint, as the binary runs it ([`airlock_transport::Listener`]).
+pub struct PgListener {
+    pub gate: Arc<Gate>,
+    pub config: Arc<PgListenerConfig>,
+}
+
+impl airlock_transport::Listener for PgListener {
+    fn protocol(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn banner(&self, addr: std::net::SocketAddr) -> String {
+        let mut out =
+            format!("airlock: postgres listener on {addr} (TLS available, sslmode=require)\n");
+        out.push_str(&connect_hints(&self.gate.runtime().config, addr));
+        out
+    }
+
+    fn serve(
+        self: Box<Self>,
+        socket: TcpListener,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(serve(socket, self.gate, self.config))
+    }
+}
+
+/// A `psql` line per service account and PostgreSQL connection it may use.
+fn connect_hints(config: &airlock_config::Config, addr: std::net::SocketAddr) -> String {
+    let mut out = String::new();
+    for conn in config
+        .connections
+        .iter()
+        .filter(|c| c.kind() == airlock_core::ConnectionType::Postgres)
+    {
+        for sa in &config.service_accounts {
+            if !conn.allows(&sa.identity()) || !sa.limited_to(&conn.name) {
+                continue;
+            }
+            let token = match &sa.token.source {
+                airlock_config::SecretSource::Env(name) => format!("${name}"),
+                airlock_config::SecretSource::File(path) => format!("$(cat {})", path.display()),
+            };
+            out.push_str(&format!(
+                "  psql \"host={} port={} dbname={} user={} password={token}\"\n",
+                addr.ip(),
+                addr.port(),
+                conn.name,
+                sa.name
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("  (no [[connections]] of type postgres with a [[service_accounts]] allowed to use them; see examples/quickstart.toml)\n");
+    }
+    out
+}
+
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<PgListenerConfig>) {
     let cancels = Arc::new(CancelRegistry::default());
     let mut failures = 0u32;

@@ -1,11 +1,14 @@
 //! What every adapter's connections are made of, whatever the protocol: one stream type for
 //! plain TCP and TLS on either side (`stream`), the client-facing TLS setup and the upstream
-//! `sslmode` (`tls`), and the rule for when a token may travel in plaintext.
+//! `sslmode` (`tls`), the rule for when a token may travel in plaintext, and the [`Listener`]
+//! trait every protocol adapter implements.
 #![forbid(unsafe_code)]
 
+pub mod listener;
 pub mod stream;
 pub mod tls;
 
+pub use listener::Listener;
 pub use stream::NetStream;
 
 /// A token (the client's password) may travel unencrypted only from a loopback peer, unless the
