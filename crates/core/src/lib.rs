@@ -226,6 +226,15 @@ pub struct Classification {
 }
 
 impl Classification {
+    /// Every relation the command names, read or written, as the classifier reports them
+    /// (what masking's catalog checks ask the upstream about).
+    pub fn relations(&self) -> Vec<String> {
+        self.statements
+            .iter()
+            .flat_map(|s| s.reads.iter().chain(s.writes.iter()).cloned())
+            .collect()
+    }
+
     /// A command we could not parse: one `unknown` statement that may write and hides SQL.
     pub fn unparsed(error: impl Into<String>) -> Self {
         Classification {

@@ -186,10 +186,7 @@ impl airlock_transport::Listener for MySqlListener {
         format!("airlock: mysql listener on {addr} (TLS available; token as password, connection as database)\n")
     }
 
-    fn serve(
-        self: Box<Self>,
-        socket: TcpListener,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    fn serve(self: Box<Self>, socket: TcpListener) -> airlock_transport::listener::Serving {
         Box::pin(serve(socket, self.gate, self.config))
     }
 }

@@ -619,11 +619,7 @@ impl Relay {
         if !m.masking.has_column_rules() {
             return true;
         }
-        let relations: Vec<String> = c
-            .statements
-            .iter()
-            .flat_map(|s| s.reads.iter().chain(s.writes.iter()).cloned())
-            .collect();
+        let relations = c.relations();
         if relations.is_empty() {
             return true;
         }

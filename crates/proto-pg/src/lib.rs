@@ -102,10 +102,7 @@ impl airlock_transport::Listener for PgListener {
         out
     }
 
-    fn serve(
-        self: Box<Self>,
-        socket: TcpListener,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    fn serve(self: Box<Self>, socket: TcpListener) -> airlock_transport::listener::Serving {
         Box::pin(serve(socket, self.gate, self.config))
     }
 }

@@ -345,12 +345,7 @@ impl MaskCtx {
         {
             return None;
         }
-        let names: Vec<String> = judged
-            .classification
-            .statements
-            .iter()
-            .flat_map(|s| s.reads.iter().chain(s.writes.iter()).cloned())
-            .collect();
+        let names = judged.classification.relations();
         if names.is_empty() {
             return None;
         }

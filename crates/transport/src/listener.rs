@@ -6,6 +6,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
+/// What [`Listener::serve`] returns: the accept loop, run as its own task.
+pub type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// One protocol endpoint of the gateway (PostgreSQL, MySQL, and each adapter to come).
 pub trait Listener: Send + 'static {
     /// Its `[listeners]` key: `postgres`, `mysql`, ...
@@ -15,8 +18,5 @@ pub trait Listener: Send + 'static {
     fn banner(&self, addr: SocketAddr) -> String;
 
     /// Accepts and serves sessions on `socket` until the task running it is stopped.
-    fn serve(
-        self: Box<Self>,
-        socket: tokio::net::TcpListener,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    fn serve(self: Box<Self>, socket: tokio::net::TcpListener) -> Serving;
 }
