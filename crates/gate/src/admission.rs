@@ -6,7 +6,7 @@
 
 use crate::{Judged, ReviewOutcome, SessionGate};
 use airlock_core::review::Review;
-use airlock_core::{Action, Classification, Operation};
+use airlock_core::Action;
 
 /// Statements above this size are classified with `block_in_place` (see [`heavy`]).
 const HEAVY_JUDGE_BYTES: usize = 32 * 1024;
@@ -62,31 +62,9 @@ impl SessionGate {
         } else {
             self.judge(text)
         };
-        if may_change_schema(&judged.classification) {
-            // Views and tables may change: masking's catalog snapshots are stale from here.
-            self.invalidate_views();
-        }
         guard(&mut judged);
         judged
     }
-}
-
-/// DDL, or code whose effects the gate cannot see (DO, CALL, dynamic SQL, unknown).
-fn may_change_schema(c: &Classification) -> bool {
-    c.unparsed
-        || c.statements.iter().any(|s| {
-            s.dynamic_sql
-                || matches!(
-                    s.operation,
-                    Operation::Create
-                        | Operation::Alter
-                        | Operation::Drop
-                        | Operation::Do
-                        | Operation::Call
-                        | Operation::Unknown
-                )
-                || (s.operation == Operation::Other && s.writes_data)
-        })
 }
 
 /// Runs CPU-heavy work (classifying or masking something large) without holding up the other

@@ -89,7 +89,6 @@ pub struct Runtime {
     pub policy: PolicySet,
     pub masking: masking::MaskingSet,
     /// View definitions per connection, for lineage (refreshed after a minute).
-    pub views: masking::ViewCache,
     tokens: HashMap<[u8; 32], usize>,
 }
 
@@ -104,7 +103,6 @@ impl Runtime {
         Runtime {
             policy: compile_policy(&config),
             masking: masking::MaskingSet::compile(&config),
-            views: masking::ViewCache::default(),
             config: Arc::new(config),
             tokens,
         }
@@ -839,37 +837,6 @@ impl SessionGate {
     /// The masking that applies to this session, if any.
     pub fn masking(&self) -> Option<&Arc<masking::SessionMasking>> {
         self.masking.as_ref()
-    }
-
-    /// View definitions of this session's connection, if fetched within the last minute.
-    pub fn cached_views(&self) -> Option<Arc<airlock_sql::lineage::ViewMap>> {
-        self.gate.runtime.load().views.get(&self.connection.name)
-    }
-
-    /// Changes whenever a session of this connection forwards DDL (see `ViewCache`).
-    pub fn views_generation(&self) -> u64 {
-        self.gate
-            .runtime
-            .load()
-            .views
-            .generation(&self.connection.name)
-    }
-
-    /// This session forwards DDL: views and tables may change under every snapshot.
-    pub fn invalidate_views(&self) {
-        self.gate
-            .runtime
-            .load()
-            .views
-            .invalidate(&self.connection.name);
-    }
-
-    pub fn store_views(&self, views: Arc<airlock_sql::lineage::ViewMap>) {
-        self.gate
-            .runtime
-            .load()
-            .views
-            .put(&self.connection.name, views);
     }
 
     pub fn next_seq(&self) -> u64 {

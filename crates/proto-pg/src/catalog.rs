@@ -54,6 +54,34 @@ impl Snapshot {
     }
 }
 
+/// How long a connection's snapshot is shared with the sessions that open after it: the
+/// checks catch what changes meanwhile, so this only bounds how long a relation created since
+/// stays unknown (masked) to new sessions.
+const SNAPSHOT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Catalog snapshots per connection, shared by the listener's sessions for [`SNAPSHOT_TTL`].
+#[derive(Default)]
+pub struct SnapshotCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Arc<ViewMap>)>>,
+}
+
+impl SnapshotCache {
+    pub fn get(&self, connection: &str) -> Option<Arc<ViewMap>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(connection)
+            .filter(|(at, _)| at.elapsed() < SNAPSHOT_TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn put(&self, connection: &str, views: Arc<ViewMap>) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 1024 {
+            map.clear();
+        }
+        map.insert(connection.to_owned(), (std::time::Instant::now(), views));
+    }
+}
+
 /// The name of the prepared statement and portal the check uses in the extended protocol (it
 /// must not disturb the client's unnamed ones). A client that takes this name for its own
 /// statement only makes its own statements fail.

@@ -138,8 +138,15 @@ fn connect_hints(config: &airlock_config::Config, addr: std::net::SocketAddr) ->
     out
 }
 
+/// What the sessions of one listener share: cancel keys and masking's catalog snapshots.
+#[derive(Default)]
+struct Registries {
+    cancels: CancelRegistry,
+    snapshots: catalog::SnapshotCache,
+}
+
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, config: Arc<PgListenerConfig>) {
-    let cancels = Arc::new(CancelRegistry::default());
+    let cancels = Arc::new(Registries::default());
     let mut failures = 0u32;
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -237,7 +244,7 @@ async fn handle_client(
     peer: SocketAddr,
     gate: Arc<Gate>,
     config: Arc<PgListenerConfig>,
-    cancels: Arc<CancelRegistry>,
+    cancels: Arc<Registries>,
     handshake: airlock_gate::capacity::HandshakePermit,
 ) -> Result<(), SessionError> {
     let mut buf = BytesMut::with_capacity(1024);
@@ -250,7 +257,7 @@ async fn handle_client(
 
     let params = match startup {
         StartupPacket::Cancel { pid, key } => {
-            handle_cancel(&cancels, pid, &key).await;
+            handle_cancel(&cancels.cancels, pid, &key).await;
             // Over TLS (libpq 17 encrypts cancel requests) the client expects a clean
             // close_notify, as PostgreSQL sends; dropping the socket reads as "unexpected eof".
             let _ = stream.shutdown().await;
@@ -444,8 +451,9 @@ async fn run_session(
     session: Arc<airlock_gate::SessionGate>,
     params: Vec<(String, String)>,
     config: Arc<PgListenerConfig>,
-    cancels: Arc<CancelRegistry>,
+    registries: Arc<Registries>,
 ) -> Result<(), SessionError> {
+    let cancels = &registries.cancels;
     let spec = session.upstream().clone();
     let startup::StartupParams {
         mut passed,
@@ -512,10 +520,11 @@ async fn run_session(
         }
     };
     // Column lineage follows views through their definitions, read from this upstream.
-    let needs_views = session
-        .masking()
-        .is_some_and(|m| m.has_column_rules() && session.cached_views().is_none());
-    if needs_views {
+    let mut views = None;
+    if session.masking().is_some_and(|m| m.has_column_rules()) {
+        views = registries.snapshots.get(session.connection_name());
+    }
+    if views.is_none() && session.masking().is_some_and(|m| m.has_column_rules()) {
         // Concurrent DDL (a view dropped while pg_get_viewdef reads it) fails the read: retry.
         let mut fetched = catalog::fetch_views(&mut up.stream).await;
         for _ in 0..2 {
@@ -525,7 +534,13 @@ async fn run_session(
             fetched = catalog::fetch_views(&mut up.stream).await;
         }
         match fetched {
-            Ok(views) => session.store_views(Arc::new(views)),
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                registries
+                    .snapshots
+                    .put(session.connection_name(), fresh.clone());
+                views = Some(fresh);
+            }
             Err(e) => {
                 let f = ErrorFields::fatal(
                     "58000",
@@ -584,6 +599,7 @@ async fn run_session(
             recorder: recorder.clone(),
             encoding: encoding.clone(),
             syncs: syncs.clone(),
+            views: views.clone(),
         },
     );
     let u2c = relay::upstream_to_client(
@@ -596,6 +612,7 @@ async fn run_session(
             recorder: recorder.clone(),
             encoding,
             syncs,
+            views,
         },
     );
     let (outcome, upstream_may_run) = tokio::select! {

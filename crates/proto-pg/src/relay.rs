@@ -258,25 +258,13 @@ struct Portal {
 struct MaskCtx {
     masking: Arc<SessionMasking>,
     snapshot: Snapshot,
-    /// The connection's DDL generation (DDL through airlock) when `snapshot` was taken.
-    generation: u64,
     lineages: LineageCache,
 }
 
 impl MaskCtx {
-    fn lineage(
-        &mut self,
-        text: &Arc<str>,
-        session: &SessionGate,
-    ) -> Option<Arc<Vec<StatementLineage>>> {
+    fn lineage(&mut self, text: &Arc<str>) -> Option<Arc<Vec<StatementLineage>>> {
         if !self.masking.has_column_rules() {
             return None;
-        }
-        if session.views_generation() != self.generation {
-            // DDL went through another session: the checks would find out, but a new snapshot
-            // spares them masking what it changed.
-            self.generation = session.views_generation();
-            self.snapshot.outdated.store(true, Ordering::Relaxed);
         }
         Some(
             self.lineages
@@ -499,6 +487,8 @@ pub(crate) struct Shared {
     pub encoding: Arc<SharedEncoding>,
     /// How many Syncs the upstream has answered (ReadyForQuery), for [`Prepared::settle`].
     pub syncs: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Masking's catalog snapshot when the session opened (column rules only).
+    pub views: Option<Arc<ViewMap>>,
 }
 
 /// Reads frontend messages until the client leaves. Returns `Ok(())` on a clean Terminate.
@@ -515,6 +505,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
         recorder,
         encoding,
         syncs,
+        views,
     } = shared;
     let mut syncs_sent = 0u64;
     let mut buf = BytesMut::with_capacity(CLIENT_BUF);
@@ -529,8 +520,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
     let mut sql_cursors = SqlCursors::default();
     let mut mask = session.masking().cloned().map(|masking| MaskCtx {
         masking,
-        generation: session.views_generation(),
-        snapshot: Snapshot::new(session.cached_views().unwrap_or_default()),
+        snapshot: Snapshot::new(views.unwrap_or_default()),
         lineages: LineageCache::new(),
     });
     // The client sent extended-protocol messages since its last Sync (see `MaskCtx::check`).
@@ -578,7 +568,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                         .await?;
                     let text: Arc<str> = Arc::from(text);
                     let mut masked = mask.as_mut().map(|m| {
-                        let lineage = m.lineage(&text, &session);
+                        let lineage = m.lineage(&text);
                         MaskCtx::refuse_unmaskable(&lineage, &mut judged);
                         MaskState::new(lineage)
                     });
@@ -633,7 +623,7 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                         )
                         .await?;
                     let lineage = mask.as_mut().and_then(|m| {
-                        let lineage = m.lineage(&Arc::from(text), &session);
+                        let lineage = m.lineage(&Arc::from(text));
                         MaskCtx::refuse_unmaskable(&lineage, &mut judged);
                         lineage
                     });
@@ -1329,6 +1319,7 @@ pub(crate) async fn upstream_to_client(
         recorder,
         encoding,
         syncs,
+        views: _,
     } = shared;
     let rec = recorder.as_deref();
     let mut buf = BytesMut::with_capacity(UPSTREAM_BUF);
