@@ -1153,3 +1153,42 @@ async fn a_view_replaced_outside_airlock_is_not_traced_through_its_old_definitio
     let again = simple_values(&client.simple_query(&q).await.unwrap());
     assert!(again.contains(",1,1"), "clean again after renewal: {again}");
 }
+
+/// The two other shapes of round 14's F1: a view read through another view (replacing the inner
+/// one leaves the outer one untouched) and a table dropped and created again as a view over a
+/// masked column, both outside airlock while a session is open.
+#[tokio::test]
+async fn nested_views_and_tables_turned_views_outside_airlock_are_checked() {
+    let f = setup();
+    let s = f.schema.clone();
+    direct(&format!(
+        "create view {s}.v_inner as select id, customer_id::text as c from {s}.payments;
+         create view {s}.v_outer as select id, c from {s}.v_inner;
+         create table {s}.t_swap (id int, c text);
+         insert into {s}.t_swap values (10, 'plain')"
+    ));
+    let (client, conn) = tokio_postgres::connect(&f.gw.agent(), NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let outer = format!("select id, reverse(c) from {s}.v_outer order by id");
+    let table = format!("select id, reverse(c) from {s}.t_swap order by id");
+    assert!(simple_values(&client.simple_query(&outer).await.unwrap()).contains(",1"));
+    assert!(simple_values(&client.simple_query(&table).await.unwrap()).contains("nialp"));
+
+    direct(&format!(
+        "create or replace view {s}.v_inner as select id, card_number as c from {s}.payments;
+         drop table {s}.t_swap;
+         create view {s}.t_swap as select id, card_number as c from {s}.payments"
+    ));
+    for q in [&outer, &table] {
+        let simple = simple_values(&client.simple_query(q).await.unwrap());
+        assert_no_secret(q, &simple);
+        let extended: Vec<String> = client
+            .query(q.as_str(), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(1))
+            .collect();
+        assert_no_secret(q, &extended.join(","));
+    }
+}

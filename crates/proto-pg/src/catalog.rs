@@ -326,14 +326,19 @@ const MAX_CHECKED_NAMES: usize = 4096;
 
 /// The check query for a statement naming these relations (`schema.name` or `name`, as the
 /// classifier reports them: lower-cased unless quoted): the catalog version of each relation
-/// they resolve to now under the session's search_path, and of every relation a view among
-/// them reads (through `pg_depend` from its rule, transitively), with the transaction's
-/// isolation level. `None` when the names cannot be put in the session's client encoding (not
-/// UTF-8 and not ASCII) or are too many: the caller then masks the rows as unknown.
-pub fn check_sql(names: &[String], utf8: bool) -> Option<String> {
+/// they resolve to now under the session's search_path, with the transaction's isolation
+/// level. When the snapshot knows one of the names as a view, the check also covers every
+/// relation those views read (through `pg_depend` from their rules, transitively: a view read
+/// by a view can be replaced without touching the outer one). A statement over tables only gets
+/// the flat form, about as cheap for the server as a primary-key read; the recursive one costs
+/// several times that, and only statements over views pay it. `None` when the names cannot be
+/// put in the session's client encoding (not UTF-8 and not ASCII) or are too many: the caller
+/// then masks the rows as unknown.
+pub fn check_sql(names: &[String], utf8: bool, views: &ViewMap) -> Option<String> {
     if names.len() > MAX_CHECKED_NAMES || (!utf8 && names.iter().any(|n| !n.is_ascii())) {
         return None;
     }
+    let mut over_views = false;
     let literals: Vec<String> = names
         .iter()
         .map(|n| {
@@ -341,32 +346,52 @@ pub fn check_sql(names: &[String], utf8: bool) -> Option<String> {
             // identifier so to_regclass reads them as the classifier did.
             let parts: Vec<&str> = n.split('.').collect();
             let start = parts.len().saturating_sub(2);
-            let ident: Vec<String> = parts
-                .get(start..)
-                .unwrap_or_default()
+            let kept = parts.get(start..).unwrap_or_default();
+            over_views |= match kept {
+                [schema, name] => views.may_be_view(Some(schema), name),
+                [name] => views.may_be_view(None, name),
+                _ => true,
+            };
+            let ident: Vec<String> = kept
                 .iter()
                 .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
                 .collect();
-            format!("'{}'", ident.join(".").replace('\'', "''"))
+            format!(
+                "pg_catalog.to_regclass('{}')::pg_catalog.oid",
+                ident.join(".").replace('\'', "''")
+            )
         })
         .collect();
-    Some(format!(
-        "WITH RECURSIVE rels(id) AS (\
-         SELECT pg_catalog.to_regclass(n)::pg_catalog.oid FROM pg_catalog.unnest(ARRAY[{}]::pg_catalog.text[]) AS n \
-         UNION \
-         SELECT d.refobjid FROM rels JOIN pg_catalog.pg_rewrite r ON r.ev_class = rels.id \
-         JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
-         AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass) \
-         SELECT c.oid::pg_catalog.text, \
-         c.xmin::pg_catalog.text || '/' || COALESCE(rw.xmin::pg_catalog.text, ''), \
-         pg_catalog.current_setting('transaction_isolation'), ns.nspname::pg_catalog.text, \
-         c.relname::pg_catalog.text \
-         FROM rels JOIN pg_catalog.pg_class c ON c.oid = rels.id \
-         JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace \
-         LEFT JOIN pg_catalog.pg_rewrite rw ON rw.ev_class = c.oid AND rw.rulename = '_RETURN' \
-         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND ns.nspname <> 'information_schema'",
-        literals.join(", ")
-    ))
+    let ids = literals.join(", ");
+    Some(if over_views {
+        format!(
+            "WITH RECURSIVE rels(id) AS (\
+             SELECT i FROM pg_catalog.unnest(ARRAY[{ids}]) AS i \
+             UNION \
+             SELECT d.refobjid FROM rels JOIN pg_catalog.pg_rewrite r ON r.ev_class = rels.id \
+             JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+             AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass) \
+             SELECT c.oid::pg_catalog.text, \
+             c.xmin::pg_catalog.text || '/' || COALESCE(rw.xmin::pg_catalog.text, ''), \
+             pg_catalog.current_setting('transaction_isolation'), ns.nspname::pg_catalog.text, \
+             c.relname::pg_catalog.text \
+             FROM rels JOIN pg_catalog.pg_class c ON c.oid = rels.id \
+             JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace \
+             LEFT JOIN pg_catalog.pg_rewrite rw ON rw.ev_class = c.oid AND rw.rulename = '_RETURN' \
+             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND ns.nspname <> 'information_schema'"
+        )
+    } else {
+        // Tables only, as far as the snapshot knows: the pg_class row's version alone (a table
+        // turned into a view gets a new row version, or a new id), compared with the first half
+        // of the snapshot's (`check_row`). The catalog's own views, listed as relations without
+        // definitions, are only changed by an upgrade.
+        format!(
+            "SELECT c.oid::pg_catalog.text, c.xmin::pg_catalog.text, \
+             pg_catalog.current_setting('transaction_isolation'), \
+             c.relnamespace::pg_catalog.regnamespace::pg_catalog.text, c.relname::pg_catalog.text \
+             FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY[{ids}])"
+        )
+    })
 }
 
 fn check_row(body: &[u8], views: &ViewMap) -> RowVerdict {
@@ -388,8 +413,13 @@ fn check_row(body: &[u8], views: &ViewMap) -> RowVerdict {
     else {
         return RowVerdict::Differs;
     };
+    // The flat check reports the pg_class row's version only (no `/`).
+    let same = |v: &str| {
+        v.as_bytes() == version
+            || (!version.contains(&b'/') && v.split('/').next().map(str::as_bytes) == Some(version))
+    };
     match views.version(id) {
-        Some(v) if v.as_bytes() == version => RowVerdict::Same,
+        Some(v) if same(v) => RowVerdict::Same,
         Some(_) => RowVerdict::Changed,
         None => {
             // A new id under a name the snapshot knows (dropped and created again) is a change
@@ -411,6 +441,7 @@ mod tests {
 
     #[test]
     fn names_are_quoted_as_identifiers_inside_literals() {
+        let tables = ViewMap::default();
         let sql = check_sql(
             &[
                 "public.v".to_owned(),
@@ -419,11 +450,24 @@ mod tests {
                 "a\"b".to_owned(),
             ],
             true,
+            &tables,
         )
         .unwrap_or_default();
-        assert!(sql.contains("ARRAY['\"public\".\"v\"', '\"Ledger\"', '\"it''s\"', '\"a\"\"b\"']"));
-        assert_eq!(check_sql(&["café".to_owned()], false), None);
-        assert!(check_sql(&["café".to_owned()], true).is_some());
+        for quoted in [
+            "to_regclass('\"public\".\"v\"')",
+            "to_regclass('\"Ledger\"')",
+            "to_regclass('\"it''s\"')",
+            "to_regclass('\"a\"\"b\"')",
+        ] {
+            assert!(sql.contains(quoted), "{quoted} in {sql}");
+        }
+        assert!(!sql.contains("RECURSIVE"), "tables only: the flat check");
+        let mut views = ViewMap::default();
+        views.insert("public", "v", "SELECT 1");
+        let sql = check_sql(&["v".to_owned()], true, &views).unwrap_or_default();
+        assert!(sql.contains("RECURSIVE"), "over a view: what it reads too");
+        assert_eq!(check_sql(&["café".to_owned()], false, &tables), None);
+        assert!(check_sql(&["café".to_owned()], true, &tables).is_some());
     }
 
     fn row(values: &[&[u8]]) -> Vec<u8> {
@@ -444,6 +488,10 @@ mod tests {
         let rc: &[u8] = b"read committed";
         let same = row(&[b"16392", b"728/728", rc, b"public", b"v"]);
         assert_eq!(check_row(&same, &views), RowVerdict::Same);
+        let flat = row(&[b"16392", b"728", rc, b"public", b"v"]);
+        assert_eq!(check_row(&flat, &views), RowVerdict::Same);
+        let flat_changed = row(&[b"16392", b"729", rc, b"public", b"v"]);
+        assert_eq!(check_row(&flat_changed, &views), RowVerdict::Changed);
         let replaced = row(&[b"16392", b"729/729", rc, b"public", b"v"]);
         assert_eq!(check_row(&replaced, &views), RowVerdict::Changed);
         let recreated = row(&[b"16400", b"800/800", rc, b"public", b"v"]);

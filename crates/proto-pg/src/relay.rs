@@ -338,7 +338,7 @@ impl MaskCtx {
             return None;
         }
         let verdict = Verdict::default();
-        match catalog::check_sql(&names, utf8) {
+        match catalog::check_sql(&names, utf8, &snapshot.views) {
             Some(sql) if extended || !open_batch => {
                 catalog::put_check(&mut p.out, &sql, extended);
                 p.expects.push(Expect::Check(Box::new(Check::new(

@@ -272,6 +272,19 @@ impl ViewMap {
         self
     }
 
+    /// Whether `name` (in `schema`, or in any schema when unqualified) is a view or materialized
+    /// view of the snapshot.
+    pub fn may_be_view(&self, schema: Option<&str>, name: &str) -> bool {
+        match schema {
+            Some(s) => self.by_qualified.contains_key(&format!("{s}.{name}")),
+            None => self.schemas_of.get(name).is_some_and(|schemas| {
+                schemas
+                    .iter()
+                    .any(|s| self.by_qualified.contains_key(&format!("{s}.{name}")))
+            }),
+        }
+    }
+
     /// Records the catalog version of relation `id`, `schema.name` (see [`ViewMap::version`]).
     pub fn insert_version(&mut self, id: u32, qualified: &str, version: &str) {
         self.versions
