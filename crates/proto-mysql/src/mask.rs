@@ -348,7 +348,7 @@ pub struct UserVars {
 
 impl UserVars {
     /// Whether one of `names` may hold a masked value (`""`: a name not read, may be any).
-    fn any_of(&self, names: &BTreeSet<String>) -> bool {
+    pub(crate) fn any_of(&self, names: &BTreeSet<String>) -> bool {
         if names.is_empty() {
             return false;
         }

@@ -490,6 +490,55 @@ impl Relay {
         }
         self.refuse_read_write(text, judged);
         self.refuse_computed_state(text, judged);
+        self.refuse_masked_copies(text, judged);
+    }
+
+    /// In a session with column rules, a statement that writes into a table values taken from
+    /// masked columns is refused: `CREATE [TEMPORARY] TABLE … AS SELECT` or `INSERT … SELECT`
+    /// over a ruled table, an `UPDATE`/`INSERT` whose values name a ruled column, a sub-query
+    /// over one, or a user variable that may hold a masked value. The copy would carry the
+    /// values where masking cannot follow them; a temporary table even shadows a clean base
+    /// table of the same name, which the catalog vouches for (found in session 8). A source
+    /// query counts when it reads any ruled relation, whichever columns it copies.
+    fn refuse_masked_copies(&self, text: &str, judged: &mut Judged) {
+        let Some(m) = self.mask.as_ref() else {
+            return;
+        };
+        if judged.decision.action == Action::Deny || !m.masking.has_column_rules() {
+            return;
+        }
+        // Only statements that write into a table (as the classifier reads them) are taken
+        // apart: the parser behind `copy_sources` reads fewer forms than the classifier.
+        let writes_rows = judged.classification.statements.iter().any(|s| {
+            !s.writes.is_empty()
+                && !matches!(
+                    s.operation,
+                    airlock_core::Operation::Delete
+                        | airlock_core::Operation::Drop
+                        | airlock_core::Operation::Truncate
+                        | airlock_core::Operation::Lock
+                )
+        });
+        if !writes_rows {
+            return;
+        }
+        let Some(sources) = airlock_sql::mysql::copy_sources(text) else {
+            return;
+        };
+        let ruled_column = |c: &String| {
+            m.masking
+                .rules
+                .iter()
+                .any(|r| r.column_part().is_none_or(|p| p.eq_ignore_ascii_case(c)))
+        };
+        let touched = |sql: &str| StmtMask::new(&m.masking, &m.catalog, sql).touched();
+        let copies_masked = sources.opaque
+            || sources.columns.iter().any(ruled_column)
+            || sources.queries.iter().any(|q| touched(q))
+            || m.vars.any_of(&sources.variables);
+        if copies_masked {
+            judged.force_deny("masking applies to this session and this statement would copy values of masked columns into a table, where masking could not follow them; read them with SELECT instead");
+        }
     }
 
     /// Appends the audit record; on failure the client gets an error and nothing is forwarded.

@@ -23,6 +23,7 @@
 //!   direction). Functions not on [`functions::READ_ONLY_FUNCTIONS`] make a statement a write.
 
 mod classify;
+pub mod copies;
 pub mod functions;
 mod lexer;
 pub mod session;
@@ -30,6 +31,7 @@ pub mod shape;
 pub mod state;
 
 pub use classify::classify_mysql;
+pub use copies::{copy_sources, CopySources};
 pub use session::{
     may_change_sql_mode, may_turn_off_read_only, sql_mode_is_supported, unsupported_sql_modes,
 };
