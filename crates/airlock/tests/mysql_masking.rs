@@ -195,7 +195,11 @@ fn duplicate_key_errors_do_not_echo_values() {
     )));
     // Copies of masked values into a table are refused before the server sees them (session 8):
     // the duplicate that used to echo a secret never happens.
-    assert_eq!(s.matches("would copy values of masked columns").count(), 2, "{s}");
+    assert_eq!(
+        s.matches("would copy values of masked columns").count(),
+        2,
+        "{s}"
+    );
     assert!(s.contains("ERROR 1062 (23000)"), "{s}");
     // The statement reads masked columns: the whole text is withheld (round 3, F10).
     assert!(s.contains("the text of error 1062 was withheld"), "{s}");

@@ -1192,3 +1192,69 @@ async fn nested_views_and_tables_turned_views_outside_airlock_are_checked() {
         assert_no_secret(q, &extended.join(","));
     }
 }
+
+/// Outside review, round 15 (F1): the catalog check ran as a Query of its own, so a statement
+/// that then waited on a migration's lock, or ran behind a long statement of the same text, was
+/// planned with a definition the check never saw. The check now runs in front of the client's
+/// text, in its implicit transaction, after locking the relations it names.
+#[tokio::test]
+async fn a_migration_in_an_open_transaction_or_a_long_first_statement_does_not_beat_the_check() {
+    let f = setup();
+    let s = f.schema.clone();
+    let clean = format!(
+        "create or replace view {s}.v_mig as select id, customer_id::text as c from {s}.payments"
+    );
+    let secret = format!(
+        "create or replace view {s}.v_mig as select id, card_number as c from {s}.payments"
+    );
+    direct(&clean);
+    direct(&format!(
+        "create table {s}.people (id int, c text); insert into {s}.people values (10, 'plain')"
+    ));
+    let (agent, conn) = tokio_postgres::connect(&f.gw.agent(), NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let q = format!("select id, reverse(c) as r from {s}.v_mig order by id");
+    let people = format!("select id, reverse(c) as r from {s}.people order by id");
+    assert!(simple_values(&agent.simple_query(&q).await.unwrap()).contains(",1"));
+    assert!(simple_values(&agent.simple_query(&people).await.unwrap()).contains("nialp"));
+
+    // 1. A migration holds its DDL uncommitted while the agent queries.
+    let (dba, conn) = tokio_postgres::connect(DIRECT, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    dba.batch_execute(&format!(
+        "begin; {secret}; drop table {s}.people; \
+         create view {s}.people as select id, card_number as c from {s}.payments"
+    ))
+    .await
+    .unwrap();
+    let waiting = {
+        let (agent, q, people) = (agent, q.clone(), people.clone());
+        tokio::spawn(async move {
+            let a = simple_values(&agent.simple_query(&q).await.unwrap());
+            let b = simple_values(&agent.simple_query(&people).await.unwrap());
+            (agent, a, b)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    dba.batch_execute("commit").await.unwrap();
+    let (agent, during_view, during_table) = waiting.await.unwrap();
+    assert_no_secret("query during a migration (view)", &during_view);
+    assert_no_secret("query during a migration (table to view)", &during_table);
+
+    // 2. A long first statement in the same text: the DDL waits for the whole text.
+    direct(&clean);
+    let _ = agent.simple_query(&q).await.unwrap();
+    let long = {
+        let text = format!("select pg_sleep(0.6); {q}");
+        tokio::spawn(async move {
+            let out = simple_values(&agent.simple_query(&text).await.unwrap());
+            (agent, out)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    direct(&secret);
+    let (_agent, behind_long) = long.await.unwrap();
+    assert_no_secret("behind a long first statement", &behind_long);
+    // It ran, on the definition it was checked against: the clean one.
+    assert!(behind_long.contains(",1"), "{behind_long}");
+}

@@ -394,6 +394,43 @@ pub fn check_sql(names: &[String], utf8: bool, views: &ViewMap) -> Option<String
     })
 }
 
+/// `LOCK TABLE … IN ACCESS SHARE MODE` on the named relations the snapshot knows (outside
+/// `pg_catalog`, whose relations change only with an upgrade), for the simple-protocol check:
+/// the lock waits out DDL in progress on them and keeps new DDL out until the client's text has
+/// run. A relation the snapshot does not know is masked anyway and may not exist yet (created
+/// earlier in the same text), so it is not locked. On a view the lock also takes the relations
+/// it reads, recursively. `None` when no name qualifies.
+pub fn lock_sql(names: &[String], views: &ViewMap) -> Option<String> {
+    let mut targets: Vec<String> = Vec::new();
+    for n in names {
+        let parts: Vec<&str> = n.split('.').collect();
+        let start = parts.len().saturating_sub(2);
+        let kept = parts.get(start..).unwrap_or_default();
+        let known = match kept {
+            [schema, name] => {
+                *schema != "pg_catalog" && views.knows_relation(Some(schema), name) == Some(true)
+            }
+            [name] => matches!(
+                views.resolves(name),
+                airlock_sql::lineage::Resolution::User
+                    | airlock_sql::lineage::Resolution::Ambiguous
+            ),
+            _ => false,
+        };
+        if known {
+            let ident: Vec<String> = kept
+                .iter()
+                .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+                .collect();
+            let target = ident.join(".");
+            if !targets.contains(&target) {
+                targets.push(target);
+            }
+        }
+    }
+    (!targets.is_empty()).then(|| format!("LOCK TABLE {} IN ACCESS SHARE MODE", targets.join(", ")))
+}
+
 fn check_row(body: &[u8], views: &ViewMap) -> RowVerdict {
     let Some(values) = data_row_values(body) else {
         return RowVerdict::Differs;

@@ -359,6 +359,37 @@ pub struct ServerError {
     pub message: String,
 }
 
+/// An ErrorResponse body with its statement position (`P`, 1-based, in characters) moved back
+/// by `chars`; dropped when it falls inside the first `chars` characters.
+pub fn shift_error_position(body: &[u8], chars: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut r = Reader::new(body, "ErrorResponse");
+    while let Ok(field) = r.u8() {
+        if field == 0 {
+            break;
+        }
+        let Ok(value) = r.cbytes() else { break };
+        if field == b'P' {
+            let moved = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .and_then(|p| p.checked_sub(chars))
+                .filter(|p| *p > 0);
+            if let Some(p) = moved {
+                out.push(b'P');
+                out.extend_from_slice(p.to_string().as_bytes());
+                out.push(0);
+            }
+            continue;
+        }
+        out.push(field);
+        out.extend_from_slice(value);
+        out.push(0);
+    }
+    out.push(0);
+    out
+}
+
 pub fn decode_error(body: &[u8]) -> ServerError {
     let mut err = ServerError::default();
     let mut r = Reader::new(body, "ErrorResponse");
@@ -454,5 +485,21 @@ mod tests {
         let e = decode_error(&m.body);
         assert_eq!(e.code, "42501");
         assert_eq!(e.message, "deniedx");
+    }
+
+    #[test]
+    fn error_positions_move_back_by_the_prefix_or_go() {
+        let body = b"SERROR\0C42703\0Mcolumn does not exist\0P57\0\0";
+        let moved = shift_error_position(body, 40);
+        assert_eq!(
+            &moved[..],
+            &b"SERROR\0C42703\0Mcolumn does not exist\0P17\0\0"[..]
+        );
+        let dropped = shift_error_position(body, 57);
+        assert_eq!(
+            &dropped[..],
+            &b"SERROR\0C42703\0Mcolumn does not exist\0\0"[..]
+        );
+        assert_eq!(decode_error(&dropped).code, "42703");
     }
 }

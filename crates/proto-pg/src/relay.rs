@@ -100,6 +100,21 @@ pub(crate) struct MaskState {
     /// Set when the catalog check sent ahead of the statement found the catalog differs from
     /// the snapshot its lineage came from: every column is then of unknown origin.
     catalog: Option<Verdict>,
+    /// A simple Query sent with the catalog check in front of its text (see
+    /// [`MaskCtx::check_query`]): the check's answers come first and are not the client's.
+    prefix: Option<Box<Prefix>>,
+    /// The length of that prefix once its answers are through (error positions).
+    prefix_chars: usize,
+}
+
+/// The catalog check put in front of a simple Query's text.
+#[derive(Debug)]
+pub(crate) struct Prefix {
+    check: Check,
+    /// CommandCompletes of the prefix still to come (`LOCK`, then the check's `SELECT`).
+    completions: u8,
+    /// Its length in characters: the client's error positions are shifted back by it.
+    chars: usize,
 }
 
 /// The lineage of a statement whose catalog changed under it.
@@ -118,6 +133,8 @@ impl MaskState {
             counts: Counts::default(),
             prepared: None,
             catalog: None,
+            prefix: None,
+            prefix_chars: 0,
         })
     }
 
@@ -311,6 +328,66 @@ impl MaskCtx {
             }
         }
         Ok(())
+    }
+
+    /// The catalog check of a simple Query, put in front of the client's own text so that it
+    /// runs in the same implicit transaction: `LOCK TABLE … IN ACCESS SHARE MODE` on the
+    /// relations the snapshot knows, then the check. DDL on them (a migration's open
+    /// transaction) is waited for before the check reads the catalog, and none can commit
+    /// until the client's last statement has run (round-15 review, F1: the check used to run
+    /// as a Query of its own, and a statement that waited on a lock, or ran behind a long one
+    /// in the same text, was planned with a definition the check never saw). Returns the text
+    /// to put in front, or `None` with the verdict set when the rows are masked as unknown
+    /// instead: inside an unfinished extended batch, or a multi-statement text with
+    /// transaction control (a `COMMIT` in it would release the locks).
+    fn check_query(
+        snapshot: Option<&Snapshot>,
+        state: &mut MaskState,
+        judged: &Judged,
+        open_batch: bool,
+        utf8: bool,
+    ) -> Option<String> {
+        let (snapshot, lineage) = (snapshot?, state.lineage.as_ref()?);
+        if !lineage
+            .iter()
+            .any(|l| matches!(l, StatementLineage::Rows(_)))
+        {
+            return None;
+        }
+        let names = judged.classification.relations();
+        if names.is_empty() {
+            return None;
+        }
+        let verdict = Verdict::default();
+        state.catalog = Some(verdict.clone());
+        let transaction_control = judged.classification.multi_statement
+            && judged.classification.statements.iter().any(|s| {
+                matches!(
+                    s.operation,
+                    Operation::Begin
+                        | Operation::Commit
+                        | Operation::Rollback
+                        | Operation::Other
+                        | Operation::Unknown
+                )
+            });
+        let sql = match catalog::check_sql(&names, utf8, &snapshot.views) {
+            Some(sql) if !open_batch && !transaction_control => sql,
+            _ => {
+                verdict.store(true, Ordering::Relaxed);
+                return None;
+            }
+        };
+        let (prefix, completions) = match catalog::lock_sql(&names, &snapshot.views) {
+            Some(lock) => (format!("{lock}; {sql};\n"), 2),
+            None => (format!("{sql};\n"), 1),
+        };
+        state.prefix = Some(Box::new(Prefix {
+            check: Check::new(snapshot.clone(), verdict, false),
+            completions,
+            chars: prefix.chars().count(),
+        }));
+        Some(prefix)
     }
 
     /// Sends the catalog check for a statement about to run under column masking, and returns
@@ -580,18 +657,22 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                             extended: false,
                         });
                     } else {
-                        if let Some(state) = masked.as_mut() {
-                            state.catalog = MaskCtx::check(
+                        let prefixed = masked.as_mut().and_then(|state| {
+                            MaskCtx::check_query(
                                 mask.as_ref().map(|m| &m.snapshot),
-                                state.lineage.as_ref(),
+                                state,
                                 &judged,
-                                &mut p,
-                                false,
                                 was_open,
                                 utf8,
-                            );
+                            )
+                        });
+                        match prefixed {
+                            Some(prefix) => put_message(&mut p.out, b'Q', |o| {
+                                o.extend_from_slice(prefix.as_bytes());
+                                o.extend_from_slice(&msg.body);
+                            }),
+                            None => copy_message(&mut p.out, msg.tag, &msg.body),
                         }
-                        copy_message(&mut p.out, msg.tag, &msg.body);
                         p.expects.push(Expect::Query(Tracked::masked(seq, masked)));
                     }
                     p.records.push((seq, text, judged));
@@ -1625,6 +1706,12 @@ fn on_response(
     let mut failed = false;
     let mut snapshot = None;
     let step = match front {
+        Expect::Query(t) if tag != b'Z' && t.mask.as_ref().is_some_and(|m| m.prefix.is_some()) => {
+            match on_prefix(t, tag, body, masking) {
+                Some(step) => step,
+                None => Step::Swallow,
+            }
+        }
         Expect::Query(t) => {
             let step = match tag {
                 b'C' | b'I' => {
@@ -1638,7 +1725,18 @@ fn on_response(
                 }
                 b'E' => {
                     t.error = Some(codec::decode_error(body).code);
-                    masked_error(t, body, masking)
+                    let chars = t.mask.as_ref().map_or(0, |m| m.prefix_chars);
+                    if chars > 0 {
+                        // Positions count from the start of the text the server got, which had
+                        // the catalog check in front.
+                        let shifted = codec::shift_error_position(body, chars);
+                        match masked_error(t, &shifted, masking) {
+                            Step::Pass => Step::Rewrite(b'E', shifted),
+                            step => step,
+                        }
+                    } else {
+                        masked_error(t, body, masking)
+                    }
                 }
                 b'Z' => {
                     let error = t.error.take();
@@ -1894,6 +1992,44 @@ fn record_frame(rec: Option<&Recorder>, t: &Tracked, tag: u8, body: &[u8], step:
 fn remember_shape(prep: &Prepared, body: &[u8]) {
     if let Some(cols) = mask::parse_row_description(body) {
         *prep.shape.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(cols));
+    }
+}
+
+/// One backend message while a simple Query's catalog-check prefix is answered: `None` to
+/// swallow it (the check's), `Some` for what the client gets. An error there aborted the whole
+/// text (a relation the snapshot knew is gone, an aborted transaction): it is the client's
+/// answer, without a position (it would point into the prefix).
+fn on_prefix(
+    t: &mut Tracked,
+    tag: u8,
+    body: &[u8],
+    masking: Option<&SessionMasking>,
+) -> Option<Step> {
+    let state = t.mask.as_mut()?;
+    let prefix = state.prefix.as_mut()?;
+    match tag {
+        b'C' => {
+            prefix.completions = prefix.completions.saturating_sub(1);
+            if prefix.completions == 0 {
+                state.prefix_chars = prefix.chars;
+                state.prefix = None;
+            }
+            None
+        }
+        b'E' => {
+            prefix.check.fail();
+            state.prefix = None;
+            t.error = Some(codec::decode_error(body).code);
+            let unpositioned = codec::shift_error_position(body, usize::MAX);
+            Some(match masked_error(t, &unpositioned, masking) {
+                Step::Pass => Step::Rewrite(b'E', unpositioned),
+                step => step,
+            })
+        }
+        _ => {
+            let _ = prefix.check.on_message(tag, body);
+            None
+        }
     }
 }
 
