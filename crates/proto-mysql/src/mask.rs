@@ -245,6 +245,11 @@ impl Catalog {
         (schema, name, found)
     }
 
+    /// Whether the catalog has a relation `relation` (as a statement names it) may mean.
+    pub fn knows(&self, relation: &str) -> bool {
+        !self.candidates(relation).2.is_empty()
+    }
+
     /// A base table the catalog knows (its column metadata is trustworthy).
     pub fn is_base_table(&self, schema: &str, table: &str) -> bool {
         self.tables
@@ -389,10 +394,11 @@ impl StmtMask {
         let touched = m.has_column_rules()
             && match shape.kind {
                 ResultKind::Opaque => true,
-                _ => shape
-                    .relations
-                    .iter()
-                    .any(|r| catalog.relation_ruled(m, r, 0)),
+                _ => shape.relations.iter().any(|r| {
+                    // A CTE's name the catalog does not have is the CTE (its body's relations
+                    // are named too), not a relation created since the snapshot.
+                    (!shape.ctes.contains(r) || catalog.knows(r)) && catalog.relation_ruled(m, r, 0)
+                }),
             };
         StmtMask { shape, touched }
     }
@@ -416,6 +422,7 @@ impl StmtMask {
             shape: ResultShape {
                 kind: ResultKind::Opaque,
                 relations: BTreeSet::new(),
+                ctes: BTreeSet::new(),
                 items: Vec::new(),
                 from: Vec::new(),
                 variables: false,

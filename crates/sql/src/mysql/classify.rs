@@ -629,6 +629,25 @@ pub(crate) fn relations(node: &impl ast::Visit) -> BTreeSet<String> {
     query_facts(node).relations
 }
 
+/// The names a statement's `WITH` clauses define (lower-cased), anywhere in it.
+pub(crate) fn cte_names(node: &impl ast::Visit) -> BTreeSet<String> {
+    struct Ctes(BTreeSet<String>);
+    impl ast::Visitor for Ctes {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &ast::Query) -> ControlFlow<()> {
+            if let Some(with) = &query.with {
+                for cte in &with.cte_tables {
+                    self.0.insert(cte.alias.name.value.to_lowercase());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut ctes = Ctes(BTreeSet::new());
+    let _ = node.visit(&mut ctes);
+    ctes.0
+}
+
 fn functions(node: &impl ast::Visit) -> Vec<String> {
     let mut out = BTreeSet::new();
     let _ = visit_expressions(node, |e| {

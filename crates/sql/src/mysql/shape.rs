@@ -66,6 +66,10 @@ pub struct ResultShape {
     /// Every relation the text names anywhere (tables, views, CTE names, in sub-queries too),
     /// lower-cased, `db.t` when qualified.
     pub relations: BTreeSet<String>,
+    /// The names its `WITH` clauses define (lower-cased): among `relations`, one of these that
+    /// the catalog does not have is the CTE, not a relation created since (round-15 review,
+    /// F2). One the catalog has may be either, and is judged as the relation.
+    pub ctes: BTreeSet<String>,
     /// For [`ResultKind::Simple`]: the projection in order.
     pub items: Vec<Item>,
     /// For [`ResultKind::Simple`]: the `FROM` relations.
@@ -90,6 +94,7 @@ impl ResultShape {
         ResultShape {
             kind,
             relations: BTreeSet::new(),
+            ctes: BTreeSet::new(),
             items: Vec::new(),
             from: Vec::new(),
             variables: false,
@@ -209,6 +214,7 @@ fn segment_words(text: &str, words: &[String]) -> ResultShape {
         S::Query(q) => {
             let mut s = ResultShape::of(ResultKind::Complex);
             s.relations = relations(stmt);
+            s.ctes = crate::mysql::classify::cte_names(stmt);
             if let Some((items, from)) = simple(q) {
                 s.kind = ResultKind::Simple;
                 s.items = items;
@@ -248,6 +254,7 @@ fn segment_words(text: &str, words: &[String]) -> ResultShape {
     };
     let mut s = ResultShape::of(kind);
     s.relations = relations(stmt);
+    s.ctes = crate::mysql::classify::cte_names(stmt);
     s
 }
 
