@@ -23,7 +23,7 @@ use std::sync::Arc;
 use airlock_sql::lineage::{ViewMap, Views};
 use bytes::{BufMut, BytesMut};
 
-use crate::codec::{put_cstr, put_message, put_query};
+use crate::codec::{put_cstr, put_message};
 use crate::mask::data_row_values;
 
 /// A catalog snapshot as one session's masking uses it.
@@ -82,41 +82,126 @@ impl SnapshotCache {
     }
 }
 
-/// The name of the prepared statement and portal the check uses in the extended protocol (it
-/// must not disturb the client's unnamed ones). A client that takes this name for its own
-/// statement only makes its own statements fail.
-const CHECK_NAME: &str = "airlock catalog check";
+/// The checks of the extended protocol, prepared once per session under these names (and
+/// run through a portal of the same name): parsing and planning the check for every statement
+/// cost the server more than a primary-key read (issue 17's A/B halved pgbench's throughput
+/// under masking). `$1` is the names, as [`check_names_param`] writes them. A client that
+/// takes one of these names for its own statement only makes its own statements fail.
+pub const CHECK_NAMES: [&str; 2] = ["airlock catalog check", "airlock catalog check views"];
 
-/// Puts the check ahead of the statement it is for. In a simple-protocol exchange it is a
-/// Query of its own; inside an extended-protocol batch, it is parsed, run and closed under
-/// [`CHECK_NAME`], so an error in it (an aborted transaction) makes the server skip the
-/// client's Execute as well.
-pub fn put_check(out: &mut BytesMut, sql: &str, extended: bool) {
-    if !extended {
-        put_query(out, sql);
-        return;
+const CHECK_FLAT_SQL: &str = "SELECT c.oid::pg_catalog.text, c.xmin::pg_catalog.text, \
+     pg_catalog.current_setting('transaction_isolation'), \
+     c.relnamespace::pg_catalog.regnamespace::pg_catalog.text, c.relname::pg_catalog.text \
+     FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY(\
+     SELECT pg_catalog.to_regclass(n)::pg_catalog.oid FROM pg_catalog.unnest($1::pg_catalog.text[]) AS n))";
+
+const CHECK_VIEWS_SQL: &str = "WITH RECURSIVE rels(id) AS (\
+     SELECT pg_catalog.to_regclass(n)::pg_catalog.oid FROM pg_catalog.unnest($1::pg_catalog.text[]) AS n \
+     UNION \
+     SELECT d.refobjid FROM rels JOIN pg_catalog.pg_rewrite r ON r.ev_class = rels.id \
+     JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+     AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass) \
+     SELECT c.oid::pg_catalog.text, \
+     c.xmin::pg_catalog.text || '/' || COALESCE(rw.xmin::pg_catalog.text, ''), \
+     pg_catalog.current_setting('transaction_isolation'), ns.nspname::pg_catalog.text, \
+     c.relname::pg_catalog.text \
+     FROM rels JOIN pg_catalog.pg_class c ON c.oid = rels.id \
+     JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace \
+     LEFT JOIN pg_catalog.pg_rewrite rw ON rw.ev_class = c.oid AND rw.rulename = '_RETURN' \
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND ns.nspname <> 'information_schema'";
+
+/// `text[]` OID, the type of the prepared checks' parameter.
+const TEXT_ARRAY_OID: u32 = 1009;
+
+/// The names as an array literal of quoted identifiers (`{"\"public\".\"v\""}`), for the
+/// prepared check's parameter. `None` when they are too many.
+pub fn check_names_param(names: &[String]) -> Option<String> {
+    if names.len() > MAX_CHECKED_NAMES {
+        return None;
     }
-    put_message(out, b'P', |o| {
-        put_cstr(o, CHECK_NAME);
-        put_cstr(o, sql);
-        o.put_u16(0);
-    });
+    let elements: Vec<String> = names
+        .iter()
+        .map(|n| {
+            let ident = quoted_identifier(n);
+            format!("\"{}\"", ident.replace('\\', "\\\\").replace('"', "\\\""))
+        })
+        .collect();
+    Some(format!("{{{}}}", elements.join(",")))
+}
+
+/// `schema.name` (or `catalog.schema.name`, or `name`) as the classifier reports it, written
+/// as quoted identifiers (the last two parts), so that to_regclass reads it as the classifier did.
+fn quoted_identifier(n: &str) -> String {
+    let parts: Vec<&str> = n.split('.').collect();
+    let start = parts.len().saturating_sub(2);
+    parts
+        .get(start..)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Whether the check must follow views: the snapshot knows one of the names as a view.
+pub fn over_views(names: &[String], views: &ViewMap) -> bool {
+    names.iter().any(|n| {
+        let parts: Vec<&str> = n.split('.').collect();
+        let start = parts.len().saturating_sub(2);
+        match parts.get(start..).unwrap_or_default() {
+            [schema, name] => views.may_be_view(Some(schema), name),
+            [name] => views.may_be_view(None, name),
+            _ => true,
+        }
+    })
+}
+
+/// Puts the extended-protocol check ahead of the client's Execute: the session's prepared
+/// check `which` (0 flat, 1 over views), prepared first when `prepare` (after a Close of the
+/// name, which a client's `DEALLOCATE` may have freed or not), run through its portal and the
+/// portal closed. An error in it (an aborted transaction) makes the server skip the client's
+/// Execute as well. Returns how many CloseCompletes end its answer.
+pub fn put_prepared_check(out: &mut BytesMut, which: usize, prepare: bool, param: &str) -> u8 {
+    let name = CHECK_NAMES.get(which).copied().unwrap_or(CHECK_NAMES[0]);
+    let sql = if which == 1 {
+        CHECK_VIEWS_SQL
+    } else {
+        CHECK_FLAT_SQL
+    };
+    if prepare {
+        put_message(out, b'C', |o| {
+            o.put_u8(b'S');
+            put_cstr(o, name);
+        });
+        put_message(out, b'P', |o| {
+            put_cstr(o, name);
+            put_cstr(o, sql);
+            o.put_u16(1);
+            o.put_u32(TEXT_ARRAY_OID);
+        });
+    }
     put_message(out, b'B', |o| {
-        put_cstr(o, CHECK_NAME);
-        put_cstr(o, CHECK_NAME);
+        put_cstr(o, name);
+        put_cstr(o, name);
         o.put_u16(0);
-        o.put_u16(0);
+        o.put_u16(1);
+        let bytes = param.as_bytes();
+        o.put_i32(i32::try_from(bytes.len()).unwrap_or(i32::MAX));
+        o.extend_from_slice(bytes);
         o.put_u16(0);
     });
     put_message(out, b'E', |o| {
-        put_cstr(o, CHECK_NAME);
+        put_cstr(o, name);
         o.put_i32(0);
     });
-    for kind in [b'P', b'S'] {
-        put_message(out, b'C', |o| {
-            o.put_u8(kind);
-            put_cstr(o, CHECK_NAME);
-        });
+    put_message(out, b'C', |o| {
+        o.put_u8(b'P');
+        put_cstr(o, name);
+    });
+    if prepare {
+        2
+    } else {
+        1
     }
 }
 
@@ -126,8 +211,11 @@ pub struct Check {
     snapshot: Snapshot,
     verdict: Verdict,
     extended: bool,
-    /// Extended protocol: CloseCompletes still to come (the check ends with two Closes).
+    /// Extended protocol: CloseCompletes still to come.
     closes_left: u8,
+    /// Set when the check failed: the server may no longer hold the prepared checks (they are
+    /// prepared again before the next one).
+    failed: Option<Arc<AtomicBool>>,
 }
 
 /// The outcome of a statement's check, shared with the statement's masking state: set when
@@ -145,13 +233,21 @@ pub enum CheckProgress {
 }
 
 impl Check {
-    pub fn new(snapshot: Snapshot, verdict: Verdict, extended: bool) -> Check {
+    /// `closes`: the CloseCompletes that end an extended-protocol check's answer.
+    pub fn new(snapshot: Snapshot, verdict: Verdict, extended: bool, closes: u8) -> Check {
         Check {
             snapshot,
             verdict,
             extended,
-            closes_left: 2,
+            closes_left: closes,
+            failed: None,
         }
+    }
+
+    /// Tells `flag` when the check fails.
+    pub fn reporting_failure(mut self, flag: Arc<AtomicBool>) -> Check {
+        self.failed = Some(flag);
+        self
     }
 
     /// A simple-protocol check ends at its own ReadyForQuery, so pipelines stop skipping there.
@@ -179,6 +275,9 @@ impl Check {
             }
             b'E' => {
                 self.verdict.store(true, Ordering::Relaxed);
+                if let Some(flag) = &self.failed {
+                    flag.store(true, Ordering::Relaxed);
+                }
                 if self.extended {
                     CheckProgress::Failed
                 } else {
@@ -338,27 +437,13 @@ pub fn check_sql(names: &[String], utf8: bool, views: &ViewMap) -> Option<String
     if names.len() > MAX_CHECKED_NAMES || (!utf8 && names.iter().any(|n| !n.is_ascii())) {
         return None;
     }
-    let mut over_views = false;
+    let over_views = over_views(names, views);
     let literals: Vec<String> = names
         .iter()
         .map(|n| {
-            // `schema.name` (or `catalog.schema.name`): the last two parts, each quoted as an
-            // identifier so to_regclass reads them as the classifier did.
-            let parts: Vec<&str> = n.split('.').collect();
-            let start = parts.len().saturating_sub(2);
-            let kept = parts.get(start..).unwrap_or_default();
-            over_views |= match kept {
-                [schema, name] => views.may_be_view(Some(schema), name),
-                [name] => views.may_be_view(None, name),
-                _ => true,
-            };
-            let ident: Vec<String> = kept
-                .iter()
-                .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
-                .collect();
             format!(
                 "pg_catalog.to_regclass('{}')::pg_catalog.oid",
-                ident.join(".").replace('\'', "''")
+                quoted_identifier(n).replace('\'', "''")
             )
         })
         .collect();
@@ -418,11 +503,7 @@ pub fn lock_sql(names: &[String], views: &ViewMap) -> Option<String> {
             _ => false,
         };
         if known {
-            let ident: Vec<String> = kept
-                .iter()
-                .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
-                .collect();
-            let target = ident.join(".");
+            let target = quoted_identifier(n);
             if !targets.contains(&target) {
                 targets.push(target);
             }
@@ -505,6 +586,15 @@ mod tests {
         assert!(sql.contains("RECURSIVE"), "over a view: what it reads too");
         assert_eq!(check_sql(&["café".to_owned()], false, &tables), None);
         assert!(check_sql(&["café".to_owned()], true, &tables).is_some());
+    }
+
+    #[test]
+    fn the_prepared_checks_parameter_is_an_array_of_quoted_identifiers() {
+        let param = check_names_param(&["public.v".to_owned(), "a\"b\\c".to_owned()]);
+        assert_eq!(
+            param.as_deref(),
+            Some(r#"{"\"public\".\"v\"","\"a\"\"b\\c\""}"#)
+        );
     }
 
     fn row(values: &[&[u8]]) -> Vec<u8> {

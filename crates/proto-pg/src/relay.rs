@@ -276,6 +276,10 @@ struct MaskCtx {
     masking: Arc<SessionMasking>,
     snapshot: Snapshot,
     lineages: LineageCache,
+    /// Which of the session's prepared checks ([`catalog::CHECK_NAMES`]) the server holds.
+    prepared_checks: [bool; 2],
+    /// Set by the upstream task when a check failed (see [`MaskCtx::forget_prepared_checks`]).
+    check_failed: Arc<AtomicBool>,
 }
 
 impl MaskCtx {
@@ -383,25 +387,38 @@ impl MaskCtx {
             None => (format!("{sql};\n"), 1),
         };
         state.prefix = Some(Box::new(Prefix {
-            check: Check::new(snapshot.clone(), verdict, false),
+            check: Check::new(snapshot.clone(), verdict, false, 0),
             completions,
             chars: prefix.chars().count(),
         }));
         Some(prefix)
     }
 
-    /// Sends the catalog check for a statement about to run under column masking, and returns
-    /// its verdict for the statement's masking state. No check is needed when lineage shows no
-    /// rows from relations; where none can be sent (`simple` inside an extended batch, names
-    /// the client encoding cannot carry), the verdict is "differs" from the start.
+    /// The client may have freed the session's prepared checks (`DEALLOCATE`, `DISCARD ALL`, a
+    /// Close of their name), or one failed: they are prepared again (after a Close, so an
+    /// existing one is no error) before the next check.
+    fn forget_prepared_checks(&mut self, text: &[u8]) {
+        let frees = |w: &[u8]| text.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
+        if self.check_failed.swap(false, Ordering::Relaxed)
+            || frees(b"deallocate")
+            || frees(b"discard")
+            || catalog::CHECK_NAMES.iter().any(|n| frees(n.as_bytes()))
+        {
+            self.prepared_checks = [false; 2];
+        }
+    }
+
+    /// Sends the catalog check ahead of an Execute under column masking (the session's
+    /// prepared check, prepared first when the server may not hold it), and returns its verdict
+    /// for the statement's masking state. No check is needed when lineage shows no rows from
+    /// relations; where none can be sent (too many names), the verdict is "differs" at once.
     fn check(
         snapshot: Option<&Snapshot>,
         lineage: Option<&Arc<Vec<StatementLineage>>>,
         judged: &Judged,
         p: &mut Pending,
-        extended: bool,
-        open_batch: bool,
-        utf8: bool,
+        prepared_checks: &mut [bool; 2],
+        check_failed: &Arc<AtomicBool>,
     ) -> Option<Verdict> {
         let (snapshot, lineage) = (snapshot?, lineage?);
         if !lineage
@@ -415,17 +432,20 @@ impl MaskCtx {
             return None;
         }
         let verdict = Verdict::default();
-        match catalog::check_sql(&names, utf8, &snapshot.views) {
-            Some(sql) if extended || !open_batch => {
-                catalog::put_check(&mut p.out, &sql, extended);
-                p.expects.push(Expect::Check(Box::new(Check::new(
-                    snapshot.clone(),
-                    verdict.clone(),
-                    extended,
-                ))));
-            }
-            _ => verdict.store(true, Ordering::Relaxed),
+        let Some(param) = catalog::check_names_param(&names) else {
+            verdict.store(true, Ordering::Relaxed);
+            return Some(verdict);
+        };
+        let which = usize::from(catalog::over_views(&names, &snapshot.views));
+        let prepare = !prepared_checks.get(which).copied().unwrap_or(false);
+        let closes = catalog::put_prepared_check(&mut p.out, which, prepare, &param);
+        if let Some(held) = prepared_checks.get_mut(which) {
+            *held = true;
         }
+        p.expects.push(Expect::Check(Box::new(
+            Check::new(snapshot.clone(), verdict.clone(), true, closes)
+                .reporting_failure(check_failed.clone()),
+        )));
         Some(verdict)
     }
 
@@ -599,6 +619,8 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
         masking,
         snapshot: Snapshot::new(views.unwrap_or_default()),
         lineages: LineageCache::new(),
+        prepared_checks: [false; 2],
+        check_failed: Arc::default(),
     });
     // The client sent extended-protocol messages since its last Sync (see `MaskCtx::check`).
     let mut open_batch = false;
@@ -622,6 +644,9 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
             if let (Some(m), b'Q' | b'P', false) = (mask.as_mut(), msg.tag, open_batch) {
                 m.renew_if_outdated(&mut p, &mut upstream, &client_writer, &session, &queue)
                     .await?;
+            }
+            if let (Some(m), b'Q' | b'P' | b'C' | b'E') = (mask.as_mut(), msg.tag) {
+                m.forget_prepared_checks(&msg.body);
             }
             let was_open = open_batch;
             open_batch = match msg.tag {
@@ -905,15 +930,16 @@ pub(crate) async fn client_to_upstream<R: AsyncRead + Unpin>(
                                 // Right before the Execute: the Bind has planned the statement
                                 // and holds its relations' locks, so the catalog the check reads
                                 // is the one the rows come from.
-                                state.catalog = MaskCtx::check(
-                                    prep.snapshot.as_ref(),
-                                    prep.lineage.as_ref(),
-                                    &prep.judged,
-                                    &mut p,
-                                    true,
-                                    true,
-                                    utf8,
-                                );
+                                if let Some(m) = mask.as_mut() {
+                                    state.catalog = MaskCtx::check(
+                                        prep.snapshot.as_ref(),
+                                        prep.lineage.as_ref(),
+                                        &prep.judged,
+                                        &mut p,
+                                        &mut m.prepared_checks,
+                                        &m.check_failed,
+                                    );
+                                }
                             }
                             copy_message(&mut p.out, msg.tag, &msg.body);
                             p.expects
