@@ -321,3 +321,40 @@ fn parameters_of_user_defined_types_are_refused_in_read_only_sessions() {
     assert!(ok.iter().any(|(t, _)| *t == b'D'), "{ok:?}");
     direct(&format!("drop domain {domain}"));
 }
+
+/// Outside review, round 16 (F2): a database or role default `search_path` that searches a
+/// user schema before `pg_catalog` let a DBA's function shadow a built-in (`upper`) the
+/// classifier and lineage take for what it is. Such a session is refused at open, saying why.
+#[test]
+fn a_default_search_path_before_pg_catalog_refuses_the_session() {
+    let role = unique("airlock_sp_role");
+    direct(&format!(
+        "create role {role} login; alter role {role} set search_path = public, pg_catalog;
+         grant connect on database test to {role}"
+    ));
+    let extra = format!(
+        r#"
+[[connections]]
+name = "pg-shadowed"
+type = "postgres"
+address = "127.0.0.1:5432"
+database = "test"
+user = "{role}"
+sslmode = "disable"
+allow_groups = ["ai-agents"]
+"#
+    );
+    let gw = Gateway::start(&extra);
+    let o = psql(&gw.conninfo("agent", TOKEN, "pg-shadowed"), "select 1 as reached;\n");
+    let out = text(&o);
+    let _ = std::process::Command::new("psql")
+        .args([DIRECT, "-X", "-c", &format!("drop role {role}")])
+        .output();
+    assert!(!out.contains("reached"), "{out}");
+    assert!(
+        out.contains("searches schema `public` before pg_catalog"),
+        "{out}"
+    );
+    // The usual default passes.
+    assert!(text(&gw.psql("select 1 as reached;\n")).contains("reached"));
+}

@@ -1255,6 +1255,50 @@ async fn a_migration_in_an_open_transaction_or_a_long_first_statement_does_not_b
     direct(&secret);
     let (_agent, behind_long) = long.await.unwrap();
     assert_no_secret("behind a long first statement", &behind_long);
-    // It ran, on the definition it was checked against: the clean one.
-    assert!(behind_long.contains(",1"), "{behind_long}");
+    // Several statements in one text are masked as unknown (round 16, F3: a later statement
+    // may resolve a name to a relation created meanwhile, which no lock stops).
+    assert!(!behind_long.contains(",1"), "{behind_long}");
+}
+
+/// Outside review, round 16 (F1): column rules did not follow inheritance or partitioning: a
+/// child (or partition) of a ruled table, or a parent that returns its rows, came out with only
+/// the detectors. And (F4) the lock in front of a simple Query's check refused materialized
+/// views, so they could not be read at all.
+#[tokio::test]
+async fn rules_follow_inheritance_and_materialized_views_stay_readable() {
+    let f = setup();
+    let s = f.schema.clone();
+    direct(&format!(
+        "create table {s}.pay_child () inherits ({s}.payments);
+         insert into {s}.pay_child values (20, 1, '{c}', 1, 1.0);
+         create table {s}.pay_base (id int, customer_id int, card_number text, card_as_int bigint, amount numeric);
+         alter table {s}.payments inherit {s}.pay_base;
+         create materialized view {s}.mv as select id, customer_id from {s}.payments",
+        c = CARDS[0]
+    ));
+    let (client, conn) = tokio_postgres::connect(&f.gw.agent(), NoTls).await.unwrap();
+    tokio::spawn(conn);
+    for q in [
+        format!("select id, reverse(card_number) from {s}.pay_child"),
+        format!("select id, reverse(card_number), card_number || '' from {s}.pay_base order by id"),
+        format!("select id, reverse(card_number) from only {s}.pay_base"),
+    ] {
+        let out = simple_values(&client.simple_query(&q).await.unwrap());
+        assert_no_secret(&q, &out);
+        let rows: Vec<String> = client
+            .query(q.as_str(), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(1))
+            .collect();
+        assert_no_secret(&q, &rows.join(","));
+    }
+    let mv = simple_values(
+        &client
+            .simple_query(&format!("select id, customer_id from {s}.mv order by id"))
+            .await
+            .unwrap(),
+    );
+    assert!(mv.starts_with("10,1"), "materialized view readable: {mv}");
 }

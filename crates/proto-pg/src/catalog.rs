@@ -315,14 +315,20 @@ enum RowVerdict {
 /// ([`airlock_sql::lineage::Views::knows_relation`]). `pg_catalog`'s own relations are listed
 /// without definitions, so lineage knows which unqualified names are the catalog's (a user
 /// view named `pg_…` is not). The version is the `xmin` of the relation's `pg_class` row and of
-/// its view rule: `CREATE OR REPLACE VIEW` writes both.
+/// its view rule: `CREATE OR REPLACE VIEW` writes both. A relation with inheritance parents (a
+/// partition, a child table) comes once per parent, so column rules follow it to its
+/// relatives (round-16 review, F1).
 pub const VIEWS_SQL: &str = "SELECT n.nspname::text, c.relname::text, \
      CASE WHEN c.relkind IN ('v', 'm') AND n.nspname <> 'pg_catalog' \
      THEN pg_catalog.pg_get_viewdef(c.oid) END, \
      c.oid::pg_catalog.text, \
-     c.xmin::pg_catalog.text || '/' || COALESCE(rw.xmin::pg_catalog.text, '') \
+     c.xmin::pg_catalog.text || '/' || COALESCE(rw.xmin::pg_catalog.text, ''), \
+     c.relkind::pg_catalog.text, pn.nspname::pg_catalog.text, p.relname::pg_catalog.text \
      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      LEFT JOIN pg_catalog.pg_rewrite rw ON rw.ev_class = c.oid AND rw.rulename = '_RETURN' \
+     LEFT JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid \
+     LEFT JOIN pg_catalog.pg_class p ON p.oid = i.inhparent \
+     LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace \
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
      AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_toast'";
 
@@ -374,7 +380,7 @@ impl ViewsReader {
                 .flatten()
                 .map(|b| String::from_utf8_lossy(b).into_owned())
         };
-        if values.len() != 5 {
+        if values.len() != 8 {
             return Err("unexpected row shape from pg_class");
         }
         let (Some(schema), Some(name), Some(id), Some(version)) =
@@ -385,6 +391,13 @@ impl ViewsReader {
         match text(2) {
             Some(def) => self.views.insert(&schema, &name, &def),
             None => self.views.insert_table(&schema, &name),
+        }
+        if text(5).as_deref() == Some("m") {
+            self.views.insert_matview(&schema, &name);
+        }
+        if let (Some(parent_schema), Some(parent)) = (text(6), text(7)) {
+            self.views
+                .insert_parent(&schema, &name, &parent_schema, &parent);
         }
         let id: u32 = id.parse().map_err(|_| "unexpected oid from pg_class")?;
         self.views
@@ -409,6 +422,49 @@ pub async fn fetch_views(stream: &mut airlock_transport::NetStream) -> Result<Vi
                     return done;
                 }
             }
+            Ok(None) => {
+                if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                    return Err("the upstream closed the connection".into());
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// The schema searched first for functions and operators in the upstream session, as its
+/// defaults set it (a database's or role's `search_path` may put a user schema before
+/// `pg_catalog`, where a DBA's `upper` would shadow the built-in the classifier and lineage take
+/// it for; round-16 review, F2). Run while the upstream is idle, like [`fetch_views`].
+pub async fn first_schema(stream: &mut airlock_transport::NetStream) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut out = BytesMut::new();
+    crate::codec::put_query(
+        &mut out,
+        "SELECT (pg_catalog.current_schemas(true))[1]::pg_catalog.text",
+    );
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut value = None;
+    let mut error = None;
+    loop {
+        match crate::codec::split_message(&mut buf, 1024 * 1024) {
+            Ok(Some(msg)) => match msg.tag {
+                b'D' => {
+                    value = data_row_values(&msg.body)
+                        .and_then(|v| v.first().copied().flatten())
+                        .map(|b| String::from_utf8_lossy(b).into_owned());
+                }
+                b'E' => error = Some(crate::codec::decode_error(&msg.body).message),
+                b'Z' => {
+                    return match (error, value) {
+                        (Some(e), _) => Err(e),
+                        (None, Some(v)) => Ok(v),
+                        (None, None) => Err("no answer".into()),
+                    }
+                }
+                _ => {}
+            },
             Ok(None) => {
                 if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
                     return Err("the upstream closed the connection".into());
@@ -492,6 +548,10 @@ pub fn lock_sql(names: &[String], views: &ViewMap) -> Option<String> {
         let start = parts.len().saturating_sub(2);
         let kept = parts.get(start..).unwrap_or_default();
         let known = match kept {
+            // `LOCK TABLE` refuses materialized views (round-16 review, F4); one can only be
+            // dropped and created again, which gives it a new id the check sees.
+            [schema, name] if views.may_be_matview(Some(schema), name) => false,
+            [name] if views.may_be_matview(None, name) => false,
             [schema, name] => {
                 *schema != "pg_catalog" && views.knows_relation(Some(schema), name) == Some(true)
             }

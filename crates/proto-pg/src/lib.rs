@@ -519,6 +519,21 @@ async fn run_session(
             return Err(send_fatal(&mut client, &f).await);
         }
     };
+    // The classifier and lineage take unqualified function and operator names for the built-in
+    // ones: a session whose defaults search a user schema first is refused.
+    match catalog::first_schema(&mut up.stream).await {
+        Ok(first) if first == "pg_catalog" => {}
+        found => {
+            let why = match found {
+                Ok(first) => format!("the upstream session's search_path (a database or role default) searches schema `{first}` before pg_catalog, so a function there could shadow a built-in airlock takes for what it is"),
+                Err(e) => format!("reading the upstream session's search_path failed: {e}"),
+            };
+            let f = ErrorFields::fatal("42501", format!("airlock: {why}; the session is refused"))
+                .with_hint("reset it upstream (ALTER DATABASE … RESET search_path, ALTER ROLE … RESET search_path) or list pg_catalog first");
+            session.close(&f.message);
+            return Err(send_fatal(&mut client, &f).await);
+        }
+    }
     // Column lineage follows views through their definitions, read from this upstream.
     let mut views = None;
     if session.masking().is_some_and(|m| m.has_column_rules()) {

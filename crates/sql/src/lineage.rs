@@ -161,6 +161,13 @@ pub trait Views {
     fn resolves(&self, _name: &str) -> Resolution {
         Resolution::Unknown
     }
+
+    /// The relations `name` shares rows with through inheritance or partitioning (its
+    /// ancestors and descendants, transitively), as `(schema, name)`: a partition or child of a
+    /// ruled table holds its rows, and a parent returns them (round-16 review, F1).
+    fn relatives(&self, _schema: Option<&str>, _name: &str) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// What an unqualified relation name resolves to in a catalog snapshot.
@@ -199,6 +206,10 @@ impl Views for StaleViews<'_> {
         self.0.resolves(name)
     }
 
+    fn relatives(&self, schema: Option<&str>, name: &str) -> Vec<(String, String)> {
+        self.0.relatives(schema, name)
+    }
+
     fn knows_relation(&self, schema: Option<&str>, name: &str) -> Option<bool> {
         if self.0.definition(schema, name).is_some() {
             return Some(false);
@@ -226,6 +237,10 @@ pub struct ViewMap {
     /// them with the catalog before a statement runs: a view replaced outside airlock keeps its
     /// name and id but not its version.
     versions: HashMap<u32, (Box<str>, Box<str>)>,
+    /// Direct inheritance parents (and partitioned parents), by `schema.name`.
+    parents: HashMap<String, Vec<(String, String)>>,
+    /// Materialized views, as `schema.name`.
+    matviews: HashSet<String>,
 }
 
 impl ViewMap {
@@ -270,6 +285,38 @@ impl ViewMap {
         self.versions
             .retain(|_, (qualified, _)| earlier.relations.contains(&**qualified));
         self
+    }
+
+    /// `schema.name` inherits from (or is a partition of) `parent_schema.parent_name`.
+    pub fn insert_parent(
+        &mut self,
+        schema: &str,
+        name: &str,
+        parent_schema: &str,
+        parent_name: &str,
+    ) {
+        let parents = self.parents.entry(format!("{schema}.{name}")).or_default();
+        let parent = (parent_schema.to_owned(), parent_name.to_owned());
+        if !parents.contains(&parent) {
+            parents.push(parent);
+        }
+    }
+
+    /// `schema.name` is a materialized view (which `LOCK TABLE` refuses).
+    pub fn insert_matview(&mut self, schema: &str, name: &str) {
+        self.matviews.insert(format!("{schema}.{name}"));
+    }
+
+    /// Whether `name` may be a materialized view of the snapshot.
+    pub fn may_be_matview(&self, schema: Option<&str>, name: &str) -> bool {
+        match schema {
+            Some(s) => self.matviews.contains(&format!("{s}.{name}")),
+            None => self.schemas_of.get(name).is_some_and(|schemas| {
+                schemas
+                    .iter()
+                    .any(|s| self.matviews.contains(&format!("{s}.{name}")))
+            }),
+        }
     }
 
     /// Whether `name` (in `schema`, or in any schema when unqualified) is a view or materialized
@@ -355,6 +402,43 @@ impl Views for ViewMap {
             return Resolution::Ambiguous;
         }
         Resolution::User
+    }
+
+    fn relatives(&self, schema: Option<&str>, name: &str) -> Vec<(String, String)> {
+        if self.parents.is_empty() {
+            return Vec::new();
+        }
+        let starts: Vec<String> = match schema {
+            Some(s) => vec![format!("{s}.{name}")],
+            None => self
+                .schemas_of
+                .get(name)
+                .map(|v| v.iter().map(|s| format!("{s}.{name}")).collect())
+                .unwrap_or_default(),
+        };
+        // Ancestors up, descendants down; bounded by the snapshot's size.
+        let mut seen: HashSet<String> = starts.iter().cloned().collect();
+        let mut todo = starts;
+        let mut out = Vec::new();
+        while let Some(rel) = todo.pop() {
+            let mut next: Vec<(String, String)> =
+                self.parents.get(&rel).cloned().unwrap_or_default();
+            for (child, parents) in &self.parents {
+                if parents.iter().any(|(s, n)| format!("{s}.{n}") == rel) {
+                    if let Some((s, n)) = child.split_once('.') {
+                        next.push((s.to_owned(), n.to_owned()));
+                    }
+                }
+            }
+            for (s, n) in next {
+                let q = format!("{s}.{n}");
+                if seen.insert(q.clone()) {
+                    todo.push(q);
+                    out.push((s, n));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -614,8 +698,13 @@ fn mentions_ruled_relation(
             if let Some(rv) = rv {
                 let schema = str_field(rv, "schemaname");
                 if let Some(name) = str_field(rv, "relname") {
-                    if rules.iter().any(|r| r.matches_table(schema, name))
-                        || views.definition(schema, name).is_some()
+                    if rules.iter().any(|r| {
+                        r.matches_table(schema, name)
+                            || views
+                                .relatives(schema, name)
+                                .iter()
+                                .any(|(s, n)| r.matches_table(Some(s), n))
+                    }) || views.definition(schema, name).is_some()
                         || views.knows_relation(schema, name) == Some(false)
                         || (schema.is_none() && views.resolves(name) == Resolution::Ambiguous)
                     {
@@ -1219,10 +1308,14 @@ impl Analyzer<'_> {
                 }
             };
         }
+        let relatives = self.views.relatives(schema, name);
         let rules: Arc<[ColumnRule]> = self
             .rules
             .iter()
-            .filter(|r| r.matches_table(schema, name))
+            .filter(|r| {
+                r.matches_table(schema, name)
+                    || relatives.iter().any(|(s, n)| r.matches_table(Some(s), n))
+            })
             .cloned()
             .collect();
         if !rules.is_empty() {
