@@ -72,8 +72,9 @@ fi
 dir=$(mktemp -d)
 cleanup() {
     # Wait for both to exit, so that airlock is not writing into $dir while it is removed.
-    [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    [ -n "${hpid:-}" ] && kill "$hpid" 2>/dev/null && wait "$hpid" 2>/dev/null
+    # (wait returns their exit status after the TERM: not the script's, so `|| true` under set -e.)
+    [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && { wait "$pid" 2>/dev/null || true; }
+    [ -n "${hpid:-}" ] && kill "$hpid" 2>/dev/null && { wait "$hpid" 2>/dev/null || true; }
     if $keep; then note "kept $dir"; else rm -rf "$dir"; fi
 }
 trap cleanup EXIT
