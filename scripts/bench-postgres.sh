@@ -455,7 +455,8 @@ kill -0 "$airlock_pid" 2>/dev/null || die "airlock exited during the benchmark; 
 $(tail -20 "$work_dir/airlock/airlock.log")"
 audit_log="$work_dir/airlock/data/audit.log"
 # The active segment plus the closed ones in audit.log.d (compressed ones as stored on disk).
-audit_bytes=$(du -cb "$audit_log" "$audit_log.d" 2>/dev/null | tail -1 | cut -f1)
+# du fails on a missing audit.log.d (no segment closed yet) but still prints the total.
+audit_bytes=$({ du -cb "$audit_log" "$audit_log.d" 2>/dev/null || true; } | tail -1 | cut -f1)
 audit_bytes=${audit_bytes:-0}
 load_after=$(cut -d" " -f1-3 /proc/loadavg)
 airlock_rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$airlock_pid/status" 2>/dev/null || echo "?")
