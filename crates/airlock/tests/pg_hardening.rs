@@ -345,7 +345,10 @@ allow_groups = ["ai-agents"]
 "#
     );
     let gw = Gateway::start(&extra);
-    let o = psql(&gw.conninfo("agent", TOKEN, "pg-shadowed"), "select 1 as reached;\n");
+    let o = psql(
+        &gw.conninfo("agent", TOKEN, "pg-shadowed"),
+        "select 1 as reached;\n",
+    );
     let out = text(&o);
     let _ = std::process::Command::new("psql")
         .args([DIRECT, "-X", "-c", &format!("drop role {role}")])
