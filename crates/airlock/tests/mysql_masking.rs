@@ -776,3 +776,24 @@ fn cte_names_are_not_unknown_relations() {
     assert!(out.contains("answer\n42"), "{out}");
     assert_no_secret(&out, "a CTE over a ruled table");
 }
+
+/// Outside review, round 17 (F2): a MERGE table over a ruled table, under another name, counted
+/// as a clean table. Tables of engines that show another table's rows (MERGE, FEDERATED,
+/// CONNECT, SPIDER) are left out of the catalog, so their columns are masked as unknown.
+#[test]
+fn merge_tables_over_a_ruled_table_are_masked() {
+    let f = fixture("redact");
+    let t = f.t.clone();
+    let merged = format!("{t}_mrg");
+    direct_mysql(&format!(
+        "alter table {t} engine=MyISAM;
+         create table {merged} (id int, name varchar(40), email varchar(80), secret_code varchar(20), card bigint, note text) engine=MRG_MyISAM union=({t})"
+    ));
+    let o = f.gw.mysql(&format!(
+        "select reverse(secret_code), hex(secret_code) from {merged};\nselect 'still here' as s;\n"
+    ));
+    direct_mysql(&format!("drop table {merged}"));
+    let out = text(&o);
+    assert_no_secret(&out, "a MERGE table");
+    assert!(out.contains("still here"), "{out}");
+}

@@ -1302,3 +1302,85 @@ async fn rules_follow_inheritance_and_materialized_views_stay_readable() {
     );
     assert!(mv.starts_with("10,1"), "materialized view readable: {mv}");
 }
+
+/// Outside review, round 17 (F3–F5): DDL outside airlock that the catalog check's row versions
+/// missed: a view's columns renamed (only `pg_attribute` changes), a ruled table attached as a
+/// child of a parent that already had children (only `pg_inherits` changes), and two relations
+/// swapped by renaming their schemas (each keeps its row version, under the other's name).
+#[tokio::test]
+async fn renamed_columns_attached_children_and_swapped_schemas_are_caught() {
+    let f = setup();
+    let s = f.schema.clone();
+    direct(&format!(
+        "create view {s}.v_cols as select id, customer_id::text as c, card_number as secret from {s}.payments;
+         create table {s}.fam (id int, customer_id int, card_number text, card_as_int bigint, amount numeric);
+         create table {s}.fam_kid () inherits ({s}.fam);
+         create schema {s}_a; create schema {s}_b;
+         create view {s}_a.v as select id, customer_id::text as c from {s}.payments;
+         create view {s}_b.v as select id, card_number as c from {s}.payments"
+    ));
+    let (client, conn) = tokio_postgres::connect(&f.gw.agent(), NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let cols = format!("select id, reverse(c) from {s}.v_cols order by id");
+    let fam = format!("select id, reverse(card_number) from {s}.fam order by id");
+    let swapped = format!("select id, reverse(c) from {s}_a.v order by id");
+    for q in [&cols, &fam, &swapped] {
+        let _ = client.simple_query(q).await.unwrap();
+    }
+    direct(&format!(
+        "alter view {s}.v_cols rename column c to tmp;
+         alter view {s}.v_cols rename column secret to c;
+         alter table {s}.payments inherit {s}.fam;
+         alter schema {s}_a rename to {s}_t; alter schema {s}_b rename to {s}_a;
+         alter schema {s}_t rename to {s}_b"
+    ));
+    for q in [&cols, &fam, &swapped] {
+        let simple = simple_values(&client.simple_query(q).await.unwrap());
+        assert_no_secret(q, &simple);
+        let rows: Vec<String> = client
+            .query(q.as_str(), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(1))
+            .collect();
+        assert_no_secret(q, &rows.join(","));
+    }
+    direct(&format!(
+        "alter table {s}.payments no inherit {s}.fam; drop schema {s}_a cascade; drop schema {s}_b cascade"
+    ));
+}
+
+/// Outside review, round 17 (F1): a foreign table over a ruled table under another name (here
+/// postgres_fdw back into the same database) counted as a clean table; in the simple protocol
+/// the lock in front of the check refused it instead. Its rows come from elsewhere, so its
+/// columns are masked as unknown, and it is readable.
+#[tokio::test]
+async fn foreign_tables_are_masked_as_unknown_and_readable() {
+    let f = setup();
+    let s = f.schema.clone();
+    direct(&format!(
+        "create extension if not exists postgres_fdw;
+         create server {s}_srv foreign data wrapper postgres_fdw options (host '127.0.0.1', port '5432', dbname 'test');
+         create user mapping for postgres server {s}_srv options (user 'postgres');
+         create foreign table {s}.ft_pay (id int, card_number text) server {s}_srv options (schema_name '{s}', table_name 'payments')"
+    ));
+    let (client, conn) = tokio_postgres::connect(&f.gw.agent(), NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let q = format!("select id, reverse(card_number) from {s}.ft_pay order by id");
+    let simple = client.simple_query(&q).await.map(|m| simple_values(&m));
+    let extended = client.query(q.as_str(), &[]).await.map(|rows| {
+        rows.iter()
+            .map(|r| r.get::<_, String>(1))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let _ = std::process::Command::new("psql")
+        .args([DIRECT, "-X", "-c", &format!("drop server {s}_srv cascade")])
+        .output();
+    let simple = simple.unwrap();
+    assert_no_secret(&q, &simple);
+    // Readable (no lock refused), every column masked as unknown.
+    assert!(simple.contains("[COLUMN]"), "readable: {simple}");
+    assert_no_secret(&q, &extended.unwrap());
+}

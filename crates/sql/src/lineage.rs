@@ -338,6 +338,11 @@ impl ViewMap {
             .insert(id, (Box::from(qualified), Box::from(version)));
     }
 
+    /// The `schema.name` and version of relation `id` in the snapshot.
+    pub fn version_entry(&self, id: u32) -> Option<(&str, &str)> {
+        self.versions.get(&id).map(|(q, v)| (&**q, &**v))
+    }
+
     /// The version of relation `id` in the snapshot; `None` for a relation it does not have.
     pub fn version(&self, id: u32) -> Option<&str> {
         self.versions.get(&id).map(|(_, v)| &**v)
