@@ -503,52 +503,19 @@ const MAX_CHECKED_NAMES: usize = 4096;
 /// put in the session's client encoding (not UTF-8 and not ASCII) or are too many: the caller
 /// then masks the rows as unknown.
 pub fn check_sql(names: &[String], utf8: bool, views: &ViewMap) -> Option<String> {
-    if names.len() > MAX_CHECKED_NAMES || (!utf8 && names.iter().any(|n| !n.is_ascii())) {
+    if !utf8 && names.iter().any(|n| !n.is_ascii()) {
         return None;
     }
-    let over_views = over_views(names, views);
-    let literals: Vec<String> = names
-        .iter()
-        .map(|n| {
-            format!(
-                "pg_catalog.to_regclass('{}')::pg_catalog.oid",
-                quoted_identifier(n).replace('\'', "''")
-            )
-        })
-        .collect();
-    let ids = literals.join(", ");
-    Some(if over_views {
-        format!(
-            "WITH RECURSIVE rels(id) AS (\
-             SELECT i FROM pg_catalog.unnest(ARRAY[{ids}]) AS i \
-             UNION \
-             SELECT d.refobjid FROM rels JOIN pg_catalog.pg_rewrite r ON r.ev_class = rels.id \
-             JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
-             AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass) \
-             SELECT c.oid::pg_catalog.text, \
-             c.xmin::pg_catalog.text || '/' || COALESCE(rw.xmin::pg_catalog.text, '') || '/' || \
-     (SELECT pg_catalog.max(a.xmin::pg_catalog.text::pg_catalog.int8) FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid)::pg_catalog.text || '/' || \
-     (SELECT pg_catalog.count(*)::pg_catalog.text || ':' || COALESCE(pg_catalog.max(i2.xmin::pg_catalog.text::pg_catalog.int8), 0)::pg_catalog.text FROM pg_catalog.pg_inherits i2 WHERE i2.inhparent = c.oid), \
-             pg_catalog.current_setting('transaction_isolation'), ns.nspname::pg_catalog.text, \
-             c.relname::pg_catalog.text \
-             FROM rels JOIN pg_catalog.pg_class c ON c.oid = rels.id \
-             JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace \
-             LEFT JOIN pg_catalog.pg_rewrite rw ON rw.ev_class = c.oid AND rw.rulename = '_RETURN' \
-             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND ns.nspname <> 'information_schema'"
-        )
+    // The prepared checks' text with their parameter written in: one definition for both
+    // protocols. `standard_conforming_strings` is on in every session airlock relays, so
+    // backslashes in the literal are the array literal's own.
+    let param = check_names_param(names)?;
+    let sql = if over_views(names, views) {
+        CHECK_VIEWS_SQL
     } else {
-        // Tables only, as far as the snapshot knows: the pg_class row's version alone (a table
-        // turned into a view gets a new row version, or a new id), compared with the first half
-        // of the snapshot's (`check_row`). The catalog's own views, listed as relations without
-        // definitions, are only changed by an upgrade.
-        format!(
-            "SELECT c.oid::pg_catalog.text, c.xmin::pg_catalog.text || '/*/*/' || \
-     (SELECT pg_catalog.count(*)::pg_catalog.text || ':' || COALESCE(pg_catalog.max(i2.xmin::pg_catalog.text::pg_catalog.int8), 0)::pg_catalog.text FROM pg_catalog.pg_inherits i2 WHERE i2.inhparent = c.oid), \
-             pg_catalog.current_setting('transaction_isolation'), \
-             c.relnamespace::pg_catalog.regnamespace::pg_catalog.text, c.relname::pg_catalog.text \
-             FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY[{ids}])"
-        )
-    })
+        CHECK_FLAT_SQL
+    };
+    Some(sql.replace("$1", &format!("'{}'", param.replace('\'', "''"))))
 }
 
 /// `LOCK TABLE … IN ACCESS SHARE MODE` on the named relations the snapshot knows (outside
@@ -667,13 +634,14 @@ mod tests {
         )
         .unwrap_or_default();
         for quoted in [
-            "to_regclass('\"public\".\"v\"')",
-            "to_regclass('\"Ledger\"')",
-            "to_regclass('\"it''s\"')",
-            "to_regclass('\"a\"\"b\"')",
+            r#"\"public\".\"v\""#,
+            r#"\"Ledger\""#,
+            r#"\"it''s\""#,
+            r#"\"a\"\"b\""#,
         ] {
             assert!(sql.contains(quoted), "{quoted} in {sql}");
         }
+        assert!(!sql.contains("$1"), "{sql}");
         assert!(!sql.contains("RECURSIVE"), "tables only: the flat check");
         let mut views = ViewMap::default();
         views.insert("public", "v", "SELECT 1");

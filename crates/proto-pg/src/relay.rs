@@ -352,16 +352,7 @@ impl MaskCtx {
         utf8: bool,
     ) -> Option<String> {
         let (snapshot, lineage) = (snapshot?, state.lineage.as_ref()?);
-        if !lineage
-            .iter()
-            .any(|l| matches!(l, StatementLineage::Rows(_)))
-        {
-            return None;
-        }
-        let names = judged.classification.relations();
-        if names.is_empty() {
-            return None;
-        }
+        let names = names_to_check(lineage, judged)?;
         let verdict = Verdict::default();
         state.catalog = Some(verdict.clone());
         // Several statements in one text: a later one may resolve a name to a relation created
@@ -415,16 +406,7 @@ impl MaskCtx {
         check_failed: &Arc<AtomicBool>,
     ) -> Option<Verdict> {
         let (snapshot, lineage) = (snapshot?, lineage?);
-        if !lineage
-            .iter()
-            .any(|l| matches!(l, StatementLineage::Rows(_)))
-        {
-            return None;
-        }
-        let names = judged.classification.relations();
-        if names.is_empty() {
-            return None;
-        }
+        let names = names_to_check(lineage, judged)?;
         let verdict = Verdict::default();
         let Some(param) = catalog::check_names_param(&names) else {
             verdict.store(true, Ordering::Relaxed);
@@ -468,6 +450,19 @@ impl MaskCtx {
             ));
         }
     }
+}
+
+/// The relations a statement whose lineage shows rows names, for the catalog check; `None` when
+/// there is nothing to check.
+fn names_to_check(lineage: &[StatementLineage], judged: &Judged) -> Option<Vec<String>> {
+    if !lineage
+        .iter()
+        .any(|l| matches!(l, StatementLineage::Rows(_)))
+    {
+        return None;
+    }
+    let names = judged.classification.relations();
+    (!names.is_empty()).then_some(names)
 }
 
 /// Whether a Parse message's parameter types (after the name and text `r` has read) name a
