@@ -1080,6 +1080,21 @@ fn simple_values(messages: &[tokio_postgres::SimpleQueryMessage]) -> String {
     out.join(",")
 }
 
+/// Runs `q` (whose second column is text) through the simple and the extended protocol and
+/// asserts no secret comes out of either.
+async fn assert_masked_both_ways(client: &tokio_postgres::Client, q: &str) {
+    let simple = simple_values(&client.simple_query(q).await.unwrap());
+    assert_no_secret(q, &simple);
+    let extended: Vec<String> = client
+        .query(q, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(1))
+        .collect();
+    assert_no_secret(q, &extended.join(","));
+}
+
 /// Outside review, round 14 (F1): a view replaced outside airlock (`CREATE OR REPLACE VIEW` by
 /// a DBA or a migration) kept its old, clean definition in the session's catalog snapshot, so
 /// a transformed masked column came out through it. Every statement under column masking now
@@ -1180,16 +1195,7 @@ async fn nested_views_and_tables_turned_views_outside_airlock_are_checked() {
          create view {s}.t_swap as select id, card_number as c from {s}.payments"
     ));
     for q in [&outer, &table] {
-        let simple = simple_values(&client.simple_query(q).await.unwrap());
-        assert_no_secret(q, &simple);
-        let extended: Vec<String> = client
-            .query(q.as_str(), &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<_, String>(1))
-            .collect();
-        assert_no_secret(q, &extended.join(","));
+        assert_masked_both_ways(&client, q).await;
     }
 }
 
@@ -1283,16 +1289,7 @@ async fn rules_follow_inheritance_and_materialized_views_stay_readable() {
         format!("select id, reverse(card_number), card_number || '' from {s}.pay_base order by id"),
         format!("select id, reverse(card_number) from only {s}.pay_base"),
     ] {
-        let out = simple_values(&client.simple_query(&q).await.unwrap());
-        assert_no_secret(&q, &out);
-        let rows: Vec<String> = client
-            .query(q.as_str(), &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<_, String>(1))
-            .collect();
-        assert_no_secret(&q, &rows.join(","));
+        assert_masked_both_ways(&client, &q).await;
     }
     let mv = simple_values(
         &client
@@ -1335,16 +1332,7 @@ async fn renamed_columns_attached_children_and_swapped_schemas_are_caught() {
          alter schema {s}_t rename to {s}_b"
     ));
     for q in [&cols, &fam, &swapped] {
-        let simple = simple_values(&client.simple_query(q).await.unwrap());
-        assert_no_secret(q, &simple);
-        let rows: Vec<String> = client
-            .query(q.as_str(), &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<_, String>(1))
-            .collect();
-        assert_no_secret(q, &rows.join(","));
+        assert_masked_both_ways(&client, q).await;
     }
     direct(&format!(
         "alter table {s}.payments no inherit {s}.fam; drop schema {s}_a cascade; drop schema {s}_b cascade"
