@@ -361,3 +361,29 @@ allow_groups = ["ai-agents"]
     // The usual default passes.
     assert!(text(&gw.psql("select 1 as reached;\n")).contains("reached"));
 }
+
+/// Outside review, round 18 (F1, F2): startup settings are passed on as startup parameters,
+/// where `database` and `replication` are the connection itself: `-c database=postgres` in
+/// `options` reached another database, `-c replication=database` opened a walsender. Both are
+/// refused, through the real psql.
+#[test]
+fn connection_parameters_in_startup_options_are_refused() {
+    let gw = Gateway::start("");
+    for options in [
+        "-c database=postgres",
+        "-c replication=database",
+        "--database=postgres",
+    ] {
+        let conninfo = format!("{} options='{options}'", gw.agent());
+        let out = text(&psql(&conninfo, "select current_database() as db;\n"));
+        assert!(
+            !out.contains("postgres\n") && !out.contains("(1 row)"),
+            "{options}: {out}"
+        );
+        assert!(out.contains("connection parameter"), "{options}: {out}");
+    }
+    // A plain setting still passes.
+    let conninfo = format!("{} options='-c statement_timeout=5000'", gw.agent());
+    let out = text(&psql(&conninfo, "select current_database() as db;\n"));
+    assert!(out.contains("test"), "{out}");
+}

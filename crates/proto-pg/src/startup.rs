@@ -120,6 +120,14 @@ pub(crate) fn parse_options(options: &str) -> Result<Vec<(String, String)>, Stri
 /// A setting name as it may appear unquoted in `SET name TO …`: the gateway builds that text
 /// to judge it, so anything else is refused rather than quoted.
 fn checked_name(name: &str) -> Result<String, String> {
+    // Settings are passed on as startup parameters, where these names are not settings but the
+    // connection itself: `-c database=other` reached another database of the server, and
+    // `-c replication=database` opened a walsender (round-18 review, F1 and F2).
+    if PROTOCOL_PARAMS.contains(&name) || name.starts_with("_pq_") {
+        return Err(format!(
+            "`{name}` is a connection parameter, not a setting: it cannot be given in the startup options through airlock (the connection decides the database, user and protocol)"
+        ));
+    }
     let mut chars = name.chars();
     let first_ok = chars
         .next()
@@ -220,6 +228,22 @@ mod tests {
         v.iter()
             .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn connection_parameters_inside_options_are_refused() {
+        for bad in [
+            "-c database=postgres",
+            "-c replication=database",
+            "-c replication=true",
+            "-c user=postgres",
+            "-c options=-cwork_mem=1",
+            "-c _pq_.x=1",
+            "--database=postgres",
+        ] {
+            let err = parse_options(bad).unwrap_err();
+            assert!(err.contains("connection parameter"), "{bad}: {err}");
+        }
     }
 
     #[test]
