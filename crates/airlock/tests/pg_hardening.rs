@@ -367,12 +367,15 @@ allow_groups = ["ai-agents"]
 /// `options` reached another database, `-c replication=database` opened a walsender. Both are
 /// refused, through the real psql.
 #[test]
-fn connection_parameters_in_startup_options_are_refused() {
+fn connection_parameters_and_code_loading_settings_in_startup_options_are_refused() {
     let gw = Gateway::start("");
-    for options in [
-        "-c database=postgres",
-        "-c replication=database",
-        "--database=postgres",
+    for (options, why) in [
+        ("-c database=postgres", "connection parameter"),
+        ("-c replication=database", "connection parameter"),
+        ("--database=postgres", "connection parameter"),
+        // Round 19 (F1): a library loaded at session start runs inside the server.
+        ("-c session_preload_libraries=auto_explain", "load code"),
+        ("-c local_preload_libraries=x", "load code"),
     ] {
         let conninfo = format!("{} options='{options}'", gw.agent());
         let out = text(&psql(&conninfo, "select current_database() as db;\n"));
@@ -380,7 +383,7 @@ fn connection_parameters_in_startup_options_are_refused() {
             !out.contains("postgres\n") && !out.contains("(1 row)"),
             "{options}: {out}"
         );
-        assert!(out.contains("connection parameter"), "{options}: {out}");
+        assert!(out.contains(why), "{options}: {out}");
     }
     // A plain setting still passes.
     let conninfo = format!("{} options='-c statement_timeout=5000'", gw.agent());

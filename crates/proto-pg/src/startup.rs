@@ -117,6 +117,15 @@ pub(crate) fn parse_options(options: &str) -> Result<Vec<(String, String)>, Stri
     Ok(settings)
 }
 
+/// Settings through which a session's start loads libraries or other code.
+const CODE_LOADING_SETTINGS: &[&str] = &[
+    "session_preload_libraries",
+    "local_preload_libraries",
+    "shared_preload_libraries",
+    "dynamic_library_path",
+    "jit_provider",
+];
+
 /// A setting name as it may appear unquoted in `SET name TO …`: the gateway builds that text
 /// to judge it, so anything else is refused rather than quoted.
 fn checked_name(name: &str) -> Result<String, String> {
@@ -126,6 +135,14 @@ fn checked_name(name: &str) -> Result<String, String> {
     if PROTOCOL_PARAMS.contains(&name) || name.starts_with("_pq_") {
         return Err(format!(
             "`{name}` is a connection parameter, not a setting: it cannot be given in the startup options through airlock (the connection decides the database, user and protocol)"
+        ));
+    }
+    // Settings that make the server load a library when the session starts run that code
+    // inside the server (with a superuser credential, any file the agent names; round-19
+    // review, F1).
+    if CODE_LOADING_SETTINGS.contains(&name) {
+        return Err(format!(
+            "the startup setting `{name}` makes the server load code; airlock refuses it"
         ));
     }
     let mut chars = name.chars();
@@ -228,6 +245,21 @@ mod tests {
         v.iter()
             .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn settings_that_load_code_are_refused() {
+        for bad in [
+            "-c session_preload_libraries=auto_explain",
+            "-c local-preload-libraries=x",
+            "--dynamic_library_path=/tmp",
+            "-c jit_provider=x",
+        ] {
+            let err = parse_options(bad).unwrap_err();
+            assert!(err.contains("load code"), "{bad}: {err}");
+        }
+        let direct = sort_params(vec![("session_preload_libraries".into(), "x".into())]);
+        assert!(direct.is_err());
     }
 
     #[test]
