@@ -253,11 +253,6 @@ impl Check {
         self
     }
 
-    /// A simple-protocol check ends at its own ReadyForQuery, so pipelines stop skipping there.
-    pub fn is_simple(&self) -> bool {
-        !self.extended
-    }
-
     /// Part of the answer cannot be read: the statement's rows are masked as unknown.
     pub fn fail(&mut self) {
         self.verdict.store(true, Ordering::Relaxed);
