@@ -1372,3 +1372,24 @@ async fn foreign_tables_are_masked_as_unknown_and_readable() {
     assert!(simple.contains("[COLUMN]"), "readable: {simple}");
     assert_no_secret(&q, &extended.unwrap());
 }
+
+/// Outside review, round 20 (F1): a set operation whose first arm is `SELECT *` was masked by
+/// the first arm's column names, so what the other arm put under them came out clear.
+#[tokio::test]
+async fn set_operations_with_a_star_arm_mask_every_arm() {
+    let f = setup();
+    let s = f.schema.clone();
+    let (client, conn) = tokio_postgres::connect(&f.gw.agent(), NoTls).await.unwrap();
+    tokio::spawn(conn);
+    for q in [
+        format!("select * from (values (1, 'x')) v(id, c) union all select id, translate(card_number, '0123456789', 'abcdefghij') from {s}.payments"),
+        format!("select * from {s}.customers where false union all select id, reverse(card_number), 'x', 'y', 'z' from {s}.payments"),
+        format!("select count(*), max(c) from (select * from (values (1, 'x')) v(id, c) except select id, reverse(card_number) from {s}.payments) q"),
+    ] {
+        let out = simple_values(&client.simple_query(&q).await.unwrap());
+        assert_no_secret(&q, &out);
+        for card in CARDS {
+            assert!(!out.contains(&letters(card)), "{q}: {out}");
+        }
+    }
+}

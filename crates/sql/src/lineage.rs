@@ -1876,11 +1876,15 @@ fn merge_setop(left: Derived, right: Derived) -> Derived {
             .collect();
         return Derived { items };
     }
+    // A star in either arm: the arms cannot be lined up by position, and looking the result's
+    // columns up by name (the left arm's names) would miss what the right arm puts under them
+    // (`select * from t union all select id, translate(card, …) from customers`; round-20
+    // review, F1). Every column takes the union of both arms, as under column aliases.
+    let mut all = derived_all_static(&left);
+    all.absorb(&derived_all_static(&right));
+    all.unknown = true;
     Derived {
-        items: vec![Item::Star(vec![
-            Range::Derived(Arc::new(left)),
-            Range::Derived(Arc::new(right)),
-        ])],
+        items: vec![Item::Star(vec![Range::Opaque(all)])],
     }
 }
 
