@@ -674,43 +674,82 @@ mod tests {
         let check = |v: &[u8], schema: &[u8], id: &[u8]| {
             check_row(&row(&[id, v, rc, schema, b"v"]), &views)
         };
-        assert_eq!(
-            check(b"728/728/700/0:0", b"public", b"16392"),
-            RowVerdict::Same
+        // (version, schema, id, verdict, what)
+        type Case = (
+            &'static [u8],
+            &'static [u8],
+            &'static [u8],
+            RowVerdict,
+            &'static str,
         );
-        assert_eq!(
-            check(b"728/*/*/0:0", b"public", b"16392"),
-            RowVerdict::Same,
-            "flat"
-        );
-        assert_eq!(
-            check(b"729/*/*/0:0", b"public", b"16392"),
-            RowVerdict::Changed
-        );
-        assert_eq!(
-            check(b"729/729/700/0:0", b"public", b"16392"),
-            RowVerdict::Changed
-        );
-        assert_eq!(
-            check(b"728/728/731/0:0", b"public", b"16392"),
-            RowVerdict::Changed,
-            "a column renamed"
-        );
-        assert_eq!(
-            check(b"728/*/*/1:732", b"public", b"16392"),
-            RowVerdict::Changed,
-            "a child attached"
-        );
-        assert_eq!(
-            check(b"728/728/700/0:0", b"other", b"16392"),
-            RowVerdict::Changed,
-            "the same row under another name"
-        );
-        assert_eq!(
-            check(b"800/800/800/0:0", b"public", b"16400"),
-            RowVerdict::Changed
-        );
-        assert_eq!(check(b"800///0:0", b"other", b"16401"), RowVerdict::Differs);
+        let cases: [Case; 9] = [
+            (
+                b"728/728/700/0:0",
+                b"public",
+                b"16392",
+                RowVerdict::Same,
+                "unchanged",
+            ),
+            (
+                b"728/*/*/0:0",
+                b"public",
+                b"16392",
+                RowVerdict::Same,
+                "flat",
+            ),
+            (
+                b"729/*/*/0:0",
+                b"public",
+                b"16392",
+                RowVerdict::Changed,
+                "flat, class row",
+            ),
+            (
+                b"729/729/700/0:0",
+                b"public",
+                b"16392",
+                RowVerdict::Changed,
+                "view replaced",
+            ),
+            (
+                b"728/728/731/0:0",
+                b"public",
+                b"16392",
+                RowVerdict::Changed,
+                "a column renamed",
+            ),
+            (
+                b"728/*/*/1:732",
+                b"public",
+                b"16392",
+                RowVerdict::Changed,
+                "a child attached",
+            ),
+            (
+                b"728/728/700/0:0",
+                b"other",
+                b"16392",
+                RowVerdict::Changed,
+                "another name",
+            ),
+            (
+                b"800/800/800/0:0",
+                b"public",
+                b"16400",
+                RowVerdict::Changed,
+                "re-created",
+            ),
+            (
+                b"800///0:0",
+                b"other",
+                b"16401",
+                RowVerdict::Differs,
+                "a new relation",
+            ),
+        ];
+        for (version, schema, id, verdict, what) in cases {
+            assert_eq!(check(version, schema, id), verdict, "{what}");
+        }
         let rr = row(&[
             b"16392",
             b"728/728/700/0:0",
